@@ -1,0 +1,57 @@
+#define _GNU_SOURCE
+#include "ctricolor.h"
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <time.h>
+
+__thread void *tc_current_mutator = 0;
+
+uint64_t tc_thread_id(void) { return (uint64_t)syscall(SYS_gettid); }
+
+int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return -1;
+    void *addr; size_t size;
+    int rc = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) return -1;
+    *lo = (uintptr_t)addr; *hi = (uintptr_t)addr + size;
+    return 0;
+}
+
+int tc_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+
+static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec; }
+uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }
+uint64_t tc_walltime_ns(void) { return ts_ns(CLOCK_REALTIME); }
+uint64_t tc_thread_cputime_ns(void) { return ts_ns(CLOCK_THREAD_CPUTIME_ID); }
+
+struct tc_lock { pthread_mutex_t m; };
+size_t tc_lock_size(void) { return sizeof(struct tc_lock); }
+void tc_lock_init(tc_lock *l) { pthread_mutex_init(&l->m, 0); }
+void tc_lock_destroy(tc_lock *l) { pthread_mutex_destroy(&l->m); }
+void tc_lock_acquire(tc_lock *l) { pthread_mutex_lock(&l->m); }
+bool tc_lock_try(tc_lock *l) { return pthread_mutex_trylock(&l->m) == 0; }
+void tc_lock_release(tc_lock *l) { pthread_mutex_unlock(&l->m); }
+
+struct tc_cond { pthread_cond_t c; };
+size_t tc_cond_size(void) { return sizeof(struct tc_cond); }
+void tc_cond_init(tc_cond *c) { pthread_cond_init(&c->c, 0); }
+void tc_cond_destroy(tc_cond *c) { pthread_cond_destroy(&c->c); }
+void tc_cond_wait(tc_cond *c, tc_lock *l) { pthread_cond_wait(&c->c, &l->m); }
+void tc_cond_broadcast(tc_cond *c) { pthread_cond_broadcast(&c->c); }
+
+void *tc_mmap_reserve(size_t n) {
+    void *p = mmap(0, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? 0 : p;
+}
+int tc_mmap_commit(void *p, size_t n) { return mprotect(p, n, PROT_READ | PROT_WRITE); }
+int tc_madvise_hugepage(void *p, size_t n) { return madvise(p, n, MADV_HUGEPAGE); }
+int tc_madvise_dontneed(void *p, size_t n) { return madvise(p, n, MADV_DONTNEED); }
+int tc_munmap(void *p, size_t n) { return munmap(p, n); }
+void *tc_mmap_anon(size_t n) {
+    void *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? 0 : p;
+}

@@ -1,0 +1,69 @@
+// C shims for Tricolor. Only what Swift cannot do cheaply or at all:
+// atomics on raw memory (heap words, bitmaps), the thread-local "current mutator"
+// pointer, thread stack bounds, thread names, and a monotonic clock.
+#ifndef CTRICOLOR_H
+#define CTRICOLOR_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TC_INLINE static inline __attribute__((always_inline))
+
+// ---- atomics on raw memory; the ordering is in the name ----
+TC_INLINE uintptr_t tc_load_relaxed(const void *p) { return __atomic_load_n((const uintptr_t *)p, __ATOMIC_RELAXED); }
+TC_INLINE uintptr_t tc_load_acquire(const void *p) { return __atomic_load_n((const uintptr_t *)p, __ATOMIC_ACQUIRE); }
+TC_INLINE void tc_store_relaxed(void *p, uintptr_t v) { __atomic_store_n((uintptr_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE void tc_store_release(void *p, uintptr_t v) { __atomic_store_n((uintptr_t *)p, v, __ATOMIC_RELEASE); }
+TC_INLINE bool tc_cas(void *p, uintptr_t expected, uintptr_t desired) {
+    return __atomic_compare_exchange_n((uintptr_t *)p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+TC_INLINE uintptr_t tc_fetch_add(void *p, uintptr_t v) { return __atomic_fetch_add((uintptr_t *)p, v, __ATOMIC_ACQ_REL); }
+TC_INLINE uintptr_t tc_fetch_add_relaxed(void *p, uintptr_t v) { return __atomic_fetch_add((uintptr_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE uint32_t tc_load32_relaxed(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED); }
+TC_INLINE uint32_t tc_load32_acquire(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }
+TC_INLINE void tc_store32_release(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); }
+TC_INLINE void tc_store32_relaxed(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE bool tc_cas32(void *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n((uint32_t *)p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+TC_INLINE uint64_t tc_or64(void *p, uint64_t v) { return __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
+TC_INLINE uint64_t tc_load64_relaxed(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
+
+// ---- the mutator attached to this thread (a __thread variable; local-exec TLS) ----
+extern __thread void *tc_current_mutator;
+TC_INLINE void *tc_get_current_mutator(void) { return tc_current_mutator; }
+TC_INLINE void tc_set_current_mutator(void *m) { tc_current_mutator = m; }
+
+// ---- threads ----
+uint64_t tc_thread_id(void);                         // gettid()
+int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
+int tc_set_thread_name(const char *name);
+uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC
+uint64_t tc_walltime_ns(void);                       // CLOCK_REALTIME
+uint64_t tc_thread_cputime_ns(void);                 // CLOCK_THREAD_CPUTIME_ID
+
+// ---- mutex + condition variable living in raw memory ----
+typedef struct tc_lock tc_lock;
+size_t tc_lock_size(void);
+void tc_lock_init(tc_lock *l);
+void tc_lock_destroy(tc_lock *l);
+void tc_lock_acquire(tc_lock *l);
+bool tc_lock_try(tc_lock *l);
+void tc_lock_release(tc_lock *l);
+typedef struct tc_cond tc_cond;
+size_t tc_cond_size(void);
+void tc_cond_init(tc_cond *c);
+void tc_cond_destroy(tc_cond *c);
+void tc_cond_wait(tc_cond *c, tc_lock *l);
+void tc_cond_broadcast(tc_cond *c);
+
+// ---- OS memory ----
+void *tc_mmap_reserve(size_t n);                     // PROT_NONE, NORESERVE; NULL on failure
+int tc_mmap_commit(void *p, size_t n);               // PROT_READ|WRITE; 0 on success
+int tc_madvise_hugepage(void *p, size_t n);
+int tc_madvise_dontneed(void *p, size_t n);
+int tc_munmap(void *p, size_t n);
+void *tc_mmap_anon(size_t n);                        // RW, NORESERVE; NULL on failure
+
+#endif

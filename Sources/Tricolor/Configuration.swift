@@ -1,0 +1,101 @@
+import Glibc
+
+/// How a heap is set up. Read from the environment as Go reads it (`GOGC`, `GODEBUG`),
+/// then overridable in code. Invalid values are rejected with an error that names them.
+public struct Configuration: Sendable, Equatable {
+    /// GOGC: the heap may grow to live × (1 + gcPercent/100) before the next cycle.
+    /// nil turns the collector off (`GOGC=off`), like a negative value in Go.
+    public var gcPercent: Int?
+    /// Checked mode (`GODEBUG=tricolorcheck=1`): every allocation, load and store is
+    /// validated and misuse traps with a message. Slow; for debugging.
+    public var checked: Bool
+    /// `GODEBUG=gctrace=1`: one line per collection on stderr.
+    public var gctrace: Bool
+    /// `GODEBUG=clobberfree=1`: freed objects are filled with 0xdeadbeef before reuse.
+    public var clobberFree: Bool
+    /// `GODEBUG=gccheckmark=1`: verify each mark phase with a second, stop-the-world mark.
+    public var checkmark: Bool
+    /// Address space reserved for the heap at creation (not memory: pages are committed
+    /// as the heap grows). The heap can never exceed it. Default 256 GiB.
+    public var reservedAddressSpace: Int
+
+    public init(gcPercent: Int? = 100, checked: Bool = false, gctrace: Bool = false,
+                clobberFree: Bool = false, checkmark: Bool = false,
+                reservedAddressSpace: Int = 256 << 30) {
+        self.gcPercent = gcPercent
+        self.checked = checked
+        self.gctrace = gctrace
+        self.clobberFree = clobberFree
+        self.checkmark = checkmark
+        self.reservedAddressSpace = reservedAddressSpace
+    }
+
+    /// The configuration described by `GOGC` and `GODEBUG` in `environment`
+    /// (the process environment by default).
+    public static func fromEnvironment(_ environment: [String: String]? = nil) throws(ConfigurationError) -> Configuration {
+        let env = environment ?? ProcessEnvironment.current()
+        var c = Configuration()
+        if let v = env["GOGC"] {
+            c.gcPercent = try parseGOGC(v)
+        }
+        if let v = env["GODEBUG"] {
+            for item in v.split(separator: ",") where !item.isEmpty {
+                let kv = item.split(separator: "=", maxSplits: 1)
+                let key = String(kv[0])
+                let value = kv.count > 1 ? String(kv[1]) : ""
+                func flag() throws(ConfigurationError) -> Bool {
+                    guard let n = Int(value), n >= 0 else {
+                        throw ConfigurationError(message: "invalid GODEBUG value \(key)=\(value): expected a non-negative integer")
+                    }
+                    return n != 0
+                }
+                switch key {
+                case "gctrace": c.gctrace = try flag()
+                case "tricolorcheck": c.checked = try flag()
+                case "clobberfree": c.clobberFree = try flag()
+                case "gccheckmark": c.checkmark = try flag()
+                default: break  // unknown keys are ignored, as in Go
+                }
+            }
+        }
+        return c
+    }
+
+    /// Parse a GOGC value: a percentage (may be negative, which means off) or "off".
+    public static func parseGOGC(_ v: String) throws(ConfigurationError) -> Int? {
+        if v == "off" { return nil }
+        guard let n = Int(v) else {
+            throw ConfigurationError(message: "invalid GOGC value \"\(v)\": expected an integer percentage or \"off\"")
+        }
+        return n < 0 ? nil : n
+    }
+
+    func validate() throws(ConfigurationError) {
+        if reservedAddressSpace < 64 << 20 {
+            throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): must be at least one 64 MiB arena (67108864 bytes)")
+        }
+        if reservedAddressSpace > 1 << 46 {
+            throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): at most 64 TiB (70368744177664 bytes)")
+        }
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public var description: String { message }
+}
+
+enum ProcessEnvironment {
+    static func current() -> [String: String] {
+        var result: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") {
+                result[String(s[..<eq])] = String(s[s.index(after: eq)...])
+            }
+            p += 1
+        }
+        return result
+    }
+}

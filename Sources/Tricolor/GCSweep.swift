@@ -1,0 +1,129 @@
+import CTricolor
+import Glibc
+
+// Sweeping (Go's mgcsweep.go). After mark termination every in-use span is unswept.
+// Spans are swept lazily: a mutator that needs a span sweeps one from its class's
+// central list (cacheSpan), and the next cycle finishes whatever is left before it
+// stops the world (sweepOne loop in gcStart).
+//
+// Sweeping one small span: objects that were allocated and are not marked are freed
+// (their memory zeroed, or poisoned under clobberfree), then the mark bits become the
+// alloc bits — a pointer swap, no copying — and fresh zero mark bits are installed.
+// A span left with no objects returns to the page heap. A large span is either kept
+// (marked) or freed whole.
+
+let clobberPattern: UInt64 = 0xdeadbeef_deadbeef
+
+extension Heap {
+    /// Sweep a span the caller owns (sweepgen == sg-1). With `preserve` the span is left
+    /// to the caller even if empty; otherwise it goes back to a central list or the heap.
+    /// Returns false if the span was freed.
+    @discardableResult
+    func sweepSpan(_ s: UnsafeMutablePointer<MSpan>, preserve: Bool) -> Bool {
+        let sg = sweepgen
+        precondition(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
+        add(.sweepSpans, 1)
+        let spc = s.pointee.spanClass
+        if s.pointee.isLarge {
+            if s.isMarked(0) {
+                s.pointee.gcmarkBits![0] = 0
+                s.storeSweepgen(sg)
+                if !preserve {
+                    let c = centrals + Int(spc.raw)
+                    c.pointee.lock.withLock { c.pointee.push(MCentral.fullSwept(sg), s) }
+                }
+                return true
+            }
+            let size = s.pointee.limit - s.pointee.startAddr
+            add(.largeFreeCount, 1)
+            add(.largeFreeBytes, s.pointee.npages << SizeClassTable.pageShiftU)
+            if configuration.clobberFree { clobber(s.pointee.startAddr, size) }
+            freeSpan(s)
+            return false
+        }
+
+        let nelems = s.pointee.nelems
+        let words = Int(s.pointee.bitmapWords)
+        let alloc = s.pointee.allocBits!
+        let mark = s.pointee.gcmarkBits!
+        let freeIndex = s.pointee.freeIndex
+        let elemSize = s.pointee.elemSize
+        let base = s.pointee.startAddr
+        var nfreed: UInt = 0
+        var nalloc: UInt = 0
+        for w in 0..<words {
+            let lo = UInt(w) * 64
+            // slots allocated before this cycle's mark: below freeIndex or alloc bit set
+            var allocated = alloc[w]
+            if freeIndex >= lo + 64 { allocated = ~0 }
+            else if freeIndex > lo { allocated |= (1 << UInt64(freeIndex - lo)) - 1 }
+            if nelems < lo + 64 { allocated &= (1 << UInt64(nelems - lo)) - 1 }
+            var dead = allocated & ~mark[w]
+            nalloc += UInt(mark[w].nonzeroBitCount)
+            nfreed += UInt(dead.nonzeroBitCount)
+            while dead != 0 {
+                let i = lo + UInt(dead.trailingZeroBitCount)
+                dead &= dead - 1
+                let p = base + i * elemSize
+                if configuration.clobberFree {
+                    clobber(p, elemSize)
+                } else {
+                    UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(elemSize))
+                }
+            }
+        }
+        if nfreed > 0 {
+            _ = tc_fetch_add_relaxed(counter(HeapWord.smallFreeBase + spc.sizeClass), nfreed)
+        }
+        // The mark bits become the alloc bits.
+        s.pointee.allocBits = mark
+        s.pointee.gcmarkBits = alloc
+        alloc.initialize(repeating: 0, count: words)
+        s.pointee.freeIndex = 0
+        s.pointee.allocCount = nalloc
+        s.primeAllocCache()
+        s.storeSweepgen(sg)
+        if preserve { return true }
+        if nalloc == 0 {
+            freeSpan(s)
+            return false
+        }
+        let c = centrals + Int(spc.raw)
+        c.pointee.lock.withLock {
+            c.pointee.push(nalloc == nelems ? MCentral.fullSwept(sg) : MCentral.partialSwept(sg), s)
+        }
+        return true
+    }
+
+    @inline(__always)
+    func counter(_ index: Int) -> UnsafeMutablePointer<UInt> { words + index }
+
+    func clobber(_ p: UInt, _ n: UInt) {
+        let w = UnsafeMutablePointer<UInt64>(bitPattern: p)!
+        w.initialize(repeating: clobberPattern, count: Int(n / 8))
+    }
+
+    /// Sweep one unswept span from any central list (Go's sweepone). False when none is left.
+    func sweepOne() -> Bool {
+        let sg = sweepgen
+        for i in 0..<SpanClass.count {
+            let c = centrals + i
+            c.pointee.lock.lock()
+            var s = c.pointee.pop(MCentral.partialUnswept(sg))
+            if s == nil { s = c.pointee.pop(MCentral.fullUnswept(sg)) }
+            c.pointee.lock.unlock()
+            guard let span = s else { continue }
+            if span.tryAcquireForSweep(sg) { sweepSpan(span, preserve: false) }
+            return true
+        }
+        return false
+    }
+
+    /// Sweep everything still unswept (Go's finishsweep). Returns spans swept.
+    @discardableResult
+    func finishSweep() -> Int {
+        var n = 0
+        while sweepOne() { n += 1 }
+        return n
+    }
+}

@@ -1,0 +1,315 @@
+import CTricolor
+import Glibc
+
+/// A garbage-collected heap: Go's mheap, the collector and its pacer, behind one object.
+///
+/// Threads that touch the heap attach as a `Mutator` (Go's P + G). Objects are allocated
+/// from a mutator, referenced by `Ref`, and kept alive by roots: the mutators' shadow
+/// stacks, global root slots and handles. A collection starts automatically when the
+/// heap reaches its goal (GOGC) or when `collect()` is called.
+///
+/// The heap's hot state is read by code inlined into the caller, so it is kept in
+/// runtime-owned memory behind unsafe pointers; no lock and no reference counting is on
+/// the allocation fast path.
+public final class Heap: @unchecked Sendable {
+    // MARK: read by inlined code
+    /// Atomic words shared by every thread; see `HeapWord`.
+    @usableFromInline let words: UnsafeMutablePointer<UInt>
+    /// The shared zero-size object: every 0-byte allocation returns its address.
+    @usableFromInline let zeroBase: UInt
+    @usableFromInline let sizeToClass8: UnsafeMutablePointer<UInt8>
+    @usableFromInline let sizeToClass128: UnsafeMutablePointer<UInt8>
+    @usableFromInline let emptySpan: UnsafeMutablePointer<MSpan>
+
+    // MARK: configuration
+    public let configuration: Configuration
+    let checked: Bool
+    /// Allocation must take the slow path (checked mode, clobberfree).
+    let debugSlowPath: Bool
+
+    // MARK: address space and arenas (heap lock)
+    let arenaBase: UInt
+    let reservedBytes: UInt
+    let numArenas: Int
+    /// One entry per 64 MiB arena of the reservation; nil until the arena is mapped.
+    let arenas: UnsafeMutablePointer<UnsafeMutablePointer<HeapArena>?>
+    var mappedArenas = 0
+    var pages: PageAlloc
+    var spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
+    let meta = MetaAlloc()
+    let heapLock = RuntimeLock(rank: .mheap)
+
+    // MARK: central lists (one per span class)
+    let centrals: UnsafeMutablePointer<MCentral>
+
+    // MARK: types (types lock)
+    let types: UnsafeMutablePointer<TypeInfo>
+    var typeNames: [String] = ["<bytes>"]
+    var typeLayouts: [TypeLayout?] = [nil]
+    let typesLock = RuntimeLock(rank: .types)
+
+    // MARK: world stop (sched lock)
+    let schedLock = RuntimeLock(rank: .sched)
+    let stateChanged = RuntimeCond()
+    let worldStarted = RuntimeCond()
+    var stwActive = false
+    var mutators: UnsafeMutablePointer<MutatorState>? = nil   // attached, linked by `next`
+    var freeMutators: UnsafeMutablePointer<MutatorState>? = nil
+
+    // MARK: roots
+    let globalsLock = RuntimeLock(rank: .globals)
+    var globalSlots: RootSlotTable
+    var handleSlots: RootSlotTable
+
+    // MARK: collector state (owned by whoever stopped the world)
+    var gcPercent: Int?
+    var heapMarked: UInt = 0
+    var heapGoal: UInt
+    var gcWork = MarkStack()
+    var numForcedGC: UInt32 = 0
+    var pauseNs = [UInt64](repeating: 0, count: 256)
+    var pauseEnd = [UInt64](repeating: 0, count: 256)
+    var pauseTotalNs: UInt64 = 0
+    var lastGC: UInt64 = 0
+    var pauses: [UInt64] = []            // every pause, for quantiles
+    let startTime = tc_nanotime()
+    let statsLock = RuntimeLock(rank: .stats)
+    var nextMutatorID = 0
+    var lastCycle: CycleTrace? = nil
+    var gcCPUNs: UInt64 = 0
+
+    static let heapMinimum: UInt = 4 << 20
+
+    public init(configuration: Configuration = Configuration()) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        checked = configuration.checked
+        debugSlowPath = configuration.checked || configuration.clobberFree
+        if checked { LockRanking.enabled = true }
+        gcPercent = configuration.gcPercent
+
+        words = .allocate(capacity: HeapWord.count)
+        words.initialize(repeating: 0, count: HeapWord.count)
+
+        // Address space: one reservation, arena aligned.
+        let arenaBytes = HeapArena.bytes
+        let want = (configuration.reservedAddressSpace + arenaBytes - 1) / arenaBytes * arenaBytes
+        guard let raw = SysMemory.reserve(want + arenaBytes) else {
+            throw HeapError.outOfMemory("cannot reserve \(want) bytes of address space")
+        }
+        let alignedBase = (UInt(bitPattern: raw) + UInt(arenaBytes) - 1) & ~UInt(arenaBytes - 1)
+        arenaBase = alignedBase
+        reservedBytes = UInt(want)
+        numArenas = want / arenaBytes
+        reservationStart = raw
+        reservationBytes = want + arenaBytes
+        arenas = .allocate(capacity: numArenas)
+        arenas.initialize(repeating: nil, count: numArenas)
+        guard let pa = PageAlloc(pages: want / SizeClassTable.pageSize) else {
+            throw HeapError.outOfMemory("cannot map page allocator metadata")
+        }
+        pages = pa
+
+        // Tables the fast path reads, copied out of Swift arrays once.
+        sizeToClass8 = .allocate(capacity: SizeClassTable.sizeToClass8.count)
+        sizeToClass8.initialize(from: SizeClassTable.sizeToClass8, count: SizeClassTable.sizeToClass8.count)
+        sizeToClass128 = .allocate(capacity: SizeClassTable.sizeToClass128.count)
+        sizeToClass128.initialize(from: SizeClassTable.sizeToClass128, count: SizeClassTable.sizeToClass128.count)
+        emptySpan = .allocate(capacity: 1)
+        emptySpan.initialize(to: .empty)
+        let zb = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+        zb.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+        zeroBase = UInt(bitPattern: zb)
+
+        centrals = .allocate(capacity: SpanClass.count)
+        for i in 0..<SpanClass.count { (centrals + i).initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i)))) }
+
+        let typesBytes = maxTypes * MemoryLayout<TypeInfo>.stride
+        guard let tp = SysMemory.allocMetadata(typesBytes) else { throw HeapError.outOfMemory("cannot map type registry") }
+        types = tp.bindMemory(to: TypeInfo.self, capacity: maxTypes)
+
+        globalSlots = RootSlotTable()
+        handleSlots = RootSlotTable()
+        heapGoal = Heap.goal(marked: 0, roots: 0, gcPercent: configuration.gcPercent)
+        words[HeapWord.sweepgen.rawValue] = 0
+        words[HeapWord.heapGoal.rawValue] = heapGoal
+    }
+
+    let reservationStart: UnsafeMutableRawPointer
+    let reservationBytes: Int
+
+    deinit {
+        var m = freeMutators
+        while let s = m { m = s.pointee.next; s.pointee.releaseStorage(); s.deinitialize(count: 1); s.deallocate() }
+        var a = mutators
+        while let s = a { a = s.pointee.next; s.pointee.releaseStorage(); s.deinitialize(count: 1); s.deallocate() }
+        for i in 0..<numArenas { if let h = arenas[i] { h.pointee.destroy(); h.deallocate() } }
+        arenas.deallocate()
+        pages.destroy()
+        SysMemory.free(reservationStart, reservationBytes)
+        for i in 0..<SpanClass.count { centrals[i].lock.destroy() }
+        centrals.deallocate()
+        SysMemory.free(UnsafeMutableRawPointer(types), maxTypes * MemoryLayout<TypeInfo>.stride)
+        globalSlots.destroy(); handleSlots.destroy()
+        sizeToClass8.deallocate(); sizeToClass128.deallocate(); emptySpan.deallocate()
+        UnsafeMutableRawPointer(bitPattern: zeroBase)!.deallocate()
+        words.deallocate()
+        // FixAlloc/MetaAlloc chunks are left mapped: they are small and a heap is
+        // normally created once per process.
+    }
+
+    // MARK: atomic words
+
+    @inlinable @inline(__always)
+    func load(_ w: HeapWord) -> UInt { tc_load_relaxed(words + w.rawValue) }
+    @inline(__always) func store(_ w: HeapWord, _ v: UInt) { tc_store_release(words + w.rawValue, v) }
+    @inline(__always) func add(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, v) }
+    @inline(__always) func sub(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, 0 &- v) }
+    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: tc_load_acquire(words + HeapWord.sweepgen.rawValue)) }
+
+    // MARK: types
+
+    /// Register a layout. Sizes are rounded up to 8 bytes; pointer words must lie inside
+    /// the object. Returns the handle that allocation takes.
+    public func register(_ layout: TypeLayout) throws -> ObjectType {
+        guard layout.size >= 0 else { throw HeapError.invalidLayout("type \(layout.name): negative size \(layout.size)") }
+        let size = (layout.size + 7) & ~7
+        let wordsCount = size / 8
+        for w in layout.pointerWords where w < 0 || w >= wordsCount {
+            throw HeapError.invalidLayout("type \(layout.name): pointer word \(w) outside the object's \(wordsCount) words")
+        }
+        if Set(layout.pointerWords).count != layout.pointerWords.count {
+            throw HeapError.invalidLayout("type \(layout.name): pointer word listed twice")
+        }
+        return try typesLock.withLock {
+            let id = typeNames.count
+            guard id < maxTypes else { throw HeapError.invalidLayout("type \(layout.name): more than \(maxTypes - 1) types registered") }
+            var info = TypeInfo(size: UInt(max(size, 8)), ptrWords: nil, numPtrWords: layout.pointerWords.count, ptrMask: nil)
+            if !layout.pointerWords.isEmpty {
+                let sorted = layout.pointerWords.sorted()
+                let pw = UnsafeMutablePointer<UInt32>.allocate(capacity: sorted.count)
+                for (i, w) in sorted.enumerated() { pw[i] = UInt32(w) }
+                info.ptrWords = pw
+                let maskWords = (wordsCount + 63) / 64
+                let mask = UnsafeMutablePointer<UInt64>.allocate(capacity: maskWords)
+                mask.initialize(repeating: 0, count: maskWords)
+                for w in sorted { mask[w / 64] |= 1 << UInt64(w % 64) }
+                info.ptrMask = mask
+            }
+            types[id] = info
+            typeNames.append(layout.name)
+            typeLayouts.append(layout)
+            let noscan = layout.pointerWords.isEmpty
+            let small = size <= SizeClassTable.maxSmallSize
+            let spc = small && size > 0 ? SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)
+                                         : SpanClass(sizeClass: 0, noscan: noscan)
+            return ObjectType(id: UInt16(id), size: size, spanClass: spc, isSmall: small)
+        }
+    }
+
+    func typeName(_ id: UInt16) -> String { typesLock.withLock { Int(id) < typeNames.count ? typeNames[Int(id)] : "<type \(id)>" } }
+
+    // MARK: the address → span map (Go's spanOf)
+
+    @inline(__always)
+    func spanOf(_ p: UInt) -> UnsafeMutablePointer<MSpan>? {
+        let off = p &- arenaBase
+        if off >= reservedBytes { return nil }
+        guard let a = arenas[Int(off >> HeapArena.logBytes)] else { return nil }
+        return a.pointee.spans[Int((off >> SizeClassTable.pageShiftU) & UInt(HeapArena.pagesPerArena - 1))]
+    }
+
+    static func goal(marked: UInt, roots: UInt, gcPercent: Int?) -> UInt {
+        guard let pct = gcPercent else { return UInt.max }
+        let minimum = heapMinimum * UInt(pct) / 100
+        let g = marked + (marked + roots) * UInt(pct) / 100
+        return max(g, minimum)
+    }
+}
+
+public enum HeapError: Error, CustomStringConvertible, Equatable {
+    case outOfMemory(String)
+    case invalidLayout(String)
+    case invalidArgument(String)
+    public var description: String {
+        switch self {
+        case .outOfMemory(let s): return "out of memory: \(s)"
+        case .invalidLayout(let s): return "invalid layout: \(s)"
+        case .invalidArgument(let s): return "invalid argument: \(s)"
+        }
+    }
+}
+
+/// Indexes of the heap's shared atomic words.
+@usableFromInline
+enum HeapWord: Int {
+    case stopRequested = 0   // nonzero while a stop-the-world is requested or in force
+    case sweepgen            // Go's mheap.sweepgen; +2 per cycle
+    case heapLive            // bytes in spans handed to mcaches + large objects since last mark
+    case heapGoal            // next collection starts when heapLive reaches this
+    case numGC
+    // cumulative counters (Go's heapStats)
+    case largeAllocCount, largeAllocBytes, largeFreeCount, largeFreeBytes
+    case tinyAllocCount
+    case heapInuse           // bytes in in-use spans
+    case heapSys             // bytes of heap address space made Ready
+    case sweepSpans          // spans swept this cycle
+    case smallAllocBase      // 68 entries: objects allocated per size class
+    static let smallFreeBase = smallAllocBase.rawValue + SizeClassTable.numSizeClasses
+    static let count = smallFreeBase + SizeClassTable.numSizeClasses
+}
+
+/// Per-arena metadata (Go's heapArena): the span owning each of its 8192 pages.
+struct HeapArena {
+    static let logBytes: UInt = 26
+    static let bytes = 64 << 20
+    static let pagesPerArena = bytes / SizeClassTable.pageSize
+    let spans: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+    /// Pages below this offset have been used before and may hold garbage (Go's zeroedBase).
+    var zeroedBase: UInt = 0
+
+    init?() {
+        guard let p = SysMemory.allocMetadata(HeapArena.pagesPerArena * 8) else { return nil }
+        spans = p.bindMemory(to: UnsafeMutablePointer<MSpan>?.self, capacity: HeapArena.pagesPerArena)
+    }
+    func destroy() { SysMemory.free(UnsafeMutableRawPointer(spans), HeapArena.pagesPerArena * 8) }
+}
+
+/// Growable explicit grey stack for marking (no recursion, so deep structures cannot
+/// overflow the native stack).
+struct MarkStack {
+    var base: UnsafeMutablePointer<UInt>
+    var count = 0
+    var capacity = 4096
+    init() { base = .allocate(capacity: 4096) }
+    @inline(__always) mutating func push(_ p: UInt) {
+        if count == capacity { grow() }
+        base[count] = p
+        count += 1
+    }
+    @inline(__always) mutating func pop() -> UInt? {
+        if count == 0 { return nil }
+        count -= 1
+        return base[count]
+    }
+    mutating func grow() {
+        let n = UnsafeMutablePointer<UInt>.allocate(capacity: capacity * 2)
+        n.moveInitialize(from: base, count: count)
+        base.deallocate()
+        base = n
+        capacity *= 2
+    }
+}
+
+struct CycleTrace {
+    var number: Int
+    var start: UInt64
+    var sweepTermNs: UInt64
+    var markNs: UInt64
+    var markTermNs: UInt64
+    var heapStart: UInt
+    var heapMarked: UInt
+    var goal: UInt
+    var stacks: UInt
+    var forced: Bool
+}

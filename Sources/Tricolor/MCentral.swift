@@ -1,0 +1,117 @@
+import CTricolor
+
+// MCentral: the spans of one span class that no mutator has cached (Go's mcentral).
+// Four sets: partial/full × swept/unswept. Because the heap's sweepgen grows by 2 per
+// cycle, the swept and unswept sets trade roles at every mark termination without
+// moving a span. Go's sets are lock-free spanSets; ours are intrusive stacks under one
+// lock per span class, which refill paths take once per span.
+//
+// Invariants: a span is in at most one set; spans in swept(sg) sets have sweepgen == sg.
+
+struct MCentral {
+    let lock: RuntimeLock
+    let spanClass: SpanClass
+    /// [partial0, partial1, full0, full1]
+    let heads: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+
+    init(spanClass: SpanClass) {
+        lock = RuntimeLock(rank: .mcentral)
+        self.spanClass = spanClass
+        heads = .allocate(capacity: 4)
+        heads.initialize(repeating: nil, count: 4)
+    }
+
+    static func partialSwept(_ sg: UInt32) -> Int { Int(sg / 2 % 2) }
+    static func partialUnswept(_ sg: UInt32) -> Int { 1 - Int(sg / 2 % 2) }
+    static func fullSwept(_ sg: UInt32) -> Int { 2 + Int(sg / 2 % 2) }
+    static func fullUnswept(_ sg: UInt32) -> Int { 3 - Int(sg / 2 % 2) }
+
+    /// Lock held.
+    func push(_ set: Int, _ s: UnsafeMutablePointer<MSpan>) {
+        s.pointee.next = heads[set]
+        heads[set] = s
+    }
+    /// Lock held.
+    func pop(_ set: Int) -> UnsafeMutablePointer<MSpan>? {
+        guard let s = heads[set] else { return nil }
+        heads[set] = s.pointee.next
+        s.pointee.next = nil
+        return s
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == MSpan {
+    /// Take ownership of an unswept span for sweeping (sg-2 → sg-1).
+    func tryAcquireForSweep(_ sg: UInt32) -> Bool {
+        return tc_cas32(sweepgenAddress, sg &- 2, sg &- 1)
+    }
+    var sweepgenAddress: UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(self) + MemoryLayout<MSpan>.offset(of: \MSpan.sweepgen)!
+    }
+    func loadSweepgen() -> UInt32 { tc_load32_acquire(sweepgenAddress) }
+    func storeSweepgen(_ v: UInt32) { tc_store32_release(sweepgenAddress, v) }
+}
+
+extension Heap {
+    /// A span with at least one free slot for a mutator cache (Go's cacheSpan):
+    /// a swept partial span, else an unswept one swept now, else a fresh span.
+    func cacheSpan(_ spc: SpanClass) -> UnsafeMutablePointer<MSpan>? {
+        let c = centrals + Int(spc.raw)
+        let sg = sweepgen
+        var found: UnsafeMutablePointer<MSpan>? = nil
+        c.pointee.lock.lock()
+        if let s = c.pointee.pop(MCentral.partialSwept(sg)) {
+            found = s
+        } else {
+            var budget = 100
+            while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.partialUnswept(sg)) {
+                if s.tryAcquireForSweep(sg) {
+                    c.pointee.lock.unlock()
+                    _ = sweepSpan(s, preserve: true)
+                    c.pointee.lock.lock()
+                    found = s
+                }
+                budget -= 1
+            }
+            while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.fullUnswept(sg)) {
+                if s.tryAcquireForSweep(sg) {
+                    c.pointee.lock.unlock()
+                    _ = sweepSpan(s, preserve: true)
+                    let i = s.nextFreeIndex()
+                    c.pointee.lock.lock()
+                    if i != s.pointee.nelems {
+                        s.pointee.freeIndex = i
+                        found = s
+                    } else {
+                        c.pointee.push(MCentral.fullSwept(sg), s)
+                    }
+                }
+                budget -= 1
+            }
+        }
+        c.pointee.lock.unlock()
+        if found == nil {
+            found = allocSpan(npages: Int(SizeClassTable.classToAllocNPages[spc.sizeClass]), spanClass: spc)
+        }
+        guard let s = found else { return nil }
+        s.primeAllocCache()
+        return s
+    }
+
+    /// Give a cached span back to its central list (Go's uncacheSpan).
+    func uncacheSpan(_ s: UnsafeMutablePointer<MSpan>) {
+        let sg = sweepgen
+        let c = centrals + Int(s.pointee.spanClass.raw)
+        if s.loadSweepgen() == sg &+ 1 {
+            // Cached before the last mark termination: sweep it now.
+            s.storeSweepgen(sg &- 1)
+            _ = sweepSpan(s, preserve: false)
+            return
+        }
+        s.storeSweepgen(sg)
+        c.pointee.lock.withLock {
+            let full = s.pointee.allocCount == s.pointee.nelems
+            c.pointee.push(full ? MCentral.fullSwept(sg) : MCentral.partialSwept(sg), s)
+        }
+    }
+}

@@ -1,0 +1,405 @@
+import CTricolor
+import Glibc
+
+// A mutator is a thread attached to a heap: Go's P (it owns an MCache) and G (it owns a
+// stack of roots, the shadow stack). All heap access goes through it.
+//
+// Fast paths here are @inlinable and compile into user code: they touch only this
+// mutator's cache and stack, take no lock, do no atomic read-modify-write and no
+// reference counting. Everything else is in one outlined slow path per operation.
+//
+// Safepoints: a mutator answers a stop-the-world request in allocation slow paths, in
+// `safepoint()`, and when entering or leaving a blocking region. A thread that computes
+// for a long time without allocating should call `safepoint()` now and then, or do that
+// work inside `blocking { }` if it does not touch the heap.
+
+@usableFromInline
+enum MutatorStatus: UInt32 {
+    case running = 0, parked, blocking, detached
+}
+
+@usableFromInline
+struct MutatorState {
+    // -- fast path --
+    @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>  // MCache.alloc[136]
+    @usableFromInline var stack: UnsafeMutablePointer<UInt>    // shadow stack slots
+    @usableFromInline var stackTop: Int
+    @usableFromInline var stackCap: Int
+    /// Nonzero: loads, stores and frames take the slow path (checked mode, detached).
+    @usableFromInline var slowFlags: UInt8
+    @usableFromInline let stopFlag: UnsafeMutablePointer<UInt>
+    @usableFromInline unowned(unsafe) let heap: Heap
+    // -- MCache, rest --
+    var tiny: UInt = 0
+    var tinyOffset: UInt = 0
+    var tinyAllocs: UInt = 0
+    // -- scheduling (sched lock) --
+    var status: MutatorStatus = .running
+    var next: UnsafeMutablePointer<MutatorState>? = nil
+    var threadID: UInt64 = 0
+    let id: Int
+
+    static let initialStackSlots = 2048 / 8   // 2 KiB, Go's _StackMin
+    static let flagChecked: UInt8 = 1
+    static let flagDetached: UInt8 = 2
+
+    init(heap: Heap, id: Int) {
+        self.heap = heap
+        self.id = id
+        alloc = .allocate(capacity: SpanClass.count)
+        alloc.initialize(repeating: heap.emptySpan, count: SpanClass.count)
+        stack = .allocate(capacity: MutatorState.initialStackSlots)
+        stackTop = 0
+        stackCap = MutatorState.initialStackSlots
+        slowFlags = 0
+        stopFlag = heap.words + HeapWord.stopRequested.rawValue
+    }
+
+    func releaseStorage() {
+        alloc.deallocate()
+        stack.deallocate()
+    }
+}
+
+/// A thread's handle on a heap. Obtain one with `Heap.withMutator` or `Heap.attach`;
+/// use it only on the thread that attached it.
+@frozen
+public struct Mutator {
+    @usableFromInline let state: UnsafeMutablePointer<MutatorState>
+    @usableFromInline let cache: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+
+    @usableFromInline init(state: UnsafeMutablePointer<MutatorState>) {
+        self.state = state
+        cache = state.pointee.alloc
+    }
+
+    public var heap: Heap { state.pointee.heap }
+
+    // MARK: allocation
+
+    /// Allocate one zeroed object of type `t`. Traps with "out of memory" when the heap
+    /// cannot grow (Go's behaviour); see `tryAllocate`.
+    @inlinable @inline(__always)
+    public func allocate(_ t: ObjectType) -> Ref {
+        if _fastPath(t.isSmall) {
+            let s = cache[Int(t.spanClass.raw)]
+            let p = s.nextFreeFast()
+            if _fastPath(p != 0) {
+                if !t.spanClass.noscan {
+                    let idx = (p &- s.pointee.startAddr) / s.pointee.elemSize
+                    s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = t.id
+                }
+                return Ref(address: p)
+            }
+        }
+        return Ref(address: allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false))
+    }
+
+    /// Like `allocate`, but nil instead of a fatal error when memory cannot be had.
+    @inlinable
+    public func tryAllocate(_ t: ObjectType) -> Ref? {
+        let p = allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: true)
+        return p == 0 ? nil : Ref(address: p)
+    }
+
+    /// Allocate `count` consecutive zeroed objects of type `t` as one object.
+    public func allocateArray(_ t: ObjectType, count: Int) -> Ref {
+        let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
+        if count < 0 || overflow { runtimeFatal("allocation size out of range: \(count) elements of \(t.size) bytes") }
+        return Ref(address: allocateSlow(size: size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false))
+    }
+
+    public func tryAllocateArray(_ t: ObjectType, count: Int) -> Ref? {
+        let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
+        if count < 0 || overflow { return nil }
+        let p = allocateSlow(size: size, typeID: t.id, noscan: t.spanClass.noscan, canFail: true)
+        return p == 0 ? nil : Ref(address: p)
+    }
+
+    /// Allocate `size` zeroed bytes that hold no pointers (Go's mallocgc with a nil type).
+    /// Sizes under 16 bytes share 16-byte blocks (the tiny allocator).
+    @inlinable @inline(__always)
+    public func allocateBytes(_ size: Int) -> Ref {
+        if _fastPath(size >= 16 && size <= 1016) {
+            let c = Int(state.pointee.heap.sizeToClass8[(size &+ 7) &>> 3])
+            let s = cache[c &<< 1 | 1]
+            let p = s.nextFreeFast()
+            if _fastPath(p != 0) { return Ref(address: p) }
+        }
+        return Ref(address: allocateSlow(size: size, typeID: 0, noscan: true, canFail: false))
+    }
+
+    public func tryAllocateBytes(_ size: Int) -> Ref? {
+        let p = allocateSlow(size: size, typeID: 0, noscan: true, canFail: true)
+        return p == 0 ? nil : Ref(address: p)
+    }
+
+    /// Go's mallocgc minus the fast paths above. Returns 0 only when `canFail`.
+    @usableFromInline @inline(never)
+    func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+        let st = state
+        let heap = st.pointee.heap
+        if st.pointee.slowFlags != 0 { checkUsable("allocate") }
+        if st.pointee.stopFlag.pointee != 0 { heap.park(st) }
+        if size < 0 {
+            if canFail { return 0 }
+            runtimeFatal("allocation size out of range: \(size)")
+        }
+        if size == 0 { return heap.zeroBase }
+        if noscan && size < 16 {
+            return allocateTiny(size, canFail: canFail)
+        }
+        if size <= SizeClassTable.maxSmallSize {
+            let c = SizeClassTable.sizeToClass(size)
+            let spc = SpanClass(sizeClass: c, noscan: noscan)
+            guard let (s, idx) = nextFree(spc, canFail: canFail, size: size) else { return 0 }
+            let p = s.pointee.startAddr + idx * s.pointee.elemSize
+            if !noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
+            if heap.configuration.clobberFree {
+                UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(s.pointee.elemSize))
+            }
+            return p
+        }
+        return heap.allocLarge(st, size: size, typeID: typeID, noscan: noscan, canFail: canFail)
+    }
+
+    /// A free slot of span class `spc`, refilling the cache if its span is full.
+    func nextFree(_ spc: SpanClass, canFail: Bool, size: Int) -> (UnsafeMutablePointer<MSpan>, UInt)? {
+        var s = cache[Int(spc.raw)]
+        var idx = s.nextFreeIndex()
+        if idx == s.pointee.nelems {
+            guard state.pointee.heap.refill(state, spc) else {
+                if canFail { return nil }
+                state.pointee.heap.throwOutOfMemory(size)
+            }
+            s = cache[Int(spc.raw)]
+            idx = s.nextFreeIndex()
+        }
+        s.pointee.allocCount += 1
+        return (s, idx)
+    }
+
+    /// Go's tiny allocator: pointer-free objects under 16 bytes are packed into 16-byte
+    /// blocks; a block is freed when nothing points into it any more.
+    func allocateTiny(_ size: Int, canFail: Bool) -> UInt {
+        let st = state
+        var off = st.pointee.tinyOffset
+        if size & 7 == 0 { off = (off + 7) & ~7 }
+        else if size & 3 == 0 { off = (off + 3) & ~3 }
+        else if size & 1 == 0 { off = (off + 1) & ~1 }
+        if off + UInt(size) <= 16 && st.pointee.tiny != 0 {
+            st.pointee.tinyOffset = off + UInt(size)
+            st.pointee.tinyAllocs += 1
+            return st.pointee.tiny + off
+        }
+        guard let (s, idx) = nextFree(.tiny, canFail: canFail, size: size) else { return 0 }
+        let p = s.pointee.startAddr + idx * s.pointee.elemSize
+        if st.pointee.heap.configuration.clobberFree {
+            UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+        }
+        // Keep whichever block has more room left.
+        if UInt(size) < st.pointee.tinyOffset || st.pointee.tiny == 0 {
+            st.pointee.tiny = p
+            st.pointee.tinyOffset = UInt(size)
+        }
+        return p
+    }
+
+    // MARK: pointer fields
+
+    /// Read the pointer in word `word` of `object`.
+    @inlinable @inline(__always)
+    public func load(_ object: Ref, _ word: Int) -> Ref {
+        if _slowPath(state.pointee.slowFlags != 0) { return loadSlow(object, word) }
+        return Ref(address: UnsafePointer<UInt>(bitPattern: object.address).unsafelyUnwrapped[word])
+    }
+
+    /// Store `value` into pointer word `word` of `object`, through the write barrier.
+    @inlinable @inline(__always)
+    public func store(_ object: Ref, _ word: Int, _ value: Ref) {
+        if _slowPath(state.pointee.slowFlags != 0) { return storeSlow(object, word, value) }
+        UnsafeMutablePointer<UInt>(bitPattern: object.address).unsafelyUnwrapped[word] = value.address
+    }
+
+    /// Read a non-pointer word.
+    @inlinable @inline(__always)
+    public func loadWord(_ object: Ref, _ word: Int) -> Int {
+        if _slowPath(state.pointee.slowFlags != 0) { checkAccess(object, word, pointer: false, store: false) }
+        return UnsafePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word]
+    }
+
+    /// Write a non-pointer word. Writing into a pointer word is misuse (trapped in checked mode).
+    @inlinable @inline(__always)
+    public func storeWord(_ object: Ref, _ word: Int, _ value: Int) {
+        if _slowPath(state.pointee.slowFlags != 0) { checkAccess(object, word, pointer: false, store: true) }
+        UnsafeMutablePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word] = value
+    }
+
+    @usableFromInline @inline(never)
+    func loadSlow(_ object: Ref, _ word: Int) -> Ref {
+        checkAccess(object, word, pointer: true, store: false)
+        let v = Ref(address: UnsafePointer<UInt>(bitPattern: object.address)![word])
+        if !v.isNull { state.pointee.heap.checkRef(v, "loaded from word \(word) of \(object)") }
+        return v
+    }
+
+    @usableFromInline @inline(never)
+    func storeSlow(_ object: Ref, _ word: Int, _ value: Ref) {
+        checkAccess(object, word, pointer: true, store: true)
+        if !value.isNull { state.pointee.heap.checkRef(value, "stored into word \(word) of \(object)") }
+        UnsafeMutablePointer<UInt>(bitPattern: object.address)![word] = value.address
+    }
+
+    // MARK: frames (the shadow stack)
+
+    /// Push a frame of `slots` root slots (all null), run `body`, pop the frame.
+    @inlinable @inline(__always)
+    public func withFrame<R>(slots: Int, _ body: (Frame) throws -> R) rethrows -> R {
+        let f = pushFrame(slots: slots)
+        defer { popFrame(f) }
+        return try body(f)
+    }
+
+    /// Push a frame of `slots` null root slots. Frames are popped in reverse order.
+    @inlinable @inline(__always)
+    public func pushFrame(slots: Int) -> Frame {
+        let st = state
+        let top = st.pointee.stackTop
+        if _slowPath(top &+ slots > st.pointee.stackCap || st.pointee.slowFlags != 0) { growStack(slots) }
+        let base = st.pointee.stack + top
+        for i in 0..<slots { base[i] = 0 }
+        st.pointee.stackTop = top &+ slots
+        return Frame(state: st, offset: top, count: slots)
+    }
+
+    @inlinable @inline(__always)
+    public func popFrame(_ f: Frame) {
+        if _slowPath(state.pointee.slowFlags != 0) { checkPop(f) }
+        state.pointee.stackTop = f.offset
+    }
+
+    /// Grow the shadow stack by copying it into one twice as large (Go's copystack).
+    @usableFromInline @inline(never)
+    func growStack(_ slots: Int) {
+        let st = state
+        if st.pointee.slowFlags != 0 { checkUsable("push a frame") }
+        if slots < 0 { runtimeFatal("pushFrame: negative slot count \(slots)") }
+        let need = st.pointee.stackTop + slots
+        if need <= st.pointee.stackCap { return }
+        var cap = st.pointee.stackCap
+        while cap < need { cap *= 2 }
+        if cap * 8 > 1_000_000_000 { runtimeFatal("stack overflow: shadow stack exceeds 1000000000-byte limit") }
+        let n = UnsafeMutablePointer<UInt>.allocate(capacity: cap)
+        n.moveInitialize(from: st.pointee.stack, count: st.pointee.stackTop)
+        // Publish under the sched lock: a collector may be reading stacks of blocked mutators.
+        st.pointee.heap.schedLock.withLock {
+            st.pointee.stack.deallocate()
+            st.pointee.stack = n
+            st.pointee.stackCap = cap
+        }
+    }
+
+    @usableFromInline @inline(never)
+    func checkPop(_ f: Frame) {
+        checkUsable("pop a frame")
+        if f.state != state { runtimeFatal("popFrame: frame belongs to another mutator") }
+        if state.pointee.stackTop != f.offset + f.count {
+            runtimeFatal("popFrame: frames popped out of order (frame at slot \(f.offset) of \(f.count), stack top \(state.pointee.stackTop))")
+        }
+    }
+
+    // MARK: safepoints and blocking
+
+    /// Answer a pending stop-the-world request. Cheap when none is pending.
+    @inlinable @inline(__always)
+    public func safepoint() {
+        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0) { parkSlow() }
+    }
+
+    @usableFromInline @inline(never)
+    func parkSlow() { state.pointee.heap.park(state) }
+
+    /// Run `body`, which must not touch the heap, without holding up collections
+    /// (Go's entersyscall/exitsyscall). Roots in frames stay roots.
+    public func blocking<R>(_ body: () throws -> R) rethrows -> R {
+        state.pointee.heap.enterBlocking(state)
+        defer { state.pointee.heap.exitBlocking(state) }
+        return try body()
+    }
+
+    // MARK: checked mode
+
+    /// Traps if this mutator is detached or used from a thread other than its own.
+    @usableFromInline
+    func checkUsable(_ what: String) {
+        let st = state
+        if st.pointee.slowFlags & MutatorState.flagDetached != 0 {
+            runtimeFatal("use of a mutator after detach (\(what))")
+        }
+        if st.pointee.slowFlags & MutatorState.flagChecked != 0 && st.pointee.threadID != tc_thread_id() {
+            runtimeFatal("mutator used from another thread (\(what)): attached on thread \(st.pointee.threadID), used on thread \(tc_thread_id())")
+        }
+    }
+
+    @usableFromInline
+    func checkAccess(_ object: Ref, _ word: Int, pointer: Bool, store: Bool) {
+        checkUsable(store ? "store" : "load")
+        let heap = state.pointee.heap
+        heap.checkRef(object, "used as an object")
+        guard let s = heap.spanOf(object.address) else { return }
+        let objectBase = s.pointee.startAddr + s.objectIndex(object.address) * s.pointee.elemSize
+        let objectWords = Int((s.pointee.isLarge ? s.pointee.limit - s.pointee.startAddr : s.pointee.elemSize) / 8)
+        let wordInSlot = Int((object.address - objectBase) / 8) + word
+        if word < 0 || wordInSlot >= objectWords {
+            runtimeFatal("word \(word) is outside object \(object) of \(objectWords) words")
+        }
+        if s.pointee.spanClass.noscan {
+            if pointer { runtimeFatal("pointer \(store ? "store into" : "load from") word \(word) of \(object), which holds no pointers") }
+            return
+        }
+        let tid = s.pointee.isLarge ? UInt16(s.pointee.largeType) : s.pointee.typeIDs![Int(s.objectIndex(object.address))]
+        let t = heap.types[Int(tid)]
+        let isPtr = t.isPointerWord(wordInSlot % Int(t.size / 8))
+        if pointer && !isPtr {
+            runtimeFatal("pointer \(store ? "store into" : "load from") non-pointer word \(word) of \(object) (type \(heap.typeName(tid)))")
+        }
+        if !pointer && isPtr && store {
+            runtimeFatal("integer store into pointer word \(word) of \(object) (type \(heap.typeName(tid))): use store(_:_:_:)")
+        }
+    }
+}
+
+/// A frame of root slots on a mutator's shadow stack. A `Ref` stored in a slot is a
+/// root until the frame is popped. Trivially copyable; valid until popped.
+@frozen
+public struct Frame {
+    @usableFromInline let state: UnsafeMutablePointer<MutatorState>
+    @usableFromInline let offset: Int
+    public let count: Int
+
+    @usableFromInline init(state: UnsafeMutablePointer<MutatorState>, offset: Int, count: Int) {
+        self.state = state
+        self.offset = offset
+        self.count = count
+    }
+
+    @inlinable
+    public subscript(i: Int) -> Ref {
+        @inline(__always) get {
+            if _slowPath(state.pointee.slowFlags != 0) { checkSlot(i) }
+            return Ref(address: state.pointee.stack[offset &+ i])
+        }
+        @inline(__always) nonmutating set {
+            if _slowPath(state.pointee.slowFlags != 0) { checkSlot(i, newValue) }
+            state.pointee.stack[offset &+ i] = newValue.address
+        }
+    }
+
+    @usableFromInline @inline(never)
+    func checkSlot(_ i: Int, _ value: Ref = .null) {
+        Mutator(state: state).checkUsable("frame slot")
+        if i < 0 || i >= count { runtimeFatal("frame slot \(i) out of range 0..<\(count)") }
+        if offset + count > state.pointee.stackTop { runtimeFatal("use of a popped frame") }
+        if !value.isNull { state.pointee.heap.checkRef(value, "stored into frame slot \(i)") }
+    }
+}

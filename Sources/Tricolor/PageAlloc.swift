@@ -1,0 +1,290 @@
+// The page allocator: which 8 KiB pages of the heap's reserved range are free.
+//
+// Design (after Go's pageAlloc, simplified to one contiguous range):
+// - a bitmap with one bit per page, 1 = in use (Go's pallocBits);
+// - the pages are grouped in chunks of 512 pages (4 MiB, Go's pallocChunkPages), and
+//   every chunk has a summary (start, max, end): free pages at its start, the longest
+//   free run anywhere in it, free pages at its end (Go's pallocSum);
+// - the chunk summaries are the leaves of a binary summary tree; an inner node's summary
+//   is merged from its two children, so the root knows the longest free run in the heap.
+//   Go uses a 5-level radix tree with 8-way nodes over the whole address space; a binary
+//   tree over our single reservation is the same idea with less code.
+//
+// find(n) walks from the root to the lowest-addressed run of n free pages in
+// O(log chunks) plus one 512-bit scan, whatever the size of the heap; alloc and free
+// update the bitmap and the summaries of the chunks they touch and their ancestors.
+//
+// Pages beyond the grown part of the heap have all-zero summaries ("no free pages"),
+// which is what fresh zeroed memory from the OS reads as.
+//
+// Invariants (checkInvariants):
+// - every leaf summary equals the summary computed from its chunk's bitmap (grown chunks);
+// - every inner summary equals the merge of its children;
+// - ungrown chunks have summary (0, 0, 0).
+//
+// Not thread-safe: the heap lock protects it.
+
+@usableFromInline
+struct PallocSum: Equatable, Sendable {
+    var start: UInt32
+    var max: UInt32
+    var end: UInt32
+    static let zero = PallocSum(start: 0, max: 0, end: 0)
+}
+
+struct PageAlloc {
+    static let chunkPages = 512
+    static let wordsPerChunk = chunkPages / 64
+
+    let totalPages: Int          // pages covered by the reservation
+    let numChunks: Int           // a power of two
+    let bitmap: UnsafeMutablePointer<UInt64>
+    let tree: UnsafeMutablePointer<PallocSum>   // 1-based heap layout: node i has children 2i, 2i+1
+    var grownPages = 0           // pages [0, grownPages) have been added by grow
+    var freePages = 0
+    let metadataBytes: Int
+
+    /// - Parameter pages: number of pages in the reserved range.
+    init?(pages: Int) {
+        var chunks = 1
+        while chunks * PageAlloc.chunkPages < pages { chunks <<= 1 }
+        numChunks = chunks
+        totalPages = pages
+        let bitmapBytes = chunks * PageAlloc.chunkPages / 8
+        let treeBytes = 2 * chunks * MemoryLayout<PallocSum>.stride
+        guard let b = SysMemory.allocMetadata(bitmapBytes),
+              let t = SysMemory.allocMetadata(treeBytes) else { return nil }
+        bitmap = b.bindMemory(to: UInt64.self, capacity: bitmapBytes / 8)
+        tree = t.bindMemory(to: PallocSum.self, capacity: 2 * chunks)
+        metadataBytes = bitmapBytes + treeBytes
+    }
+
+    func destroy() {
+        SysMemory.free(UnsafeMutableRawPointer(bitmap), numChunks * PageAlloc.chunkPages / 8)
+        SysMemory.free(UnsafeMutableRawPointer(tree), 2 * numChunks * MemoryLayout<PallocSum>.stride)
+    }
+
+    var longestFreeRun: Int { Int(tree[1].max) }
+
+    // MARK: growth
+
+    /// Add pages [grownPages, grownPages + n) as free. n is a multiple of chunkPages.
+    mutating func grow(_ n: Int) {
+        precondition(n % PageAlloc.chunkPages == 0 && grownPages + n <= numChunks * PageAlloc.chunkPages)
+        let first = grownPages
+        grownPages += n
+        freePages += n
+        // The bitmap is already zero (free) for never-used pages.
+        update(firstPage: first, count: n)
+    }
+
+    // MARK: queries
+
+    /// The lowest page index starting a run of `n` free pages, or nil.
+    func find(_ n: Int) -> Int? {
+        precondition(n > 0)
+        if Int(tree[1].max) < n { return nil }
+        var node = 1
+        var base = 0
+        var span = numChunks * PageAlloc.chunkPages
+        while node < numChunks {
+            let l = tree[2 * node], r = tree[2 * node + 1]
+            let half = span / 2
+            if Int(l.max) >= n {
+                node = 2 * node
+            } else if Int(l.end) + Int(r.start) >= n {
+                return base + half - Int(l.end)
+            } else {
+                node = 2 * node + 1
+                base += half
+            }
+            span = half
+        }
+        // A leaf: the run lies inside this chunk.
+        return PageAlloc.findRun(bitmap + (base / 64), words: PageAlloc.wordsPerChunk, n).map { base + $0 }
+    }
+
+    /// First run of `n` zero bits in `words` 64-bit words; bit i of word w is page w*64+i.
+    static func findRun(_ bits: UnsafeMutablePointer<UInt64>, words: Int, _ n: Int) -> Int? {
+        var runStart = 0
+        var runLen = 0
+        for w in 0..<words {
+            var x = bits[w]
+            if x == 0 {
+                if runLen == 0 { runStart = w * 64 }
+                runLen += 64
+                if runLen >= n { return runStart }
+                continue
+            }
+            if x == ~0 { runLen = 0; continue }
+            var bit = 0
+            while bit < 64 {
+                // free bits: count trailing zeros of x from `bit`
+                let free = (x >> UInt64(bit)).trailingZeroBitCount
+                let freeHere = min(free, 64 - bit)
+                if freeHere > 0 {
+                    if runLen == 0 { runStart = w * 64 + bit }
+                    runLen += freeHere
+                    if runLen >= n { return runStart }
+                    bit += freeHere
+                }
+                if bit >= 64 { break }
+                // used bits
+                let used = (~x >> UInt64(bit)).trailingZeroBitCount
+                bit += min(used, 64 - bit)
+                runLen = 0
+            }
+            x = 0
+        }
+        return nil
+    }
+
+    // MARK: allocation
+
+    /// Allocate `n` pages; returns the first page index, or nil when no run is long enough.
+    mutating func alloc(_ n: Int) -> Int? {
+        guard let p = find(n) else { return nil }
+        setRange(p, n, used: true)
+        freePages -= n
+        update(firstPage: p, count: n)
+        return p
+    }
+
+    mutating func free(_ page: Int, _ n: Int) {
+        precondition(page >= 0 && page + n <= grownPages)
+        setRange(page, n, used: false)
+        freePages += n
+        update(firstPage: page, count: n)
+    }
+
+    func isUsed(_ page: Int) -> Bool { bitmap[page / 64] >> UInt64(page % 64) & 1 != 0 }
+
+    private func setRange(_ first: Int, _ n: Int, used: Bool) {
+        var i = first
+        let end = first + n
+        while i < end {
+            let w = i / 64, b = i % 64
+            let k = min(64 - b, end - i)
+            let mask: UInt64 = k == 64 ? ~0 : ((1 << UInt64(k)) - 1) << UInt64(b)
+            if used {
+                precondition(bitmap[w] & mask == 0, "tricolor: page allocator: allocating a used page")
+                bitmap[w] |= mask
+            } else {
+                precondition(bitmap[w] & mask == mask, "tricolor: page allocator: freeing a free page")
+                bitmap[w] &= ~mask
+            }
+            i += k
+        }
+    }
+
+    // MARK: summaries
+
+    static func summarize(_ bits: UnsafeMutablePointer<UInt64>) -> PallocSum {
+        var start = -1, maxRun = 0, run = 0
+        for w in 0..<wordsPerChunk {
+            let x = bits[w]
+            if x == 0 { run += 64; continue }
+            // free bits below the lowest used bit extend the current run
+            let tz = x.trailingZeroBitCount
+            run += tz
+            if start < 0 { start = run }
+            maxRun = Swift.max(maxRun, run)
+            // the longest free run strictly between used bits of this word
+            var y = x >> UInt64(tz)
+            while y != 0 {
+                y >>= UInt64((~y).trailingZeroBitCount)   // skip used bits
+                if y == 0 { break }
+                let z = y.trailingZeroBitCount            // free bits followed by a used bit
+                maxRun = Swift.max(maxRun, z)
+                y >>= UInt64(z)
+            }
+            run = x.leadingZeroBitCount
+        }
+        if start < 0 { start = run }
+        maxRun = Swift.max(maxRun, run)
+        return PallocSum(start: UInt32(start), max: UInt32(maxRun), end: UInt32(run))
+    }
+
+    /// Bit-by-bit version of `summarize`, for tests.
+    static func referenceSummarize(_ bits: UnsafeMutablePointer<UInt64>) -> PallocSum {
+        var start = 0, maxRun = 0, run = 0
+        var inStart = true
+        for i in 0..<chunkPages {
+            if bits[i / 64] >> UInt64(i % 64) & 1 == 0 {
+                run += 1
+                if inStart { start += 1 }
+            } else {
+                inStart = false
+                maxRun = Swift.max(maxRun, run)
+                run = 0
+            }
+        }
+        maxRun = Swift.max(maxRun, run)
+        return PallocSum(start: UInt32(start), max: UInt32(maxRun), end: UInt32(run))
+    }
+
+    static func merge(_ l: PallocSum, _ r: PallocSum, half: Int) -> PallocSum {
+        let h = UInt32(half)
+        let start = l.start == h ? h + r.start : l.start
+        let end = r.end == h ? h + l.end : r.end
+        let m = Swift.max(l.max, r.max, l.end + r.start)
+        return PallocSum(start: start, max: m, end: end)
+    }
+
+    private mutating func update(firstPage: Int, count: Int) {
+        let c0 = firstPage / PageAlloc.chunkPages
+        let c1 = (firstPage + count - 1) / PageAlloc.chunkPages
+        for c in c0...c1 {
+            tree[numChunks + c] = PageAlloc.summarize(bitmap + c * PageAlloc.wordsPerChunk)
+        }
+        // Recompute ancestors level by level.
+        var lo = (numChunks + c0) / 2, hi = (numChunks + c1) / 2
+        var half = PageAlloc.chunkPages
+        while lo >= 1 {
+            for node in lo...hi {
+                tree[node] = PageAlloc.merge(tree[2 * node], tree[2 * node + 1], half: half)
+            }
+            if lo == 1 { break }
+            lo /= 2; hi /= 2; half *= 2
+        }
+    }
+
+    func checkInvariants() {
+        for c in 0..<numChunks {
+            let s = tree[numChunks + c]
+            if c * PageAlloc.chunkPages < grownPages {
+                precondition(s == PageAlloc.summarize(bitmap + c * PageAlloc.wordsPerChunk), "page alloc: leaf \(c) summary stale")
+            } else {
+                precondition(s == .zero, "page alloc: ungrown chunk \(c) has free pages")
+            }
+        }
+        var half = PageAlloc.chunkPages
+        var levelStart = numChunks / 2
+        while levelStart >= 1 {
+            for node in levelStart..<(2 * levelStart) {
+                precondition(tree[node] == PageAlloc.merge(tree[2 * node], tree[2 * node + 1], half: half), "page alloc: node \(node) stale")
+            }
+            levelStart /= 2; half *= 2
+        }
+    }
+}
+
+/// The obviously correct page allocator the tests compare against: a Bool per page and a
+/// linear first-fit scan.
+struct ReferencePageAlloc {
+    var used: [Bool] = []
+    mutating func grow(_ n: Int) { used += Array(repeating: false, count: n) }
+    mutating func alloc(_ n: Int) -> Int? {
+        var run = 0
+        for i in 0..<used.count {
+            run = used[i] ? 0 : run + 1
+            if run == n {
+                let s = i - n + 1
+                for j in s...i { used[j] = true }
+                return s
+            }
+        }
+        return nil
+    }
+    mutating func free(_ p: Int, _ n: Int) { for j in p..<(p + n) { used[j] = false } }
+}

@@ -1,0 +1,23 @@
+/// The address of a heap object. Trivially copyable: no reference counting, no
+/// lifetime of its own. A `Ref` keeps nothing alive; roots do (frames, globals, handles).
+/// The collector never moves objects, so a reachable object's `Ref` stays valid.
+@frozen
+public struct Ref: Hashable, Sendable, CustomStringConvertible {
+    public let address: UInt
+    @inlinable @inline(__always) public init(address: UInt) { self.address = address }
+    public static let null = Ref(address: 0)
+    @inlinable public var isNull: Bool { address == 0 }
+    /// The object's memory, for pointer-free data (bytes objects, scalar words).
+    @inlinable public var rawPointer: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+    public var description: String { "0x" + String(address, radix: 16) }
+}
+
+/// Go's throw: print `fatal error: message` on stderr and exit with status 2.
+/// Used for out of memory and for misuse caught in checked mode.
+public func runtimeFatal(_ message: String) -> Never {
+    let text = "fatal error: \(message)\n"
+    text.withCString { p in _ = write(2, p, strlen(p)) }
+    _exit(2)
+}
+
+import Glibc

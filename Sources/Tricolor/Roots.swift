@@ -1,0 +1,120 @@
+import Glibc
+
+// Roots outside mutator stacks: global root slots (Go's data/BSS pointers) and handles
+// (persistent roots any thread may hold, like cppgc's Persistent). Both live in slot
+// tables made of fixed 8 KiB chunks that never move, so a slot's address is stable.
+// The globals lock guards the tables; the collector scans them with the world stopped.
+
+struct RootSlotTable {
+    static let slotsPerChunk = 1024
+    static let maxChunks = 16384
+    let chunks: UnsafeMutablePointer<UnsafeMutablePointer<UInt>?>
+    var numChunks = 0
+    var used = 0                   // slots handed out (high-water mark)
+    var freeList: [Int] = []       // released handle slots
+
+    init() {
+        chunks = .allocate(capacity: RootSlotTable.maxChunks)
+        chunks.initialize(repeating: nil, count: RootSlotTable.maxChunks)
+    }
+
+    func destroy() {
+        for i in 0..<numChunks { chunks[i]!.deallocate() }
+        chunks.deallocate()
+    }
+
+    /// A zeroed slot. Globals lock held.
+    mutating func take() -> UnsafeMutablePointer<UInt> {
+        if let i = freeList.popLast() { return slot(i) }
+        if used == numChunks * RootSlotTable.slotsPerChunk {
+            precondition(numChunks < RootSlotTable.maxChunks, "tricolor: too many root slots")
+            let c = UnsafeMutablePointer<UInt>.allocate(capacity: RootSlotTable.slotsPerChunk)
+            c.initialize(repeating: 0, count: RootSlotTable.slotsPerChunk)
+            chunks[numChunks] = c
+            numChunks += 1
+        }
+        used += 1
+        return slot(used - 1)
+    }
+
+    func slot(_ i: Int) -> UnsafeMutablePointer<UInt> {
+        chunks[i / RootSlotTable.slotsPerChunk]! + i % RootSlotTable.slotsPerChunk
+    }
+
+    mutating func release(_ p: UnsafeMutablePointer<UInt>) {
+        p.pointee = 0
+        for c in 0..<numChunks {
+            let base = chunks[c]!
+            if p >= base && p < base + RootSlotTable.slotsPerChunk {
+                freeList.append(c * RootSlotTable.slotsPerChunk + (p - base))
+                return
+            }
+        }
+    }
+
+    var bytes: Int { numChunks * RootSlotTable.slotsPerChunk * 8 }
+
+    func forEach(_ body: (UInt) -> Void) {
+        for i in 0..<used {
+            let v = slot(i).pointee
+            if v != 0 { body(v) }
+        }
+    }
+}
+
+/// A global root slot (Go's package-level pointer variable). Lives as long as the heap.
+/// Read it from any attached mutator; write it with `Mutator.store(_:_:)`.
+@frozen
+public struct Global: @unchecked Sendable {
+    @usableFromInline let slot: UnsafeMutablePointer<UInt>
+    @inlinable public var value: Ref { Ref(address: slot.pointee) }
+}
+
+/// A persistent root that any thread may hold; the object it names stays alive until
+/// the handle is released or deinitialized.
+public final class Handle: @unchecked Sendable {
+    @usableFromInline let slot: UnsafeMutablePointer<UInt>
+    let heap: Heap
+    init(heap: Heap, slot: UnsafeMutablePointer<UInt>) { self.heap = heap; self.slot = slot }
+    /// The object the handle keeps alive (null once released).
+    public var value: Ref { Ref(address: slot.pointee) }
+    deinit { heap.globalsLock.withLock { heap.handleSlots.release(slot) } }
+}
+
+extension Heap {
+    /// A new global root slot, initially null.
+    public func makeGlobal() -> Global {
+        globalsLock.withLock { Global(slot: globalSlots.take()) }
+    }
+
+    /// A handle keeping `ref` alive until the handle goes away.
+    public func makeHandle(_ ref: Ref) -> Handle {
+        if checked && !ref.isNull { checkRef(ref, "given to makeHandle") }
+        return globalsLock.withLock {
+            let s = handleSlots.take()
+            s.pointee = ref.address
+            return Handle(heap: self, slot: s)
+        }
+    }
+}
+
+extension Mutator {
+    /// Store into a global root slot (barriered like any heap pointer store).
+    @inlinable @inline(__always)
+    public func store(_ global: Global, _ value: Ref) {
+        if _slowPath(state.pointee.slowFlags != 0) { storeRootSlow(global.slot, value) }
+        global.slot.pointee = value.address
+    }
+
+    /// Point a handle at another object.
+    public func store(_ handle: Handle, _ value: Ref) {
+        storeRootSlow(handle.slot, value)
+        handle.slot.pointee = value.address
+    }
+
+    @usableFromInline @inline(never)
+    func storeRootSlow(_ slot: UnsafeMutablePointer<UInt>, _ value: Ref) {
+        checkUsable("root store")
+        if !value.isNull && state.pointee.heap.checked { state.pointee.heap.checkRef(value, "stored into a root") }
+    }
+}
