@@ -183,6 +183,7 @@ extension Heap {
     /// Stats for a span leaving a cache: objects allocated from it while cached, and the
     /// free slots refill had counted into heapLive in advance.
     private func uncacheAccounting(_ s: UnsafeMutablePointer<MSpan>) {
+        s.pointee.allocCount = s.countAllocated()
         let n = s.pointee.allocCount - s.pointee.allocCountBeforeCache
         _ = tc_fetch_add_relaxed(counter(HeapWord.smallAllocBase.rawValue + s.pointee.spanClass.sizeClass), n)
         sub(.heapLive, (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize)
@@ -215,7 +216,7 @@ extension Heap {
         }
         s.pointee.largeType = UInt32(typeID)
         s.pointee.limit = s.pointee.startAddr + UInt(size)
-        s.pointee.freeIndex = 1
+        s.pointee.freeIndex = 64      // past the only slot: allocated
         s.pointee.allocCount = 1
         s.pointee.allocCache = 0
         let bytes = UInt(npages) << SizeClassTable.pageShiftU
@@ -336,11 +337,48 @@ extension Heap {
             globalSlots.forEach { greyObject($0, &marked) }
             handleSlots.forEach { greyObject($0, &marked) }
         }
-        while let obj = gcWork.pop() { scanObject(obj, &marked) }
+        drain(&marked)
         return marked
     }
 
+    /// Scan grey objects until none is left. Objects popped from the grey stack are
+    /// prefetched and scanned a few pops later, from a small FIFO ring, so the cache miss
+    /// on each object overlaps with scanning others (Go prefetches in greyobject; a ring
+    /// gives the prefetch time to land).
+    func drain(_ marked: inout UInt) {
+        let ringSize = 16
+        var ring = (0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
+                    0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
+        withUnsafeMutableBytes(of: &ring) { raw in
+            let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
+            var head = 0, count = 0
+            while true {
+                if let p = gcWork.pop() {
+                    tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
+                    if count == ringSize {
+                        let obj = r[head]
+                        r[head] = p
+                        head = (head + 1) & (ringSize - 1)
+                        scanObject(obj, &marked)
+                    } else {
+                        r[(head + count) & (ringSize - 1)] = p
+                        count += 1
+                    }
+                } else if count > 0 {
+                    let obj = r[head]
+                    head = (head + 1) & (ringSize - 1)
+                    count -= 1
+                    scanObject(obj, &marked)
+                } else {
+                    break
+                }
+            }
+        }
+    }
+
     /// Mark the object `p` points into, queueing it for scanning if it has pointers.
+    /// Queue entries pack the object's base address with its 16-bit slot type (bits
+    /// 48…63), so scanning a single small object needs no span lookup.
     @inline(__always)
     func greyObject(_ p: UInt, _ marked: inout UInt) {
         if p == 0 || p == zeroBase { return }
@@ -350,25 +388,31 @@ extension Heap {
         }
         let idx = s.objectIndex(p)
         if s.setMarked(idx) {
-            marked &+= s.pointee.isLarge ? s.pointee.npages << SizeClassTable.pageShiftU : s.pointee.elemSize
+            marked &+= s.pointee.elemSize
             if !s.pointee.spanClass.noscan {
-                gcWork.push(s.pointee.startAddr &+ idx &* s.pointee.elemSize)
+                let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
+                let tid: UInt16
+                if let t = s.pointee.typeIDs { tid = t[Int(idx)] } else { tid = UInt16(s.pointee.largeType) | arrayTypeBit }
+                gcWork.push(base | UInt(tid) &<< 48)
             }
         }
     }
 
     /// Scan the pointer words of an object (Go's scanobject), element by element for arrays.
-    func scanObject(_ obj: UInt, _ marked: inout UInt) {
-        let s = spanOf(obj)!
-        let idx = s.objectIndex(obj)
-        let large = s.pointee.isLarge
-        let tid = large ? Int(s.pointee.largeType) : Int(s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)])
-        let t = types + tid
-        let size = t.pointee.size
-        let bytes = large ? s.pointee.limit &- s.pointee.startAddr : s.pointee.elemSize
-        let n = bytes / size
+    @inline(__always)
+    func scanObject(_ entry: UInt, _ marked: inout UInt) {
+        let obj = entry & 0xffff_ffff_ffff
+        let tid = UInt16(truncatingIfNeeded: entry &>> 48)
+        let t = types + Int(tid & ~arrayTypeBit)
         let ptrWords = t.pointee.ptrWords.unsafelyUnwrapped
         let np = t.pointee.numPtrWords
+        var n: UInt = 1
+        let size = t.pointee.size
+        if tid & arrayTypeBit != 0 {
+            let s = spanOf(obj).unsafelyUnwrapped
+            let bytes = s.pointee.isLarge ? s.pointee.limit &- s.pointee.startAddr : s.pointee.elemSize
+            n = bytes / size
+        }
         var e = obj
         for _ in 0..<n {
             let w = UnsafePointer<UInt>(bitPattern: e).unsafelyUnwrapped
@@ -408,7 +452,7 @@ extension Heap {
             }
             if s.pointee.spanClass.noscan { continue }
             let large = s.pointee.isLarge
-            let tid = large ? Int(s.pointee.largeType) : Int(s.pointee.typeIDs![Int(s.objectIndex(obj))])
+            let tid = large ? Int(s.pointee.largeType) : Int(s.pointee.typeIDs![Int(s.objectIndex(obj))] & ~arrayTypeBit)
             let t = types[tid]
             let bytes = large ? s.pointee.limit - s.pointee.startAddr : s.pointee.elemSize
             for e in 0..<Int(bytes / t.size) {

@@ -46,29 +46,31 @@ extension Heap {
         let words = Int(s.pointee.bitmapWords)
         let alloc = s.pointee.allocBits!
         let mark = s.pointee.gcmarkBits!
-        let freeIndex = s.pointee.freeIndex
         let elemSize = s.pointee.elemSize
         let base = s.pointee.startAddr
         var nfreed: UInt = 0
         var nalloc: UInt = 0
+        for w in 0..<words { nalloc += UInt(mark[w].nonzeroBitCount) }
+        // An empty span goes straight back to the page heap; it is zeroed when reused,
+        // so its dead objects are not cleared here.
+        let freeWhole = nalloc == 0 && !preserve && !configuration.clobberFree
         for w in 0..<words {
             let lo = UInt(w) * 64
-            // slots allocated before this cycle's mark: below freeIndex or alloc bit set
-            var allocated = alloc[w]
-            if freeIndex >= lo + 64 { allocated = ~0 }
-            else if freeIndex > lo { allocated |= (1 << UInt64(freeIndex - lo)) - 1 }
-            if nelems < lo + 64 { allocated &= (1 << UInt64(nelems - lo)) - 1 }
+            // slots allocated before this cycle's mark
+            let allocated = s.allocatedWord(w)
             var dead = allocated & ~mark[w]
-            nalloc += UInt(mark[w].nonzeroBitCount)
             nfreed += UInt(dead.nonzeroBitCount)
+            if freeWhole { continue }
+            // Clear each run of consecutive dead slots with one memset.
             while dead != 0 {
-                let i = lo + UInt(dead.trailingZeroBitCount)
-                dead &= dead - 1
-                let p = base + i * elemSize
+                let first = UInt(dead.trailingZeroBitCount)
+                let run = UInt((~(dead >> UInt64(first))).trailingZeroBitCount)
+                dead = run + first >= 64 ? 0 : dead & ~(((1 << UInt64(run)) - 1) << UInt64(first))
+                let p = base + (lo + first) * elemSize
                 if configuration.clobberFree {
-                    clobber(p, elemSize)
+                    clobber(p, run * elemSize)
                 } else {
-                    UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(elemSize))
+                    memset(UnsafeMutableRawPointer(bitPattern: p)!, 0, Int(run * elemSize))
                 }
             }
         }
@@ -79,7 +81,6 @@ extension Heap {
         s.pointee.allocBits = mark
         s.pointee.gcmarkBits = alloc
         alloc.initialize(repeating: 0, count: words)
-        s.pointee.freeIndex = 0
         s.pointee.allocCount = nalloc
         s.primeAllocCache()
         s.storeSweepgen(sg)

@@ -77,10 +77,8 @@ extension Heap {
                 if s.tryAcquireForSweep(sg) {
                     c.pointee.lock.unlock()
                     _ = sweepSpan(s, preserve: true)
-                    let i = s.nextFreeIndex()
                     c.pointee.lock.lock()
-                    if i != s.pointee.nelems {
-                        s.pointee.freeIndex = i
+                    if s.pointee.allocCount < s.pointee.nelems {
                         found = s
                     } else {
                         c.pointee.push(MCentral.fullSwept(sg), s)
@@ -93,9 +91,7 @@ extension Heap {
         if found == nil {
             found = allocSpan(npages: Int(SizeClassTable.classToAllocNPages[spc.sizeClass]), spanClass: spc)
         }
-        guard let s = found else { return nil }
-        s.primeAllocCache()
-        return s
+        return found
     }
 
     /// Give a cached span back to its central list (Go's uncacheSpan).

@@ -55,10 +55,10 @@ extension Heap {
             }
             span.typeIDs = t.bindMemory(to: UInt16.self, capacity: Int(span.nelems))
         }
-        span.allocCache = ~0
         span.sweepgen = sweepgen
         span.state = MSpanState.inUse.rawValue
         s.initialize(to: span)
+        s.loadWindow(0)
         let needzero = setSpans(s, base: base, npages: npages)
         add(.heapInuse, bytes)
         heapLock.unlock()

@@ -6,11 +6,18 @@ import CTricolor
 // reached through `UnsafeMutablePointer<MSpan>`. The fields the allocation fast path uses
 // come first, so they share a cache line.
 //
-// Allocation state (Go's scheme, runtime/mbitmap.go):
-// - slot i is allocated iff i < freeIndex or allocBits[i] == 1;
-// - allocCache holds the complement of the 64 allocBits starting at freeIndex rounded down
-//   to 64, shifted so bit 0 is slot freeIndex: count-trailing-zeros finds the next free slot;
-// - allocation never writes allocBits; sweeping replaces allocBits with gcmarkBits.
+// Allocation state. Go keeps freeIndex (all slots below are allocated) and allocCache
+// (the complement of 64 alloc bits, shifted so bit 0 is freeIndex). Tricolor keeps the
+// cache window aligned instead, which shortens the fast path to "clear the lowest set
+// bit" (one blsr, no shift, no bounds check):
+// - freeIndex is the base of the current 64-slot window (a multiple of 64), or ≥ nelems
+//   when the span is full;
+// - allocCache has bit i set iff slot freeIndex+i is free (bits at or past nelems are 0);
+// - slot i is allocated iff i < freeIndex, or (in the window) its allocCache bit is 0,
+//   or (past the window) allocBits[i] == 1.
+// allocation never writes allocBits; sweeping replaces allocBits with gcmarkBits.
+// allocCount is exact for spans in central lists; for a cached span it is recomputed
+// (countAllocated) when the span leaves the cache, so the fast path does not count.
 // Every free slot's memory is zero: fresh spans are zeroed (or come zero from the OS)
 // and the sweeper zeroes each object it frees, so allocation never clears memory.
 //
@@ -83,24 +90,14 @@ extension SizeClassTable {
 }
 
 extension UnsafeMutablePointer where Pointee == MSpan {
-    /// Go's nextFreeFast: the next free slot from allocCache, or 0 when the cache is
-    /// exhausted or the slot would need a cache refill.
+    /// Go's nextFreeFast: the index of the next free slot in the current window, or
+    /// UInt.max when the window is used up.
     @inlinable @inline(__always)
     func nextFreeFast() -> UInt {
         let cache = pointee.allocCache
-        let bit = UInt(truncatingIfNeeded: cache.trailingZeroBitCount)
-        let idx = pointee.freeIndex &+ bit
-        // bit == 64 (empty cache) also fails: freeIndex+64 is either past nelems or
-        // crosses a 64-slot boundary, both caught below.
-        let next = idx &+ 1
-        let nelems = pointee.nelems
-        if bit < 64 && idx < nelems && (next & 63 != 0 || next == nelems) {
-            pointee.allocCache = (cache &>> UInt64(bit)) &>> 1
-            pointee.freeIndex = next
-            pointee.allocCount &+= 1
-            return pointee.startAddr &+ idx &* pointee.elemSize
-        }
-        return 0
+        if cache == 0 { return UInt.max }
+        pointee.allocCache = cache & (cache &- 1)
+        return pointee.freeIndex &+ UInt(truncatingIfNeeded: cache.trailingZeroBitCount)
     }
 
     /// The slot index of the object containing `addr` (Go's divideByElemSize).
@@ -109,41 +106,57 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         ((addr &- pointee.startAddr) &* UInt(pointee.divMul)) &>> 32
     }
 
-    /// Go's refillAllocCache: complement of the 64 alloc bits starting at slot 64*word.
-    func refillAllocCache(word: Int) {
-        pointee.allocCache = word < Int(pointee.bitmapWords) ? ~pointee.allocBits![word] : 0
-    }
-
-    /// Go's nextFreeIndex: advances freeIndex to the next free slot (== nelems if full).
-    func nextFreeIndex() -> UInt {
-        var i = pointee.freeIndex
+    /// Bits of the 64-slot window at `base` that are real slots (below nelems).
+    func validMask(_ base: UInt) -> UInt64 {
         let n = pointee.nelems
-        if i == n { return n }
-        var bit = UInt(pointee.allocCache.trailingZeroBitCount)
-        while bit == 64 {
-            i = (i + 64) & ~63
-            if i >= n { pointee.freeIndex = n; return n }
-            refillAllocCache(word: Int(i / 64))
-            bit = UInt(pointee.allocCache.trailingZeroBitCount)
-        }
-        let result = i + bit
-        if result >= n { pointee.freeIndex = n; return n }
-        pointee.allocCache = (pointee.allocCache &>> UInt64(bit)) &>> 1
-        i = result + 1
-        if i % 64 == 0 && i != n { refillAllocCache(word: Int(i / 64)) }
-        pointee.freeIndex = i
-        return result
+        if base >= n { return 0 }
+        return n - base >= 64 ? ~0 : (1 << UInt64(n - base)) - 1
     }
 
-    /// Prepare allocCache for allocation starting at freeIndex.
-    func primeAllocCache() {
-        let fi = pointee.freeIndex
-        refillAllocCache(word: Int(fi / 64))
-        pointee.allocCache = pointee.allocCache &>> UInt64(fi % 64)
+    /// Make the window at `base` current (Go's refillAllocCache).
+    func loadWindow(_ base: UInt) {
+        pointee.freeIndex = base
+        pointee.allocCache = base < pointee.nelems ? ~pointee.allocBits![Int(base / 64)] & validMask(base) : 0
+    }
+
+    /// The next free slot, moving to later windows as needed (Go's nextFreeIndex).
+    /// Returns nelems when the span is full.
+    func nextFreeIndex() -> UInt {
+        let n = pointee.nelems
+        while pointee.allocCache == 0 {
+            let next = pointee.freeIndex &+ 64
+            if next >= n {
+                pointee.freeIndex = (n + 63) & ~63
+                return n
+            }
+            loadWindow(next)
+        }
+        return nextFreeFast()
+    }
+
+    /// After sweeping: allocation restarts from slot 0.
+    func primeAllocCache() { loadWindow(0) }
+
+    /// Number of allocated slots, from the allocation state.
+    func countAllocated() -> UInt {
+        var n: UInt = 0
+        for w in 0..<Int(pointee.bitmapWords) { n += UInt(allocatedWord(w).nonzeroBitCount) }
+        return n
+    }
+
+    /// Allocation bits of word `w` (slots 64w…64w+63), under the window rule.
+    func allocatedWord(_ w: Int) -> UInt64 {
+        let lo = UInt(w) * 64
+        let base = pointee.freeIndex
+        let bits: UInt64
+        if lo + 64 <= base { bits = ~0 }
+        else if lo == base { bits = ~pointee.allocCache }
+        else { bits = pointee.allocBits![w] }
+        return bits & validMask(lo)
     }
 
     func isAllocated(_ idx: UInt) -> Bool {
-        idx < pointee.freeIndex || (pointee.allocBits![Int(idx / 64)] >> UInt64(idx % 64)) & 1 != 0
+        idx < pointee.nelems && (allocatedWord(Int(idx / 64)) >> UInt64(idx % 64)) & 1 != 0
     }
 
     @inline(__always)
@@ -171,11 +184,9 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     func checkInvariants() {
         let s = pointee
-        precondition(s.freeIndex <= s.nelems, "span: freeIndex past nelems")
+        precondition(s.freeIndex % 64 == 0, "span: window base not a multiple of 64")
         precondition(s.elemSize * s.nelems <= s.npages << SizeClassTable.pageShiftU, "span: slots overflow pages")
         if !s.isLarge && !s.spanClass.noscan { precondition(s.typeIDs != nil, "span: scan span without type array") }
-        var count: UInt = 0
-        for i in 0..<s.nelems where isAllocated(i) { count += 1 }
-        precondition(count == s.allocCount, "span: allocCount \(s.allocCount) but \(count) slots allocated")
+        precondition(s.allocCache & ~validMask(s.freeIndex) == 0, "span: allocCache has bits past nelems")
     }
 }

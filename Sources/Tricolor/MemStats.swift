@@ -80,7 +80,7 @@ extension Heap {
             for i in 0..<SpanClass.count {
                 let s = st.pointee.alloc[i]
                 if s != emptySpan {
-                    cachedAllocs[s.pointee.spanClass.sizeClass] += s.pointee.allocCount - s.pointee.allocCountBeforeCache
+                    cachedAllocs[s.pointee.spanClass.sizeClass] += s.countAllocated() - s.pointee.allocCountBeforeCache
                 }
             }
             tiny += st.pointee.tinyAllocs

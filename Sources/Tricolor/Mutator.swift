@@ -82,14 +82,14 @@ public struct Mutator {
     @inlinable @inline(__always)
     public func allocate(_ t: ObjectType) -> Ref {
         if _fastPath(t.isSmall) {
+            // Go's nextFreeFast, inline: take the lowest free slot of the cache window.
             let s = cache[Int(t.spanClass.raw)]
-            let p = s.nextFreeFast()
-            if _fastPath(p != 0) {
-                if !t.spanClass.noscan {
-                    let idx = (p &- s.pointee.startAddr) / s.pointee.elemSize
-                    s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = t.id
-                }
-                return Ref(address: p)
+            let c = s.pointee.allocCache
+            if _fastPath(c != 0) {
+                s.pointee.allocCache = c & (c &- 1)
+                let idx = s.pointee.freeIndex &+ UInt(truncatingIfNeeded: c.trailingZeroBitCount)
+                if !t.spanClass.noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(bitPattern: idx)] = t.id }
+                return Ref(address: s.pointee.startAddr &+ idx &* s.pointee.elemSize)
             }
         }
         return Ref(address: allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false))
@@ -106,13 +106,13 @@ public struct Mutator {
     public func allocateArray(_ t: ObjectType, count: Int) -> Ref {
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { runtimeFatal("allocation size out of range: \(count) elements of \(t.size) bytes") }
-        return Ref(address: allocateSlow(size: size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false))
+        return Ref(address: allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: false))
     }
 
     public func tryAllocateArray(_ t: ObjectType, count: Int) -> Ref? {
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { return nil }
-        let p = allocateSlow(size: size, typeID: t.id, noscan: t.spanClass.noscan, canFail: true)
+        let p = allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: true)
         return p == 0 ? nil : Ref(address: p)
     }
 
@@ -123,8 +123,12 @@ public struct Mutator {
         if _fastPath(size >= 16 && size <= 1016) {
             let c = Int(state.pointee.heap.sizeToClass8[(size &+ 7) &>> 3])
             let s = cache[c &<< 1 | 1]
-            let p = s.nextFreeFast()
-            if _fastPath(p != 0) { return Ref(address: p) }
+            let c = s.pointee.allocCache
+            if _fastPath(c != 0) {
+                s.pointee.allocCache = c & (c &- 1)
+                let idx = s.pointee.freeIndex &+ UInt(truncatingIfNeeded: c.trailingZeroBitCount)
+                return Ref(address: s.pointee.startAddr &+ idx &* s.pointee.elemSize)
+            }
         }
         return Ref(address: allocateSlow(size: size, typeID: 0, noscan: true, canFail: false))
     }
@@ -175,7 +179,6 @@ public struct Mutator {
             s = cache[Int(spc.raw)]
             idx = s.nextFreeIndex()
         }
-        s.pointee.allocCount += 1
         return (s, idx)
     }
 
@@ -357,7 +360,7 @@ public struct Mutator {
             if pointer { runtimeFatal("pointer \(store ? "store into" : "load from") word \(word) of \(object), which holds no pointers") }
             return
         }
-        let tid = s.pointee.isLarge ? UInt16(s.pointee.largeType) : s.pointee.typeIDs![Int(s.objectIndex(object.address))]
+        let tid = (s.pointee.isLarge ? UInt16(s.pointee.largeType) : s.pointee.typeIDs![Int(s.objectIndex(object.address))]) & ~arrayTypeBit
         let t = heap.types[Int(tid)]
         let isPtr = t.isPointerWord(wordInSlot % Int(t.size / 8))
         if pointer && !isPtr {

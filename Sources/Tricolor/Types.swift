@@ -43,5 +43,8 @@ struct TypeInfo {
     }
 }
 
-/// Type IDs are 16-bit (they are stored per object slot).
-let maxTypes = 1 << 16
+/// Type IDs are stored per object slot in 16 bits: 15 bits of registry index and a
+/// flag for arrays (an array slot holds several elements; a single object is scanned
+/// without looking at its span).
+let maxTypes = 1 << 15
+let arrayTypeBit: UInt16 = 0x8000

@@ -12,8 +12,8 @@ public enum GCBench {
     static let maxTreeDepth = 16
 
     public static func layout() -> TypeLayout {
-        // left, right, i, j (Java's Node)
-        TypeLayout(name: "gcbench.Node", size: 32, pointerWords: [0, 1])
+        // left, right, and two 32-bit ints i, j (Java's Node; 24 bytes as in Go and C)
+        TypeLayout(name: "gcbench.Node", size: 24, pointerWords: [0, 1])
     }
 
     static func treeSize(_ i: Int) -> Int { (1 << (i + 1)) - 1 }

@@ -2,8 +2,9 @@
 // (same structure as the Benchmarks Game Go #2 program).
 //
 // Parallelism comes only from goroutines, so it obeys GOMAXPROCS:
-//   GOMAXPROCS=1 ./go-binarytrees 21   -> one core
-//   GOMAXPROCS=2 ./go-binarytrees 21   -> both cores
+//
+//	GOMAXPROCS=1 ./go-binarytrees 21   -> one core
+//	GOMAXPROCS=2 ./go-binarytrees 21   -> both cores
 //
 // stdout is byte-for-byte the Benchmarks Game reference output.
 // Build: GO111MODULE=off go build -o out/go-binarytrees go/binarytrees/main.go

@@ -1,11 +1,11 @@
 // Hans Boehm's GCBench, Go port (follows the Java/C originals: GCBench.java, GCBench.c).
 //
-//   kStretchTreeDepth   = 18  (about 16 MB of nodes in the original)
-//   kLongLivedTreeDepth = 16  (about 4 MB, kept live for the whole run)
-//   kArraySize          = 500000 float64 (about 4 MB, kept live)
-//   kMinTreeDepth..kMaxTreeDepth = 4..16 step 2; at each depth
-//   NumIters(d) = 2 * TreeSize(kStretchTreeDepth) / TreeSize(d) trees are built
-//   top-down (Populate) and then bottom-up (MakeTree) and dropped immediately.
+//	kStretchTreeDepth   = 18  (about 16 MB of nodes in the original)
+//	kLongLivedTreeDepth = 16  (about 4 MB, kept live for the whole run)
+//	kArraySize          = 500000 float64 (about 4 MB, kept live)
+//	kMinTreeDepth..kMaxTreeDepth = 4..16 step 2; at each depth
+//	NumIters(d) = 2 * TreeSize(kStretchTreeDepth) / TreeSize(d) trees are built
+//	top-down (Populate) and then bottom-up (MakeTree) and dropped immediately.
 //
 // Output: the classic GCBench.c lines ("Completed in N msec" is the summary),
 // then one machine-readable line starting with '#' (key=value pairs) on stdout.

@@ -1,10 +1,12 @@
 // liveheap: GC pause measurement for Go with a large live heap.
 //
 // Builds about -live-mib MiB (default 1024) of individually allocated,
-// pointer-holding nodes once (each linked to its predecessor and to a random
-// node among the previous 1024, reachable also from one big []*Node), then allocates short-lived garbage for -duration (default 10s)
-// and reports the stop-the-world pauses of the GC cycles that started during
-// that steady-state phase (cycles during the build are excluded).
+// pointer-holding 48-byte nodes once (each linked to its predecessor and to a
+// random node among the previous 1024, all reachable from one big []*Node),
+// runs one forced GC, then allocates short-lived garbage for -duration
+// (default 10s) and reports the stop-the-world pauses of the GC cycles that
+// started during that steady-state phase (cycles during the build are
+// excluded). Run it as is (GOMAXPROCS = number of cores, GOGC=100).
 //
 // How Go records pauses (read from src/runtime/mgc.go, Go 1.19):
 //   - Each cycle has two STW phases: sweep termination (gcStart, from
@@ -21,20 +23,29 @@
 //     upper bounds).
 //   - GODEBUG=gctrace=1 prints per cycle "A+B+C ms clock": A = sweep
 //     termination STW, B = concurrent mark, C = mark termination STW
-//     (A+C == the PauseNs entry, up to the printing resolution). None of these
-//     include the time-to-safepoint spent in stopTheWorldWithSema before
-//     work.pauseStart is set.
+//     (A+C == the PauseNs entry, up to the printing resolution). All three
+//     sources time a pause from work.pauseStart, which is set just BEFORE
+//     stopTheWorldWithSema (mgc.go:661/665 and 850/855 in 1.19), to
+//     startTheWorld, so the time to bring every P to a stop is included.
+//   - The rare third pause (gcMarkDone finds late work and restarts the world)
+//     is added to PauseNs and is a separate sample in /gc/pauses, but gctrace
+//     shows it only inside B; so /gc/pauses may count more than 2 per cycle.
 //
 // By default the program re-executes itself with GODEBUG=gctrace=1, parses the
 // trace from the child's stderr and prints the individual-pause distribution
 // too. Use -no-gctrace to run in-process only.
 //
 // Output (stdout), one key=value line per source, all times in microseconds:
-//   numgc=... pause_p50_us=... pause_p99_us=... pause_max_us=... pause_kind=cycle_sum source=MemStats.PauseNs
-//   numgc=... npauses=... pause_p50_us=... ... pause_kind=individual source=runtime/metrics
-//   numgc=... npauses=... pause_p50_us=... ... pause_kind=individual source=gctrace
-// Percentiles are nearest-rank over the recorded samples (with ~20 cycles,
-// p99 is simply the maximum).
+//
+//	numgc=N npauses=N pause_p50_us=.. pause_p99_us=.. pause_max_us=.. pause_total_ms=.. pause_kind=cycle_sum source=MemStats.PauseNs
+//	numgc=N npauses=M pause_p50_us=.. pause_p99_us=.. pause_max_us=.. pause_kind=individual_bucketed source=runtime/metrics:/gc/pauses
+//	numgc=N npauses=2N pause_p50_us=.. pause_p99_us=.. pause_max_us=.. pause_total_ms=.. pause_kind=individual source=gctrace
+//
+// plus per-phase lines from gctrace (cycle_sum, sweep_termination,
+// mark_termination) and a leading '#' line with the run's parameters.
+// Percentiles are nearest-rank over the recorded samples. With 1 GiB live and
+// GOGC=100 only ~3 cycles fit in 10 s on 2 cores (one mark takes ~1.5 s), so
+// p99 == max; use e.g. -duration 60s for a meatier distribution.
 //
 // Build: GO111MODULE=off go build -o out/go-liveheap go/liveheap/main.go
 package main
@@ -346,7 +357,8 @@ type traceLine struct {
 }
 
 // parseGCTrace parses a Go 1.19 gctrace line:
-//   gc 12 @3.456s 4%: 0.021+150+0.040 ms clock, 0.042+0.5/300/0+0.080 ms cpu, 1500->1600->1024 MB, 2048 MB goal, 0 MB stacks, 0 MB globals, 2 P
+//
+//	gc 12 @3.456s 4%: 0.021+150+0.040 ms clock, 0.042+0.5/300/0+0.080 ms cpu, 1500->1600->1024 MB, 2048 MB goal, 0 MB stacks, 0 MB globals, 2 P
 func parseGCTrace(line string) (traceLine, bool) {
 	var t traceLine
 	if !strings.HasPrefix(line, "gc ") {

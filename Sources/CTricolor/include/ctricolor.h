@@ -30,6 +30,8 @@ TC_INLINE bool tc_cas32(void *p, uint32_t expected, uint32_t desired) {
 TC_INLINE uint64_t tc_or64(void *p, uint64_t v) { return __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
 TC_INLINE uint64_t tc_load64_relaxed(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
 
+TC_INLINE void tc_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 // ---- the mutator attached to this thread (a __thread variable; local-exec TLS) ----
 extern __thread void *tc_current_mutator;
 TC_INLINE void *tc_get_current_mutator(void) { return tc_current_mutator; }
