@@ -121,8 +121,8 @@ public struct Mutator {
     @inlinable @inline(__always)
     public func allocateBytes(_ size: Int) -> Ref {
         if _fastPath(size >= 16 && size <= 1016) {
-            let c = Int(state.pointee.heap.sizeToClass8[(size &+ 7) &>> 3])
-            let s = cache[c &<< 1 | 1]
+            let sc = Int(state.pointee.heap.sizeToClass8[(size &+ 7) &>> 3])
+            let s = cache[sc &<< 1 | 1]
             let c = s.pointee.allocCache
             if _fastPath(c != 0) {
                 s.pointee.allocCache = c & (c &- 1)
