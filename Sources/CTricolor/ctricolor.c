@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <time.h>
+#include <sched.h>
+#include <errno.h>
 
 __thread void *tc_current_mutator = 0;
 
@@ -27,6 +29,10 @@ static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); 
 uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }
 uint64_t tc_walltime_ns(void) { return ts_ns(CLOCK_REALTIME); }
 uint64_t tc_thread_cputime_ns(void) { return ts_ns(CLOCK_THREAD_CPUTIME_ID); }
+uint64_t tc_process_cputime_ns(void) { return ts_ns(CLOCK_PROCESS_CPUTIME_ID); }
+int tc_ncpu(void) { long n = sysconf(_SC_NPROCESSORS_ONLN); return n < 1 ? 1 : (int)n; }
+void tc_yield(void) { sched_yield(); }
+void tc_sleep_ns(uint64_t ns) { struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) }; nanosleep(&ts, 0); }
 
 struct tc_lock { pthread_mutex_t m; };
 size_t tc_lock_size(void) { return sizeof(struct tc_lock); }
@@ -42,6 +48,13 @@ void tc_cond_init(tc_cond *c) { pthread_cond_init(&c->c, 0); }
 void tc_cond_destroy(tc_cond *c) { pthread_cond_destroy(&c->c); }
 void tc_cond_wait(tc_cond *c, tc_lock *l) { pthread_cond_wait(&c->c, &l->m); }
 void tc_cond_broadcast(tc_cond *c) { pthread_cond_broadcast(&c->c); }
+int tc_cond_timedwait_ns(tc_cond *c, tc_lock *l, uint64_t ns) {
+    struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t t = (uint64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(t / 1000000000ull); ts.tv_nsec = (long)(t % 1000000000ull);
+    int rc = pthread_cond_timedwait(&c->c, &l->m, &ts);
+    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
+}
 
 void *tc_mmap_reserve(size_t n) {
     void *p = mmap(0, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -15,13 +15,24 @@ public struct Configuration: Sendable, Equatable {
     public var clobberFree: Bool
     /// `GODEBUG=gccheckmark=1`: verify each mark phase with a second, stop-the-world mark.
     public var checkmark: Bool
+    /// GOMEMLIMIT: a soft limit on the memory the runtime maps, in bytes; nil = none.
+    public var memoryLimit: Int?
+    /// Mark worker threads; nil = Go's rule (25% of GOMAXPROCS). 0 runs no background
+    /// marking: cycles advance only through assists and `collect()` (for tests).
+    public var markWorkers: Int?
+    /// GOMAXPROCS for pacing and gctrace; nil = the number of online CPUs.
+    public var gomaxprocs: Int?
     /// Address space reserved for the heap at creation (not memory: pages are committed
     /// as the heap grows). The heap can never exceed it. Default 256 GiB.
     public var reservedAddressSpace: Int
 
     public init(gcPercent: Int? = 100, checked: Bool = false, gctrace: Bool = false,
                 clobberFree: Bool = false, checkmark: Bool = false,
+                memoryLimit: Int? = nil, markWorkers: Int? = nil, gomaxprocs: Int? = nil,
                 reservedAddressSpace: Int = 256 << 30) {
+        self.memoryLimit = memoryLimit
+        self.markWorkers = markWorkers
+        self.gomaxprocs = gomaxprocs
         self.gcPercent = gcPercent
         self.checked = checked
         self.gctrace = gctrace
@@ -37,6 +48,16 @@ public struct Configuration: Sendable, Equatable {
         var c = Configuration()
         if let v = env["GOGC"] {
             c.gcPercent = try parseGOGC(v)
+        }
+        if let v = env["GOMEMLIMIT"] {
+            let limit = try parseMemoryLimit(v)
+            c.memoryLimit = limit == Int.max ? nil : limit
+        }
+        if let v = env["GOMAXPROCS"] {
+            guard let n = Int(v), n >= 1 else {
+                throw ConfigurationError(message: "invalid GOMAXPROCS value \"\(v)\": expected a positive integer")
+            }
+            c.gomaxprocs = n
         }
         if let v = env["GODEBUG"] {
             for item in v.split(separator: ",") where !item.isEmpty {
@@ -71,6 +92,15 @@ public struct Configuration: Sendable, Equatable {
     }
 
     func validate() throws(ConfigurationError) {
+        if let m = memoryLimit, m < 0 {
+            throw ConfigurationError(message: "invalid memoryLimit \(m): must be non-negative")
+        }
+        if let w = markWorkers, w < 0 || w > 64 {
+            throw ConfigurationError(message: "invalid markWorkers \(w): must be between 0 and 64")
+        }
+        if let p = gomaxprocs, p < 1 {
+            throw ConfigurationError(message: "invalid gomaxprocs \(p): must be at least 1")
+        }
         if reservedAddressSpace < 64 << 20 {
             throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): must be at least one 64 MiB arena (67108864 bytes)")
         }

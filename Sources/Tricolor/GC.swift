@@ -1,26 +1,45 @@
 import CTricolor
 import Glibc
 
-// The collector (stop-the-world for now; Go's mgc.go reduced to one pause).
+// The collector: Go's concurrent tri-color mark-sweep (mgc.go), cycle by cycle:
 //
-// A cycle:
-//  1. the triggering thread finishes sweeping the previous cycle's spans while the world
-//     still runs (Go's gcStart does the same), so the pause does not sweep;
-//  2. stop the world: every attached mutator is parked at a safepoint or in a blocking
-//     region;
-//  3. sweep termination: flush every mutator's cache back to the central lists;
-//  4. mark: grey the roots (shadow stacks, globals, handles), then drain an explicit
-//     grey stack, scanning each object's pointer words from its type's layout;
-//  5. mark termination: heap goal for the next cycle from the marked bytes and GOGC,
-//     sweepgen += 2 (every span becomes unswept), shrink oversized shadow stacks;
-//  6. start the world; spans are swept lazily as mutators need them.
+//  1. Sweep termination. The triggering thread finishes the previous cycle's sweep with
+//     the world running, then stops the world (pause #1): every mutator cache is flushed,
+//     the write barrier is turned on for every mutator, and marking is enabled.
+//  2. Concurrent mark. Background workers (about 25% of the CPUs: dedicated threads
+//     plus a fractional one, as in Go) and mutator assists drain grey objects. Each
+//     mutator scans its own shadow stack at its next safepoint (the collector scans the
+//     stacks of mutators in blocking regions); stacks are never rescanned, which the
+//     hybrid write barrier allows. Objects allocated during marking are black: spans a
+//     mutator takes during the mark phase have their free slots pre-marked, and the
+//     marks of slots still free are withdrawn when the span leaves the cache.
+//  3. Mark termination. When no marker holds grey work, a ragged barrier asks every
+//     mutator to flush its write-barrier buffer (Go's forEachP in gcMarkDone); if that
+//     produced no work the world is stopped (pause #2), buffers are checked once more
+//     (back to marking if anything turned grey), the write barrier is turned off and
+//     sweepgen advances by 2.
+//  4. Concurrent sweep. Spans are swept lazily by allocation, proportionally to
+//     allocation (so sweeping ends before the next trigger), and by a background sweeper.
 //
-// Stop-the-world is cooperative: the requester sets the heap's stop flag, which
-// mutators poll at safepoints, and waits on a condition variable until none is running.
+// Neither pause scans stacks or the heap: each is O(mutators + span classes).
+//
+// Stop-the-world is cooperative: the requester sets the attention word, which mutators
+// poll at safepoints (allocation slow paths, `safepoint()`, barriered stores), and waits
+// until every mutator is parked or in a blocking region.
 
 public enum GCTrigger: Sendable {
-    case heap      // heapLive reached the goal
+    case heap      // heapLive reached the pacer's trigger
     case forced    // collect()
+}
+
+enum GCPhase: UInt {
+    case off = 0, mark = 1, markTermination = 2
+}
+
+/// Bits of the attention word (HeapWord.stopRequested) that mutators poll.
+enum Attention {
+    static let stop: UInt = 1          // stop the world requested or in force
+    static let gcDuties: UInt = 2      // marking: scan your stack / flush your buffers
 }
 
 extension Heap {
@@ -41,12 +60,18 @@ extension Heap {
             freeMutators = f.pointee.next
             st = f
             st.pointee.stackTop = 0
-            st.pointee.slowFlags = 0
         } else {
             st = .allocate(capacity: 1)
             st.initialize(to: MutatorState(heap: self, id: nextMutatorID))
         }
-        st.pointee.slowFlags = checked ? MutatorState.flagChecked : 0
+        var flags: UInt8 = checked ? MutatorState.flagChecked : 0
+        // A mutator born during marking has an empty (black) stack and needs the barrier.
+        if phase != .off { flags |= MutatorState.flagBarrier }
+        st.pointee.slowFlags = flags
+        add(.activeMutators, 1)
+        tc_store8_relaxed(st.stackScannedAddress, 1)
+        tc_store_relaxed(st.flushAckAddress, load(.flushGen))
+        st.pointee.assistDebt = 0
         st.pointee.status = .running
         st.pointee.threadID = tc_thread_id()
         st.pointee.next = mutators
@@ -61,9 +86,10 @@ extension Heap {
         let st = m.state
         m.checkUsable("detach")
         if st.pointee.heap !== self { runtimeFatal("detach: mutator belongs to another heap") }
-        if st.pointee.stopFlag.pointee != 0 { park(st) }
+        gcSafepoint(st)
         schedLock.lock()
-        // Flush under the sched lock so no collection runs between the flush and the unlink.
+        // Flush under the sched lock so no stop-the-world falls between flush and unlink.
+        flushMutatorGCWork(st)
         releaseAll(st)
         var p = mutators
         var prev: UnsafeMutablePointer<MutatorState>? = nil
@@ -71,7 +97,8 @@ extension Heap {
         if let prev { prev.pointee.next = st.pointee.next } else { mutators = st.pointee.next }
         st.pointee.status = .detached
         st.pointee.stackTop = 0
-        st.pointee.slowFlags |= MutatorState.flagDetached
+        st.pointee.slowFlags = MutatorState.flagDetached | (checked ? MutatorState.flagChecked : 0)
+        sub(.activeMutators, 1)
         st.pointee.next = freeMutators
         freeMutators = st
         stateChanged.broadcast()
@@ -93,6 +120,8 @@ extension Heap {
         return st.pointee.heap === self ? st : nil
     }
 
+    var phase: GCPhase { GCPhase(rawValue: tc_load_acquire(words + HeapWord.gcPhase.rawValue))! }
+
     // MARK: stop the world
 
     /// Stop every mutator at a safepoint. Returns false (after waiting for it to finish)
@@ -110,7 +139,8 @@ extension Heap {
             return false
         }
         stwActive = true
-        store(.stopRequested, 1)
+        _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.stop))
+        requestSafepoints()
         caller?.pointee.status = .parked
         while true {
             var running = false
@@ -123,10 +153,21 @@ extension Heap {
         return true
     }
 
+    /// Make every running mutator take its slow path at its next load, store or frame
+    /// operation (as well as at allocation slow paths and `safepoint()`), so a stop or a
+    /// ragged barrier does not wait for its next allocation. Sched lock held.
+    func requestSafepoints() {
+        var p = mutators
+        while let m = p {
+            if m.pointee.status == .running { m.setFlags(MutatorState.flagSafepoint) }
+            p = m.pointee.next
+        }
+    }
+
     func startTheWorld(_ caller: UnsafeMutablePointer<MutatorState>?) {
         schedLock.lock()
         stwActive = false
-        store(.stopRequested, 0)
+        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.stop))
         caller?.pointee.status = .running
         worldStarted.broadcast()
         schedLock.unlock()
@@ -144,8 +185,25 @@ extension Heap {
         schedLock.unlock()
     }
 
+    /// The safepoint slow path: do what the collector asked of this mutator, then park
+    /// if the world is being stopped.
+    ///
+    /// Two kinds of safepoint: at a full one (allocation slow paths, `safepoint()`,
+    /// entering a blocking region) every live `Ref` must be in a frame, so the mutator
+    /// may scan its stack there. Loads, stores and frame operations are partial
+    /// safepoints: they answer stop requests and flush the write-barrier buffer, but
+    /// never scan the stack, so a `Ref` held briefly in a local between full safepoints
+    /// (say, while traversing a structure) stays valid.
+    func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true) {
+        let a = load(.stopRequested)
+        if a & Attention.gcDuties != 0 { mutatorGCDuties(st, scanStack: full) }
+        if a & Attention.stop != 0 { park(st) }
+    }
+
     func enterBlocking(_ st: UnsafeMutablePointer<MutatorState>) {
+        if load(.stopRequested) & Attention.gcDuties != 0 { mutatorGCDuties(st) }
         schedLock.lock()
+        sub(.activeMutators, 1)
         st.pointee.status = .blocking
         stateChanged.broadcast()
         schedLock.unlock()
@@ -155,15 +213,16 @@ extension Heap {
         schedLock.lock()
         while stwActive { worldStarted.wait(schedLock) }
         st.pointee.status = .running
+        add(.activeMutators, 1)
         schedLock.unlock()
     }
 
     // MARK: the mutator cache (MCache)
 
     /// Replace the full span of class `spc` in the mutator's cache (Go's mcache.refill).
-    /// May run a collection first. False when no memory can be had.
+    /// May start a collection first and pay mark assists. False when no memory can be had.
     func refill(_ st: UnsafeMutablePointer<MutatorState>, _ spc: SpanClass) -> Bool {
-        let slot = st.pointee.alloc + Int(spc.raw)
+        let slot = st.pointee.spans + Int(spc.raw)
         let old = slot.pointee
         if old != emptySpan {
             uncacheAccounting(old)
@@ -171,32 +230,62 @@ extension Heap {
             uncacheSpan(old)
         }
         maybeTriggerGC(st)
+        let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
+        deductSweepCredit(spanBytes)
         guard let s = cacheSpan(spc) else { return false }
         let sg = sweepgen
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
-        add(.heapLive, (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize)
-        slot.pointee = s
+        let claimed = (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize
+        add(.heapLive, claimed)
+        if phase == .mark {
+            preBlacken(s)
+            slot.pointee = s
+            assist(st, bytes: claimed)
+        } else {
+            slot.pointee = s
+        }
         return true
     }
 
     /// Stats for a span leaving a cache: objects allocated from it while cached, and the
-    /// free slots refill had counted into heapLive in advance.
+    /// free slots refill had counted into heapLive in advance. Withdraws the pre-marks
+    /// of slots that stayed free (allocate-black) and counts the new objects as marked.
     private func uncacheAccounting(_ s: UnsafeMutablePointer<MSpan>) {
         s.pointee.allocCount = s.countAllocated()
         let n = s.pointee.allocCount - s.pointee.allocCountBeforeCache
         _ = tc_fetch_add_relaxed(counter(HeapWord.smallAllocBase.rawValue + s.pointee.spanClass.sizeClass), n)
         sub(.heapLive, (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
+        if s.pointee.blackened != 0 {
+            let marks = s.pointee.gcmarkBits!
+            for w in 0..<Int(s.pointee.bitmapWords) {
+                let free = ~s.allocatedWord(w) & s.validMask(UInt(w) * 64)
+                if free != 0 { _ = tc_and64(marks + w, ~free) }
+            }
+            add(.bytesMarked, n * s.pointee.elemSize)
+            s.pointee.blackened = 0
+        }
+    }
+
+    /// Allocate-black for a span cached during marking: every free slot is pre-marked, so
+    /// whatever is allocated from it before it leaves the cache is black.
+    func preBlacken(_ s: UnsafeMutablePointer<MSpan>) {
+        let marks = s.pointee.gcmarkBits!
+        for w in 0..<Int(s.pointee.bitmapWords) {
+            let free = ~s.allocatedWord(w) & s.validMask(UInt(w) * 64)
+            if free != 0 { _ = tc_or64(marks + w, free) }
+        }
+        s.pointee.blackened = 1
     }
 
     /// Flush a mutator's cache (Go's mcache.releaseAll).
     func releaseAll(_ st: UnsafeMutablePointer<MutatorState>) {
         for i in 0..<SpanClass.count {
-            let s = st.pointee.alloc[i]
+            let s = st.pointee.spans[i]
             if s != emptySpan {
                 uncacheAccounting(s)
-                st.pointee.alloc[i] = emptySpan
+                st.pointee.spans[i] = emptySpan
                 uncacheSpan(s)
             }
         }
@@ -209,6 +298,7 @@ extension Heap {
     func allocLarge(_ st: UnsafeMutablePointer<MutatorState>, size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
         maybeTriggerGC(st)
         let npages = (size + SizeClassTable.pageSize - 1) / SizeClassTable.pageSize
+        deductSweepCredit(UInt(npages) << SizeClassTable.pageShiftU)
         let spc = SpanClass(sizeClass: 0, noscan: noscan)
         guard size <= Int(reservedBytes), let s = allocSpan(npages: npages, spanClass: spc) else {
             if canFail { return 0 }
@@ -223,10 +313,16 @@ extension Heap {
         add(.largeAllocCount, 1)
         add(.largeAllocBytes, bytes)
         add(.heapLive, bytes)
+        if phase != .off {
+            // allocate black
+            _ = tc_or64(s.pointee.gcmarkBits!, 1)
+            add(.bytesMarked, bytes)
+        }
         let c = centrals + Int(spc.raw)
         let sg = sweepgen
         s.storeSweepgen(sg)
         c.pointee.lock.withLock { c.pointee.push(MCentral.fullSwept(sg), s) }
+        if phase == .mark { assist(st, bytes: bytes) }
         return s.pointee.startAddr
     }
 
@@ -240,167 +336,124 @@ extension Heap {
 
     @inline(__always)
     func maybeTriggerGC(_ st: UnsafeMutablePointer<MutatorState>?) {
-        if load(.heapLive) >= load(.heapGoal) && gcPercentAtomic != nil {
+        if load(.heapLive) >= load(.trigger) && phase == .off {
             gcStart(.heap, caller: st)
         }
     }
 
-    var gcPercentAtomic: Int? { gcPercent }
-
     /// Run a full collection now (Go's runtime.GC): returns once a whole cycle that
-    /// started after the call has finished.
+    /// started after the call has finished and its sweep is done. The calling thread
+    /// helps mark.
     public func collect() {
-        gcStart(.forced, caller: currentMutator())
-    }
-
-    /// Set GOGC; returns the previous value (Go's debug.SetGCPercent, nil = off).
-    @discardableResult
-    public func setGCPercent(_ percent: Int?) -> Int? {
-        let p = percent.flatMap { $0 < 0 ? nil : $0 }
-        return statsLock.withLock {
-            let old = gcPercent
-            gcPercent = p
-            heapGoal = Heap.goal(marked: heapMarked, roots: 0, gcPercent: p)
-            store(.heapGoal, heapGoal)
-            return old
+        let caller = currentMutator()
+        let target = load(.numGC) + (phase == .off ? 1 : 2)
+        while load(.numGC) < target {
+            if phase == .off {
+                gcStart(.forced, caller: caller)
+            } else {
+                helpMark(caller)
+            }
         }
+        finishSweep()
     }
 
+    /// Start a cycle (Go's gcStart): sweep termination and the switch to marking.
     func gcStart(_ trigger: GCTrigger, caller: UnsafeMutablePointer<MutatorState>?) {
-        let startNumGC = load(.numGC)
         while true {
+            if phase != .off { return }
+            if trigger == .heap && (load(.heapLive) < load(.trigger) || gcDisabled) { return }
             // Finish the previous cycle's sweep with the world running.
             finishSweep()
-            if stopTheWorld(caller) { break }
-            // Someone else ran (or is running) a cycle; a forced cycle must still see one
-            // that started after it was requested, and a heap trigger may no longer hold.
-            if trigger == .heap && load(.heapLive) < load(.heapGoal) { return }
-            if trigger == .forced && load(.numGC) >= startNumGC + 2 { return }
-        }
-        if trigger == .heap && load(.heapLive) < load(.heapGoal) {
+            let t0 = tc_nanotime()
+            if !stopTheWorld(caller) { continue }
+            if phase != .off || (trigger == .heap && load(.heapLive) < load(.trigger)) {
+                startTheWorld(caller)
+                return
+            }
+            sweepTermination(trigger, start: t0)
             startTheWorld(caller)
+            let t1 = tc_nanotime()
+            recordPause(t1 - t0)
+            cycle.tMark = t1
+            cycle.stw1Ns = t1 - t0
+            wakeMarkWorkers()
             return
         }
-        runCycle(trigger)
-        startTheWorld(caller)
-        if trigger == .forced { sweepAfterForcedGC() }
     }
 
-    /// Go's runtime.GC also completes the sweep before returning, so that stats reflect it.
-    func sweepAfterForcedGC() { finishSweep() }
+    var gcDisabled: Bool { pacer.gcPercent == nil && pacer.memoryLimit == Int.max }
 
-    /// One collection with the world stopped.
-    func runCycle(_ trigger: GCTrigger) {
-        let t0 = tc_nanotime()
-        let heapLiveAtStart = load(.heapLive)
-        // Sweep termination.
+    /// Pause #1, with the world stopped.
+    private func sweepTermination(_ trigger: GCTrigger, start t0: UInt64) {
         var p = mutators
         while let m = p { releaseAll(m); p = m.pointee.next }
-        finishSweep()
-        let t1 = tc_nanotime()
-        // Mark.
-        let marked = markHeap()
-        if configuration.checkmark { verifyMarks() }
-        let t2 = tc_nanotime()
-        // Mark termination.
-        var rootBytes = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
+        // The background sweeper is not stopped with the world: bar new sweeps, wait for
+        // a span it may be sweeping, then sweep whatever is left (normally nothing).
+        store(.sweepBlocked, 1)
+        while tc_load_acquire(words + HeapWord.activeSweepers.rawValue) != 0 { tc_yield() }
+        finishSweep(force: true)
+        cycle = CycleTrace()
+        cycle.number = Int(load(.numGC)) + 1
+        cycle.tSweepTerm = t0
+        cycle.forced = trigger == .forced
+        cycle.heap0 = load(.heapLive)
+        cycle.goal = load(.heapGoal)
+        store(.bytesMarked, 0)
+        store(.scanWork, 0)
+        store(.bgScanCredit, 0)
+        store(.assistTimeNs, 0)
+        store(.bgMarkTimeNs, 0)
+        store(.rootsClaimed, 0)
+        store(.rootsDone, 0)
+        store(.stackScanBytes, 0)
+        work.reset()
+        pacer.triggered = load(.heapLive)
+        markStartTime = tc_nanotime()
+        reviseAssistRatio()
+        // Turn the write barrier on and ask for stack scans.
+        var stackBytes: UInt = 0
         p = mutators
-        while let m = p { rootBytes += UInt(m.pointee.stackCap * 8); shrinkStack(m); p = m.pointee.next }
-        heapMarked = marked
-        store(.heapLive, marked)
-        heapGoal = Heap.goal(marked: marked, roots: rootBytes, gcPercent: gcPercent)
-        store(.heapGoal, heapGoal)
-        store(.sweepgen, UInt(sweepgen &+ 2))
-        store(.sweepSpans, 0)
-        let n = load(.numGC) + 1
-        store(.numGC, n)
-        let t3 = tc_nanotime()
-        recordPause(t3 - t0, end: tc_walltime_ns(), forced: trigger == .forced)
-        lastCycle = CycleTrace(number: Int(n), start: t0, sweepTermNs: t1 - t0, markNs: t2 - t1, markTermNs: t3 - t2,
-                               heapStart: heapLiveAtStart, heapMarked: marked, goal: heapGoal, stacks: rootBytes, forced: trigger == .forced)
-        if configuration.gctrace { printTrace(lastCycle!) }
+        while let m = p {
+            m.setFlags(MutatorState.flagBarrier)
+            tc_store8_relaxed(m.stackScannedAddress, 0)
+            m.pointee.assistDebt = 0
+            stackBytes += UInt(m.pointee.stackCap * 8)
+            p = m.pointee.next
+        }
+        maxStackScan = stackBytes
+        _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.gcDuties))
+        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.mark.rawValue)
     }
 
     // MARK: marking
-
-    /// Mark everything reachable from the roots; returns the bytes marked.
-    func markHeap() -> UInt {
-        var marked: UInt = 0
-        gcWork.count = 0
-        var p = mutators
-        while let m = p {
-            let stack = m.pointee.stack
-            for i in 0..<m.pointee.stackTop { greyObject(stack[i], &marked) }
-            p = m.pointee.next
-        }
-        globalsLock.withLock {
-            globalSlots.forEach { greyObject($0, &marked) }
-            handleSlots.forEach { greyObject($0, &marked) }
-        }
-        drain(&marked)
-        return marked
-    }
-
-    /// Scan grey objects until none is left. Objects popped from the grey stack are
-    /// prefetched and scanned a few pops later, from a small FIFO ring, so the cache miss
-    /// on each object overlaps with scanning others (Go prefetches in greyobject; a ring
-    /// gives the prefetch time to land).
-    func drain(_ marked: inout UInt) {
-        let ringSize = 16
-        var ring = (0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
-                    0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
-        withUnsafeMutableBytes(of: &ring) { raw in
-            let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
-            var head = 0, count = 0
-            while true {
-                if let p = gcWork.pop() {
-                    tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
-                    if count == ringSize {
-                        let obj = r[head]
-                        r[head] = p
-                        head = (head + 1) & (ringSize - 1)
-                        scanObject(obj, &marked)
-                    } else {
-                        r[(head + count) & (ringSize - 1)] = p
-                        count += 1
-                    }
-                } else if count > 0 {
-                    let obj = r[head]
-                    head = (head + 1) & (ringSize - 1)
-                    count -= 1
-                    scanObject(obj, &marked)
-                } else {
-                    break
-                }
-            }
-        }
-    }
 
     /// Mark the object `p` points into, queueing it for scanning if it has pointers.
     /// Queue entries pack the object's base address with its 16-bit slot type (bits
     /// 48…63), so scanning a single small object needs no span lookup.
     @inline(__always)
-    func greyObject(_ p: UInt, _ marked: inout UInt) {
+    func greyObject(_ p: UInt, _ gcw: inout GCWork) {
         if p == 0 || p == zeroBase { return }
         guard let s = spanOf(p), s.pointee.state == MSpanState.inUse.rawValue, p < s.pointee.limit else {
             badPointer(p)
             return
         }
         let idx = s.objectIndex(p)
-        if s.setMarked(idx) {
-            marked &+= s.pointee.elemSize
-            if !s.pointee.spanClass.noscan {
-                let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
-                let tid: UInt16
-                if let t = s.pointee.typeIDs { tid = t[Int(idx)] } else { tid = UInt16(s.pointee.largeType) | arrayTypeBit }
-                gcWork.push(base | UInt(tid) &<< 48)
-            }
+        let w = s.pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)
+        let bit: UInt64 = 1 &<< UInt64(idx & 63)
+        if tc_load64_relaxed(w) & bit != 0 { return }
+        if tc_or64(w, bit) & bit != 0 { return }
+        gcw.bytesMarked &+= s.pointee.elemSize
+        if !s.pointee.spanClass.noscan {
+            let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
+            let tid: UInt16
+            if let t = s.pointee.typeIDs { tid = tc_load16_relaxed(t + Int(idx)) } else { tid = UInt16(s.pointee.largeType) | arrayTypeBit }
+            gcw.push(base | UInt(tid) &<< 48)
         }
     }
 
     /// Scan the pointer words of an object (Go's scanobject), element by element for arrays.
     @inline(__always)
-    func scanObject(_ entry: UInt, _ marked: inout UInt) {
+    func scanObject(_ entry: UInt, _ gcw: inout GCWork) {
         let obj = entry & 0xffff_ffff_ffff
         let tid = UInt16(truncatingIfNeeded: entry &>> 48)
         let t = types + Int(tid & ~arrayTypeBit)
@@ -415,13 +468,103 @@ extension Heap {
         }
         var e = obj
         for _ in 0..<n {
-            let w = UnsafePointer<UInt>(bitPattern: e).unsafelyUnwrapped
             for k in 0..<np {
-                let v = w[Int(ptrWords[k])]
-                if v != 0 { greyObject(v, &marked) }
+                let v = tc_load_acquire(UnsafeRawPointer(bitPattern: e &+ UInt(ptrWords[k]) &* 8).unsafelyUnwrapped)
+                if v != 0 { greyObject(v, &gcw) }
             }
             e &+= size
         }
+        gcw.scanWork &+= n &* size
+    }
+
+    /// Scan grey objects until none is left locally or globally, or `budget` bytes have
+    /// been scanned. Returns the bytes scanned. Objects popped are prefetched and scanned
+    /// a few pops later from a small ring so their cache misses overlap.
+    /// While draining, the marker counts in HeapWord.activeWorkers, and before it stops
+    /// counting it publishes what it still holds: mark termination requires the global
+    /// list empty and no active marker.
+    @discardableResult
+    func drain(_ gcw: inout GCWork, budget: UInt = UInt.max) -> UInt {
+        _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, 1)
+        defer {
+            work.putAll(from: &gcw)
+            _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, UInt.max)  // -1
+        }
+        let startWork = gcw.scanWork
+        let ringSize = 16
+        var ring = (0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
+                    0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
+        withUnsafeMutableBytes(of: &ring) { raw in
+            let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
+            var head = 0, count = 0
+            while gcw.scanWork &- startWork < budget {
+                if let p = gcw.pop() {
+                    tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
+                    if count == ringSize {
+                        let obj = r[head]
+                        r[head] = p
+                        head = (head + 1) & (ringSize - 1)
+                        scanObject(obj, &gcw)
+                    } else {
+                        r[(head + count) & (ringSize - 1)] = p
+                        count += 1
+                    }
+                    // Share work when the local stack is long and the global list is dry.
+                    if gcw.count > 2 * GCWork.batch && work.isEmptyApprox { work.put(from: &gcw, GCWork.batch) }
+                } else if count > 0 {
+                    let obj = r[head]
+                    head = (head + 1) & (ringSize - 1)
+                    count -= 1
+                    scanObject(obj, &gcw)
+                } else if !work.get(into: &gcw) {
+                    if claimRoots() { scanGlobalRoots(&gcw) } else { break }
+                }
+            }
+            // Budget reached with objects still in the ring: they go back to the queue.
+            while count > 0 { gcw.push(r[head]); head = (head + 1) & (ringSize - 1); count -= 1 }
+        }
+        let done = gcw.scanWork &- startWork
+        flushMarkedStats(&gcw)
+        return done
+    }
+
+    /// Move a marker's counters into the heap's.
+    func flushMarkedStats(_ gcw: inout GCWork) {
+        if gcw.bytesMarked != 0 { add(.bytesMarked, gcw.bytesMarked); gcw.bytesMarked = 0 }
+        if gcw.scanWork != 0 { add(.scanWork, gcw.scanWork); gcw.scanWork = 0 }
+    }
+
+    /// Take the job of scanning globals and handles; true for exactly one caller per cycle.
+    func claimRoots() -> Bool {
+        tc_load_relaxed(words + HeapWord.rootsClaimed.rawValue) == 0 && tc_cas(words + HeapWord.rootsClaimed.rawValue, 0, 1)
+    }
+
+    func scanGlobalRoots(_ gcw: inout GCWork) {
+        globalsLock.withLock {
+            globalSlots.forEach { greyObject($0, &gcw) }
+            handleSlots.forEach { greyObject($0, &gcw) }
+        }
+        gcw.scanWork &+= UInt(globalSlots.bytes + handleSlots.bytes)
+        store(.rootsDone, 1)
+    }
+
+    /// Grey every root slot of a mutator's shadow stack.
+    func scanStack(_ st: UnsafeMutablePointer<MutatorState>, _ gcw: inout GCWork) {
+        let stack = st.pointee.stack
+        let n = st.pointee.stackTop
+        for i in 0..<n { greyObject(stack[i], &gcw) }
+        gcw.scanWork &+= UInt(n * 8)
+        add(.stackScanBytes, UInt(n * 8))
+    }
+
+    /// Shade a pointer from outside any marker (handle creation and release while marking).
+    func shadeFromAnyThread(_ p: UInt) {
+        if p == 0 || phase == .off { return }
+        var gcw = GCWork(capacity: 16)
+        greyObject(p, &gcw)
+        flushMarkedStats(&gcw)
+        work.putAll(from: &gcw)
+        gcw.destroy()
     }
 
     func badPointer(_ p: UInt) {
@@ -431,24 +574,272 @@ extension Heap {
         // Unchecked: a value that is not a heap pointer is ignored.
     }
 
-    /// gccheckmark: mark again from scratch with a simple recursive-free reference
-    /// marker into a set and compare with the mark bits.
+    // MARK: mutator duties during marking
+
+    /// What a mutator owes the collector while marking: a scan of its own stack (once per
+    /// cycle) and, when a ragged barrier asks, a flush of its write-barrier buffer.
+    func mutatorGCDuties(_ st: UnsafeMutablePointer<MutatorState>, scanStack canScan: Bool = true) {
+        guard phase == .mark else { return }
+        var did = false
+        if canScan && tc_load8_relaxed(st.stackScannedAddress) == 0 {
+            scanStack(st, &st.pointee.gcw)
+            tc_store8_relaxed(st.stackScannedAddress, 1)
+            did = true
+        }
+        let gen = load(.flushGen)
+        if tc_load_relaxed(st.flushAckAddress) != gen {
+            flushWriteBarrierBuffer(st)
+            tc_store_relaxed(st.flushAckAddress, gen)
+            did = true
+        }
+        if did {
+            flushMarkedStats(&st.pointee.gcw)
+            work.putAll(from: &st.pointee.gcw)
+            schedLock.withLock { stateChanged.broadcast() }
+        }
+    }
+
+    /// Grey the contents of a mutator's write-barrier buffer into its gcWork.
+    func flushWriteBarrierBuffer(_ st: UnsafeMutablePointer<MutatorState>) {
+        let n = st.pointee.wbCount
+        if n == 0 { return }
+        let buf = st.pointee.wbBuf
+        for i in 0..<n { greyObject(buf[i], &st.pointee.gcw) }
+        st.pointee.wbCount = 0
+    }
+
+    /// Everything a mutator holds for the collector, published (caller owns the mutator:
+    /// it is the mutator itself, or the mutator is stopped and the sched lock is held).
+    func flushMutatorGCWork(_ st: UnsafeMutablePointer<MutatorState>) {
+        flushWriteBarrierBuffer(st)
+        flushMarkedStats(&st.pointee.gcw)
+        work.putAll(from: &st.pointee.gcw)
+        tc_store_relaxed(st.flushAckAddress, load(.flushGen))
+    }
+
+    /// The write barrier's buffer is full: shade its contents (Go's wbBufFlush).
+    func writeBarrierBufferFull(_ st: UnsafeMutablePointer<MutatorState>) {
+        flushWriteBarrierBuffer(st)
+        flushMarkedStats(&st.pointee.gcw)
+        work.putAll(from: &st.pointee.gcw)
+    }
+
+    // MARK: assists
+
+    /// A mutator that allocates while marking pays scan work in proportion (Go's
+    /// gcAssistAlloc): first from background credit, then by draining grey objects.
+    func assist(_ st: UnsafeMutablePointer<MutatorState>, bytes: UInt) {
+        mutatorGCDuties(st)
+        let perByte = Double(bitPattern: UInt64(load(.assistWorkPerByte)))
+        st.pointee.assistDebt += Double(bytes) * perByte
+        if st.pointee.assistDebt <= 0 { return }
+        if cpuLimiterLimiting() { return }
+        var owed = UInt(st.pointee.assistDebt)
+        // Steal background credit.
+        let credit = load(.bgScanCredit)
+        if credit > 0 {
+            let take = min(credit, owed)
+            if tc_cas(words + HeapWord.bgScanCredit.rawValue, credit, credit - take) {
+                owed -= take
+                st.pointee.assistDebt -= Double(take)
+            }
+        }
+        if owed == 0 { return }
+        let t0 = tc_thread_cputime_ns()
+        let done = drain(&st.pointee.gcw, budget: max(owed, Heap.overAssistWork))
+        st.pointee.assistDebt -= Double(done)
+        let dt = tc_thread_cputime_ns() - t0
+        add(.assistTimeNs, UInt(dt))
+        limiterAddGC(dt)
+        if markWorkerCount == 0 && work.isEmptyApprox {
+            markDone(st)
+        }
+    }
+
+    static let overAssistWork: UInt = 64 << 10
+
+    /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
+    func reviseAssistRatio() {
+        let r = pacer.revise(heapLive: load(.heapLive), heapScan: pacer.lastHeapScan, scanWorkDone: load(.scanWork), maxStackScan: maxStackScan)
+        store(.assistWorkPerByte, UInt(r.workPerByte.bitPattern))
+    }
+
+    // MARK: helping and termination
+
+    /// Mark on the calling thread until this cycle's marking is over (used by collect()).
+    func helpMark(_ caller: UnsafeMutablePointer<MutatorState>?) {
+        var local = GCWork()
+        defer { local.destroy() }
+        while phase == .mark {
+            if let c = caller { mutatorGCDuties(c) }
+            drain(&local, budget: UInt.max)
+            markDone(caller)
+            if phase == .mark { tc_yield() }
+        }
+        // Mark termination may be running on another thread: wait for the sweep phase.
+        while phase == .markTermination { tc_yield() }
+    }
+
+    /// Go's gcMarkDone: if no marker holds grey work, run the ragged barrier and, if that
+    /// turned nothing grey, stop the world and finish the cycle. Returns early (doing
+    /// nothing) when work remains or another thread is already finishing.
+    func markDone(_ caller: UnsafeMutablePointer<MutatorState>?) {
+        guard markDoneLock.tryLock() else { return }
+        defer { markDoneLock.unlock() }
+        // While it waits for other mutators, the caller counts as blocked.
+        if let c = caller {
+            mutatorGCDuties(c)
+            flushMutatorGCWork(c)
+            enterBlocking(c)
+        }
+        defer { if let c = caller { exitBlocking(c) } }
+        while phase == .mark {
+            if !work.isEmptyApprox || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 || load(.rootsDone) == 0 { return }
+            let published = work.publishedCount
+            // Ragged barrier: every mutator flushes its buffer and scans its stack.
+            let gen = load(.flushGen) + 1
+            store(.flushGen, gen)
+            _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.gcDuties))
+            schedLock.lock()
+            requestSafepoints()
+            while true {
+                var pending = false
+                var p = mutators
+                while let m = p {
+                    if m.pointee.status == .running {
+                        if tc_load_relaxed(m.flushAckAddress) != gen || tc_load8_relaxed(m.stackScannedAddress) == 0 { pending = true }
+                    } else {
+                        // Not running: the collector flushes its buffer, and scans its
+                        // stack if it is in a blocking region (a full safepoint). A
+                        // mutator parked at a partial safepoint scans its own later.
+                        if tc_load8_relaxed(m.stackScannedAddress) == 0 {
+                            if m.pointee.status == .blocking {
+                                scanStack(m, &m.pointee.gcw)
+                                tc_store8_relaxed(m.stackScannedAddress, 1)
+                            } else {
+                                pending = true
+                            }
+                        }
+                        flushMutatorGCWork(m)
+                    }
+                    p = m.pointee.next
+                }
+                if !pending { break }
+                _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, 1_000_000)
+            }
+            schedLock.unlock()
+            if work.publishedCount != published || !work.isEmptyApprox { return }
+            // Pause #2.
+            let t0 = tc_nanotime()
+            if !stopTheWorld(nil) { continue }
+            var restart = false
+            var p = mutators
+            while let m = p {
+                // An unscanned stack sends us back to marking: stacks are scanned only at
+                // full safepoints, never in a pause.
+                if tc_load8_relaxed(m.stackScannedAddress) == 0 { restart = true }
+                flushMutatorGCWork(m)
+                p = m.pointee.next
+            }
+            if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 { restart = true }
+            if restart {
+                // Something turned grey after the ragged barrier (Go's issue 27993 case).
+                startTheWorld(nil)
+                recordPause(tc_nanotime() - t0)
+                return
+            }
+            markTermination(start: t0)
+            startTheWorld(nil)
+            let t1 = tc_nanotime()
+            recordPause(t1 - t0)
+            cycle.stw2Ns = t1 - t0
+            finishCycleStats(end: t1)
+            wakeSweeper()
+            return
+        }
+    }
+
+    /// Pause #2, with the world stopped and no grey objects left.
+    private func markTermination(start t0: UInt64) {
+        cycle.tMarkTerm = t0
+        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.markTermination.rawValue)
+        cycle.heap1 = load(.heapLive)
+        var p = mutators
+        while let m = p {
+            releaseAll(m)
+            m.clearFlags(MutatorState.flagBarrier)
+            m.pointee.assistDebt = 0
+            p = m.pointee.next
+        }
+        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.gcDuties))
+        if configuration.checkmark { verifyMarks() }
+        let marked = load(.bytesMarked)
+        cycle.heap2 = marked
+        // Pacer: measure this cycle, then set the next goal and trigger.
+        let now = tc_nanotime()
+        let markWall = Double(max(1, now - markStartTime))
+        let procs = Double(gomaxprocs)
+        let u = Pacer.goalUtilization + Double(load(.assistTimeNs)) / (markWall * procs)
+        pacer.endCycle(heapLive: load(.heapLive), u: min(u, 0.99), idleU: 0, scanWork: load(.scanWork))
+        pacer.heapMarked = marked
+        pacer.lastHeapScan = load(.scanWork) &- min(load(.scanWork), load(.stackScanBytes))
+        pacer.lastStackScan = load(.stackScanBytes)
+        pacer.globalsScan = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
+        pacer.triggered = UInt.max
+        cycle.stacks = maxStackScan
+        cycle.globals = pacer.globalsScan
+        store(.heapLive, marked)
+        p = mutators
+        while let m = p { shrinkStack(m); p = m.pointee.next }
+        store(.sweepgen, UInt(sweepgen &+ 2))
+        store(.pagesSwept, 0)
+        store(.sweepBlocked, 0)
+        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.off.rawValue)
+        commitPacer(isSweepDone: false)
+        store(.numGC, load(.numGC) + 1)
+        if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
+    }
+
+    /// Recompute goal and trigger (Go's gcControllerCommit) and mirror them into the
+    /// atomic words the allocation paths read.
+    func commitPacer(isSweepDone: Bool) {
+        refreshPacerMemoryInputs()
+        pacer.commit(isSweepDone: isSweepDone, heapLive: load(.heapLive))
+        let (trig, goal) = pacer.trigger()
+        store(.trigger, gcDisabled ? UInt.max : trig)
+        store(.heapGoal, goal)
+        paceSweeper(trigger: trig)
+    }
+
+    func refreshPacerMemoryInputs() {
+        let heapSys = load(.heapSys)
+        let inuse = load(.heapInuse)
+        let metadata = UInt(heapLock.withLock { spanAlloc.sys + meta.sys + pages.metadataBytes })
+        pacer.mappedReady = heapSys + metadata
+        pacer.heapFree = heapSys - inuse
+        pacer.heapAlloc = load(.heapLive)
+    }
+
+    // MARK: verification
+
+    /// gccheckmark: mark again from the roots with the world stopped, into a separate set,
+    /// and compare with the mark bits: any reachable object left unmarked is fatal.
     func verifyMarks() {
         var seen = Set<UInt>()
-        var work: [UInt] = []
+        var stack: [UInt] = []
         func visit(_ p: UInt) {
             if p == 0 || p == zeroBase { return }
             guard let s = spanOf(p) else { return }
             let base = s.pointee.startAddr + s.objectIndex(p) * s.pointee.elemSize
-            if seen.insert(base).inserted { work.append(base) }
+            if seen.insert(base).inserted { stack.append(base) }
         }
         var p = mutators
         while let m = p { for i in 0..<m.pointee.stackTop { visit(m.pointee.stack[i]) }; p = m.pointee.next }
-        globalSlots.forEach(visit); handleSlots.forEach(visit)
-        while let obj = work.popLast() {
+        globalsLock.withLock { globalSlots.forEach(visit); handleSlots.forEach(visit) }
+        while let obj = stack.popLast() {
             let s = spanOf(obj)!
             if !s.isMarked(s.objectIndex(obj)) {
-                runtimeFatal("gccheckmark: reachable object \(Ref(address: obj)) (span class \(s.pointee.spanClass.raw)) was not marked")
+                runtimeFatal("gccheckmark: reachable object \(Ref(address: obj)) (span class \(s.pointee.spanClass.raw), type \(s.pointee.typeIDs.map { typeName($0[Int(s.objectIndex(obj))] & ~arrayTypeBit) } ?? "large/noscan")) was not marked by the concurrent mark")
             }
             if s.pointee.spanClass.noscan { continue }
             let large = s.pointee.isLarge

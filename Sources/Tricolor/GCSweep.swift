@@ -105,7 +105,13 @@ extension Heap {
     }
 
     /// Sweep one unswept span from any central list (Go's sweepone). False when none is left.
-    func sweepOne() -> Bool {
+    func sweepOne(force: Bool = false) -> Bool {
+        // Counted in activeSweepers so sweep termination can wait for sweeps that
+        // threads outside the stopped world (the background sweeper) still run; once
+        // sweep termination has begun only it may sweep (force).
+        _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1)
+        defer { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
+        if !force && (phase != .off || load(.sweepBlocked) != 0) { return false }
         let sg = sweepgen
         for i in 0..<SpanClass.count {
             let c = centrals + i
@@ -122,9 +128,9 @@ extension Heap {
 
     /// Sweep everything still unswept (Go's finishsweep). Returns spans swept.
     @discardableResult
-    func finishSweep() -> Int {
+    func finishSweep(force: Bool = false) -> Int {
         var n = 0
-        while sweepOne() { n += 1 }
+        while sweepOne(force: force) { n += 1 }
         return n
     }
 }

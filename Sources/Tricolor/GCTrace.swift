@@ -3,21 +3,25 @@ import Glibc
 
 // gctrace: one line per cycle on stderr in Go's format (runtime/mgc.go):
 //   gc N @S.SSSs P%: a+b+c ms clock, w+x/y/z+v ms cpu, h0->h1->h2 MB, G MB goal, S MB stacks, L MB globals, N P
-// The collector is stop-the-world for now: a is the sweep-termination part of the pause,
-// b the marking done inside the pause, c mark termination; cpu figures equal clock.
+// a: pause #1 (sweep termination); b: concurrent mark; c: pause #2 (mark termination);
+// w, v: the pauses × GOMAXPROCS; x: assist CPU; y: background mark CPU; z: idle mark CPU
+// (always 0: there are no idle workers); h0: heapLive at the start; h1: heapLive at mark
+// termination; h2: marked (live) bytes; G: the cycle's goal; S: shadow-stack bytes;
+// L: global and handle slot bytes; P%: GC's share of GOMAXPROCS × wall time since start.
 
 extension Heap {
     func printTrace(_ t: CycleTrace) {
         func ms(_ ns: UInt64) -> String { formatDecimal(Double(ns) / 1e6) }
-        func mb(_ b: UInt) -> Int { Int(b >> 20) }
-        let since = Double(t.start - startTime) / 1e9
-        let pct = statsLock.withLock { Int((Double(gcCPUNs) / Double(max(1, tc_nanotime() - startTime))) * 100) }
-        let globals = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
+        func mb(_ b: UInt) -> UInt { b >> 20 }
+        let procs = UInt64(gomaxprocs)
+        let since = Double(t.tSweepTerm - startTime) / 1e9
+        let pct = statsLock.withLock { Int(gcCPUFraction * 100) }
+        let markWall = t.tMarkTerm > t.tMark ? t.tMarkTerm - t.tMark : 0
         var line = "gc \(t.number) @\(String(format3: since))s \(pct)%: "
-        line += "\(ms(t.sweepTermNs))+\(ms(t.markNs))+\(ms(t.markTermNs)) ms clock, "
-        line += "\(ms(t.sweepTermNs))+0/\(ms(t.markNs))/0+\(ms(t.markTermNs)) ms cpu, "
-        line += "\(mb(t.heapStart))->\(mb(t.heapStart))->\(mb(t.heapMarked)) MB, \(mb(t.goal)) MB goal, "
-        line += "\(mb(t.stacks - min(t.stacks, globals))) MB stacks, \(mb(globals)) MB globals, \(gcMaxProcs) P"
+        line += "\(ms(t.stw1Ns))+\(ms(markWall))+\(ms(t.stw2Ns)) ms clock, "
+        line += "\(ms(t.stw1Ns * procs))+\(ms(t.assistNs))/\(ms(t.bgNs))/0+\(ms(t.stw2Ns * procs)) ms cpu, "
+        line += "\(mb(t.heap0))->\(mb(t.heap1))->\(mb(t.heap2)) MB, \(mb(t.goal)) MB goal, "
+        line += "\(mb(t.stacks)) MB stacks, \(mb(t.globals)) MB globals, \(procs) P"
         if t.forced { line += " (forced)" }
         line += "\n"
         line.withCString { p in _ = write(2, p, strlen(p)) }

@@ -61,17 +61,32 @@ public final class Heap: @unchecked Sendable {
     var globalSlots: RootSlotTable
     var handleSlots: RootSlotTable
 
-    // MARK: collector state (owned by whoever stopped the world)
-    var gcPercent: Int?
-    var heapMarked: UInt = 0
-    var heapGoal: UInt
-    var gcWork = MarkStack()
+    // MARK: collector state
+    /// Goal, trigger and cons/mark (gc: the thread that owns the stopped world, or the
+    /// setters under statsLock).
+    var pacer = Pacer()
+    /// The global grey list.
+    let work = WorkList()
+    /// Held by the one thread trying to finish the mark phase (tryLock only).
+    let markDoneLock = RuntimeLock(rank: .markDone)
+    var markStartTime: UInt64 = 0
+    var maxStackScan: UInt = 0
+    var cycle = CycleTrace()
+    // Background threads.
+    let bgLock = RuntimeLock(rank: .background)
+    let bgCond = RuntimeCond()
+    var backgroundStarted = false
+    var backgroundThreads: [pthread_t] = []
+    var shuttingDown = false
+    var sweepRequested = false
+    // Statistics (statsLock).
     var numForcedGC: UInt32 = 0
     var pauseNs = [UInt64](repeating: 0, count: 256)
     var pauseEnd = [UInt64](repeating: 0, count: 256)
     var pauseTotalNs: UInt64 = 0
+    var cyclePauseNs: UInt64 = 0
     var lastGC: UInt64 = 0
-    var pauses: [UInt64] = []            // every pause, for quantiles
+    var pauses: [UInt64] = []            // every stop-the-world pause, for quantiles
     let startTime = tc_nanotime()
     let statsLock = RuntimeLock(rank: .stats)
     var nextMutatorID = 0
@@ -86,7 +101,8 @@ public final class Heap: @unchecked Sendable {
         checked = configuration.checked
         debugSlowPath = configuration.checked || configuration.clobberFree
         if checked { LockRanking.enabled = true }
-        gcPercent = configuration.gcPercent
+        pacer.gcPercent = configuration.gcPercent
+        pacer.memoryLimit = configuration.memoryLimit ?? Int.max
 
         words = .allocate(capacity: HeapWord.count)
         words.initialize(repeating: 0, count: HeapWord.count)
@@ -130,15 +146,22 @@ public final class Heap: @unchecked Sendable {
 
         globalSlots = RootSlotTable()
         handleSlots = RootSlotTable()
-        heapGoal = Heap.goal(marked: 0, roots: 0, gcPercent: configuration.gcPercent)
         words[HeapWord.sweepgen.rawValue] = 0
-        words[HeapWord.heapGoal.rawValue] = heapGoal
+        words[HeapWord.limiterWindowStart.rawValue] = UInt(tc_nanotime())
+        pacer.commit(isSweepDone: true, heapLive: 0)
+        let (trig, goal) = pacer.trigger()
+        words[HeapWord.trigger.rawValue] = gcDisabled ? UInt.max : trig
+        words[HeapWord.heapGoal.rawValue] = goal
     }
 
     let reservationStart: UnsafeMutableRawPointer
     let reservationBytes: Int
 
     deinit {
+        if backgroundStarted {
+            // Let a cycle that is still running finish, then stop the threads.
+            stopBackgroundThreads()
+        }
         var m = freeMutators
         while let s = m { m = s.pointee.next; s.pointee.releaseStorage(); s.deinitialize(count: 1); s.deallocate() }
         var a = mutators
@@ -219,12 +242,6 @@ public final class Heap: @unchecked Sendable {
         return a.pointee.spans[Int((off >> SizeClassTable.pageShiftU) & UInt(HeapArena.pagesPerArena - 1))]
     }
 
-    static func goal(marked: UInt, roots: UInt, gcPercent: Int?) -> UInt {
-        guard let pct = gcPercent else { return UInt.max }
-        let minimum = heapMinimum * UInt(pct) / 100
-        let g = marked + (marked + roots) * UInt(pct) / 100
-        return max(g, minimum)
-    }
 }
 
 public enum HeapError: Error, CustomStringConvertible, Equatable {
@@ -243,11 +260,22 @@ public enum HeapError: Error, CustomStringConvertible, Equatable {
 /// Indexes of the heap's shared atomic words.
 @usableFromInline
 enum HeapWord: Int {
-    case stopRequested = 0   // nonzero while a stop-the-world is requested or in force
+    case stopRequested = 0   // the attention word: Attention.stop | Attention.gcDuties
     case sweepgen            // Go's mheap.sweepgen; +2 per cycle
     case heapLive            // bytes in spans handed to mcaches + large objects since last mark
-    case heapGoal            // next collection starts when heapLive reaches this
+    case heapGoal            // the pacer's goal for this cycle
+    case trigger             // a cycle starts when heapLive reaches this
     case numGC
+    case gcPhase             // GCPhase
+    // marking (this cycle)
+    case bytesMarked, scanWork, stackScanBytes, bgScanCredit, assistTimeNs, bgMarkTimeNs
+    case assistWorkPerByte   // Double bit pattern
+    case rootsClaimed, rootsDone, flushGen, activeWorkers, activeMutators
+    // sweeping
+    case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked
+    case sweepPagesPerByte   // Double bit pattern
+    // CPU limiter
+    case limiterGCNs, limiterWindowStart
     // cumulative counters (Go's heapStats)
     case largeAllocCount, largeAllocBytes, largeFreeCount, largeFreeBytes
     case tinyAllocCount
@@ -275,41 +303,22 @@ struct HeapArena {
     func destroy() { SysMemory.free(UnsafeMutableRawPointer(spans), HeapArena.pagesPerArena * 8) }
 }
 
-/// Growable explicit grey stack for marking (no recursion, so deep structures cannot
-/// overflow the native stack).
-struct MarkStack {
-    var base: UnsafeMutablePointer<UInt>
-    var count = 0
-    var capacity = 4096
-    init() { base = .allocate(capacity: 4096) }
-    @inline(__always) mutating func push(_ p: UInt) {
-        if count == capacity { grow() }
-        base[count] = p
-        count += 1
-    }
-    @inline(__always) mutating func pop() -> UInt? {
-        if count == 0 { return nil }
-        count -= 1
-        return base[count]
-    }
-    mutating func grow() {
-        let n = UnsafeMutablePointer<UInt>.allocate(capacity: capacity * 2)
-        n.moveInitialize(from: base, count: count)
-        base.deallocate()
-        base = n
-        capacity *= 2
-    }
-}
-
+/// What gctrace reports about one cycle.
 struct CycleTrace {
-    var number: Int
-    var start: UInt64
-    var sweepTermNs: UInt64
-    var markNs: UInt64
-    var markTermNs: UInt64
-    var heapStart: UInt
-    var heapMarked: UInt
-    var goal: UInt
-    var stacks: UInt
-    var forced: Bool
+    var number = 0
+    var forced = false
+    var tSweepTerm: UInt64 = 0      // pause #1 requested
+    var tMark: UInt64 = 0           // concurrent mark began
+    var tMarkTerm: UInt64 = 0       // pause #2 requested
+    var end: UInt64 = 0
+    var stw1Ns: UInt64 = 0
+    var stw2Ns: UInt64 = 0
+    var assistNs: UInt64 = 0
+    var bgNs: UInt64 = 0
+    var heap0: UInt = 0             // heapLive at the start
+    var heap1: UInt = 0             // heapLive at mark termination
+    var heap2: UInt = 0             // marked (live) bytes
+    var goal: UInt = 0
+    var stacks: UInt = 0
+    var globals: UInt = 0
 }

@@ -11,16 +11,18 @@ import Glibc
 // Lock ranks (lowest first). A thread may only acquire a lock whose rank is higher than
 // every lock it already holds. Checked mode (`GODEBUG=tricolorcheck=1`) enforces this.
 //
-//   1 sched      world-stop coordination (mutator list, stop flag)
-//   2 gc         one collection at a time
+//   0 markDone   the thread finishing a mark phase (tryLock only)
+//   1 sched      world-stop coordination (mutator list, stop flag, mutator states)
+//   2 background parking of the mark workers and the sweeper
 //   3 globals    global root slots and handles
 //   4 types      the type registry
 //   5 mcentral   one per span class
 //   6 mheap      page heap, arenas, span metadata, bitmap pool
-//   7 stats      pause ring, stats snapshots
+//   7 work       the global grey list
+//   8 stats      pause ring, stats snapshots
 @usableFromInline
 enum LockRank: Int {
-    case sched = 1, gc, globals, types, mcentral, mheap, stats
+    case markDone = 0, sched, background, globals, types, mcentral, mheap, work, stats
 }
 
 @usableFromInline
@@ -42,6 +44,11 @@ struct RuntimeLock {
 
     @inline(__always) func lock() { LockRanking.willAcquire(rank); tc_lock_acquire(raw) }
     @inline(__always) func unlock() { tc_lock_release(raw); LockRanking.released(rank) }
+    /// Acquire without waiting; false if another thread holds the lock.
+    func tryLock() -> Bool {
+        if tc_lock_try(raw) { LockRanking.willAcquire(rank); return true }
+        return false
+    }
 
     @inline(__always)
     func withLock<R>(_ body: () throws -> R) rethrows -> R {

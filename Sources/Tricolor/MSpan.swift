@@ -60,6 +60,7 @@ struct MSpan: @unchecked Sendable {
     @usableFromInline var spanClass: SpanClass
     var state: UInt8                           // MSpanState; atomic store publishes the span
     var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
+    var blackened: UInt8                       // free slots pre-marked (cached while marking)
 
     var base: UInt { startAddr }
     var isLarge: Bool { spanClass.sizeClass == 0 }
@@ -69,7 +70,7 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, freeIndex: 0, nelems: 0, startAddr: 0, elemSize: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0)
+        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0)
 }
 
 /// Size class and "no pointers" bit: `sizeClass << 1 | noscan` (Go's spanClass).
@@ -161,20 +162,9 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     @inline(__always)
     func isMarked(_ idx: UInt) -> Bool {
-        (pointee.gcmarkBits.unsafelyUnwrapped[Int(idx &>> 6)] &>> UInt64(idx & 63)) & 1 != 0
+        (tc_load64_relaxed(pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)) &>> UInt64(idx & 63)) & 1 != 0
     }
 
-    /// Set the mark bit; returns false if it was already set. Single marker (the world is
-    /// stopped), so a plain read-modify-write.
-    @inline(__always)
-    func setMarked(_ idx: UInt) -> Bool {
-        let w = pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)
-        let bit: UInt64 = 1 &<< UInt64(idx & 63)
-        let old = w.pointee
-        if old & bit != 0 { return false }
-        w.pointee = old | bit
-        return true
-    }
 
     func countMarked() -> UInt {
         var n = 0

@@ -78,7 +78,7 @@ extension Heap {
         var p = mutators
         while let st = p {
             for i in 0..<SpanClass.count {
-                let s = st.pointee.alloc[i]
+                let s = st.pointee.spans[i]
                 if s != emptySpan {
                     cachedAllocs[s.pointee.spanClass.sizeClass] += s.countAllocated() - s.pointee.allocCountBeforeCache
                 }
@@ -120,42 +120,34 @@ extension Heap {
         heapLock.withLock {
             m.mSpanInuse = UInt64(spanAlloc.inUse + meta.inUse)
             m.mSpanSys = UInt64(spanAlloc.sys + meta.sys)
-            m.gcSys = UInt64(pages.metadataBytes + mappedArenas * HeapArena.pagesPerArena * 8 + gcWork.capacity * 8)
+            m.gcSys = UInt64(pages.metadataBytes + mappedArenas * HeapArena.pagesPerArena * 8 + work.capacity * 8)
         }
         m.mCacheInuse = UInt64(nMutators) * UInt64(MemoryLayout<MutatorState>.stride + SpanClass.count * 8)
         m.mCacheSys = m.mCacheInuse
         m.otherSys = UInt64(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes }) + UInt64(typesLock.withLock { typeNames.count } * MemoryLayout<TypeInfo>.stride)
         m.sys = m.heapSys + m.stackSys + m.mSpanSys + m.mCacheSys + m.gcSys + m.otherSys
-        m.nextGC = heapGoal == UInt.max ? 0 : UInt64(heapGoal)
+        let goal = load(.heapGoal)
+        m.nextGC = goal == UInt.max ? 0 : UInt64(goal)
         statsLock.withLock {
             m.lastGC = lastGC
             m.pauseTotalNs = pauseTotalNs
             m.pauseNs = pauseNs
             m.pauseEnd = pauseEnd
             m.numForcedGC = numForcedGC
-            m.gcCPUFraction = gcCPUNs == 0 ? 0 : Double(gcCPUNs) / Double(max(1, tc_nanotime() - startTime)) / Double(max(1, gcMaxProcs))
+            m.gcCPUFraction = gcCPUFraction
         }
         m.numGC = UInt32(load(.numGC))
-        m.enableGC = gcPercent != nil
+        m.enableGC = pacer.gcPercent != nil
         return m
     }
 
     @inline(__always) func load(_ index: Int) -> UInt { tc_load_relaxed(words + index) }
 
-    func recordPause(_ ns: UInt64, end: UInt64, forced: Bool) {
-        statsLock.withLock {
-            let i = Int(load(.numGC) % 256)
-            pauseNs[i] = ns
-            pauseEnd[i] = end
-            pauseTotalNs += ns
-            lastGC = end
-            pauses.append(ns)
-            gcCPUNs += ns * UInt64(gcMaxProcs)
-            if forced { numForcedGC += 1 }
-        }
+    /// Share of the available CPU (GOMAXPROCS × wall time since the heap was created)
+    /// spent in the collector: pauses × procs, assists and background marking (statsLock).
+    var gcCPUFraction: Double {
+        Double(gcCPUNs) / (Double(max(1, tc_nanotime() - startTime)) * Double(gomaxprocs))
     }
-
-    var gcMaxProcs: Int { 1 }
 
     /// Go's debug.GCStats.
     public func gcStats() -> GCStats {
@@ -164,7 +156,7 @@ extension Heap {
             s.numGC = Int(load(.numGC))
             s.lastGC = lastGC
             s.pauseTotal = pauseTotalNs
-            let n = min(pauses.count, 256)
+            let n = min(Int(load(.numGC)), 256)
             // Most recent first, as in Go.
             for k in 0..<n {
                 let i = Int((load(.numGC) &- 1 &- UInt(k)) % 256)
@@ -182,10 +174,10 @@ public struct GCStats: Sendable, Codable, Equatable {
     public var lastGC: UInt64 = 0
     public var numGC: Int = 0
     public var pauseTotal: UInt64 = 0
-    /// Recent pauses, most recent first (at most 256).
+    /// Recent per-cycle pause totals (both pauses of a cycle, as Go counts them), most recent first (at most 256).
     public var pause: [UInt64] = []
     public var pauseEnd: [UInt64] = []
-    /// All pauses in order, for quantiles.
+    /// Every stop-the-world pause in order (two or more per cycle), for quantiles.
     public var allPauses: [UInt64] = []
 
     /// The q-quantile (0…1) of all recorded pauses, in nanoseconds.

@@ -21,14 +21,34 @@ enum MutatorStatus: UInt32 {
 @usableFromInline
 struct MutatorState {
     // -- fast path --
-    @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>  // MCache.alloc[136]
+    /// Nonzero: loads, stores and frames take the slow path (checked mode, detached,
+    /// write barrier on, safepoint requested). First field, so its address is the
+    /// state's: the mutator reads it with a relaxed atomic load, the collector sets and
+    /// clears bits with atomic OR/AND.
+    @usableFromInline var slowFlags: UInt8
+    /// What the inlined fast path allocates from (Go's mcache.alloc[136]).
+    @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+    /// The spans this mutator holds, per span class. The same array as `alloc`, except
+    /// in checked and clobberfree modes, where `alloc` stays all empty so that every
+    /// allocation takes the slow path (which checks, and zeroes poisoned slots).
+    let spans: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
     @usableFromInline var stack: UnsafeMutablePointer<UInt>    // shadow stack slots
     @usableFromInline var stackTop: Int
     @usableFromInline var stackCap: Int
-    /// Nonzero: loads, stores and frames take the slow path (checked mode, detached).
-    @usableFromInline var slowFlags: UInt8
     @usableFromInline let stopFlag: UnsafeMutablePointer<UInt>
     @usableFromInline unowned(unsafe) let heap: Heap
+    // -- collector --
+    /// Write-barrier buffer (Go's wbBuf): old and new values of barriered stores.
+    @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
+    @usableFromInline var wbCount = 0
+    /// Grey objects from this mutator's stack scan, barrier flushes and assists.
+    var gcw = GCWork(capacity: 256)
+    /// 1 once this cycle's stack scan is done (atomic: the collector reads it).
+    var stackScanned: UInt8 = 1
+    /// The last ragged-barrier generation this mutator answered (atomic).
+    var flushAck: UInt = 0
+    /// Scan work owed (positive) for allocation during marking.
+    var assistDebt: Double = 0
     // -- MCache, rest --
     var tiny: UInt = 0
     var tinyOffset: UInt = 0
@@ -42,22 +62,50 @@ struct MutatorState {
     static let initialStackSlots = 2048 / 8   // 2 KiB, Go's _StackMin
     static let flagChecked: UInt8 = 1
     static let flagDetached: UInt8 = 2
+    @usableFromInline static let flagBarrier: UInt8 = 4
+    static let flagSafepoint: UInt8 = 8
+    @usableFromInline static let wbBufEntries = 512
 
     init(heap: Heap, id: Int) {
         self.heap = heap
         self.id = id
         alloc = .allocate(capacity: SpanClass.count)
         alloc.initialize(repeating: heap.emptySpan, count: SpanClass.count)
+        if heap.debugSlowPath {
+            spans = .allocate(capacity: SpanClass.count)
+            spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
+        } else {
+            spans = alloc
+        }
         stack = .allocate(capacity: MutatorState.initialStackSlots)
         stackTop = 0
         stackCap = MutatorState.initialStackSlots
         slowFlags = 0
         stopFlag = heap.words + HeapWord.stopRequested.rawValue
+        wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
     }
 
     func releaseStorage() {
+        if spans != alloc { spans.deallocate() }
         alloc.deallocate()
         stack.deallocate()
+        wbBuf.deallocate()
+        gcw.destroy()
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == MutatorState {
+    /// The slow-path flags, read with a relaxed atomic load.
+    @inlinable @inline(__always)
+    var flags: UInt8 { tc_load8_relaxed(UnsafeRawPointer(self)) }
+    func setFlags(_ f: UInt8) { _ = tc_or8(UnsafeMutableRawPointer(self), f) }
+    func clearFlags(_ f: UInt8) { _ = tc_and8(UnsafeMutableRawPointer(self), ~f) }
+
+    var stackScannedAddress: UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(self) + MemoryLayout<MutatorState>.offset(of: \MutatorState.stackScanned)!
+    }
+    var flushAckAddress: UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(self) + MemoryLayout<MutatorState>.offset(of: \MutatorState.flushAck)!
     }
 }
 
@@ -143,8 +191,8 @@ public struct Mutator {
     func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
         let st = state
         let heap = st.pointee.heap
-        if st.pointee.slowFlags != 0 { checkUsable("allocate") }
-        if st.pointee.stopFlag.pointee != 0 { heap.park(st) }
+        if st.flags != 0 { checkUsable("allocate") }
+        if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st) }
         if size < 0 {
             if canFail { return 0 }
             runtimeFatal("allocation size out of range: \(size)")
@@ -169,14 +217,16 @@ public struct Mutator {
 
     /// A free slot of span class `spc`, refilling the cache if its span is full.
     func nextFree(_ spc: SpanClass, canFail: Bool, size: Int) -> (UnsafeMutablePointer<MSpan>, UInt)? {
-        var s = cache[Int(spc.raw)]
+        let spans = state.pointee.spans
+        var s = spans[Int(spc.raw)]
         var idx = s.nextFreeIndex()
-        if idx == s.pointee.nelems {
+        // A refill can run a collection whose pauses flush this cache again: retry.
+        while idx == s.pointee.nelems {
             guard state.pointee.heap.refill(state, spc) else {
                 if canFail { return nil }
                 state.pointee.heap.throwOutOfMemory(size)
             }
-            s = cache[Int(spc.raw)]
+            s = spans[Int(spc.raw)]
             idx = s.nextFreeIndex()
         }
         return (s, idx)
@@ -213,44 +263,108 @@ public struct Mutator {
     /// Read the pointer in word `word` of `object`.
     @inlinable @inline(__always)
     public func load(_ object: Ref, _ word: Int) -> Ref {
-        if _slowPath(state.pointee.slowFlags != 0) { return loadSlow(object, word) }
-        return Ref(address: UnsafePointer<UInt>(bitPattern: object.address).unsafelyUnwrapped[word])
+        if _slowPath(state.flags != 0) { return loadSlow(object, word) }
+        return Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address &+ UInt(bitPattern: word) &* 8).unsafelyUnwrapped))
     }
 
     /// Store `value` into pointer word `word` of `object`, through the write barrier.
     @inlinable @inline(__always)
     public func store(_ object: Ref, _ word: Int, _ value: Ref) {
-        if _slowPath(state.pointee.slowFlags != 0) { return storeSlow(object, word, value) }
-        UnsafeMutablePointer<UInt>(bitPattern: object.address).unsafelyUnwrapped[word] = value.address
+        let st = state
+        let flags = st.flags
+        let slot = UnsafeMutableRawPointer(bitPattern: object.address &+ UInt(bitPattern: word) &* 8).unsafelyUnwrapped
+        if _fastPath(flags == 0) {
+            // Release: the object's type and contents are visible to a marker that loads it.
+            tc_store_release(slot, value.address)
+            return
+        }
+        if flags == MutatorState.flagBarrier {
+            // Go's buffered hybrid barrier, inline: record the old and the new value.
+            let n = st.pointee.wbCount
+            if _fastPath(n &+ 2 <= MutatorState.wbBufEntries) {
+                st.pointee.wbBuf[n] = tc_load_relaxed(slot)
+                st.pointee.wbBuf[n &+ 1] = value.address
+                st.pointee.wbCount = n &+ 2
+                tc_store_release(slot, value.address)
+                return
+            }
+        }
+        storeSlow(object, word, value)
     }
 
     /// Read a non-pointer word.
     @inlinable @inline(__always)
     public func loadWord(_ object: Ref, _ word: Int) -> Int {
-        if _slowPath(state.pointee.slowFlags != 0) { checkAccess(object, word, pointer: false, store: false) }
+        if _slowPath(state.flags != 0) { scalarSlow(object, word, store: false) }
         return UnsafePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word]
     }
 
     /// Write a non-pointer word. Writing into a pointer word is misuse (trapped in checked mode).
     @inlinable @inline(__always)
     public func storeWord(_ object: Ref, _ word: Int, _ value: Int) {
-        if _slowPath(state.pointee.slowFlags != 0) { checkAccess(object, word, pointer: false, store: true) }
+        if _slowPath(state.flags != 0) { scalarSlow(object, word, store: true) }
         UnsafeMutablePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word] = value
     }
 
     @usableFromInline @inline(never)
+    func scalarSlow(_ object: Ref, _ word: Int, store: Bool) {
+        slowPathSafepoint()
+        if state.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkAccess(object, word, pointer: false, store: store)
+        }
+    }
+
+    /// Common to every slow path: answer a safepoint request.
+    @usableFromInline
+    func slowPathSafepoint() {
+        let st = state
+        if st.flags & MutatorState.flagSafepoint != 0 {
+            st.clearFlags(MutatorState.flagSafepoint)
+            st.pointee.heap.gcSafepoint(st, full: false)
+        }
+    }
+
+    @usableFromInline @inline(never)
     func loadSlow(_ object: Ref, _ word: Int) -> Ref {
-        checkAccess(object, word, pointer: true, store: false)
-        let v = Ref(address: UnsafePointer<UInt>(bitPattern: object.address)![word])
-        if !v.isNull { state.pointee.heap.checkRef(v, "loaded from word \(word) of \(object)") }
+        slowPathSafepoint()
+        if state.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkAccess(object, word, pointer: true, store: false)
+        }
+        let v = Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address + UInt(word) * 8)!))
+        if state.flags & MutatorState.flagChecked != 0 && !v.isNull {
+            state.pointee.heap.checkRef(v, "loaded from word \(word) of \(object)")
+        }
         return v
     }
 
     @usableFromInline @inline(never)
     func storeSlow(_ object: Ref, _ word: Int, _ value: Ref) {
-        checkAccess(object, word, pointer: true, store: true)
-        if !value.isNull { state.pointee.heap.checkRef(value, "stored into word \(word) of \(object)") }
-        UnsafeMutablePointer<UInt>(bitPattern: object.address)![word] = value.address
+        slowPathSafepoint()
+        let flags = state.flags
+        if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkAccess(object, word, pointer: true, store: true)
+            if !value.isNull { state.pointee.heap.checkRef(value, "stored into word \(word) of \(object)") }
+        }
+        let slot = UnsafeMutableRawPointer(bitPattern: object.address + UInt(word) * 8)!
+        if flags & MutatorState.flagBarrier != 0 { writeBarrier(slot, value.address) }
+        tc_store_release(slot, value.address)
+    }
+
+    /// Go's hybrid write barrier, buffered: record the old value (deletion, Yuasa) and the
+    /// new value (insertion, Dijkstra); the buffer is shaded when full or when the
+    /// collector asks. Also a safepoint for the collector's requests.
+    @usableFromInline
+    func writeBarrier(_ slot: UnsafeMutableRawPointer, _ new: UInt) {
+        let st = state
+        let old = tc_load_relaxed(slot)
+        var n = st.pointee.wbCount
+        if n + 2 > MutatorState.wbBufEntries {
+            st.pointee.heap.writeBarrierBufferFull(st)
+            n = 0
+        }
+        if old != 0 { st.pointee.wbBuf[n] = old; n += 1 }
+        if new != 0 { st.pointee.wbBuf[n] = new; n += 1 }
+        st.pointee.wbCount = n
     }
 
     // MARK: frames (the shadow stack)
@@ -268,7 +382,7 @@ public struct Mutator {
     public func pushFrame(slots: Int) -> Frame {
         let st = state
         let top = st.pointee.stackTop
-        if _slowPath(top &+ slots > st.pointee.stackCap || st.pointee.slowFlags != 0) { growStack(slots) }
+        if _slowPath(top &+ slots > st.pointee.stackCap || st.flags != 0) { growStack(slots) }
         let base = st.pointee.stack + top
         for i in 0..<slots { base[i] = 0 }
         st.pointee.stackTop = top &+ slots
@@ -277,7 +391,7 @@ public struct Mutator {
 
     @inlinable @inline(__always)
     public func popFrame(_ f: Frame) {
-        if _slowPath(state.pointee.slowFlags != 0) { checkPop(f) }
+        if _slowPath(state.flags != 0) { checkPop(f) }
         state.pointee.stackTop = f.offset
     }
 
@@ -285,7 +399,8 @@ public struct Mutator {
     @usableFromInline @inline(never)
     func growStack(_ slots: Int) {
         let st = state
-        if st.pointee.slowFlags != 0 { checkUsable("push a frame") }
+        slowPathSafepoint()
+        if st.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 { checkUsable("push a frame") }
         if slots < 0 { runtimeFatal("pushFrame: negative slot count \(slots)") }
         let need = st.pointee.stackTop + slots
         if need <= st.pointee.stackCap { return }
@@ -304,6 +419,8 @@ public struct Mutator {
 
     @usableFromInline @inline(never)
     func checkPop(_ f: Frame) {
+        slowPathSafepoint()
+        if state.flags & (MutatorState.flagChecked | MutatorState.flagDetached) == 0 { return }
         checkUsable("pop a frame")
         if f.state != state { runtimeFatal("popFrame: frame belongs to another mutator") }
         if state.pointee.stackTop != f.offset + f.count {
@@ -320,7 +437,7 @@ public struct Mutator {
     }
 
     @usableFromInline @inline(never)
-    func parkSlow() { state.pointee.heap.park(state) }
+    func parkSlow() { state.pointee.heap.gcSafepoint(state) }
 
     /// Run `body`, which must not touch the heap, without holding up collections
     /// (Go's entersyscall/exitsyscall). Roots in frames stay roots.
@@ -336,10 +453,10 @@ public struct Mutator {
     @usableFromInline
     func checkUsable(_ what: String) {
         let st = state
-        if st.pointee.slowFlags & MutatorState.flagDetached != 0 {
+        if st.flags & MutatorState.flagDetached != 0 {
             runtimeFatal("use of a mutator after detach (\(what))")
         }
-        if st.pointee.slowFlags & MutatorState.flagChecked != 0 && st.pointee.threadID != tc_thread_id() {
+        if st.flags & MutatorState.flagChecked != 0 && st.pointee.threadID != tc_thread_id() {
             runtimeFatal("mutator used from another thread (\(what)): attached on thread \(st.pointee.threadID), used on thread \(tc_thread_id())")
         }
     }
@@ -389,18 +506,21 @@ public struct Frame {
     @inlinable
     public subscript(i: Int) -> Ref {
         @inline(__always) get {
-            if _slowPath(state.pointee.slowFlags != 0) { checkSlot(i) }
+            if _slowPath(state.flags != 0) { checkSlot(i) }
             return Ref(address: state.pointee.stack[offset &+ i])
         }
         @inline(__always) nonmutating set {
-            if _slowPath(state.pointee.slowFlags != 0) { checkSlot(i, newValue) }
+            if _slowPath(state.flags != 0) { checkSlot(i, newValue) }
             state.pointee.stack[offset &+ i] = newValue.address
         }
     }
 
     @usableFromInline @inline(never)
     func checkSlot(_ i: Int, _ value: Ref = .null) {
-        Mutator(state: state).checkUsable("frame slot")
+        let m = Mutator(state: state)
+        m.slowPathSafepoint()
+        if state.flags & (MutatorState.flagChecked | MutatorState.flagDetached) == 0 { return }
+        m.checkUsable("frame slot")
         if i < 0 || i >= count { runtimeFatal("frame slot \(i) out of range 0..<\(count)") }
         if offset + count > state.pointee.stackTop { runtimeFatal("use of a popped frame") }
         if !value.isNull { state.pointee.heap.checkRef(value, "stored into frame slot \(i)") }

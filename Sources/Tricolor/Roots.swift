@@ -1,3 +1,4 @@
+import CTricolor
 import Glibc
 
 // Roots outside mutator stacks: global root slots (Go's data/BSS pointers) and handles
@@ -78,7 +79,12 @@ public final class Handle: @unchecked Sendable {
     init(heap: Heap, slot: UnsafeMutablePointer<UInt>) { self.heap = heap; self.slot = slot }
     /// The object the handle keeps alive (null once released).
     public var value: Ref { Ref(address: slot.pointee) }
-    deinit { heap.globalsLock.withLock { heap.handleSlots.release(slot) } }
+    deinit {
+        // Deleting a root while marking: shade the old referent (the deletion barrier).
+        let old = slot.pointee
+        heap.globalsLock.withLock { heap.handleSlots.release(slot) }
+        heap.shadeFromAnyThread(old)
+    }
 }
 
 extension Heap {
@@ -90,11 +96,13 @@ extension Heap {
     /// A handle keeping `ref` alive until the handle goes away.
     public func makeHandle(_ ref: Ref) -> Handle {
         if checked && !ref.isNull { checkRef(ref, "given to makeHandle") }
-        return globalsLock.withLock {
+        let h = globalsLock.withLock {
             let s = handleSlots.take()
             s.pointee = ref.address
             return Handle(heap: self, slot: s)
         }
+        shadeFromAnyThread(ref.address)   // a new root while marking is grey
+        return h
     }
 }
 
@@ -102,19 +110,24 @@ extension Mutator {
     /// Store into a global root slot (barriered like any heap pointer store).
     @inlinable @inline(__always)
     public func store(_ global: Global, _ value: Ref) {
-        if _slowPath(state.pointee.slowFlags != 0) { storeRootSlow(global.slot, value) }
-        global.slot.pointee = value.address
+        if _slowPath(state.pointee.slowFlags != 0) { return storeRootSlow(global.slot, value) }
+        tc_store_release(UnsafeMutableRawPointer(global.slot), value.address)
     }
 
     /// Point a handle at another object.
     public func store(_ handle: Handle, _ value: Ref) {
         storeRootSlow(handle.slot, value)
-        handle.slot.pointee = value.address
     }
 
     @usableFromInline @inline(never)
     func storeRootSlow(_ slot: UnsafeMutablePointer<UInt>, _ value: Ref) {
-        checkUsable("root store")
-        if !value.isNull && state.pointee.heap.checked { state.pointee.heap.checkRef(value, "stored into a root") }
+        slowPathSafepoint()
+        let flags = state.flags
+        if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkUsable("root store")
+            if !value.isNull { state.pointee.heap.checkRef(value, "stored into a root") }
+        }
+        if flags & MutatorState.flagBarrier != 0 { writeBarrier(UnsafeMutableRawPointer(slot), value.address) }
+        tc_store_release(UnsafeMutableRawPointer(slot), value.address)
     }
 }

@@ -29,6 +29,15 @@ TC_INLINE bool tc_cas32(void *p, uint32_t expected, uint32_t desired) {
 }
 TC_INLINE uint64_t tc_or64(void *p, uint64_t v) { return __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
 TC_INLINE uint64_t tc_load64_relaxed(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
+TC_INLINE uint64_t tc_and64(void *p, uint64_t v) { return __atomic_fetch_and((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
+TC_INLINE uint64_t tc_or64_relaxed(void *p, uint64_t v) { return __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE void tc_store64_relaxed(void *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE uint16_t tc_load16_relaxed(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); }
+TC_INLINE void tc_store16_relaxed(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE uint8_t tc_load8_relaxed(const void *p) { return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED); }
+TC_INLINE void tc_store8_relaxed(void *p, uint8_t v) { __atomic_store_n((uint8_t *)p, v, __ATOMIC_RELAXED); }
+TC_INLINE uint8_t tc_or8(void *p, uint8_t v) { return __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_SEQ_CST); }
+TC_INLINE uint8_t tc_and8(void *p, uint8_t v) { return __atomic_fetch_and((uint8_t *)p, v, __ATOMIC_SEQ_CST); }
 
 TC_INLINE void tc_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
@@ -44,6 +53,10 @@ int tc_set_thread_name(const char *name);
 uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC
 uint64_t tc_walltime_ns(void);                       // CLOCK_REALTIME
 uint64_t tc_thread_cputime_ns(void);                 // CLOCK_THREAD_CPUTIME_ID
+uint64_t tc_process_cputime_ns(void);                // CLOCK_PROCESS_CPUTIME_ID
+int tc_ncpu(void);                                   // online CPUs
+void tc_yield(void);                                 // sched_yield
+void tc_sleep_ns(uint64_t ns);
 
 // ---- mutex + condition variable living in raw memory ----
 typedef struct tc_lock tc_lock;
@@ -59,6 +72,7 @@ void tc_cond_init(tc_cond *c);
 void tc_cond_destroy(tc_cond *c);
 void tc_cond_wait(tc_cond *c, tc_lock *l);
 void tc_cond_broadcast(tc_cond *c);
+int tc_cond_timedwait_ns(tc_cond *c, tc_lock *l, uint64_t ns);   // 0, or ETIMEDOUT
 
 // ---- OS memory ----
 void *tc_mmap_reserve(size_t n);                     // PROT_NONE, NORESERVE; NULL on failure

@@ -1,0 +1,221 @@
+import CTricolor
+import Glibc
+
+// Background threads of the collector, started with the first cycle and parked between
+// cycles: mark workers (Go's gcBgMarkWorker) and the background sweeper (Go's bgsweep).
+// Also the sweep pacer, the GC CPU limiter and the per-cycle statistics.
+//
+// Mark worker scheduling follows Go's rule for GOMAXPROCS = number of CPUs: 25% of the
+// CPUs as dedicated workers when that rounds well, otherwise a fractional worker that
+// marks for a share of its time. On 2 CPUs that is one fractional worker with a goal of
+// 0.5 CPU: it marks in ~1 ms slices and sleeps whenever it is ahead of its share.
+
+extension Heap {
+    /// GOMAXPROCS: the CPUs the collector paces itself against.
+    var gomaxprocs: Int { configuration.gomaxprocs ?? Int(tc_ncpu()) }
+
+    /// Number of background mark workers and the utilization each aims at.
+    var markWorkerPlan: (count: Int, utilization: Double) {
+        if let n = configuration.markWorkers { return (n, n == 0 ? 0 : min(1, Pacer.goalUtilization * Double(gomaxprocs) / Double(n))) }
+        let goal = Pacer.goalUtilization * Double(gomaxprocs)
+        var dedicated = Int(goal + 0.5)
+        let err = Double(dedicated) / goal - 1
+        if err < -0.3 || err > 0.3 {
+            if Double(dedicated) > goal { dedicated -= 1 }
+            let fractional = goal - Double(dedicated)
+            if fractional > 0 { return (dedicated + 1, 1) }   // the last one is fractional
+        }
+        return (max(dedicated, 1), 1)
+    }
+
+    var markWorkerCount: Int { markWorkerPlan.count }
+    /// Mark workers competing with mutators for CPUs (the dedicated ones).
+    var backgroundThreadCountForPacing: Int { max(0, markWorkerPlan.count - 1) }
+
+    func startBackgroundThreadsIfNeeded() {
+        guard !backgroundStarted else { return }
+        backgroundStarted = true
+        let plan = markWorkerPlan
+        let goal = Pacer.goalUtilization * Double(gomaxprocs)
+        for i in 0..<plan.count {
+            // Dedicated workers run flat out; a fractional one gets what is left of the goal.
+            let share = min(1.0, goal - Double(i))
+            let u = configuration.markWorkers != nil ? plan.utilization : max(0.05, share)
+            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { [unowned(unsafe) self] in self.markWorkerLoop(utilization: u) })
+        }
+        backgroundThreads.append(spawnThread(name: "tricolor-sweep") { [unowned(unsafe) self] in self.sweeperLoop() })
+    }
+
+    func stopBackgroundThreads() {
+        bgLock.withLock {
+            shuttingDown = true
+            bgCond.broadcast()
+        }
+        for t in backgroundThreads { pthread_join(t, nil) }
+        backgroundThreads = []
+    }
+
+    func wakeMarkWorkers() {
+        startBackgroundThreadsIfNeeded()
+        bgLock.withLock { bgCond.broadcast() }
+    }
+
+    func wakeSweeper() {
+        bgLock.withLock { sweepRequested = true; bgCond.broadcast() }
+    }
+
+    /// A background mark worker: waits for a mark phase, then drains grey objects in
+    /// slices, sleeping as needed to keep to its CPU share, and tries to finish the cycle
+    /// whenever it runs out of work.
+    func markWorkerLoop(utilization: Double) {
+        var gcw = GCWork()
+        defer { gcw.destroy() }
+        while true {
+            bgLock.lock()
+            while phase != .mark && !shuttingDown { bgCond.wait(bgLock) }
+            let stop = shuttingDown && phase != .mark
+            bgLock.unlock()
+            if stop { return }
+            let wallStart = tc_nanotime()
+            let cpuStart = tc_thread_cputime_ns()
+            while phase == .mark {
+                let t0 = tc_thread_cputime_ns()
+                let done = drain(&gcw, budget: 256 << 10)
+                let dt = tc_thread_cputime_ns() - t0
+                add(.bgMarkTimeNs, UInt(dt))
+                if done > 0 { add(.bgScanCredit, done) }
+                if done < 256 << 10 {
+                    markDone(nil)
+                    if phase == .mark { tc_sleep_ns(50_000) }   // waiting for mutators
+                    continue
+                }
+                // Go's idle mark workers: while fewer mutators run than there are
+                // CPUs, the spare CPU marks flat out (counted as idle marking).
+                let idle = Int(load(.activeMutators)) + backgroundThreadCountForPacing < gomaxprocs
+                if utilization < 1 && !idle {
+                    // Fractional: sleep while ahead of the share of wall time since mark start.
+                    let wall = Double(tc_nanotime() - wallStart)
+                    let cpu = Double(tc_thread_cputime_ns() - cpuStart)
+                    if cpu > utilization * wall {
+                        let ahead = cpu / utilization - wall
+                        tc_sleep_ns(UInt64(min(ahead, 5_000_000)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The background sweeper: after each mark termination, sweep spans until none is
+    /// left, yielding between spans so it only uses otherwise idle time.
+    func sweeperLoop() {
+        while true {
+            bgLock.lock()
+            while !sweepRequested && !shuttingDown { bgCond.wait(bgLock) }
+            sweepRequested = false
+            let stop = shuttingDown
+            bgLock.unlock()
+            if stop { return }
+            var n = 0
+            while phase == .off, sweepOne() {
+                n += 1
+                if n % 10 == 0 { tc_yield() }
+            }
+        }
+    }
+
+    func spawnThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
+        final class Box { let f: () -> Void; let name: String; init(_ f: @escaping () -> Void, _ n: String) { self.f = f; name = n } }
+        let box = Unmanaged.passRetained(Box(body, name)).toOpaque()
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            _ = b.name.withCString { tc_set_thread_name($0) }
+            b.f()
+            return nil
+        }, box)
+        precondition(rc == 0, "tricolor: cannot start a collector thread (pthread_create: \(rc))")
+        return t
+    }
+
+    // MARK: sweep pacing (Go's gcPaceSweeper / deductSweepCredit)
+
+    func paceSweeper(trigger: UInt) {
+        let heapLive = load(.heapLive)
+        let inUsePages = load(.heapInuse) >> SizeClassTable.pageShiftU
+        var distance = Int(trigger) - Int(heapLive) - Int(Pacer.sweepMinHeapDistance)
+        if distance < 8192 { distance = 8192 }
+        let perByte = trigger == UInt.max ? 0 : Double(inUsePages) / Double(distance)
+        store(.sweepPagesPerByte, UInt(perByte.bitPattern))
+        store(.sweepHeapLiveBasis, heapLive)
+        store(.pagesSweptBasis, load(.pagesSwept))
+    }
+
+    /// Before taking a span, sweep enough pages to stay on schedule.
+    func deductSweepCredit(_ spanBytes: UInt) {
+        let perByte = Double(bitPattern: UInt64(load(.sweepPagesPerByte)))
+        if perByte == 0 { return }
+        let live = load(.heapLive)
+        let basis = load(.sweepHeapLiveBasis)
+        let target = perByte * Double(spanBytes + (live > basis ? live - basis : 0))
+        while Double(load(.pagesSwept) &- load(.pagesSweptBasis)) < target {
+            if !sweepOne() {
+                store(.sweepPagesPerByte, 0)
+                break
+            }
+        }
+    }
+
+    // MARK: GC CPU limiter (Go's gcCPULimiter, simplified)
+
+    /// Add GC CPU time (assists, pauses × procs) to the limiter's bucket.
+    func limiterAddGC(_ ns: UInt64) {
+        _ = tc_fetch_add_relaxed(words + HeapWord.limiterGCNs.rawValue, UInt(ns))
+    }
+
+    /// True when GC has used more than half of the CPU over the recent window; assists
+    /// are then skipped and the heap may overshoot the memory limit instead of thrashing.
+    func cpuLimiterLimiting() -> Bool {
+        guard pacer.memoryLimit != Int.max else { return false }
+        let now = tc_nanotime()
+        let start = UInt64(load(.limiterWindowStart))
+        let window = now - start
+        let gcNs = load(.limiterGCNs)
+        let capacity = Double(gomaxprocs) * Double(window)
+        let gcShare = capacity > 0 ? (Double(gcNs) + Pacer.goalUtilization * capacity) / capacity : 0
+        if window > 1_000_000_000 {
+            // Start a new window, carrying half of the old one's state.
+            store(.limiterWindowStart, UInt(now - window / 2))
+            store(.limiterGCNs, gcNs / 2)
+        }
+        return gcShare > 0.5
+    }
+
+    // MARK: statistics
+
+    func recordPause(_ ns: UInt64) {
+        statsLock.withLock {
+            pauses.append(ns)
+            cyclePauseNs += ns
+        }
+        limiterAddGC(ns * UInt64(gomaxprocs))
+    }
+
+    func finishCycleStats(end: UInt64) {
+        let wallEnd = tc_walltime_ns()
+        statsLock.withLock {
+            let i = Int((load(.numGC) &- 1) % 256)
+            pauseNs[i] = cyclePauseNs
+            pauseEnd[i] = wallEnd
+            pauseTotalNs += cyclePauseNs
+            lastGC = wallEnd
+            cyclePauseNs = 0
+            let procs = UInt64(gomaxprocs)
+            gcCPUNs += (cycle.stw1Ns + cycle.stw2Ns) * procs + UInt64(load(.assistTimeNs)) + UInt64(load(.bgMarkTimeNs))
+        }
+        cycle.assistNs = UInt64(load(.assistTimeNs))
+        cycle.bgNs = UInt64(load(.bgMarkTimeNs))
+        cycle.end = end
+        lastCycle = cycle
+        if configuration.gctrace { printTrace(cycle) }
+    }
+}
