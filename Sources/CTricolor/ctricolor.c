@@ -24,6 +24,7 @@ int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
 }
 
 int tc_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+int tc_set_thread_idle_priority(void) { struct sched_param p = { 0 }; return pthread_setschedparam(pthread_self(), SCHED_IDLE, &p); }
 
 static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec; }
 uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }
@@ -36,7 +37,15 @@ void tc_sleep_ns(uint64_t ns) { struct timespec ts = { (time_t)(ns / 1000000000u
 
 struct tc_lock { pthread_mutex_t m; };
 size_t tc_lock_size(void) { return sizeof(struct tc_lock); }
-void tc_lock_init(tc_lock *l) { pthread_mutex_init(&l->m, 0); }
+// Adaptive mutexes spin briefly before sleeping: runtime critical sections are short
+// (a span push or pop, a page-allocator update), so a futex sleep would cost more.
+void tc_lock_init(tc_lock *l) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&l->m, &a);
+    pthread_mutexattr_destroy(&a);
+}
 void tc_lock_destroy(tc_lock *l) { pthread_mutex_destroy(&l->m); }
 void tc_lock_acquire(tc_lock *l) { pthread_mutex_lock(&l->m); }
 bool tc_lock_try(tc_lock *l) { return pthread_mutex_trylock(&l->m) == 0; }

@@ -61,8 +61,9 @@ public struct Configuration: Sendable, Equatable {
         }
         if let v = env["GODEBUG"] {
             for item in v.split(separator: ",") where !item.isEmpty {
-                let kv = item.split(separator: "=", maxSplits: 1)
-                let key = String(kv[0])
+                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let first = kv.first, !first.isEmpty else { continue }   // "=1": no key
+                let key = String(first)
                 let value = kv.count > 1 ? String(kv[1]) : ""
                 func flag() throws(ConfigurationError) -> Bool {
                     guard let n = Int(value), n >= 0 else {

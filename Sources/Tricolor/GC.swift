@@ -346,7 +346,8 @@ extension Heap {
     /// helps mark.
     public func collect() {
         let caller = currentMutator()
-        let target = load(.numGC) + (phase == .off ? 1 : 2)
+        let idle = phase == .off          // read before numGC (markTermination writes numGC first)
+        let target = load(.numGC) + (idle ? 1 : 2)
         while load(.numGC) < target {
             if phase == .off {
                 gcStart(.forced, caller: caller)
@@ -463,8 +464,18 @@ extension Heap {
         let size = t.pointee.size
         if tid & arrayTypeBit != 0 {
             let s = spanOf(obj).unsafelyUnwrapped
-            let bytes = s.pointee.isLarge ? s.pointee.limit &- s.pointee.startAddr : s.pointee.elemSize
-            n = bytes / size
+            if s.pointee.isLarge {
+                // Large arrays are scanned in oblets of at most 128 KiB (Go's
+                // maxObletBytes): the rest is queued as another entry, so no single scan
+                // holds up a pause or leaves other markers idle.
+                let end = s.pointee.limit
+                let chunk = max(1, Heap.maxObletBytes / size) &* size
+                let stop = end &- obj > chunk ? obj &+ chunk : end
+                if stop < end { gcw.push(stop | UInt(tid) &<< 48) }
+                n = (stop &- obj) / size
+            } else {
+                n = s.pointee.elemSize / size
+            }
         }
         var e = obj
         for _ in 0..<n {
@@ -483,8 +494,10 @@ extension Heap {
     /// While draining, the marker counts in HeapWord.activeWorkers, and before it stops
     /// counting it publishes what it still holds: mark termination requires the global
     /// list empty and no active marker.
+    /// A `preemptible` drain (an assist, running on a mutator) also stops early when the
+    /// world is being stopped, so an assist never holds up a pause for long.
     @discardableResult
-    func drain(_ gcw: inout GCWork, budget: UInt = UInt.max) -> UInt {
+    func drain(_ gcw: inout GCWork, budget: UInt = UInt.max, preemptible: Bool = false) -> UInt {
         _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, 1)
         defer {
             work.putAll(from: &gcw)
@@ -497,7 +510,12 @@ extension Heap {
         withUnsafeMutableBytes(of: &ring) { raw in
             let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
             var head = 0, count = 0
+            var polls = 0
             while gcw.scanWork &- startWork < budget {
+                if preemptible {
+                    polls &+= 1
+                    if polls & 63 == 0 && load(.stopRequested) & Attention.stop != 0 { break }
+                }
                 if let p = gcw.pop() {
                     tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
                     if count == ringSize {
@@ -646,7 +664,7 @@ extension Heap {
         }
         if owed == 0 { return }
         let t0 = tc_thread_cputime_ns()
-        let done = drain(&st.pointee.gcw, budget: max(owed, Heap.overAssistWork))
+        let done = drain(&st.pointee.gcw, budget: max(owed, Heap.overAssistWork), preemptible: true)
         st.pointee.assistDebt -= Double(done)
         let dt = tc_thread_cputime_ns() - t0
         add(.assistTimeNs, UInt(dt))
@@ -657,6 +675,7 @@ extension Heap {
     }
 
     static let overAssistWork: UInt = 64 << 10
+    static let maxObletBytes: UInt = 128 << 10
 
     /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
     func reviseAssistRatio() {
@@ -671,13 +690,18 @@ extension Heap {
         var local = GCWork()
         defer { local.destroy() }
         while phase == .mark {
-            if let c = caller { mutatorGCDuties(c) }
+            // collect() is a full safepoint: answer stop requests (another thread may be
+            // finishing the cycle) and do this mutator's duties.
+            if let c = caller { gcSafepoint(c) }
             drain(&local, budget: UInt.max)
             markDone(caller)
             if phase == .mark { tc_yield() }
         }
         // Mark termination may be running on another thread: wait for the sweep phase.
-        while phase == .markTermination { tc_yield() }
+        while phase == .markTermination {
+            if let c = caller { gcSafepoint(c) }
+            tc_yield()
+        }
     }
 
     /// Go's gcMarkDone: if no marker holds grey work, run the ragged barrier and, if that
@@ -749,11 +773,14 @@ extension Heap {
                 return
             }
             markTermination(start: t0)
-            startTheWorld(nil)
+            // Statistics are published inside the pause, with the new NumGC.
             let t1 = tc_nanotime()
             recordPause(t1 - t0)
             cycle.stw2Ns = t1 - t0
             finishCycleStats(end: t1)
+            let finished = cycle
+            startTheWorld(nil)
+            if configuration.gctrace { printTrace(finished) }
             wakeSweeper()
             return
         }
@@ -793,10 +820,12 @@ extension Heap {
         while let m = p { shrinkStack(m); p = m.pointee.next }
         store(.sweepgen, UInt(sweepgen &+ 2))
         store(.pagesSwept, 0)
+        store(.sweepIndex, 0)
         store(.sweepBlocked, 0)
-        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.off.rawValue)
-        commitPacer(isSweepDone: false)
+        // NumGC before the phase: a thread that sees the phase off sees the new count.
         store(.numGC, load(.numGC) + 1)
+        commitPacer(isSweepDone: false)
+        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.off.rawValue)
         if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
     }
 
@@ -843,7 +872,7 @@ extension Heap {
             }
             if s.pointee.spanClass.noscan { continue }
             let large = s.pointee.isLarge
-            let tid = large ? Int(s.pointee.largeType) : Int(s.pointee.typeIDs![Int(s.objectIndex(obj))] & ~arrayTypeBit)
+            let tid = large ? Int(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit) : Int(s.pointee.typeIDs![Int(s.objectIndex(obj))] & ~arrayTypeBit)
             let t = types[tid]
             let bytes = large ? s.pointee.limit - s.pointee.startAddr : s.pointee.elemSize
             for e in 0..<Int(bytes / t.size) {

@@ -23,6 +23,7 @@ extension Heap {
         let sg = sweepgen
         precondition(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
         add(.sweepSpans, 1)
+        add(.pagesSwept, s.pointee.npages)
         let spc = s.pointee.spanClass
         if s.pointee.isLarge {
             if s.isMarked(0) {
@@ -112,18 +113,28 @@ extension Heap {
         _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1)
         defer { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
         if !force && (phase != .off || load(.sweepBlocked) != 0) { return false }
+        // Walk the (span class, partial/full) unswept sets with an index that only moves
+        // forward within a sweep phase (Go's sweep.centralIndex).
         let sg = sweepgen
-        for i in 0..<SpanClass.count {
-            let c = centrals + i
-            c.pointee.lock.lock()
-            var s = c.pointee.pop(MCentral.partialUnswept(sg))
-            if s == nil { s = c.pointee.pop(MCentral.fullUnswept(sg)) }
-            c.pointee.lock.unlock()
-            guard let span = s else { continue }
-            if span.tryAcquireForSweep(sg) { sweepSpan(span, preserve: false) }
+        let indexWord = words + HeapWord.sweepIndex.rawValue
+        while true {
+            let i = tc_load_acquire(indexWord)
+            if i >= UInt(2 * SpanClass.count) { return false }
+            let c = centrals + Int(i / 2)
+            let set = i % 2 == 0 ? MCentral.partialUnswept(sg) : MCentral.fullUnswept(sg)
+            var span: UnsafeMutablePointer<MSpan>? = nil
+            if c.pointee.peek(set) {
+                c.pointee.lock.lock()
+                span = c.pointee.pop(set)
+                c.pointee.lock.unlock()
+            }
+            guard let s = span else {
+                _ = tc_cas(indexWord, i, i + 1)
+                continue
+            }
+            if s.tryAcquireForSweep(sg) { sweepSpan(s, preserve: false) }
             return true
         }
-        return false
     }
 
     /// Sweep everything still unswept (Go's finishsweep). Returns spans swept.

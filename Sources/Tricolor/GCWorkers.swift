@@ -43,7 +43,11 @@ extension Heap {
             let u = configuration.markWorkers != nil ? plan.utilization : max(0.05, share)
             backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { [unowned(unsafe) self] in self.markWorkerLoop(utilization: u) })
         }
-        backgroundThreads.append(spawnThread(name: "tricolor-sweep") { [unowned(unsafe) self] in self.sweeperLoop() })
+        // With markWorkers: 0 (tests stepping cycles by hand) there is no background
+        // sweeper either: sweeping happens only on demand.
+        if plan.count > 0 {
+            backgroundThreads.append(spawnThread(name: "tricolor-sweep") { [unowned(unsafe) self] in self.sweeperLoop() })
+        }
     }
 
     func stopBackgroundThreads() {
@@ -108,6 +112,8 @@ extension Heap {
     /// The background sweeper: after each mark termination, sweep spans until none is
     /// left, yielding between spans so it only uses otherwise idle time.
     func sweeperLoop() {
+        // Like Go's bgsweep, the sweeper only uses CPU nobody else wants.
+        _ = tc_set_thread_idle_priority()
         while true {
             bgLock.lock()
             while !sweepRequested && !shuttingDown { bgCond.wait(bgLock) }
@@ -140,11 +146,16 @@ extension Heap {
     // MARK: sweep pacing (Go's gcPaceSweeper / deductSweepCredit)
 
     func paceSweeper(trigger: UInt) {
+        if trigger == UInt.max {
+            // No trigger (GOGC off, no limit): no deadline to sweep by.
+            store(.sweepPagesPerByte, 0)
+            return
+        }
         let heapLive = load(.heapLive)
         let inUsePages = load(.heapInuse) >> SizeClassTable.pageShiftU
         var distance = Int(trigger) - Int(heapLive) - Int(Pacer.sweepMinHeapDistance)
         if distance < 8192 { distance = 8192 }
-        let perByte = trigger == UInt.max ? 0 : Double(inUsePages) / Double(distance)
+        let perByte = Double(inUsePages) / Double(distance)
         store(.sweepPagesPerByte, UInt(perByte.bitPattern))
         store(.sweepHeapLiveBasis, heapLive)
         store(.pagesSweptBasis, load(.pagesSwept))
@@ -158,6 +169,7 @@ extension Heap {
         let basis = load(.sweepHeapLiveBasis)
         let target = perByte * Double(spanBytes + (live > basis ? live - basis : 0))
         while Double(load(.pagesSwept) &- load(.pagesSweptBasis)) < target {
+            if load(.stopRequested) & Attention.stop != 0 { break }   // don't hold up a pause
             if !sweepOne() {
                 store(.sweepPagesPerByte, 0)
                 break
@@ -200,6 +212,8 @@ extension Heap {
         limiterAddGC(ns * UInt64(gomaxprocs))
     }
 
+    /// With the world still stopped at the end of mark termination, so that a reader of
+    /// MemStats sees the new NumGC together with its pause (as in Go).
     func finishCycleStats(end: UInt64) {
         let wallEnd = tc_walltime_ns()
         statsLock.withLock {
@@ -216,6 +230,5 @@ extension Heap {
         cycle.bgNs = UInt64(load(.bgMarkTimeNs))
         cycle.end = end
         lastCycle = cycle
-        if configuration.gctrace { printTrace(cycle) }
     }
 }

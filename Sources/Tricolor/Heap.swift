@@ -272,7 +272,7 @@ enum HeapWord: Int {
     case assistWorkPerByte   // Double bit pattern
     case rootsClaimed, rootsDone, flushGen, activeWorkers, activeMutators
     // sweeping
-    case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked
+    case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked, sweepIndex
     case sweepPagesPerByte   // Double bit pattern
     // CPU limiter
     case limiterGCNs, limiterWindowStart

@@ -26,17 +26,22 @@ struct MCentral {
     static func fullSwept(_ sg: UInt32) -> Int { 2 + Int(sg / 2 % 2) }
     static func fullUnswept(_ sg: UInt32) -> Int { 3 - Int(sg / 2 % 2) }
 
-    /// Lock held.
+    /// Lock held. Heads are written with relaxed atomic stores so `peek` may read them
+    /// without the lock.
     func push(_ set: Int, _ s: UnsafeMutablePointer<MSpan>) {
         s.pointee.next = heads[set]
-        heads[set] = s
+        tc_store_relaxed(UnsafeMutableRawPointer(heads + set), UInt(bitPattern: s))
     }
     /// Lock held.
     func pop(_ set: Int) -> UnsafeMutablePointer<MSpan>? {
         guard let s = heads[set] else { return nil }
-        heads[set] = s.pointee.next
+        tc_store_relaxed(UnsafeMutableRawPointer(heads + set), UInt(bitPattern: s.pointee.next))
         s.pointee.next = nil
         return s
+    }
+    /// Lock-free hint: whether a set looked non-empty.
+    func peek(_ set: Int) -> Bool {
+        tc_load_relaxed(UnsafeRawPointer(heads + set)) != 0
     }
 }
 

@@ -63,7 +63,10 @@ struct MutatorState {
     static let flagChecked: UInt8 = 1
     static let flagDetached: UInt8 = 2
     @usableFromInline static let flagBarrier: UInt8 = 4
-    static let flagSafepoint: UInt8 = 8
+    @usableFromInline static let flagSafepoint: UInt8 = 8
+    /// Flags that send loads, scalar accesses and frame operations to the slow path
+    /// (the write barrier concerns pointer stores only).
+    @usableFromInline static let flagsNotBarrier: UInt8 = flagChecked | flagDetached | flagSafepoint
     @usableFromInline static let wbBufEntries = 512
 
     init(heap: Heap, id: Int) {
@@ -263,7 +266,7 @@ public struct Mutator {
     /// Read the pointer in word `word` of `object`.
     @inlinable @inline(__always)
     public func load(_ object: Ref, _ word: Int) -> Ref {
-        if _slowPath(state.flags != 0) { return loadSlow(object, word) }
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { return loadSlow(object, word) }
         return Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address &+ UInt(bitPattern: word) &* 8).unsafelyUnwrapped))
     }
 
@@ -295,14 +298,14 @@ public struct Mutator {
     /// Read a non-pointer word.
     @inlinable @inline(__always)
     public func loadWord(_ object: Ref, _ word: Int) -> Int {
-        if _slowPath(state.flags != 0) { scalarSlow(object, word, store: false) }
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { scalarSlow(object, word, store: false) }
         return UnsafePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word]
     }
 
     /// Write a non-pointer word. Writing into a pointer word is misuse (trapped in checked mode).
     @inlinable @inline(__always)
     public func storeWord(_ object: Ref, _ word: Int, _ value: Int) {
-        if _slowPath(state.flags != 0) { scalarSlow(object, word, store: true) }
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { scalarSlow(object, word, store: true) }
         UnsafeMutablePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word] = value
     }
 
@@ -382,7 +385,7 @@ public struct Mutator {
     public func pushFrame(slots: Int) -> Frame {
         let st = state
         let top = st.pointee.stackTop
-        if _slowPath(top &+ slots > st.pointee.stackCap || st.flags != 0) { growStack(slots) }
+        if _slowPath(top &+ slots > st.pointee.stackCap || st.flags & MutatorState.flagsNotBarrier != 0) { growStack(slots) }
         let base = st.pointee.stack + top
         for i in 0..<slots { base[i] = 0 }
         st.pointee.stackTop = top &+ slots
@@ -391,7 +394,7 @@ public struct Mutator {
 
     @inlinable @inline(__always)
     public func popFrame(_ f: Frame) {
-        if _slowPath(state.flags != 0) { checkPop(f) }
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { checkPop(f) }
         state.pointee.stackTop = f.offset
     }
 
@@ -506,11 +509,11 @@ public struct Frame {
     @inlinable
     public subscript(i: Int) -> Ref {
         @inline(__always) get {
-            if _slowPath(state.flags != 0) { checkSlot(i) }
+            if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { checkSlot(i) }
             return Ref(address: state.pointee.stack[offset &+ i])
         }
         @inline(__always) nonmutating set {
-            if _slowPath(state.flags != 0) { checkSlot(i, newValue) }
+            if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { checkSlot(i, newValue) }
             state.pointee.stack[offset &+ i] = newValue.address
         }
     }

@@ -21,6 +21,7 @@ struct SizeClasses: ParsableCommand {
 enum Workload: String, ExpressibleByArgument, CaseIterable {
     case binaryTrees = "binary-trees"
     case gcbench
+    case liveheap
 }
 
 struct Run: ParsableCommand {
@@ -36,10 +37,18 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("threads"), help: "Mutator threads sharing the work.")
     var threads: Int = 1
 
+    @Option(name: .customLong("live-mib"), help: "liveheap: MiB kept live.")
+    var liveMiB: Int = 1024
+
+    @Option(name: .customLong("seconds"), help: "liveheap: seconds of garbage allocation.")
+    var seconds: Double = 10
+
     func validate() throws {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
         if let n, n < 0 || n > 30 { throw ValidationError("N must be between 0 and 30, got \(n)") }
-        if workload == .gcbench && n != nil { throw ValidationError("gcbench takes no size argument") }
+        if workload != .binaryTrees && n != nil { throw ValidationError("\(workload.rawValue) takes no size argument") }
+        guard liveMiB >= 1 && liveMiB <= 16384 else { throw ValidationError("--live-mib must be between 1 and 16384, got \(liveMiB)") }
+        guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600], got \(seconds)") }
     }
 
     func run() throws {
@@ -51,12 +60,14 @@ struct Run: ParsableCommand {
         }
         let t0 = monotonicSeconds()
         let out: (String) -> Void = { print($0) }
+        var extra: [(String, String)] = [("threads", String(threads))]
         switch workload {
         case .binaryTrees: try BinaryTrees.run(heap: heap, n: n ?? 10, threads: threads, output: out)
         case .gcbench: try GCBench.run(heap: heap, threads: threads, output: out)
+        case .liveheap: extra += try LiveHeap.run(heap: heap, liveMiB: liveMiB, seconds: seconds, output: out)
         }
         let wall = monotonicSeconds() - t0
-        print(summaryLine(heap: heap, wallSeconds: wall, extra: [("threads", String(threads))]))
+        print(summaryLine(heap: heap, wallSeconds: wall, extra: extra))
     }
 }
 

@@ -1,0 +1,86 @@
+import CTricolor
+
+// Hooks for tests: step a cycle one phase at a time on the calling thread, so barrier
+// and sweep-generation cases are deterministic instead of timing races. Use them on a
+// heap with `markWorkers: 0` (no background threads) and GOGC off (no automatic
+// cycles); otherwise background threads also advance the cycle.
+
+extension Heap {
+    /// The collector's phase.
+    public var debugPhase: String {
+        switch phase { case .off: return "off"; case .mark: return "mark"; case .markTermination: return "markTermination" }
+    }
+
+    /// Start a cycle (pause #1) and return with marking enabled and nothing marked yet.
+    public func debugStartCycle() {
+        precondition(phase == .off, "debugStartCycle: a cycle is already running")
+        gcStart(.forced, caller: currentMutator())
+    }
+
+    /// Drain up to `budget` bytes of grey objects on this thread (roots included);
+    /// returns the bytes scanned.
+    @discardableResult
+    public func debugMarkSome(_ budget: Int) -> Int {
+        guard phase == .mark else { return 0 }
+        var gcw = GCWork()
+        defer { gcw.destroy() }
+        return Int(drain(&gcw, budget: UInt(budget)))
+    }
+
+    /// Finish marking and mark termination on this thread (pause #2).
+    public func debugFinishCycle() {
+        helpMark(currentMutator())
+    }
+
+    /// Sweep up to `n` spans; returns how many were swept.
+    @discardableResult
+    public func debugSweepSome(_ n: Int) -> Int {
+        var k = 0
+        while k < n, sweepOne() { k += 1 }
+        return k
+    }
+
+    /// Whether the object's mark bit is set in the current (or just finished) cycle.
+    public func debugIsMarked(_ r: Ref) -> Bool {
+        guard let s = spanOf(r.address) else { return false }
+        return s.isMarked(s.objectIndex(r.address))
+    }
+
+    /// Whether `r` is the start of an allocated object (not freed).
+    public func debugIsAllocated(_ r: Ref) -> Bool {
+        guard let s = spanOf(r.address), s.pointee.state == MSpanState.inUse.rawValue, r.address < s.pointee.limit else { return false }
+        let idx = s.objectIndex(r.address)
+        let unswept = s.loadSweepgen() == sweepgen &- 2
+        return s.isAllocated(idx) && !(unswept && !s.isMarked(idx))
+    }
+
+    /// Spans still waiting to be swept in this sweep phase.
+    public var debugUnsweptSpans: Int {
+        let sg = sweepgen
+        var n = 0
+        for i in 0..<SpanClass.count {
+            let c = centrals + i
+            c.pointee.lock.withLock {
+                for set in [MCentral.partialUnswept(sg), MCentral.fullUnswept(sg)] {
+                    var p = c.pointee.heads[set]
+                    while let s = p { if s.loadSweepgen() == sg &- 2 { n += 1 }; p = s.pointee.next }
+                }
+            }
+        }
+        return n
+    }
+
+    /// The heap's sweep generation (Go's mheap.sweepgen).
+    public var debugSweepgen: UInt32 { sweepgen }
+
+    /// The trigger and goal the pacer has set, in bytes.
+    public var debugTriggerAndGoal: (trigger: UInt, goal: UInt) { (load(.trigger), load(.heapGoal)) }
+
+    /// heapLive, Go's estimate of the live heap plus allocation since the last mark.
+    public var debugHeapLive: UInt { load(.heapLive) }
+
+    /// Check every component's invariants (heap, page allocator, spans in central lists).
+    public func checkInvariants() {
+        checkHeapInvariants()
+    }
+}
