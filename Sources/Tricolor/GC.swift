@@ -232,7 +232,7 @@ extension Heap {
         maybeTriggerGC(st)
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
         deductSweepCredit(spanBytes)
-        guard let s = cacheSpan(spc) else { return false }
+        guard let s = cacheSpan(spc, st) else { return false }
         let sg = sweepgen
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
@@ -364,7 +364,8 @@ extension Heap {
             if phase != .off { return }
             if trigger == .heap && (load(.heapLive) < load(.trigger) || gcDisabled) { return }
             // Finish the previous cycle's sweep with the world running.
-            finishSweep()
+            finishSweep(caller: caller)
+            if phase != .off { return }
             let t0 = tc_nanotime()
             if !stopTheWorld(caller) { continue }
             if phase != .off || (trigger == .heap && load(.heapLive) < load(.trigger)) {

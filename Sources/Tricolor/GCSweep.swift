@@ -139,9 +139,18 @@ extension Heap {
 
     /// Sweep everything still unswept (Go's finishsweep). Returns spans swept.
     @discardableResult
-    func finishSweep(force: Bool = false) -> Int {
+    /// A mutator `caller` (at a full safepoint) answers stop requests between spans, so a
+    /// long sweep never holds up another thread's pause.
+    func finishSweep(force: Bool = false, caller: UnsafeMutablePointer<MutatorState>? = nil) -> Int {
         var n = 0
-        while sweepOne(force: force) { n += 1 }
+        while true {
+            if let c = caller, load(.stopRequested) & Attention.stop != 0 {
+                gcSafepoint(c)
+                if phase != .off { break }
+            }
+            if !sweepOne(force: force) { break }
+            n += 1
+        }
         return n
     }
 }

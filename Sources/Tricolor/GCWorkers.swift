@@ -83,12 +83,14 @@ extension Heap {
             let wallStart = tc_nanotime()
             let cpuStart = tc_thread_cputime_ns()
             while phase == .mark {
+                waitWhileWorldStopping()
                 let t0 = tc_thread_cputime_ns()
-                let done = drain(&gcw, budget: 256 << 10)
+                let done = drain(&gcw, budget: 256 << 10, preemptible: true)
                 let dt = tc_thread_cputime_ns() - t0
                 add(.bgMarkTimeNs, UInt(dt))
                 if done > 0 { add(.bgScanCredit, done) }
                 if done < 256 << 10 {
+                    if load(.stopRequested) & Attention.stop != 0 { continue }   // preempted, not out of work
                     markDone(nil)
                     if phase == .mark { tc_sleep_ns(50_000) }   // waiting for mutators
                     continue
@@ -112,8 +114,6 @@ extension Heap {
     /// The background sweeper: after each mark termination, sweep spans until none is
     /// left, yielding between spans so it only uses otherwise idle time.
     func sweeperLoop() {
-        // Like Go's bgsweep, the sweeper only uses CPU nobody else wants.
-        _ = tc_set_thread_idle_priority()
         while true {
             bgLock.lock()
             while !sweepRequested && !shuttingDown { bgCond.wait(bgLock) }
@@ -122,11 +122,28 @@ extension Heap {
             bgLock.unlock()
             if stop { return }
             var n = 0
-            while phase == .off, sweepOne() {
+            while phase == .off {
+                waitWhileWorldStopping()
+                // Like Go's bgsweep, only use a CPU that no mutator wants; otherwise the
+                // mutators sweep on demand and in proportion to their allocation.
+                if Int(load(.activeMutators)) >= gomaxprocs {
+                    tc_sleep_ns(1_000_000)
+                    continue
+                }
+                if !sweepOne() { break }
                 n += 1
                 if n % 10 == 0 { tc_yield() }
             }
         }
+    }
+
+    /// Background threads are not stopped with the world, but while a stop is pending
+    /// they step aside so the CPUs go to the mutators that must reach a safepoint.
+    func waitWhileWorldStopping() {
+        if load(.stopRequested) & Attention.stop == 0 { return }
+        schedLock.lock()
+        while stwActive { worldStarted.wait(schedLock) }
+        schedLock.unlock()
     }
 
     func spawnThread(name: String, _ body: @escaping () -> Void) -> pthread_t {

@@ -60,16 +60,27 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 extension Heap {
     /// A span with at least one free slot for a mutator cache (Go's cacheSpan):
     /// a swept partial span, else an unswept one swept now, else a fresh span.
-    func cacheSpan(_ spc: SpanClass) -> UnsafeMutablePointer<MSpan>? {
+    ///
+    /// `st` is the refilling mutator, which is at a full safepoint: if the world is being
+    /// stopped while it sweeps, it parks and starts over (the sweep generation may have
+    /// moved on meanwhile).
+    func cacheSpan(_ spc: SpanClass, _ st: UnsafeMutablePointer<MutatorState>? = nil) -> UnsafeMutablePointer<MSpan>? {
         let c = centrals + Int(spc.raw)
         let sg = sweepgen
         var found: UnsafeMutablePointer<MSpan>? = nil
+        func stopRequested() -> Bool { st != nil && load(.stopRequested) & Attention.stop != 0 }
         c.pointee.lock.lock()
         if let s = c.pointee.pop(MCentral.partialSwept(sg)) {
             found = s
         } else {
             var budget = 100
             while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.partialUnswept(sg)) {
+                if stopRequested() {
+                    c.pointee.push(MCentral.partialUnswept(sg), s)
+                    c.pointee.lock.unlock()
+                    gcSafepoint(st!)
+                    return cacheSpan(spc, st)
+                }
                 if s.tryAcquireForSweep(sg) {
                     c.pointee.lock.unlock()
                     _ = sweepSpan(s, preserve: true)
@@ -79,6 +90,12 @@ extension Heap {
                 budget -= 1
             }
             while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.fullUnswept(sg)) {
+                if stopRequested() {
+                    c.pointee.push(MCentral.fullUnswept(sg), s)
+                    c.pointee.lock.unlock()
+                    gcSafepoint(st!)
+                    return cacheSpan(spc, st)
+                }
                 if s.tryAcquireForSweep(sg) {
                     c.pointee.lock.unlock()
                     _ = sweepSpan(s, preserve: true)
