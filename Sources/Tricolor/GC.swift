@@ -229,6 +229,7 @@ extension Heap {
             slot.pointee = emptySpan
             uncacheSpan(old)
         }
+        refreshMemoryLimitTrigger()
         maybeTriggerGC(st)
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
         deductSweepCredit(spanBytes)
@@ -241,6 +242,7 @@ extension Heap {
         if phase == .mark {
             preBlacken(s)
             slot.pointee = s
+            reviseAssistRatio()
             assist(st, bytes: claimed)
         } else {
             slot.pointee = s
@@ -296,6 +298,7 @@ extension Heap {
     }
 
     func allocLarge(_ st: UnsafeMutablePointer<MutatorState>, size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+        refreshMemoryLimitTrigger()
         maybeTriggerGC(st)
         let npages = (size + SizeClassTable.pageSize - 1) / SizeClassTable.pageSize
         deductSweepCredit(UInt(npages) << SizeClassTable.pageShiftU)
@@ -322,7 +325,7 @@ extension Heap {
         let sg = sweepgen
         s.storeSweepgen(sg)
         c.pointee.lock.withLock { c.pointee.push(MCentral.fullSwept(sg), s) }
-        if phase == .mark { assist(st, bytes: bytes) }
+        if phase == .mark { reviseAssistRatio(); assist(st, bytes: bytes) }
         return s.pointee.startAddr
     }
 
@@ -346,9 +349,17 @@ extension Heap {
     /// helps mark.
     public func collect() {
         let caller = currentMutator()
-        let idle = phase == .off          // read before numGC (markTermination writes numGC first)
-        let target = load(.numGC) + (idle ? 1 : 2)
-        while load(.numGC) < target {
+        // Cycles count as completed once their statistics are published (at the end of
+        // pause #2); read the phase first: mark termination bumps the count before it.
+        let idle = phase == .off
+        let target = load(.cyclesCompleted) + (idle ? 1 : 2)
+        while load(.cyclesCompleted) < target {
+            if load(.numGC) > load(.cyclesCompleted) {
+                // A cycle is publishing its statistics inside its last pause.
+                if let c = caller { gcSafepoint(c) }
+                tc_yield()
+                continue
+            }
             if phase == .off {
                 gcStart(.forced, caller: caller)
             } else {
@@ -373,11 +384,11 @@ extension Heap {
                 return
             }
             sweepTermination(trigger, start: t0)
-            startTheWorld(caller)
             let t1 = tc_nanotime()
             recordPause(t1 - t0)
             cycle.tMark = t1
             cycle.stw1Ns = t1 - t0
+            startTheWorld(caller)
             wakeMarkWorkers()
             return
         }
@@ -601,7 +612,7 @@ extension Heap {
         guard phase == .mark else { return }
         var did = false
         if canScan && tc_load8_relaxed(st.stackScannedAddress) == 0 {
-            scanStack(st, &st.pointee.gcw)
+            scanStack(st, &st.pointee.gcw.pointee)
             tc_store8_relaxed(st.stackScannedAddress, 1)
             did = true
         }
@@ -612,8 +623,8 @@ extension Heap {
             did = true
         }
         if did {
-            flushMarkedStats(&st.pointee.gcw)
-            work.putAll(from: &st.pointee.gcw)
+            flushMarkedStats(&st.pointee.gcw.pointee)
+            work.putAll(from: &st.pointee.gcw.pointee)
             schedLock.withLock { stateChanged.broadcast() }
         }
     }
@@ -623,7 +634,7 @@ extension Heap {
         let n = st.pointee.wbCount
         if n == 0 { return }
         let buf = st.pointee.wbBuf
-        for i in 0..<n { greyObject(buf[i], &st.pointee.gcw) }
+        for i in 0..<n { greyObject(buf[i], &st.pointee.gcw.pointee) }
         st.pointee.wbCount = 0
     }
 
@@ -631,16 +642,16 @@ extension Heap {
     /// it is the mutator itself, or the mutator is stopped and the sched lock is held).
     func flushMutatorGCWork(_ st: UnsafeMutablePointer<MutatorState>) {
         flushWriteBarrierBuffer(st)
-        flushMarkedStats(&st.pointee.gcw)
-        work.putAll(from: &st.pointee.gcw)
+        flushMarkedStats(&st.pointee.gcw.pointee)
+        work.putAll(from: &st.pointee.gcw.pointee)
         tc_store_relaxed(st.flushAckAddress, load(.flushGen))
     }
 
     /// The write barrier's buffer is full: shade its contents (Go's wbBufFlush).
     func writeBarrierBufferFull(_ st: UnsafeMutablePointer<MutatorState>) {
         flushWriteBarrierBuffer(st)
-        flushMarkedStats(&st.pointee.gcw)
-        work.putAll(from: &st.pointee.gcw)
+        flushMarkedStats(&st.pointee.gcw.pointee)
+        work.putAll(from: &st.pointee.gcw.pointee)
     }
 
     // MARK: assists
@@ -665,7 +676,7 @@ extension Heap {
         }
         if owed == 0 { return }
         let t0 = tc_thread_cputime_ns()
-        let done = drain(&st.pointee.gcw, budget: max(owed, Heap.overAssistWork), preemptible: true)
+        let done = drain(&st.pointee.gcw.pointee, budget: max(owed, Heap.overAssistWork), preemptible: true)
         st.pointee.assistDebt -= Double(done)
         let dt = tc_thread_cputime_ns() - t0
         add(.assistTimeNs, UInt(dt))
@@ -680,7 +691,9 @@ extension Heap {
 
     /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
     func reviseAssistRatio() {
-        let r = pacer.revise(heapLive: load(.heapLive), heapScan: pacer.lastHeapScan, scanWorkDone: load(.scanWork), maxStackScan: maxStackScan)
+        // heapLive bounds the scannable heap from above (Go tracks heapScan exactly).
+        let live = load(.heapLive)
+        let r = pacer.revise(heapLive: live, heapScan: live, scanWorkDone: load(.scanWork), maxStackScan: maxStackScan)
         store(.assistWorkPerByte, UInt(r.workPerByte.bitPattern))
     }
 
@@ -739,7 +752,7 @@ extension Heap {
                         // mutator parked at a partial safepoint scans its own later.
                         if tc_load8_relaxed(m.stackScannedAddress) == 0 {
                             if m.pointee.status == .blocking {
-                                scanStack(m, &m.pointee.gcw)
+                                scanStack(m, &m.pointee.gcw.pointee)
                                 tc_store8_relaxed(m.stackScannedAddress, 1)
                             } else {
                                 pending = true
@@ -769,8 +782,8 @@ extension Heap {
             if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 { restart = true }
             if restart {
                 // Something turned grey after the ragged barrier (Go's issue 27993 case).
-                startTheWorld(nil)
                 recordPause(tc_nanotime() - t0)
+                startTheWorld(nil)
                 return
             }
             markTermination(start: t0)
@@ -841,12 +854,29 @@ extension Heap {
         paceSweeper(trigger: trig)
     }
 
+    /// Under a memory limit the goal depends on how much memory is mapped, which grows
+    /// between cycles: Go recomputes the trigger at every test; we do it whenever the
+    /// heap has grown since the last computation.
+    func refreshMemoryLimitTrigger() {
+        guard pacer.memoryLimit != Int.max, phase == .off else { return }
+        let sys = load(.heapSys)
+        if sys == load(.limitTriggerHeapSys) { return }
+        statsLock.withLock {
+            store(.limitTriggerHeapSys, sys)
+            refreshPacerMemoryInputs()
+            let (trig, goal) = pacer.trigger()
+            store(.trigger, trig)
+            store(.heapGoal, goal)
+        }
+    }
+
     func refreshPacerMemoryInputs() {
         let heapSys = load(.heapSys)
         let inuse = load(.heapInuse)
-        let metadata = UInt(heapLock.withLock { spanAlloc.sys + meta.sys + pages.metadataBytes })
-        pacer.mappedReady = heapSys + metadata
-        pacer.heapFree = heapSys - inuse
+        let metadata = UInt(heapLock.withLock { spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8 })
+        let released = load(.heapReleased)
+        pacer.mappedReady = heapSys + metadata - released
+        pacer.heapFree = heapSys - inuse - min(heapSys - inuse, released)
         pacer.heapAlloc = load(.heapLive)
     }
 

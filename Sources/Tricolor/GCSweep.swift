@@ -142,6 +142,7 @@ extension Heap {
     /// A mutator `caller` (at a full safepoint) answers stop requests between spans, so a
     /// long sweep never holds up another thread's pause.
     func finishSweep(force: Bool = false, caller: UnsafeMutablePointer<MutatorState>? = nil) -> Int {
+        defer { scavengeForMemoryLimit() }
         var n = 0
         while true {
             if let c = caller, load(.stopRequested) & Attention.stop != 0 {

@@ -130,7 +130,7 @@ extension Heap {
                     tc_sleep_ns(1_000_000)
                     continue
                 }
-                if !sweepOne() { break }
+                if !sweepOne() { scavengeForMemoryLimit(); break }
                 n += 1
                 if n % 10 == 0 { tc_yield() }
             }
@@ -247,5 +247,6 @@ extension Heap {
         cycle.bgNs = UInt64(load(.bgMarkTimeNs))
         cycle.end = end
         lastCycle = cycle
+        store(.cyclesCompleted, load(.cyclesCompleted) + 1)
     }
 }

@@ -266,6 +266,7 @@ enum HeapWord: Int {
     case heapGoal            // the pacer's goal for this cycle
     case trigger             // a cycle starts when heapLive reaches this
     case numGC
+    case cyclesCompleted     // cycles whose statistics are published
     case gcPhase             // GCPhase
     // marking (this cycle)
     case bytesMarked, scanWork, stackScanBytes, bgScanCredit, assistTimeNs, bgMarkTimeNs
@@ -275,12 +276,13 @@ enum HeapWord: Int {
     case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked, sweepIndex
     case sweepPagesPerByte   // Double bit pattern
     // CPU limiter
-    case limiterGCNs, limiterWindowStart
+    case limiterGCNs, limiterWindowStart, limitTriggerHeapSys
     // cumulative counters (Go's heapStats)
     case largeAllocCount, largeAllocBytes, largeFreeCount, largeFreeBytes
     case tinyAllocCount
     case heapInuse           // bytes in in-use spans
     case heapSys             // bytes of heap address space made Ready
+    case heapReleased        // bytes of free pages returned to the OS
     case sweepSpans          // spans swept this cycle
     case smallAllocBase      // 68 entries: objects allocated per size class
     static let smallFreeBase = smallAllocBase.rawValue + SizeClassTable.numSizeClasses

@@ -61,6 +61,7 @@ extension Heap {
         s.loadWindow(0)
         let needzero = setSpans(s, base: base, npages: npages)
         add(.heapInuse, bytes)
+        store(.heapReleased, UInt(pages.scavengedPages) << SizeClassTable.pageShiftU)
         heapLock.unlock()
         if needzero {
             UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(bytes))
@@ -132,6 +133,11 @@ extension Heap {
         SysMemory.used(UnsafeMutableRawPointer(bitPattern: startAddr)!, bytes)
         pages.grow(ask)
         add(.heapSys, UInt(bytes))
+        if pacer.memoryLimit != Int.max {
+            // Growing past the memory limit: give back free pages first (Go scavenges
+            // synchronously on heap growth when over the limit).
+            scavengeLocked(toTarget: UInt(pacer.memoryLimit) / 100 * 95)
+        }
         return true
     }
 
@@ -154,5 +160,30 @@ extension Heap {
             precondition(UInt(inUsePages) << SizeClassTable.pageShiftU == load(.heapInuse), "heap: HeapInuse disagrees with the span table")
             precondition(UInt(pages.grownPages) << SizeClassTable.pageShiftU == load(.heapSys), "heap: HeapSys disagrees with grown pages")
         }
+    }
+}
+
+extension Heap {
+    /// Return free pages to the OS until mapped memory (Sys − HeapReleased) is at most
+    /// `target` bytes (Go's scavenger, run synchronously when over the memory limit).
+    /// Heap lock held.
+    func scavengeLocked(toTarget target: UInt) {
+        let metadata = UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8)
+        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
+        let mapped = load(.heapSys) + metadata - released
+        if mapped <= target { return }
+        let want = Int((mapped - target + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU)
+        _ = pages.scavenge(want) { page, n in
+            SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize)
+        }
+        store(.heapReleased, UInt(pages.scavengedPages) << SizeClassTable.pageShiftU)
+    }
+
+    /// Under a memory limit, keep mapped memory at or below 95% of it when possible
+    /// (Go's reduceExtraPercent).
+    func scavengeForMemoryLimit() {
+        let limit = pacer.memoryLimit
+        guard limit != Int.max else { return }
+        heapLock.withLock { scavengeLocked(toTarget: UInt(limit) / 100 * 95) }
     }
 }

@@ -124,6 +124,9 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     /// Returns nelems when the span is full.
     func nextFreeIndex() -> UInt {
         let n = pointee.nelems
+        if pointee.allocCache == 0 && pointee.freeIndex &+ 64 >= n && pointee.freeIndex >= ((n + 63) & ~63) {
+            return n   // full (or the shared empty span): nothing to write
+        }
         while pointee.allocCache == 0 {
             let next = pointee.freeIndex &+ 64
             if next >= n {

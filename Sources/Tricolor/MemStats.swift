@@ -22,7 +22,7 @@ public struct MemStats: Sendable, Codable, Equatable {
     public var heapIdle: UInt64 = 0
     /// Bytes in in-use spans.
     public var heapInuse: UInt64 = 0
-    /// Bytes of idle spans returned to the OS (no scavenger yet, so 0).
+    /// Bytes of idle spans returned to the OS (the scavenger runs under a memory limit).
     public var heapReleased: UInt64 = 0
     public var heapObjects: UInt64 = 0
     /// Bytes of shadow stacks.
@@ -114,13 +114,13 @@ extension Heap {
         m.heapSys = UInt64(load(.heapSys))
         m.heapInuse = UInt64(load(.heapInuse))
         m.heapIdle = m.heapSys - m.heapInuse
-        m.heapReleased = 0
+        m.heapReleased = UInt64(load(.heapReleased))
         m.stackInuse = UInt64(stacks)
         m.stackSys = UInt64(stacks)
         heapLock.withLock {
             m.mSpanInuse = UInt64(spanAlloc.inUse + meta.inUse)
             m.mSpanSys = UInt64(spanAlloc.sys + meta.sys)
-            m.gcSys = UInt64(pages.metadataBytes + mappedArenas * HeapArena.pagesPerArena * 8 + work.capacity * 8)
+            m.gcSys = UInt64(pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8 + work.capacity * 8)
         }
         m.mCacheInuse = UInt64(nMutators) * UInt64(MemoryLayout<MutatorState>.stride + SpanClass.count * 8)
         m.mCacheSys = m.mCacheInuse

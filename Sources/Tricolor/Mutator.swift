@@ -41,8 +41,10 @@ struct MutatorState {
     /// Write-barrier buffer (Go's wbBuf): old and new values of barriered stores.
     @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
     @usableFromInline var wbCount = 0
-    /// Grey objects from this mutator's stack scan, barrier flushes and assists.
-    var gcw = GCWork(capacity: 256)
+    /// Grey objects from this mutator's stack scan, barrier flushes and assists. In its
+    /// own allocation, so that marking through it is not an access to the whole state
+    /// (whose flags other threads change atomically).
+    let gcw: UnsafeMutablePointer<GCWork>
     /// 1 once this cycle's stack scan is done (atomic: the collector reads it).
     var stackScanned: UInt8 = 1
     /// The last ragged-barrier generation this mutator answered (atomic).
@@ -86,6 +88,8 @@ struct MutatorState {
         slowFlags = 0
         stopFlag = heap.words + HeapWord.stopRequested.rawValue
         wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
+        gcw = .allocate(capacity: 1)
+        gcw.initialize(to: GCWork(capacity: 256))
     }
 
     func releaseStorage() {
@@ -93,7 +97,8 @@ struct MutatorState {
         alloc.deallocate()
         stack.deallocate()
         wbBuf.deallocate()
-        gcw.destroy()
+        gcw.pointee.destroy()
+        gcw.deallocate()
     }
 }
 

@@ -79,7 +79,9 @@ struct Pacer {
         let overage = mappedReady > limit ? mappedReady - limit : 0
         if nonHeap + overage >= limit { return heapMarked }
         var goal = limit - (nonHeap + overage)
-        let headroom = Pacer.memoryLimitHeadroom
+        // Headroom as in Go 1.21+ (3% of the goal, at least 1 MiB): 1.19's flat 1 MiB let
+        // the heap overshoot small limits while a cycle was still marking.
+        let headroom = max(goal / 100 * 3, Pacer.memoryLimitHeadroom)
         goal = (goal < headroom || goal - headroom < headroom) ? headroom : goal - headroom
         return max(goal, heapMarked)
     }
@@ -113,7 +115,8 @@ struct Pacer {
         var maxTrigger = heapMarked + runwaySpan / 64 * 61
         if goal > 4 << 20 && goal - (4 << 20) > maxTrigger { maxTrigger = goal - (4 << 20) }
         maxTrigger = max(maxTrigger, minTrigger)
-        var t = runway > goal ? minTrigger : goal - runway
+        // No cons/mark measured yet (first cycle): start as early as allowed.
+        var t = runway > goal || consMark == 0 ? minTrigger : goal - runway
         t = min(max(t, minTrigger), maxTrigger)
         return (min(t, goal), goal)
     }

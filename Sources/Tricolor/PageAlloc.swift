@@ -43,6 +43,9 @@ struct PageAlloc {
     var grownPages = 0           // pages [0, grownPages) have been added by grow
     var freePages = 0
     let metadataBytes: Int
+    /// One bit per page, 1 = free and returned to the OS (Go's scavenged bitmap).
+    let scavenged: UnsafeMutablePointer<UInt64>
+    var scavengedPages = 0
 
     /// - Parameter pages: number of pages in the reserved range.
     init?(pages: Int) {
@@ -53,18 +56,30 @@ struct PageAlloc {
         let bitmapBytes = chunks * PageAlloc.chunkPages / 8
         let treeBytes = 2 * chunks * MemoryLayout<PallocSum>.stride
         guard let b = SysMemory.allocMetadata(bitmapBytes),
-              let t = SysMemory.allocMetadata(treeBytes) else { return nil }
+              let t = SysMemory.allocMetadata(treeBytes),
+              let sc = SysMemory.allocMetadata(bitmapBytes) else { return nil }
+        scavenged = sc.bindMemory(to: UInt64.self, capacity: bitmapBytes / 8)
         bitmap = b.bindMemory(to: UInt64.self, capacity: bitmapBytes / 8)
         tree = t.bindMemory(to: PallocSum.self, capacity: 2 * chunks)
         metadataBytes = bitmapBytes + treeBytes
     }
 
     func destroy() {
+        SysMemory.free(UnsafeMutableRawPointer(scavenged), numChunks * PageAlloc.chunkPages / 8)
         SysMemory.free(UnsafeMutableRawPointer(bitmap), numChunks * PageAlloc.chunkPages / 8)
         SysMemory.free(UnsafeMutableRawPointer(tree), 2 * numChunks * MemoryLayout<PallocSum>.stride)
     }
 
     var longestFreeRun: Int { Int(tree[1].max) }
+
+    /// Metadata bytes actually in use: the bitmap and summary tree are reserved for the
+    /// whole address range but only touched for the grown part (rounded to OS pages).
+    var metadataInUse: Int {
+        let total = numChunks * PageAlloc.chunkPages
+        let frac = Double(grownPages) / Double(max(1, total))
+        let bytes = Double(metadataBytes) * frac
+        return (Int(bytes) + 4095) & ~4095
+    }
 
     // MARK: growth
 
@@ -144,6 +159,7 @@ struct PageAlloc {
     /// Allocate `n` pages; returns the first page index, or nil when no run is long enough.
     mutating func alloc(_ n: Int) -> Int? {
         guard let p = find(n) else { return nil }
+        unscavenge(p, n)
         setRange(p, n, used: true)
         freePages -= n
         update(firstPage: p, count: n)
@@ -155,6 +171,46 @@ struct PageAlloc {
         setRange(page, n, used: false)
         freePages += n
         update(firstPage: page, count: n)
+    }
+
+    /// Pages being allocated are in use again: clear their scavenged bits.
+    private mutating func unscavenge(_ first: Int, _ n: Int) {
+        if scavengedPages == 0 { return }
+        for i in first..<(first + n) {
+            let w = i / 64, b = UInt64(i % 64)
+            if scavenged[w] >> b & 1 != 0 {
+                scavenged[w] &= ~(1 << b)
+                scavengedPages -= 1
+            }
+        }
+    }
+
+    /// Return up to `pages` free, not yet scavenged pages to the OS, highest addresses
+    /// first (Go's scavenger prefers high addresses too). `release(page, count)` does
+    /// the madvise. Returns the pages released.
+    mutating func scavenge(_ pages: Int, release: (Int, Int) -> Void) -> Int {
+        var done = 0
+        var i = grownPages - 1
+        while i >= 0 && done < pages {
+            let w = i / 64, b = UInt64(i % 64)
+            if (bitmap[w] >> b) & 1 == 0 && (scavenged[w] >> b) & 1 == 0 {
+                // extend the run downwards
+                var lo = i
+                while lo > 0 && done + (i - lo + 1) < pages {
+                    let j = lo - 1
+                    if (bitmap[j / 64] >> UInt64(j % 64)) & 1 != 0 || (scavenged[j / 64] >> UInt64(j % 64)) & 1 != 0 { break }
+                    lo = j
+                }
+                release(lo, i - lo + 1)
+                for k in lo...i { scavenged[k / 64] |= 1 << UInt64(k % 64) }
+                done += i - lo + 1
+                scavengedPages += i - lo + 1
+                i = lo - 1
+            } else {
+                i -= 1
+            }
+        }
+        return done
     }
 
     func isUsed(_ page: Int) -> Bool { bitmap[page / 64] >> UInt64(page % 64) & 1 != 0 }
