@@ -353,14 +353,18 @@ extension Heap {
         // pause #2); read the phase first: mark termination bumps the count before it.
         let idle = phase == .off
         let target = load(.cyclesCompleted) + (idle ? 1 : 2)
-        while load(.cyclesCompleted) < target {
-            if load(.numGC) > load(.cyclesCompleted) {
+        while true {
+            // Phase first: mark termination stores NumGC before it turns the phase off.
+            let ph = phase
+            let done = load(.cyclesCompleted)
+            if done >= target { break }
+            if load(.numGC) > done {
                 // A cycle is publishing its statistics inside its last pause.
                 if let c = caller { gcSafepoint(c) }
                 tc_yield()
                 continue
             }
-            if phase == .off {
+            if ph == .off {
                 gcStart(.forced, caller: caller)
             } else {
                 helpMark(caller)
@@ -378,7 +382,12 @@ extension Heap {
             finishSweep(caller: caller)
             if phase != .off { return }
             let t0 = tc_nanotime()
-            if !stopTheWorld(caller) { continue }
+            if !stopTheWorld(caller) {
+                // Someone else stopped the world meanwhile (perhaps finishing a cycle):
+                // a forced start lets collect() decide again whether it still needs one.
+                if trigger == .forced { return }
+                continue
+            }
             if phase != .off || (trigger == .heap && load(.heapLive) < load(.trigger)) {
                 startTheWorld(caller)
                 return
