@@ -67,7 +67,7 @@ extension Heap {
         var flags: UInt8 = checked ? MutatorState.flagChecked : 0
         // A mutator born during marking has an empty (black) stack and needs the barrier.
         if phase != .off { flags |= MutatorState.flagBarrier }
-        st.pointee.slowFlags = flags
+        st.storeFlags(flags)
         add(.activeMutators, 1)
         tc_store8_relaxed(st.stackScannedAddress, 1)
         tc_store_relaxed(st.flushAckAddress, load(.flushGen))
@@ -97,7 +97,7 @@ extension Heap {
         if let prev { prev.pointee.next = st.pointee.next } else { mutators = st.pointee.next }
         st.pointee.status = .detached
         st.pointee.stackTop = 0
-        st.pointee.slowFlags = MutatorState.flagDetached | (checked ? MutatorState.flagChecked : 0)
+        st.storeFlags(MutatorState.flagDetached | (checked ? MutatorState.flagChecked : 0))
         sub(.activeMutators, 1)
         st.pointee.next = freeMutators
         freeMutators = st
@@ -145,7 +145,7 @@ extension Heap {
         while true {
             var running = false
             var p = mutators
-            while let m = p { if m.pointee.status == .running { running = true; break }; p = m.pointee.next }
+            while let m = p { if m.rawStatus == .running { running = true; break }; p = m.rawNext }
             if !running { break }
             stateChanged.wait(schedLock)
         }
@@ -159,8 +159,8 @@ extension Heap {
     func requestSafepoints() {
         var p = mutators
         while let m = p {
-            if m.pointee.status == .running { m.setFlags(MutatorState.flagSafepoint) }
-            p = m.pointee.next
+            if m.rawStatus == .running { m.setFlags(MutatorState.flagSafepoint) }
+            p = m.rawNext
         }
     }
 
@@ -753,14 +753,14 @@ extension Heap {
                 var pending = false
                 var p = mutators
                 while let m = p {
-                    if m.pointee.status == .running {
+                    if m.rawStatus == .running {
                         if tc_load_relaxed(m.flushAckAddress) != gen || tc_load8_relaxed(m.stackScannedAddress) == 0 { pending = true }
                     } else {
                         // Not running: the collector flushes its buffer, and scans its
                         // stack if it is in a blocking region (a full safepoint). A
                         // mutator parked at a partial safepoint scans its own later.
                         if tc_load8_relaxed(m.stackScannedAddress) == 0 {
-                            if m.pointee.status == .blocking {
+                            if m.rawStatus == .blocking {
                                 scanStack(m, &m.pointee.gcw.pointee)
                                 tc_store8_relaxed(m.stackScannedAddress, 1)
                             } else {
@@ -769,7 +769,7 @@ extension Heap {
                         }
                         flushMutatorGCWork(m)
                     }
-                    p = m.pointee.next
+                    p = m.rawNext
                 }
                 if !pending { break }
                 _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, 1_000_000)

@@ -21,13 +21,13 @@ enum MutatorStatus: UInt32 {
 @usableFromInline
 struct MutatorState {
     // -- fast path --
-    /// Nonzero: loads, stores and frames take the slow path (checked mode, detached,
-    /// write barrier on, safepoint requested). First field, so its address is the
-    /// state's: the mutator reads it with a relaxed atomic load, the collector sets and
-    /// clears bits with atomic OR/AND.
-    @usableFromInline var slowFlags: UInt8
-    /// What the inlined fast path allocates from (Go's mcache.alloc[136]).
+    /// What the inlined fast path allocates from (Go's mcache.alloc[136]). First field:
+    /// nothing at offset 0 is ever read by another thread (see `rawShared`).
     @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+    /// Words other threads change atomically while the mutator runs (slow-path flags,
+    /// stack-scan and ragged-barrier state), in an allocation of their own so that the
+    /// mutator's plain accesses to this struct never overlap them.
+    @usableFromInline let shared: UnsafeMutablePointer<MutatorShared>
     /// The spans this mutator holds, per span class. The same array as `alloc`, except
     /// in checked and clobberfree modes, where `alloc` stays all empty so that every
     /// allocation takes the slow path (which checks, and zeroes poisoned slots).
@@ -45,10 +45,6 @@ struct MutatorState {
     /// own allocation, so that marking through it is not an access to the whole state
     /// (whose flags other threads change atomically).
     let gcw: UnsafeMutablePointer<GCWork>
-    /// 1 once this cycle's stack scan is done (atomic: the collector reads it).
-    var stackScanned: UInt8 = 1
-    /// The last ragged-barrier generation this mutator answered (atomic).
-    var flushAck: UInt = 0
     /// Scan work owed (positive) for allocation during marking.
     var assistDebt: Double = 0
     // -- MCache, rest --
@@ -85,7 +81,8 @@ struct MutatorState {
         stack = .allocate(capacity: MutatorState.initialStackSlots)
         stackTop = 0
         stackCap = MutatorState.initialStackSlots
-        slowFlags = 0
+        shared = .allocate(capacity: 1)
+        shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0))
         stopFlag = heap.words + HeapWord.stopRequested.rawValue
         wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
         gcw = .allocate(capacity: 1)
@@ -99,21 +96,58 @@ struct MutatorState {
         wbBuf.deallocate()
         gcw.pointee.destroy()
         gcw.deallocate()
+        shared.deallocate()
     }
+}
+
+extension MutatorState {
+    static let sharedOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.shared)!
+    static let statusOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.status)!
+    static let nextOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.next)!
+}
+
+/// See `MutatorState.shared`. All fields are accessed atomically.
+@usableFromInline
+struct MutatorShared {
+    /// Nonzero: loads, stores and frames take the slow path (checked mode, detached,
+    /// write barrier on, safepoint requested). The mutator reads it with a relaxed
+    /// atomic load; the collector sets and clears bits with atomic OR/AND.
+    @usableFromInline var flags: UInt8
+    /// 1 once this cycle's stack scan is done.
+    var stackScanned: UInt8
+    /// The last ragged-barrier generation this mutator answered.
+    var flushAck: UInt
 }
 
 extension UnsafeMutablePointer where Pointee == MutatorState {
     /// The slow-path flags, read with a relaxed atomic load.
     @inlinable @inline(__always)
-    var flags: UInt8 { tc_load8_relaxed(UnsafeRawPointer(self)) }
-    func setFlags(_ f: UInt8) { _ = tc_or8(UnsafeMutableRawPointer(self), f) }
-    func clearFlags(_ f: UInt8) { _ = tc_and8(UnsafeMutableRawPointer(self), ~f) }
+    var flags: UInt8 { tc_load8_relaxed(UnsafeRawPointer(pointee.shared)) }
+    func setFlags(_ f: UInt8) { _ = tc_or8(UnsafeMutableRawPointer(rawShared), f) }
+    func clearFlags(_ f: UInt8) { _ = tc_and8(UnsafeMutableRawPointer(rawShared), ~f) }
+    func storeFlags(_ f: UInt8) { tc_store8_relaxed(UnsafeMutableRawPointer(rawShared), f) }
 
     var stackScannedAddress: UnsafeMutableRawPointer {
-        UnsafeMutableRawPointer(self) + MemoryLayout<MutatorState>.offset(of: \MutatorState.stackScanned)!
+        UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.stackScanned)!
     }
     var flushAckAddress: UnsafeMutableRawPointer {
-        UnsafeMutableRawPointer(self) + MemoryLayout<MutatorState>.offset(of: \MutatorState.flushAck)!
+        UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.flushAck)!
+    }
+
+    // Reads by other threads (the collector) of fields of a running mutator go through
+    // plain loads at the field's offset rather than `pointee`: a Swift access to
+    // `pointee` covers the whole struct and would overlap the mutator's own accesses
+    // (ThreadSanitizer reports that as an access race even though the bytes differ).
+    var rawShared: UnsafeMutablePointer<MutatorShared> {
+        UnsafeRawPointer(self).load(fromByteOffset: MutatorState.sharedOffset, as: UnsafeMutablePointer<MutatorShared>.self)
+    }
+    /// The mutator's status (sched lock held by the reader).
+    var rawStatus: MutatorStatus {
+        MutatorStatus(rawValue: UnsafeRawPointer(self).load(fromByteOffset: MutatorState.statusOffset, as: UInt32.self))!
+    }
+    /// The next attached mutator (sched lock held by the reader).
+    var rawNext: UnsafeMutablePointer<MutatorState>? {
+        UnsafeRawPointer(self).load(fromByteOffset: MutatorState.nextOffset, as: UnsafeMutablePointer<MutatorState>?.self)
     }
 }
 

@@ -110,7 +110,7 @@ extension Mutator {
     /// Store into a global root slot (barriered like any heap pointer store).
     @inlinable @inline(__always)
     public func store(_ global: Global, _ value: Ref) {
-        if _slowPath(state.pointee.slowFlags != 0) { return storeRootSlow(global.slot, value) }
+        if _slowPath(state.flags != 0) { return storeRootSlow(global.slot, value) }
         tc_store_release(UnsafeMutableRawPointer(global.slot), value.address)
     }
 
