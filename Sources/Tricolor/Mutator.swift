@@ -143,7 +143,7 @@ extension UnsafeMutablePointer where Pointee == MutatorState {
     }
     /// The mutator's status (sched lock held by the reader).
     var rawStatus: MutatorStatus {
-        MutatorStatus(rawValue: UnsafeRawPointer(self).load(fromByteOffset: MutatorState.statusOffset, as: UInt32.self))!
+        UnsafeRawPointer(self).load(fromByteOffset: MutatorState.statusOffset, as: MutatorStatus.self)
     }
     /// The next attached mutator (sched lock held by the reader).
     var rawNext: UnsafeMutablePointer<MutatorState>? {
