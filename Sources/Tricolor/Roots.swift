@@ -43,7 +43,7 @@ struct RootSlotTable {
     }
 
     mutating func release(_ p: UnsafeMutablePointer<UInt>) {
-        p.pointee = 0
+        tc_store_release(UnsafeMutableRawPointer(p), 0)
         for c in 0..<numChunks {
             let base = chunks[c]!
             if p >= base && p < base + RootSlotTable.slotsPerChunk {
@@ -57,7 +57,8 @@ struct RootSlotTable {
 
     func forEach(_ body: (UInt) -> Void) {
         for i in 0..<used {
-            let v = slot(i).pointee
+            // Mutators store into slots with atomic release stores, without this lock.
+            let v = tc_load_acquire(UnsafeRawPointer(slot(i)))
             if v != 0 { body(v) }
         }
     }
@@ -68,7 +69,7 @@ struct RootSlotTable {
 @frozen
 public struct Global: @unchecked Sendable {
     @usableFromInline let slot: UnsafeMutablePointer<UInt>
-    @inlinable public var value: Ref { Ref(address: slot.pointee) }
+    @inlinable public var value: Ref { Ref(address: tc_load_relaxed(UnsafeRawPointer(slot))) }
 }
 
 /// A persistent root that any thread may hold; the object it names stays alive until
@@ -78,10 +79,10 @@ public final class Handle: @unchecked Sendable {
     let heap: Heap
     init(heap: Heap, slot: UnsafeMutablePointer<UInt>) { self.heap = heap; self.slot = slot }
     /// The object the handle keeps alive (null once released).
-    public var value: Ref { Ref(address: slot.pointee) }
+    public var value: Ref { Ref(address: tc_load_acquire(UnsafeRawPointer(slot))) }
     deinit {
         // Deleting a root while marking: shade the old referent (the deletion barrier).
-        let old = slot.pointee
+        let old = tc_load_acquire(UnsafeRawPointer(slot))
         heap.globalsLock.withLock { heap.handleSlots.release(slot) }
         heap.shadeFromAnyThread(old)
     }
@@ -98,7 +99,7 @@ extension Heap {
         if checked && !ref.isNull { checkRef(ref, "given to makeHandle") }
         let h = globalsLock.withLock {
             let s = handleSlots.take()
-            s.pointee = ref.address
+            tc_store_release(UnsafeMutableRawPointer(s), ref.address)
             return Handle(heap: self, slot: s)
         }
         shadeFromAnyThread(ref.address)   // a new root while marking is grey

@@ -13,23 +13,7 @@ import TricolorWorkloads
 // with `gcPercent: nil, markWorkers: 0`: no background thread and no automatic cycle,
 // so every interleaving below is exactly the one written, not a timing race.
 //
-// Self-contained on purpose (own PRNG, watchdog and helpers, all `private`/prefixed),
-// so the file does not depend on helpers that other test files own.
-
-/// SplitMix64 (Steele, Lea, Flood 2014): seedable and deterministic.
-private struct CGCRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { int(100) < percent }
-}
+// Uses StressTests' SplitMix64; its own watchdog and helpers are `private`/prefixed.
 
 /// The value an object with identity `id` keeps in its checksum word.
 private func cgcChecksum(_ id: Int) -> Int {
@@ -256,7 +240,7 @@ final class ConcurrentGCTests: XCTestCase {
         let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
         let big = try heap.register(TypeLayout(name: "cgc.Big", size: 40_000, pointerWords: [0, 1]))
         let global = heap.makeGlobal()
-        var rng = CGCRandom(seed: 4)
+        var rng = SplitMix64(seed: 4)
         let liveList = 500
         heap.withMutator { m in
             m.withFrame(slots: 2) { f in
@@ -553,7 +537,7 @@ final class ConcurrentGCTests: XCTestCase {
         runThreads(threads) { t in
             heap.withMutator { m in
                 let roots = m.pushFrame(slots: rootsPerThread)
-                var rng = CGCRandom(seed: 0x5EED_0000 &+ UInt64(t) &* 0x1_0001)
+                var rng = SplitMix64(seed: 0x5EED_0000 &+ UInt64(t) &* 0x1_0001)
                 var nextID = (t + 1) << 40
                 var checked = 0
 
