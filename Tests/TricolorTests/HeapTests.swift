@@ -2,16 +2,7 @@ import XCTest
 @testable import Tricolor
 import TricolorWorkloads
 
-final class HeapTests: XCTestCase {
-    override func setUp() {
-        super.setUp()
-        armWatchdog()
-    }
-
-    override func tearDown() {
-        disarmWatchdog()
-        super.tearDown()
-    }
+final class HeapTests: WatchdogTestCase {
 
     // MARK: the README example
 

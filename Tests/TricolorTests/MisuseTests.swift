@@ -113,7 +113,9 @@ struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
 }
 
-final class MisuseTests: XCTestCase {
+/// A test case whose every test runs under the watchdog (a hang fails the run with a
+/// message instead of stalling CI).
+class WatchdogTestCase: XCTestCase {
     override func setUp() {
         super.setUp()
         armWatchdog()
@@ -123,6 +125,9 @@ final class MisuseTests: XCTestCase {
         disarmWatchdog()
         super.tearDown()
     }
+}
+
+final class MisuseTests: WatchdogTestCase {
 
     /// A checked heap and a 4-word type: pointer words 0 and 1, data words 2 and 3.
     private func checkedHeap(_ body: (Heap, ObjectType, Mutator) -> Void) {

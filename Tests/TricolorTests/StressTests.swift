@@ -516,16 +516,7 @@ final class GraphModel {
     }
 }
 
-final class StressTests: XCTestCase {
-    override func setUp() {
-        super.setUp()
-        armWatchdog()
-    }
-
-    override func tearDown() {
-        disarmWatchdog()
-        super.tearDown()
-    }
+final class StressTests: WatchdogTestCase {
 
     private func assertNoFailures(_ g: GraphModel, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(g.failures, [], "\(what): model disagrees with the heap", file: file, line: line)
