@@ -24,7 +24,6 @@ int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
 }
 
 int tc_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
-int tc_set_thread_idle_priority(void) { struct sched_param p = { 0 }; return pthread_setschedparam(pthread_self(), SCHED_IDLE, &p); }
 
 static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec; }
 uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }
