@@ -800,7 +800,7 @@ extension Heap {
             let t1 = tc_nanotime()
             recordPause(t1 - t0)
             cycle.stw2Ns = t1 - t0
-            finishCycleStats(end: t1)
+            finishCycleStats()
             let finished = cycle
             startTheWorld(nil)
             if configuration.gctrace { printTrace(finished) }

@@ -22,7 +22,6 @@ extension Heap {
     func sweepSpan(_ s: UnsafeMutablePointer<MSpan>, preserve: Bool) -> Bool {
         let sg = sweepgen
         precondition(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
-        add(.sweepSpans, 1)
         add(.pagesSwept, s.pointee.npages)
         let spc = s.pointee.spanClass
         if s.pointee.isLarge {

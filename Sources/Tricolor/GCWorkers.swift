@@ -231,7 +231,7 @@ extension Heap {
 
     /// With the world still stopped at the end of mark termination, so that a reader of
     /// MemStats sees the new NumGC together with its pause (as in Go).
-    func finishCycleStats(end: UInt64) {
+    func finishCycleStats() {
         let wallEnd = tc_walltime_ns()
         statsLock.withLock {
             let i = Int((load(.numGC) &- 1) % 256)
@@ -245,8 +245,6 @@ extension Heap {
         }
         cycle.assistNs = UInt64(load(.assistTimeNs))
         cycle.bgNs = UInt64(load(.bgMarkTimeNs))
-        cycle.end = end
-        lastCycle = cycle
         store(.cyclesCompleted, load(.cyclesCompleted) + 1)
     }
 }

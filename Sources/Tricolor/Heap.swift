@@ -45,7 +45,6 @@ public final class Heap: @unchecked Sendable {
     // MARK: types (types lock)
     let types: UnsafeMutablePointer<TypeInfo>
     var typeNames: [String] = ["<bytes>"]
-    var typeLayouts: [TypeLayout?] = [nil]
     let typesLock = RuntimeLock(rank: .types)
 
     // MARK: world stop (sched lock)
@@ -90,7 +89,6 @@ public final class Heap: @unchecked Sendable {
     let startTime = tc_nanotime()
     let statsLock = RuntimeLock(rank: .stats)
     var nextMutatorID = 0
-    var lastCycle: CycleTrace? = nil
     var gcCPUNs: UInt64 = 0
 
     static let heapMinimum: UInt = 4 << 20
@@ -221,7 +219,6 @@ public final class Heap: @unchecked Sendable {
             }
             types[id] = info
             typeNames.append(layout.name)
-            typeLayouts.append(layout)
             let noscan = layout.pointerWords.isEmpty
             let small = size <= SizeClassTable.maxSmallSize
             let spc = small && size > 0 ? SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)
@@ -283,7 +280,6 @@ enum HeapWord: Int {
     case heapInuse           // bytes in in-use spans
     case heapSys             // bytes of heap address space made Ready
     case heapReleased        // bytes of free pages returned to the OS
-    case sweepSpans          // spans swept this cycle
     case smallAllocBase      // 68 entries: objects allocated per size class
     static let smallFreeBase = smallAllocBase.rawValue + SizeClassTable.numSizeClasses
     static let count = smallFreeBase + SizeClassTable.numSizeClasses
@@ -312,7 +308,6 @@ struct CycleTrace {
     var tSweepTerm: UInt64 = 0      // pause #1 requested
     var tMark: UInt64 = 0           // concurrent mark began
     var tMarkTerm: UInt64 = 0       // pause #2 requested
-    var end: UInt64 = 0
     var stw1Ns: UInt64 = 0
     var stw2Ns: UInt64 = 0
     var assistNs: UInt64 = 0
