@@ -41,6 +41,22 @@ TC_INLINE uint8_t tc_and8(void *p, uint8_t v) { return __atomic_fetch_and((uint8
 
 TC_INLINE void tc_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
+// CPU time-stamp counter (Go's cputicks): cheap, for latency histograms; convert to ns
+// with a rate measured against tc_nanotime.
+TC_INLINE uint64_t tc_cputicks(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#elif defined(__aarch64__)
+    uint64_t v;
+    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(v));
+    return v;
+#else
+    return 0;
+#endif
+}
+
 // ---- the mutator attached to this thread (a __thread variable; local-exec TLS) ----
 extern __thread void *tc_current_mutator;
 TC_INLINE void *tc_get_current_mutator(void) { return tc_current_mutator; }
