@@ -14,9 +14,17 @@ let package = Package(
         // C shims: atomics on raw memory, thread-local current mutator, stack bounds,
         // thread names. Everything Swift cannot express cheaply.
         .target(name: "CTricolor"),
+        // zlib, for gzipping pprof profiles (Pprof.swift). The modulemap links "z" itself, so
+        // the build does not depend on pkg-config finding zlib.pc.
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "Tricolor",
-            dependencies: ["CTricolor"],
+            dependencies: ["CTricolor", "CZlib"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(name: "TricolorWorkloads", dependencies: ["Tricolor"]),
