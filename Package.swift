@@ -35,6 +35,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TricolorTests", dependencies: ["Tricolor", "TricolorWorkloads", "CTricolor"]),
+        .testTarget(name: "TricolorTests", dependencies: ["Tricolor", "TricolorWorkloads", "CTricolor", "CZlib"]),
     ]
 )
