@@ -25,11 +25,26 @@ public struct Configuration: Sendable, Equatable {
     /// Address space reserved for the heap at creation (not memory: pages are committed
     /// as the heap grows). The heap can never exceed it. Default 256 GiB.
     public var reservedAddressSpace: Int
+    /// Go's runtime.MemProfileRate (`GODEBUG=memprofilerate=N`): the heap profile samples
+    /// on average one allocation per this many bytes; 1 samples every allocation, 0 turns
+    /// the heap profile off. Default 512 KiB, as in Go.
+    public var memProfileRate: Int
+    /// Seed of the heap profile's sampling (mixed with each mutator's id), so a test can
+    /// reproduce a sample exactly.
+    public var memProfileSeed: UInt64
+    /// Count every allocation by the level of the chain that served it, with latency
+    /// histograms (`Heap.allocPathStats()`, `tricolor run … --alloc-path`). Sends every
+    /// allocation through the outlined slow path; off by default.
+    public var allocPathStats: Bool
 
     public init(gcPercent: Int? = 100, checked: Bool = false, gctrace: Bool = false,
                 clobberFree: Bool = false, checkmark: Bool = false,
                 memoryLimit: Int? = nil, markWorkers: Int? = nil, gomaxprocs: Int? = nil,
-                reservedAddressSpace: Int = 256 << 30) {
+                reservedAddressSpace: Int = 256 << 30, memProfileRate: Int = 512 * 1024,
+                memProfileSeed: UInt64 = 0x2545F4914F6CDD1D, allocPathStats: Bool = false) {
+        self.memProfileRate = memProfileRate
+        self.memProfileSeed = memProfileSeed
+        self.allocPathStats = allocPathStats
         self.memoryLimit = memoryLimit
         self.markWorkers = markWorkers
         self.gomaxprocs = gomaxprocs
@@ -76,6 +91,11 @@ public struct Configuration: Sendable, Equatable {
                 case "tricolorcheck": c.checked = try flag()
                 case "clobberfree": c.clobberFree = try flag()
                 case "gccheckmark": c.checkmark = try flag()
+                case "memprofilerate":
+                    guard let n = Int(value), n >= 0 else {
+                        throw ConfigurationError(message: "invalid GODEBUG value memprofilerate=\(value): expected a non-negative integer")
+                    }
+                    c.memProfileRate = n
                 default: break  // unknown keys are ignored, as in Go
                 }
             }
@@ -101,6 +121,9 @@ public struct Configuration: Sendable, Equatable {
         }
         if let p = gomaxprocs, p < 1 {
             throw ConfigurationError(message: "invalid gomaxprocs \(p): must be at least 1")
+        }
+        if memProfileRate < 0 {
+            throw ConfigurationError(message: "invalid memProfileRate \(memProfileRate): must be non-negative (0 turns the heap profile off)")
         }
         if reservedAddressSpace < 64 << 20 {
             throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): must be at least one 64 MiB arena (67108864 bytes)")

@@ -68,6 +68,9 @@ extension Heap {
         // A mutator born during marking has an empty (black) stack and needs the barrier.
         if phase != .off { flags |= MutatorState.flagBarrier }
         st.storeFlags(flags)
+        setCacheMode(st)
+        initSampling(st)
+        if configuration.allocPathStats && st.pointee.pathCounters == nil { st.pointee.pathCounters = AllocPathCounters() }
         add(.activeMutators, 1)
         tc_store8_relaxed(st.stackScannedAddress, 1)
         tc_store_relaxed(st.flushAckAddress, load(.flushGen))
@@ -91,6 +94,10 @@ extension Heap {
         // Flush under the sched lock so no stop-the-world falls between flush and unlink.
         flushMutatorGCWork(st)
         releaseAll(st)
+        if let c = st.pointee.pathCounters {
+            statsLock.withLock { c.add(to: pathTotals) }
+            c.p.update(repeating: 0, count: AllocPathCounters.words)
+        }
         var p = mutators
         var prev: UnsafeMutablePointer<MutatorState>? = nil
         while let q = p, q != st { prev = q; p = q.pointee.next }
@@ -223,17 +230,22 @@ extension Heap {
     /// May start a collection first and pay mark assists. False when no memory can be had.
     func refill(_ st: UnsafeMutablePointer<MutatorState>, _ spc: SpanClass) -> Bool {
         let slot = st.pointee.spans + Int(spc.raw)
+        let fastSlot = st.pointee.alloc + Int(spc.raw)
         let old = slot.pointee
         if old != emptySpan {
+            if configuration.memProfileRate != 0 { disarmSample(st, old, Int(spc.raw)) }
             uncacheAccounting(old)
             slot.pointee = emptySpan
+            fastSlot.pointee = emptySpan
             uncacheSpan(old)
         }
+        if st.pointee.pathLevel < UInt8(AllocPathLevel.central.rawValue) { st.pointee.pathLevel = UInt8(AllocPathLevel.central.rawValue) }
         refreshMemoryLimitTrigger()
         maybeTriggerGC(st)
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
         deductSweepCredit(spanBytes)
         guard let s = cacheSpan(spc, st) else { return false }
+        add(.spansCached, 1)
         let sg = sweepgen
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
@@ -242,10 +254,12 @@ extension Heap {
         if phase == .mark {
             preBlacken(s)
             slot.pointee = s
+            if !st.pointee.slowAlloc { fastSlot.pointee = s }
             reviseAssistRatio()
             assist(st, bytes: claimed)
         } else {
             slot.pointee = s
+            if !st.pointee.slowAlloc { fastSlot.pointee = s }
         }
         return true
     }
@@ -286,8 +300,10 @@ extension Heap {
         for i in 0..<SpanClass.count {
             let s = st.pointee.spans[i]
             if s != emptySpan {
+                if configuration.memProfileRate != 0 { disarmSample(st, s, i) }
                 uncacheAccounting(s)
                 st.pointee.spans[i] = emptySpan
+                st.pointee.alloc[i] = emptySpan
                 uncacheSpan(s)
             }
         }
@@ -371,6 +387,7 @@ extension Heap {
             }
         }
         finishSweep()
+        memProfiler.postSweep()
     }
 
     /// Start a cycle (Go's gcStart): sweep termination and the switch to marking.
@@ -803,6 +820,7 @@ extension Heap {
             finishCycleStats()
             let finished = cycle
             startTheWorld(nil)
+            memProfiler.flush()
             if configuration.gctrace { printTrace(finished) }
             wakeSweeper()
             return
@@ -841,6 +859,7 @@ extension Heap {
         store(.heapLive, marked)
         p = mutators
         while let m = p { shrinkStack(m); p = m.pointee.next }
+        memProfiler.nextCycle()
         store(.sweepgen, UInt(sweepgen &+ 2))
         store(.pagesSwept, 0)
         store(.sweepIndex, 0)

@@ -23,7 +23,10 @@ extension Heap {
         let sg = sweepgen
         precondition(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
         add(.pagesSwept, s.pointee.npages)
+        add(.spansSwept, 1)
         let spc = s.pointee.spanClass
+        if s.pointee.hasSpecials != 0 { memProfiler.sweepSpecials(s) }
+        let freeHook = currentHooks()?.onFree
         if s.pointee.isLarge {
             if s.isMarked(0) {
                 s.pointee.gcmarkBits![0] = 0
@@ -35,6 +38,11 @@ extension Heap {
                 return true
             }
             let size = s.pointee.limit - s.pointee.startAddr
+            if let freeHook {
+                let bytes = Int(s.pointee.npages << SizeClassTable.pageShiftU)
+                freeHook(FreeEvent(address: s.pointee.startAddr, slotSize: bytes, sizeClass: 0,
+                                   typeName: typeName(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit)))
+            }
             add(.largeFreeCount, 1)
             add(.largeFreeBytes, s.pointee.npages << SizeClassTable.pageShiftU)
             if configuration.clobberFree { clobber(s.pointee.startAddr, size) }
@@ -60,6 +68,7 @@ extension Heap {
             let allocated = s.allocatedWord(w)
             var dead = allocated & ~mark[w]
             nfreed += UInt(dead.nonzeroBitCount)
+            if let freeHook, dead != 0 { callFreeHook(freeHook, s, lo, dead) }
             if freeWhole { continue }
             // Clear each run of consecutive dead slots with one memset.
             while dead != 0 {
@@ -98,6 +107,20 @@ extension Heap {
 
     @inline(__always)
     func counter(_ index: Int) -> UnsafeMutablePointer<UInt> { words + index }
+
+    /// The free hook, for each dead slot in one 64-slot word of a span being swept.
+    @inline(never)
+    func callFreeHook(_ hook: @Sendable (FreeEvent) -> Void, _ s: UnsafeMutablePointer<MSpan>, _ lo: UInt, _ dead: UInt64) {
+        var d = dead
+        let spc = s.pointee.spanClass
+        while d != 0 {
+            let i = lo + UInt(d.trailingZeroBitCount)
+            d &= d - 1
+            let tid: UInt16 = spc.noscan ? 0 : s.pointee.typeIDs![Int(i)] & ~arrayTypeBit
+            hook(FreeEvent(address: s.pointee.startAddr + i * s.pointee.elemSize, slotSize: Int(s.pointee.elemSize),
+                           sizeClass: spc.sizeClass, typeName: typeName(tid)))
+        }
+    }
 
     func clobber(_ p: UInt, _ n: UInt) {
         let w = UnsafeMutablePointer<UInt64>(bitPattern: p)!

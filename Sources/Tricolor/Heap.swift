@@ -90,6 +90,14 @@ public final class Heap: @unchecked Sendable {
     let statsLock = RuntimeLock(rank: .stats)
     var nextMutatorID = 0
     var gcCPUNs: UInt64 = 0
+    /// Allocation-path counts of detached mutators (statsLock).
+    let pathTotals: UnsafeMutablePointer<UInt64>
+
+    // MARK: profiling and hooks
+    let memProfiler = MemProfiler()
+    let hooksLock = RuntimeLock(rank: .hooks)
+    var hooks: HookBox? = nil                  // hooksLock
+    var allocHookInstalled = false             // changed with the world stopped
 
     static let heapMinimum: UInt = 4 << 20
 
@@ -102,6 +110,8 @@ public final class Heap: @unchecked Sendable {
         pacer.gcPercent = configuration.gcPercent
         pacer.memoryLimit = configuration.memoryLimit ?? Int.max
 
+        pathTotals = .allocate(capacity: AllocPathCounters.words)
+        pathTotals.initialize(repeating: 0, count: AllocPathCounters.words)
         words = .allocate(capacity: HeapWord.count)
         words.initialize(repeating: 0, count: HeapWord.count)
 
@@ -175,6 +185,8 @@ public final class Heap: @unchecked Sendable {
         sizeToClass8.deallocate(); sizeToClass128.deallocate(); emptySpan.deallocate()
         UnsafeMutableRawPointer(bitPattern: zeroBase)!.deallocate()
         words.deallocate()
+        pathTotals.deallocate()
+        hooksLock.destroy()
         // FixAlloc/MetaAlloc chunks are left mapped: they are small and a heap is
         // normally created once per process.
     }
@@ -280,6 +292,10 @@ enum HeapWord: Int {
     case heapInuse           // bytes in in-use spans
     case heapSys             // bytes of heap address space made Ready
     case heapReleased        // bytes of free pages returned to the OS
+    // span lifecycle and page heap events (AllocPath.swift)
+    case spansCreated, spansCached, spansUncached, spansSwept, spansFreed
+    case heapGrows, heapGrowBytes, bytesReturnedToOS
+    case hooksInstalled      // 1 while an allocation or free hook is installed
     case smallAllocBase      // 68 entries: objects allocated per size class
     static let smallFreeBase = smallAllocBase.rawValue + SizeClassTable.numSizeClasses
     static let count = smallFreeBase + SizeClassTable.numSizeClasses

@@ -20,13 +20,15 @@ import Glibc
 //   6 mheap      page heap, arenas, span metadata, bitmap pool
 //   7 work       the global grey list
 //   8 stats      pause ring, stats snapshots
+//   9 prof       heap profile buckets and specials
+//  10 hooks      the installed allocation/free hooks
 @usableFromInline
-enum LockRank: Int {
-    case markDone = 0, sched, background, globals, types, mcentral, mheap, work, stats
+enum LockRank: Int, CaseIterable {
+    case markDone = 0, sched, background, globals, types, mcentral, mheap, work, stats, prof, hooks
 }
 
 @usableFromInline
-struct RuntimeLock {
+struct RuntimeLock: @unchecked Sendable {
     @usableFromInline let raw: OpaquePointer
     let rank: LockRank
 
@@ -42,7 +44,18 @@ struct RuntimeLock {
         UnsafeMutableRawPointer(raw).deallocate()
     }
 
-    @inline(__always) func lock() { LockRanking.willAcquire(rank); tc_lock_acquire(raw) }
+    /// Acquire; a wait (the lock was held) is timed and counted, see MutexProfile.swift.
+    @inline(__always) func lock() {
+        LockRanking.willAcquire(rank)
+        if _fastPath(tc_lock_try(raw)) { return }
+        lockSlow()
+    }
+
+    @inline(never) func lockSlow() {
+        let t0 = tc_nanotime()
+        tc_lock_acquire(raw)
+        LockWaits.shared.recordWait(rank, ns: tc_nanotime() - t0)
+    }
     @inline(__always) func unlock() { tc_lock_release(raw); LockRanking.released(rank) }
     /// Acquire without waiting; false if another thread holds the lock.
     func tryLock() -> Bool {

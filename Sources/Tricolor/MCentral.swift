@@ -111,6 +111,7 @@ extension Heap {
         }
         c.pointee.lock.unlock()
         if found == nil {
+            notePathLevel(.heap)
             found = allocSpan(npages: Int(SizeClassTable.classToAllocNPages[spc.sizeClass]), spanClass: spc)
         }
         return found
@@ -118,6 +119,7 @@ extension Heap {
 
     /// Give a cached span back to its central list (Go's uncacheSpan).
     func uncacheSpan(_ s: UnsafeMutablePointer<MSpan>) {
+        add(.spansUncached, 1)
         let sg = sweepgen
         let c = centrals + Int(s.pointee.spanClass.raw)
         if s.loadSweepgen() == sg &+ 1 {

@@ -61,6 +61,7 @@ extension Heap {
         s.loadWindow(0)
         let needzero = setSpans(s, base: base, npages: npages)
         add(.heapInuse, bytes)
+        add(.spansCreated, 1)
         store(.heapReleased, UInt(pages.scavengedPages) << SizeClassTable.pageShiftU)
         heapLock.unlock()
         if needzero {
@@ -105,6 +106,7 @@ extension Heap {
         if let t = s.pointee.typeIDs { meta.free(UnsafeMutableRawPointer(t), Int(s.pointee.nelems) * 2) }
         s.pointee.state = MSpanState.dead.rawValue
         sub(.heapInuse, UInt(npages) << SizeClassTable.pageShiftU)
+        add(.spansFreed, 1)
         spanAlloc.free(UnsafeMutableRawPointer(s))
         heapLock.unlock()
     }
@@ -133,6 +135,9 @@ extension Heap {
         SysMemory.used(UnsafeMutableRawPointer(bitPattern: startAddr)!, bytes)
         pages.grow(ask)
         add(.heapSys, UInt(bytes))
+        add(.heapGrows, 1)
+        add(.heapGrowBytes, UInt(bytes))
+        notePathLevel(.os)
         if pacer.memoryLimit != Int.max {
             // Growing past the memory limit: give back free pages first (Go scavenges
             // synchronously on heap growth when over the limit).
@@ -174,6 +179,7 @@ extension Heap {
         if mapped <= target { return }
         let want = Int((mapped - target + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU)
         _ = pages.scavenge(want) { page, n in
+            add(.bytesReturnedToOS, UInt(n) << SizeClassTable.pageShiftU)
             SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize)
         }
         store(.heapReleased, UInt(pages.scavengedPages) << SizeClassTable.pageShiftU)

@@ -13,7 +13,8 @@ import CTricolor
 // - freeIndex is the base of the current 64-slot window (a multiple of 64), or ≥ nelems
 //   when the span is full;
 // - allocCache has bit i set iff slot freeIndex+i is free (bits at or past nelems are 0);
-// - slot i is allocated iff i < freeIndex, or (in the window) its allocCache bit is 0,
+// - slot i is allocated iff i < freeIndex, or (in the window) its allocCache and
+//   heldCache bits are 0 (heldCache: see MemProfile.swift),
 //   or (past the window) allocBits[i] == 1.
 // allocation never writes allocBits; sweeping replaces allocBits with gcmarkBits.
 // allocCount is exact for spans in central lists; for a cached span it is recomputed
@@ -61,6 +62,10 @@ struct MSpan: @unchecked Sendable {
     var state: UInt8                           // MSpanState; atomic store publishes the span
     var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
     var blackened: UInt8                       // free slots pre-marked (cached while marking)
+    var hasSpecials: UInt8                     // holds sampled (heap-profiled) objects
+    /// Free slots of the current window withheld from the fast path until the next heap
+    /// profile sample (see MemProfile.swift); nonzero only while cached.
+    var heldCache: UInt64
 
     var base: UInt { startAddr }
     var isLarge: Bool { spanClass.sizeClass == 0 }
@@ -70,7 +75,7 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, freeIndex: 0, nelems: 0, startAddr: 0, elemSize: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0)
+        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0)
 }
 
 /// Size class and "no pointers" bit: `sizeClass << 1 | noscan` (Go's spanClass).
@@ -154,7 +159,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         let base = pointee.freeIndex
         let bits: UInt64
         if lo + 64 <= base { bits = ~0 }
-        else if lo == base { bits = ~pointee.allocCache }
+        else if lo == base { bits = ~(pointee.allocCache | pointee.heldCache) }
         else { bits = pointee.allocBits![w] }
         return bits & validMask(lo)
     }

@@ -28,10 +28,21 @@ struct MutatorState {
     /// stack-scan and ragged-barrier state), in an allocation of their own so that the
     /// mutator's plain accesses to this struct never overlap them.
     @usableFromInline let shared: UnsafeMutablePointer<MutatorShared>
-    /// The spans this mutator holds, per span class. The same array as `alloc`, except
-    /// in checked and clobberfree modes, where `alloc` stays all empty so that every
-    /// allocation takes the slow path (which checks, and zeroes poisoned slots).
+    /// The spans this mutator holds, per span class. `alloc` holds the same spans, except
+    /// in slow mode (`slowAlloc`: checked mode, clobberfree, an allocation hook, the
+    /// allocation-path counters), where `alloc` stays all empty so that every allocation
+    /// takes the slow path.
     let spans: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+    var slowAlloc = false
+    // -- heap profile sampling (MemProfile.swift) --
+    /// Per span class: objects to allocate before the next sampled one.
+    let toSample: UnsafeMutablePointer<Int>
+    /// Bytes of tiny and large allocations before the next sample (Go's nextSample).
+    var nextSampleBytes = 0
+    var rngState: UInt64 = 1
+    // -- allocation-path counters (AllocPath.swift), nil when off --
+    var pathCounters: AllocPathCounters? = nil
+    var pathLevel: UInt8 = 0
     @usableFromInline var stack: UnsafeMutablePointer<UInt>    // shadow stack slots
     @usableFromInline var stackTop: Int
     @usableFromInline var stackCap: Int
@@ -72,12 +83,10 @@ struct MutatorState {
         self.id = id
         alloc = .allocate(capacity: SpanClass.count)
         alloc.initialize(repeating: heap.emptySpan, count: SpanClass.count)
-        if heap.debugSlowPath {
-            spans = .allocate(capacity: SpanClass.count)
-            spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
-        } else {
-            spans = alloc
-        }
+        spans = .allocate(capacity: SpanClass.count)
+        spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
+        toSample = .allocate(capacity: SpanClass.count)
+        toSample.initialize(repeating: 0, count: SpanClass.count)
         stack = .allocate(capacity: MutatorState.initialStackSlots)
         stackTop = 0
         stackCap = MutatorState.initialStackSlots
@@ -90,8 +99,10 @@ struct MutatorState {
     }
 
     func releaseStorage() {
-        if spans != alloc { spans.deallocate() }
+        spans.deallocate()
         alloc.deallocate()
+        toSample.deallocate()
+        pathCounters?.destroy()
         stack.deallocate()
         wbBuf.deallocate()
         gcw.pointee.destroy()
@@ -240,63 +251,132 @@ public struct Mutator {
             runtimeFatal("allocation size out of range: \(size)")
         }
         if size == 0 { return heap.zeroBase }
+        let t0: UInt64 = st.pointee.pathCounters != nil ? tc_cputicks() : 0
+        st.pointee.pathLevel = 0
+        let p: UInt
         if noscan && size < 16 {
-            return allocateTiny(size, canFail: canFail)
-        }
-        if size <= SizeClassTable.maxSmallSize {
+            p = allocateTiny(size, canFail: canFail)
+        } else if size <= SizeClassTable.maxSmallSize {
             let c = SizeClassTable.sizeToClass(size)
             let spc = SpanClass(sizeClass: c, noscan: noscan)
-            guard let (s, idx) = nextFree(spc, canFail: canFail, size: size) else { return 0 }
-            let p = s.pointee.startAddr + idx * s.pointee.elemSize
+            guard let (s, idx, sampled) = nextFree(spc, canFail: canFail, size: size, sample: true) else { return 0 }
+            p = s.pointee.startAddr + idx * s.pointee.elemSize
             if !noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
             if heap.configuration.clobberFree {
                 UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(s.pointee.elemSize))
             }
-            return p
+            if sampled { heap.profileAlloc(p, size: Int(s.pointee.elemSize), span: s) }
+        } else {
+            st.pointee.pathLevel = UInt8(AllocPathLevel.large.rawValue)
+            p = heap.allocLarge(st, size: size, typeID: typeID, noscan: noscan, canFail: canFail)
+            if p == 0 { return 0 }
+            if heap.configuration.memProfileRate != 0, let s = heap.spanOf(p) {
+                sampleBytes(Int(s.pointee.npages << SizeClassTable.pageShiftU), p, s)
+            }
         }
-        return heap.allocLarge(st, size: size, typeID: typeID, noscan: noscan, canFail: canFail)
+        if p == 0 { return 0 }
+        if st.pointee.pathCounters != nil {
+            heap.recordAllocPath(st, start: t0)
+        }
+        if st.pointee.slowAlloc && heap.allocHookInstalled {
+            callAllocationHook(p, size: size, typeID: typeID)
+        }
+        return p
     }
 
-    /// A free slot of span class `spc`, refilling the cache if its span is full.
-    func nextFree(_ spc: SpanClass, canFail: Bool, size: Int) -> (UnsafeMutablePointer<MSpan>, UInt)? {
-        let spans = state.pointee.spans
-        var s = spans[Int(spc.raw)]
+    /// Tiny and large allocations: Go's byte countdown to the next heap profile sample.
+    func sampleBytes(_ size: Int, _ p: UInt, _ s: UnsafeMutablePointer<MSpan>) {
+        let st = state
+        let heap = st.pointee.heap
+        if heap.configuration.memProfileRate == 1 || size >= st.pointee.nextSampleBytes {
+            st.pointee.nextSampleBytes = nextExponential(&st.pointee.rngState, mean: heap.configuration.memProfileRate)
+            heap.profileAlloc(p, size: size, span: s)
+        } else {
+            st.pointee.nextSampleBytes -= size
+        }
+    }
+
+    @inline(never)
+    func callAllocationHook(_ p: UInt, size: Int, typeID: UInt16) {
+        let heap = state.pointee.heap
+        guard let box = heap.currentHooks(), let hook = box.onAlloc else { return }
+        var stack: [UInt] = []
+        if box.captureStacks {
+            var buf = [UInt](repeating: 0, count: 32)
+            let n = buf.withUnsafeMutableBufferPointer { captureStack(skip: 1, into: $0.baseAddress!, max: 32) }
+            stack = Array(buf[0..<n])
+        }
+        let tiny = typeID == 0 && size < 16
+        let s = heap.spanOf(p)
+        let slot = tiny ? 16 : s.map { $0.pointee.isLarge ? Int($0.pointee.npages << SizeClassTable.pageShiftU) : Int($0.pointee.elemSize) } ?? size
+        hook(AllocationEvent(address: p, size: size, slotSize: slot,
+                             sizeClass: s.map { $0.pointee.spanClass.sizeClass } ?? 0,
+                             typeName: heap.typeName(typeID & ~arrayTypeBit), tiny: tiny, stack: stack))
+    }
+
+    /// A free slot of span class `spc`, refilling the cache if its span is full; with
+    /// `sample`, whether this object is a heap profile sample (see MemProfile.swift).
+    func nextFree(_ spc: SpanClass, canFail: Bool, size: Int, sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
+        let st = state
+        let heap = st.pointee.heap
+        let spans = st.pointee.spans
+        let ci = Int(spc.raw)
+        let profiling = heap.configuration.memProfileRate != 0
+        var s = spans[ci]
+        if profiling && (s.pointee.allocCache | s.pointee.heldCache) != 0 { heap.disarmSample(st, s, ci) }
         var idx = s.nextFreeIndex()
         // A refill can run a collection whose pauses flush this cache again: retry.
         while idx == s.pointee.nelems {
-            guard state.pointee.heap.refill(state, spc) else {
+            guard heap.refill(st, spc) else {
                 if canFail { return nil }
-                state.pointee.heap.throwOutOfMemory(size)
+                heap.throwOutOfMemory(size)
             }
-            s = spans[Int(spc.raw)]
+            s = spans[ci]
             idx = s.nextFreeIndex()
         }
-        return (s, idx)
+        var sampled = false
+        if profiling {
+            if sample {
+                if st.pointee.toSample[ci] <= 0 {
+                    sampled = true
+                    st.pointee.toSample[ci] = heap.sampleDistance(st, elemSize: s.pointee.elemSize)
+                } else {
+                    st.pointee.toSample[ci] -= 1
+                }
+            }
+            heap.armSample(st, s, ci)
+        }
+        return (s, idx, sampled)
     }
 
     /// Go's tiny allocator: pointer-free objects under 16 bytes are packed into 16-byte
     /// blocks; a block is freed when nothing points into it any more.
     func allocateTiny(_ size: Int, canFail: Bool) -> UInt {
         let st = state
+        let heap = st.pointee.heap
         var off = st.pointee.tinyOffset
         if size & 7 == 0 { off = (off + 7) & ~7 }
         else if size & 3 == 0 { off = (off + 3) & ~3 }
         else if size & 1 == 0 { off = (off + 1) & ~1 }
+        let p: UInt
         if off + UInt(size) <= 16 && st.pointee.tiny != 0 {
             st.pointee.tinyOffset = off + UInt(size)
             st.pointee.tinyAllocs += 1
-            return st.pointee.tiny + off
+            st.pointee.pathLevel = UInt8(AllocPathLevel.tiny.rawValue)
+            p = st.pointee.tiny + off
+        } else {
+            guard let (s, idx, _) = nextFree(.tiny, canFail: canFail, size: size, sample: false) else { return 0 }
+            p = s.pointee.startAddr + idx * s.pointee.elemSize
+            if heap.configuration.clobberFree {
+                UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+            }
+            // Keep whichever block has more room left.
+            if UInt(size) < st.pointee.tinyOffset || st.pointee.tiny == 0 {
+                st.pointee.tiny = p
+                st.pointee.tinyOffset = UInt(size)
+            }
         }
-        guard let (s, idx) = nextFree(.tiny, canFail: canFail, size: size) else { return 0 }
-        let p = s.pointee.startAddr + idx * s.pointee.elemSize
-        if st.pointee.heap.configuration.clobberFree {
-            UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
-        }
-        // Keep whichever block has more room left.
-        if UInt(size) < st.pointee.tinyOffset || st.pointee.tiny == 0 {
-            st.pointee.tiny = p
-            st.pointee.tinyOffset = UInt(size)
-        }
+        if heap.configuration.memProfileRate != 0, let s = heap.spanOf(p) { sampleBytes(size, p, s) }
         return p
     }
 

@@ -203,13 +203,13 @@ final class PprofTests: XCTestCase {
         let file = dir.appendingPathComponent("heap.pb.gz")
         try Data(gzipCompress(Self.heapProfile().encode())).write(to: file)
 
-        let top = try run(go, ["tool", "pprof", "-top", "-sample_index=alloc_space", file.path], home: dir)
+        let top = try runTool(go, ["tool", "pprof", "-top", "-sample_index=alloc_space", file.path], home: dir)
         XCTAssertTrue(top.contains("MyApp.makeLeakyCache(Swift.Int) -> ()"), top)
         XCTAssertTrue(top.contains("swift_allocObject"), top)
         XCTAssertTrue(top.contains("0x2000"), top)
         XCTAssertTrue(top.contains("alloc_space"), top)
 
-        let traces = try run(go, ["tool", "pprof", "-traces", file.path], home: dir)
+        let traces = try runTool(go, ["tool", "pprof", "-traces", file.path], home: dir)
         XCTAssertTrue(traces.contains("MyApp.Cache.insert(_:)"), traces)
         XCTAssertTrue(traces.contains("MyApp.makeLeakyCache(Swift.Int) -> ()"), traces)
         XCTAssertTrue(traces.contains("bytes:"), traces)
@@ -228,86 +228,87 @@ final class PprofTests: XCTestCase {
         let file = dir.appendingPathComponent("mutex.pb.gz")
         try Data(gzipCompress(b.encode())).write(to: file)
 
-        let top = try run(go, ["tool", "pprof", "-top", "-sample_index=delay", file.path], home: dir)
+        let top = try runTool(go, ["tool", "pprof", "-top", "-sample_index=delay", file.path], home: dir)
         XCTAssertTrue(top.contains("MyApp.makeLeakyCache(Swift.Int) -> ()"), top)
         XCTAssertTrue(top.contains("delay"), top)
-        let traces = try run(go, ["tool", "pprof", "-traces", file.path], home: dir)
+        let traces = try runTool(go, ["tool", "pprof", "-traces", file.path], home: dir)
         XCTAssertTrue(traces.contains("MyApp.Cache.insert(_:)"), traces)
         XCTAssertTrue(traces.contains("main"), traces)
         XCTAssertTrue(traces.contains("MyApp.Box<[Swift.Int]>.withLock<A>((inout [Swift.Int]) throws -> A) throws -> A"), traces)
     }
 
-    // MARK: Helpers
+}
 
-    func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-    }
+// MARK: Helpers (shared with ProfilingTests)
 
-    /// `gz` inflated with zlib (inflateInit2 with windowBits 15 + 32: gzip header detected).
-    func gunzip(_ gz: [UInt8]) throws -> [UInt8] {
-        var stream = z_stream()
-        guard tricolor_inflateInitAuto(&stream) == Z_OK else { throw DecodeError("inflateInit2 failed") }
-        defer { inflateEnd(&stream) }
-        var input = gz
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        var rc: Int32 = Z_OK
-        input.withUnsafeMutableBufferPointer { inBuf in
-            stream.next_in = inBuf.baseAddress
-            stream.avail_in = uInt(inBuf.count)
-            repeat {
-                chunk.withUnsafeMutableBufferPointer { c in
-                    stream.next_out = c.baseAddress
-                    stream.avail_out = uInt(c.count)
-                    rc = inflate(&stream, Z_NO_FLUSH)
-                    out.append(contentsOf: c.prefix(c.count - Int(stream.avail_out)))
-                }
-            } while rc == Z_OK
-        }
-        guard rc == Z_STREAM_END else { throw DecodeError("inflate returned \(rc)") }
-        guard stream.avail_in == 0 else { throw DecodeError("\(stream.avail_in) bytes after the gzip trailer") }
-        return out
-    }
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+}
 
-    /// The `go` command, or an XCTSkip when Go is not installed.
-    func goTool() throws -> URL {
-        var candidates = ["/usr/bin/go", "/usr/lib/go/bin/go", "/usr/local/go/bin/go"]
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        candidates += path.split(separator: ":").map { "\($0)/go" }
-        for c in candidates where FileManager.default.isExecutableFile(atPath: c) {
-            return URL(fileURLWithPath: c)
-        }
-        throw XCTSkip("go not installed: no go in \(candidates.joined(separator: ", "))")
+/// `gz` inflated with zlib (inflateInit2 with windowBits 15 + 32: gzip header detected).
+func gunzip(_ gz: [UInt8]) throws -> [UInt8] {
+    var stream = z_stream()
+    guard tricolor_inflateInitAuto(&stream) == Z_OK else { throw DecodeError("inflateInit2 failed") }
+    defer { inflateEnd(&stream) }
+    var input = gz
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16384)
+    var rc: Int32 = Z_OK
+    input.withUnsafeMutableBufferPointer { inBuf in
+        stream.next_in = inBuf.baseAddress
+        stream.avail_in = uInt(inBuf.count)
+        repeat {
+            chunk.withUnsafeMutableBufferPointer { c in
+                stream.next_out = c.baseAddress
+                stream.avail_out = uInt(c.count)
+                rc = inflate(&stream, Z_NO_FLUSH)
+                out.append(contentsOf: c.prefix(c.count - Int(stream.avail_out)))
+            }
+        } while rc == Z_OK
     }
+    guard rc == Z_STREAM_END else { throw DecodeError("inflate returned \(rc)") }
+    guard stream.avail_in == 0 else { throw DecodeError("\(stream.avail_in) bytes after the gzip trailer") }
+    return out
+}
 
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tricolor-pprof-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
+/// The `go` command, or an XCTSkip when Go is not installed.
+func goTool() throws -> URL {
+    var candidates = ["/usr/bin/go", "/usr/lib/go/bin/go", "/usr/local/go/bin/go"]
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    candidates += path.split(separator: ":").map { "\($0)/go" }
+    for c in candidates where FileManager.default.isExecutableFile(atPath: c) {
+        return URL(fileURLWithPath: c)
     }
+    throw XCTSkip("go not installed: no go in \(candidates.joined(separator: ", "))")
+}
 
-    /// Runs `tool args` with HOME, GOCACHE, GOPATH and PPROF_TMPDIR inside `home`; returns
-    /// stdout and stderr together, and fails unless the exit status is 0.
-    func run(_ tool: URL, _ args: [String], home: URL) throws -> String {
-        let p = Process()
-        p.executableURL = tool
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = home.path
-        env["GOCACHE"] = home.appendingPathComponent("gocache").path
-        env["GOPATH"] = home.appendingPathComponent("gopath").path
-        env["PPROF_TMPDIR"] = home.path
-        env["PPROF_BINARY_PATH"] = home.path   // never look for the (made-up) binaries elsewhere
-        p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "\(tool.path) \(args.joined(separator: " ")):\n\(output)")
-        return output
-    }
+func temporaryDirectory() throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tricolor-pprof-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+/// Runs `tool args` with HOME, GOCACHE, GOPATH and PPROF_TMPDIR inside `home`; returns
+/// stdout and stderr together, and fails unless the exit status is 0.
+func runTool(_ tool: URL, _ args: [String], home: URL) throws -> String {
+    let p = Process()
+    p.executableURL = tool
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["HOME"] = home.path
+    env["GOCACHE"] = home.appendingPathComponent("gocache").path
+    env["GOPATH"] = home.appendingPathComponent("gopath").path
+    env["PPROF_TMPDIR"] = home.path
+    env["PPROF_BINARY_PATH"] = home.path   // never look for the (made-up) binaries elsewhere
+    p.environment = env
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    XCTAssertEqual(p.terminationStatus, 0, "\(tool.path) \(args.joined(separator: " ")):\n\(output)")
+    return output
 }
 
 // MARK: - A profile.proto reader, independent of the encoder
