@@ -7,6 +7,7 @@
 #include <time.h>
 #include <sched.h>
 #include <errno.h>
+#include <sys/auxv.h>
 
 __thread void *tc_current_mutator = 0;
 
@@ -22,6 +23,36 @@ int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
     *lo = (uintptr_t)addr; *hi = (uintptr_t)addr + size;
     return 0;
 }
+
+// This thread's stack [lo, hi), filled by the first tc_callers on the thread.
+// hi == 0: not yet known. Written and read only by the owning thread.
+static __thread uintptr_t tc_stack_lo = 0, tc_stack_hi = 0;
+
+__attribute__((noinline)) size_t tc_callers(size_t skip, uintptr_t *buf, size_t max) {
+    uintptr_t lo = tc_stack_lo, hi = tc_stack_hi;
+    if (__builtin_expect(hi == 0, 0)) {
+        // pthread_getattr_np reads /proc/self/maps for the main thread: tens of µs, once.
+        if (tc_thread_stack_bounds(&lo, &hi) != 0) return 0;
+        tc_stack_lo = lo; tc_stack_hi = hi;
+    }
+    // __builtin_frame_address forces this function to set up its own frame record,
+    // whatever the optimization level, so [fp+8] is our return address.
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    size_t n = 0;
+    while (n < max) {
+        if (fp < lo || fp > hi - 2 * sizeof(uintptr_t) || (fp & 7) != 0) break;
+        const uintptr_t *frame = (const uintptr_t *)fp;
+        uintptr_t ret = frame[1];
+        if (ret == 0) break;
+        if (skip > 0) skip--; else buf[n++] = ret;
+        uintptr_t next = frame[0];
+        if (next <= fp) break;   // the chain must grow towards the stack base; also stops at fp == 0
+        fp = next;
+    }
+    return n;
+}
+
+uintptr_t tc_executable_phdr(void) { return (uintptr_t)getauxval(AT_PHDR); }
 
 int tc_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 

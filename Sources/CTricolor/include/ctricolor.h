@@ -1,6 +1,7 @@
 // C shims for Tricolor. Only what Swift cannot do cheaply or at all:
 // atomics on raw memory (heap words, bitmaps), the thread-local "current mutator"
-// pointer, thread stack bounds, thread names, and a monotonic clock.
+// pointer, thread stack bounds, thread names, a monotonic clock, and the frame-pointer
+// walk the profilers use to record call stacks.
 #ifndef CTRICOLOR_H
 #define CTRICOLOR_H
 
@@ -73,6 +74,18 @@ uint64_t tc_process_cputime_ns(void);                // CLOCK_PROCESS_CPUTIME_ID
 int tc_ncpu(void);                                   // online CPUs
 void tc_yield(void);                                 // sched_yield
 void tc_sleep_ns(uint64_t ns);
+
+// ---- call stacks (profilers) ----
+// Walks the frame-pointer chain of the calling thread and stores up to `max` return
+// addresses in `buf`, innermost first; returns how many it stored. Entry 0 (with
+// skip == 0) is the return address into the function that called tc_callers; `skip`
+// drops that many entries first. Never faults: the walk stays inside this thread's
+// stack (bounds cached per thread on first use) and stops at the first frame pointer
+// that is not 8-byte aligned and strictly above the previous one, or at a zero return
+// address. Returns 0 when called on a stack other than the thread's own (a signal
+// alternate stack). x86_64 and aarch64 frame records: [fp] = caller's fp, [fp+8] = return address.
+__attribute__((noinline)) size_t tc_callers(size_t skip, uintptr_t *buf, size_t max);
+uintptr_t tc_executable_phdr(void);                 // getauxval(AT_PHDR): an address inside the main executable
 
 // ---- mutex + condition variable living in raw memory ----
 typedef struct tc_lock tc_lock;
