@@ -75,15 +75,22 @@ func undecorated(_ name: Substring) -> Substring {
     return n
 }
 
-/// Frames of the runtime itself (Go trims leading runtime.* frames from heap samples).
+/// Frames of the runtime itself (Go trims leading runtime.* frames from heap samples),
+/// and the standard library's generic helpers and thunks it calls (not inlined in
+/// debug builds), which can only appear at the top of a stack captured in the runtime.
 func isRuntimeFrame(_ f: ProfileFrame) -> Bool {
-    undecorated(Substring(f.function)).hasPrefix("Tricolor.")
+    let n = undecorated(Substring(f.function))
+    return n.hasPrefix("Tricolor.") || isStdlibHelper(n)
 }
 
-/// Frames of the lock-wait recording machinery.
+/// Frames of the lock-wait recording machinery (and standard-library helpers under it).
 func isLockFrame(_ f: ProfileFrame) -> Bool {
     let n = undecorated(Substring(f.function))
-    return n.hasPrefix("Tricolor.LockWaits.") || n.hasPrefix("Tricolor.RuntimeLock.") || n.hasPrefix("tc_")
+    return n.hasPrefix("Tricolor.LockWaits.") || n.hasPrefix("Tricolor.RuntimeLock.") || n.hasPrefix("tc_") || isStdlibHelper(n)
+}
+
+func isStdlibHelper(_ n: Substring) -> Bool {
+    n.hasPrefix("Swift.") || n.hasPrefix("reabstraction thunk") || n.hasPrefix("thunk for")
 }
 
 /// Drop the leading (innermost) frames `drop` matches; if that leaves nothing, keep all.
@@ -94,7 +101,7 @@ func trimFrames(_ frames: [ProfileFrame], _ drop: (ProfileFrame) -> Bool) -> [Pr
 
 /// Return addresses → call-site PCs, minus leading PCs all of whose frames `drop`
 /// matches (keeping the whole stack if nothing would be left, as Go does).
-func trimStack(_ stack: [UInt], sym: Symbolizer, _ drop: (ProfileFrame) -> Bool) -> [UInt] {
+func trimStack(_ stack: [UInt], sym: SharedSymbolizer, _ drop: (ProfileFrame) -> Bool) -> [UInt] {
     let pcs = stack.map { $0 &- 1 }
     guard let i = pcs.firstIndex(where: { pc in
         let f = sym.frames(for: pc)

@@ -197,3 +197,30 @@ private func demangle(_ name: String) -> String? {
         return String(cString: out)
     }
 }
+
+/// The process's symbolizer, for profile writers and `Heap.symbolize`: one `Symbolizer`
+/// (created on first use, so the image map includes every image loaded by then) used
+/// under a lock, since a `Symbolizer` serves one thread at a time.
+final class SharedSymbolizer: @unchecked Sendable {
+    private let lock: OpaquePointer
+    private var instance: Symbolizer?
+
+    init() {
+        lock = OpaquePointer(UnsafeMutableRawPointer.allocate(byteCount: tc_lock_size(), alignment: 64))
+        tc_lock_init(lock)
+    }
+
+    private func with<R>(_ body: (Symbolizer) -> R) -> R {
+        tc_lock_acquire(lock)
+        defer { tc_lock_release(lock) }
+        if instance == nil { instance = Symbolizer() }
+        return body(instance!)
+    }
+
+    func frames(for pc: UInt) -> [ProfileFrame] { with { $0.frames(for: pc) } }
+    var mappings: [ProfileMapping] { with { $0.mappings } }
+}
+
+extension Symbolizer {
+    static let shared = SharedSymbolizer()
+}
