@@ -387,6 +387,13 @@ extension Heap {
             }
         }
         finishSweep()
+        // Like runtime.GC, return only when sweeping is complete, including spans other
+        // threads are still sweeping, so that MemStats and the heap profile show every
+        // free of this cycle. (A cycle started meanwhile by another thread ends the wait.)
+        while tc_load_acquire(words + HeapWord.activeSweepers.rawValue) != 0 && phase == .off {
+            if let c = caller, load(.stopRequested) & Attention.stop != 0 { gcSafepoint(c) }
+            tc_yield()
+        }
         memProfiler.postSweep()
     }
 

@@ -108,6 +108,14 @@ extension Heap {
     @inline(__always)
     func counter(_ index: Int) -> UnsafeMutablePointer<UInt> { words + index }
 
+    /// `sweepSpan`, counted in activeSweepers so that `collect()` can wait for sweeps
+    /// other threads are in the middle of (Go's sweep.active).
+    func sweepSpanCounted(_ s: UnsafeMutablePointer<MSpan>, preserve: Bool) -> Bool {
+        _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1)
+        defer { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
+        return sweepSpan(s, preserve: preserve)
+    }
+
     /// The free hook, for each dead slot in one 64-slot word of a span being swept.
     @inline(never)
     func callFreeHook(_ hook: @Sendable (FreeEvent) -> Void, _ s: UnsafeMutablePointer<MSpan>, _ lo: UInt, _ dead: UInt64) {

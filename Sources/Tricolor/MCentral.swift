@@ -69,15 +69,23 @@ extension Heap {
         let sg = sweepgen
         var found: UnsafeMutablePointer<MSpan>? = nil
         func stopRequested() -> Bool { st != nil && load(.stopRequested) & Attention.stop != 0 }
+        // Counted as a sweeper from before it can take an unswept span until it is done
+        // with it, so `collect()` never misses a sweep in flight (not while parked: sweep
+        // termination waits for the count with the world stopped).
+        let active = words + HeapWord.activeSweepers.rawValue
+        var counted = false
         c.pointee.lock.lock()
         if let s = c.pointee.pop(MCentral.partialSwept(sg)) {
             found = s
         } else {
+            _ = tc_fetch_add(active, 1)
+            counted = true
             var budget = 100
             while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.partialUnswept(sg)) {
                 if stopRequested() {
                     c.pointee.push(MCentral.partialUnswept(sg), s)
                     c.pointee.lock.unlock()
+                    _ = tc_fetch_add(active, UInt.max)
                     gcSafepoint(st!)
                     return cacheSpan(spc, st)
                 }
@@ -93,6 +101,7 @@ extension Heap {
                 if stopRequested() {
                     c.pointee.push(MCentral.fullUnswept(sg), s)
                     c.pointee.lock.unlock()
+                    _ = tc_fetch_add(active, UInt.max)
                     gcSafepoint(st!)
                     return cacheSpan(spc, st)
                 }
@@ -110,6 +119,7 @@ extension Heap {
             }
         }
         c.pointee.lock.unlock()
+        if counted { _ = tc_fetch_add(active, UInt.max) }
         if found == nil {
             notePathLevel(.heap)
             found = allocSpan(npages: Int(SizeClassTable.classToAllocNPages[spc.sizeClass]), spanClass: spc)
@@ -125,7 +135,7 @@ extension Heap {
         if s.loadSweepgen() == sg &+ 1 {
             // Cached before the last mark termination: sweep it now.
             s.storeSweepgen(sg &- 1)
-            _ = sweepSpan(s, preserve: false)
+            _ = sweepSpanCounted(s, preserve: false)
             return
         }
         s.storeSweepgen(sg)
