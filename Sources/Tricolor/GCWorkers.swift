@@ -12,7 +12,9 @@ import Glibc
 
 extension Heap {
     /// GOMAXPROCS: the CPUs the collector paces itself against.
-    var gomaxprocs: Int { configuration.gomaxprocs ?? Int(tc_ncpu()) }
+    /// GOMAXPROCS (the configured value, else the online CPUs when the heap was created:
+    /// sysconf reads a file under /sys on every call, too slow for the workers' loops).
+    var gomaxprocs: Int { procs }
 
     /// Number of background mark workers and the utilization each aims at.
     var markWorkerPlan: (count: Int, utilization: Double) {

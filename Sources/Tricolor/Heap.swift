@@ -23,6 +23,7 @@ public final class Heap: @unchecked Sendable {
 
     // MARK: configuration
     public let configuration: Configuration
+    let procs: Int
     let checked: Bool
     /// Allocation must take the slow path (checked mode, clobberfree).
     let debugSlowPath: Bool
@@ -104,6 +105,7 @@ public final class Heap: @unchecked Sendable {
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
         self.configuration = configuration
+        procs = configuration.gomaxprocs ?? max(1, Int(tc_ncpu()))
         checked = configuration.checked
         debugSlowPath = configuration.checked || configuration.clobberFree
         if checked { LockRanking.enabled = true }

@@ -243,7 +243,7 @@ public struct Mutator {
     @usableFromInline @inline(never)
     func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
         let st = state
-        let heap = st.pointee.heap
+        unowned(unsafe) let heap = st.pointee.heap
         if st.flags != 0 { checkUsable("allocate") }
         if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st) }
         if size < 0 {
@@ -287,7 +287,7 @@ public struct Mutator {
     /// Tiny and large allocations: Go's byte countdown to the next heap profile sample.
     func sampleBytes(_ size: Int, _ p: UInt, _ s: UnsafeMutablePointer<MSpan>) {
         let st = state
-        let heap = st.pointee.heap
+        unowned(unsafe) let heap = st.pointee.heap
         if heap.configuration.memProfileRate == 1 || size >= st.pointee.nextSampleBytes {
             st.pointee.nextSampleBytes = nextExponential(&st.pointee.rngState, mean: heap.configuration.memProfileRate)
             heap.profileAlloc(p, size: size, span: s)
@@ -298,7 +298,7 @@ public struct Mutator {
 
     @inline(never)
     func callAllocationHook(_ p: UInt, size: Int, typeID: UInt16) {
-        let heap = state.pointee.heap
+        unowned(unsafe) let heap = state.pointee.heap
         guard let box = heap.currentHooks(), let hook = box.onAlloc else { return }
         var stack: [UInt] = []
         if box.captureStacks {
@@ -318,7 +318,7 @@ public struct Mutator {
     /// `sample`, whether this object is a heap profile sample (see MemProfile.swift).
     func nextFree(_ spc: SpanClass, canFail: Bool, size: Int, sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
         let st = state
-        let heap = st.pointee.heap
+        unowned(unsafe) let heap = st.pointee.heap
         let spans = st.pointee.spans
         let ci = Int(spc.raw)
         let profiling = heap.configuration.memProfileRate != 0
@@ -353,7 +353,7 @@ public struct Mutator {
     /// blocks; a block is freed when nothing points into it any more.
     func allocateTiny(_ size: Int, canFail: Bool) -> UInt {
         let st = state
-        let heap = st.pointee.heap
+        unowned(unsafe) let heap = st.pointee.heap
         var off = st.pointee.tinyOffset
         if size & 7 == 0 { off = (off + 7) & ~7 }
         else if size & 3 == 0 { off = (off + 3) & ~3 }
@@ -586,7 +586,7 @@ public struct Mutator {
     @usableFromInline
     func checkAccess(_ object: Ref, _ word: Int, pointer: Bool, store: Bool) {
         checkUsable(store ? "store" : "load")
-        let heap = state.pointee.heap
+        unowned(unsafe) let heap = state.pointee.heap
         heap.checkRef(object, "used as an object")
         guard let s = heap.spanOf(object.address) else { return }
         let objectBase = s.pointee.startAddr + s.objectIndex(object.address) * s.pointee.elemSize

@@ -10,10 +10,10 @@ import Tricolor
 /// - "with GC": GOGC=100 and nothing kept alive: the steady state of a program that
 ///   allocates short-lived objects, with the collector's (small) share included.
 public enum AllocBench {
-    public static func run(objects: Int = 10_000_000, runs: Int = 7) throws -> [String] {
+    public static func run(objects: Int = 10_000_000, runs: Int = 7, memProfileRate: Int = 512 * 1024) throws -> [String] {
         var lines: [String] = []
         for gc in [false, true] {
-            let heap = try Heap(configuration: Configuration(gcPercent: gc ? 100 : nil))
+            let heap = try Heap(configuration: Configuration(gcPercent: gc ? 100 : nil, memProfileRate: memProfileRate))
             let node = try heap.register(TypeLayout(name: "bench.Node", size: 16, pointerWords: [0, 1]))
             heap.withMutator { m in
                 func measure(_ name: String, _ body: () -> UInt) {

@@ -147,8 +147,12 @@ struct Bench: ParsableCommand {
     @Argument(help: "alloc")
     var what: String = "alloc"
 
+    @Option(name: .customLong("memprofilerate"), help: "Heap profile sampling rate in bytes (default 524288; 0 = off).")
+    var memProfileRate: Int = 512 * 1024
+
     func run() throws {
         guard what == "alloc" else { throw ValidationError("unknown benchmark \(what); expected: alloc") }
-        for line in try AllocBench.run() { print(line) }
+        guard memProfileRate >= 0 else { throw ValidationError("--memprofilerate must be non-negative, got \(memProfileRate)") }
+        for line in try AllocBench.run(memProfileRate: memProfileRate) { print(line) }
     }
 }
