@@ -233,7 +233,7 @@ extension Heap {
         let fastSlot = st.pointee.alloc + Int(spc.raw)
         let old = slot.pointee
         if old != emptySpan {
-            if configuration.memProfileRate != 0 { disarmSample(st, old, Int(spc.raw)) }
+            if st.pointee.profRate != 0 { disarmSample(st, old, Int(spc.raw)) }
             uncacheAccounting(old)
             slot.pointee = emptySpan
             fastSlot.pointee = emptySpan
@@ -300,7 +300,7 @@ extension Heap {
         for i in 0..<SpanClass.count {
             let s = st.pointee.spans[i]
             if s != emptySpan {
-                if configuration.memProfileRate != 0 { disarmSample(st, s, i) }
+                if st.pointee.profRate != 0 { disarmSample(st, s, i) }
                 uncacheAccounting(s)
                 st.pointee.spans[i] = emptySpan
                 st.pointee.alloc[i] = emptySpan

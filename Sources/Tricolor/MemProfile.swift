@@ -175,6 +175,49 @@ func nextExponential(_ state: inout UInt64, mean: Int) -> Int {
     return v >= Double(Int.max / 2) ? Int.max / 2 : Int(v)
 }
 
+/// Objects before the next sample in a stream of `elemSize`-byte objects.
+@inline(__always)
+func sampleDistance(_ st: UnsafeMutablePointer<MutatorState>, elemSize: UInt) -> Int {
+    let rate = st.pointee.profRate
+    if rate == 1 { return 0 }
+    return nextExponential(&st.pointee.rngState, mean: rate) / Int(elemSize)
+}
+
+/// Limit the cached span's current window to the objects before this class's next
+/// sample point (see the top of this file). Charges the kept slots to the countdown.
+/// (Free functions, not Heap methods: the allocation slow path must not retain the heap.)
+@inline(__always)
+func armSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
+    let c = s.pointee.allocCache
+    let n = c.nonzeroBitCount
+    let left = st.pointee.toSample[spc]
+    if n <= left {
+        st.pointee.toSample[spc] = left - n
+        return
+    }
+    // Keep the lowest `left` free slots.
+    var keep = c
+    var drop = n - left
+    var held: UInt64 = 0
+    while drop > 0 {
+        let top = UInt64(1) << UInt64(63 - keep.leadingZeroBitCount)
+        keep &= ~top
+        held |= top
+        drop -= 1
+    }
+    s.pointee.allocCache = keep
+    s.pointee.heldCache = held
+    st.pointee.toSample[spc] = 0
+}
+
+/// Undo `armSample` for a span: refund charged slots not used, give back held slots.
+@inline(__always)
+func disarmSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
+    st.pointee.toSample[spc] += s.pointee.allocCache.nonzeroBitCount
+    s.pointee.allocCache |= s.pointee.heldCache
+    s.pointee.heldCache = 0
+}
+
 extension Heap {
     /// Go's runtime.MemProfileRate for this heap: on average one sample per this many
     /// bytes allocated; 1 samples every allocation, 0 turns the heap profile off.
@@ -192,53 +235,12 @@ extension Heap {
         if seed == 0 { seed = 1 }
         st.pointee.rngState = seed
         let rate = configuration.memProfileRate
+        st.pointee.profRate = rate
         st.pointee.nextSampleBytes = rate == 0 ? Int.max / 2 : nextExponential(&st.pointee.rngState, mean: rate)
         for i in 0..<SpanClass.count {
             let size = SizeClassTable.classToSize[i >> 1]
             st.pointee.toSample[i] = rate == 0 || size == 0 ? Int.max / 2 : sampleDistance(st, elemSize: UInt(size))
         }
-    }
-
-    /// Objects before the next sample in a stream of `elemSize`-byte objects.
-    @inline(__always)
-    func sampleDistance(_ st: UnsafeMutablePointer<MutatorState>, elemSize: UInt) -> Int {
-        let rate = configuration.memProfileRate
-        if rate == 1 { return 0 }
-        return nextExponential(&st.pointee.rngState, mean: rate) / Int(elemSize)
-    }
-
-    /// Limit the cached span's current window to the objects before this class's next
-    /// sample point (see the top of this file). Charges the kept slots to the countdown.
-    @inline(__always)
-    func armSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
-        let c = s.pointee.allocCache
-        let n = c.nonzeroBitCount
-        let left = st.pointee.toSample[spc]
-        if n <= left {
-            st.pointee.toSample[spc] = left - n
-            return
-        }
-        // Keep the lowest `left` free slots.
-        var keep = c
-        var drop = n - left
-        var held: UInt64 = 0
-        while drop > 0 {
-            let top = UInt64(1) << UInt64(63 - keep.leadingZeroBitCount)
-            keep &= ~top
-            held |= top
-            drop -= 1
-        }
-        s.pointee.allocCache = keep
-        s.pointee.heldCache = held
-        st.pointee.toSample[spc] = 0
-    }
-
-    /// Undo `armSample` for a span: refund charged slots not used, give back held slots.
-    @inline(__always)
-    func disarmSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
-        st.pointee.toSample[spc] += s.pointee.allocCache.nonzeroBitCount
-        s.pointee.allocCache |= s.pointee.heldCache
-        s.pointee.heldCache = 0
     }
 
     /// Record a sampled allocation: capture the stack here (never symbolized here).

@@ -40,6 +40,8 @@ struct MutatorState {
     /// Bytes of tiny and large allocations before the next sample (Go's nextSample).
     var nextSampleBytes = 0
     var rngState: UInt64 = 1
+    /// The heap's MemProfileRate (0: off), here so the slow path need not touch the heap.
+    var profRate = 0
     // -- allocation-path counters (AllocPath.swift), nil when off --
     var pathCounters: AllocPathCounters? = nil
     var pathLevel: UInt8 = 0
@@ -318,18 +320,18 @@ public struct Mutator {
     /// `sample`, whether this object is a heap profile sample (see MemProfile.swift).
     func nextFree(_ spc: SpanClass, canFail: Bool, size: Int, sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
         let st = state
-        unowned(unsafe) let heap = st.pointee.heap
         let spans = st.pointee.spans
         let ci = Int(spc.raw)
-        let profiling = heap.configuration.memProfileRate != 0
+        let profiling = st.pointee.profRate != 0
         var s = spans[ci]
-        if profiling && (s.pointee.allocCache | s.pointee.heldCache) != 0 { heap.disarmSample(st, s, ci) }
+        if profiling && (s.pointee.allocCache | s.pointee.heldCache) != 0 { disarmSample(st, s, ci) }
         var idx = s.nextFreeIndex()
         // A refill can run a collection whose pauses flush this cache again: retry.
         while idx == s.pointee.nelems {
-            guard heap.refill(st, spc) else {
+            let ok = Unmanaged.passUnretained(st.pointee.heap)._withUnsafeGuaranteedRef { $0.refill(st, spc) }
+            guard ok else {
                 if canFail { return nil }
-                heap.throwOutOfMemory(size)
+                st.pointee.heap.throwOutOfMemory(size)
             }
             s = spans[ci]
             idx = s.nextFreeIndex()
@@ -339,12 +341,12 @@ public struct Mutator {
             if sample {
                 if st.pointee.toSample[ci] <= 0 {
                     sampled = true
-                    st.pointee.toSample[ci] = heap.sampleDistance(st, elemSize: s.pointee.elemSize)
+                    st.pointee.toSample[ci] = sampleDistance(st, elemSize: s.pointee.elemSize)
                 } else {
                     st.pointee.toSample[ci] -= 1
                 }
             }
-            heap.armSample(st, s, ci)
+            armSample(st, s, ci)
         }
         return (s, idx, sampled)
     }
