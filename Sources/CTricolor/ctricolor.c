@@ -102,6 +102,18 @@ void *tc_mmap_reserve(size_t n) {
 int tc_mmap_commit(void *p, size_t n) { return mprotect(p, n, PROT_READ | PROT_WRITE); }
 int tc_madvise_hugepage(void *p, size_t n) { return madvise(p, n, MADV_HUGEPAGE); }
 int tc_madvise_dontneed(void *p, size_t n) { return madvise(p, n, MADV_DONTNEED); }
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+void tc_populate_write(void *p, size_t n) {
+    if (madvise(p, n, MADV_POPULATE_WRITE) == 0) return;
+    // Older kernels: write-fault each 4 KiB page with an atomic add of zero, which leaves
+    // the contents alone even if another thread is already using the memory.
+    for (size_t off = 0; off < n; off += 4096) {
+        __atomic_fetch_add((uint64_t *)((char *)p + off), 0, __ATOMIC_RELAXED);
+    }
+}
 int tc_munmap(void *p, size_t n) { return munmap(p, n); }
 void *tc_mmap_anon(size_t n) {
     void *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -39,6 +39,7 @@ public final class Heap: @unchecked Sendable {
     var spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
     let meta = MetaAlloc()
     let heapLock = RuntimeLock(rank: .mheap)
+    var growing = false                        // heap lock; mirrored in HeapWord.heapGrowing
 
     // MARK: central lists (one per span class)
     let centrals: UnsafeMutablePointer<MCentral>
@@ -298,6 +299,7 @@ enum HeapWord: Int {
     case spansCreated, spansCached, spansUncached, spansSwept, spansFreed
     case heapGrows, heapGrowBytes, bytesReturnedToOS
     case hooksInstalled      // 1 while an allocation or free hook is installed
+    case heapGrowing         // 1 while a thread grows the heap (MHeap.allocSpan)
     case smallAllocBase      // 68 entries: objects allocated per size class
     static let smallFreeBase = smallAllocBase.rawValue + SizeClassTable.numSizeClasses
     static let count = smallFreeBase + SizeClassTable.numSizeClasses

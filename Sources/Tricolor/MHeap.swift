@@ -16,8 +16,29 @@ extension Heap {
     func allocSpan(npages: Int, spanClass spc: SpanClass) -> UnsafeMutablePointer<MSpan>? {
         heapLock.lock()
         var first = pages.alloc(npages)
-        if first == nil {
-            if grow(npages: npages) { first = pages.alloc(npages) }
+        while first == nil {
+            // Grow. The new memory is faulted in before its pages become allocatable,
+            // with the heap lock dropped and, when the caller is a mutator, inside a
+            // blocking region: the first write to fresh memory can take milliseconds in
+            // the kernel (a transparent huge page cleared), and a mutator stuck in a page
+            // fault cannot answer a stop-the-world. One thread grows at a time; others
+            // needing pages meanwhile wait for it, also as blocking regions.
+            if growing {
+                heapLock.unlock()
+                asBlocking { while tc_load_acquire(growingWord) != 0 { tc_sleep_ns(20_000) } }
+                heapLock.lock()
+            } else {
+                guard let (addr, bytes, ask) = growPrepare(npages: npages) else { break }
+                growing = true
+                tc_store_release(growingWord, 1)
+                heapLock.unlock()
+                asBlocking { SysMemory.populate(UnsafeMutableRawPointer(bitPattern: addr)!, bytes) }
+                heapLock.lock()
+                growCommit(ask: ask, bytes: bytes)
+                growing = false
+                tc_store_release(growingWord, 0)
+            }
+            first = pages.alloc(npages)
         }
         guard let page = first, let raw = spanAlloc.alloc() else {
             heapLock.unlock()
@@ -111,14 +132,33 @@ extension Heap {
         heapLock.unlock()
     }
 
-    /// Grow the heap by at least `npages` pages, in whole 4 MiB chunks (Go's mheap.grow).
-    /// Maps arenas Reserved → Prepared as needed and the new range Prepared → Ready.
-    /// Heap lock held. False when the reservation is exhausted or the OS refuses.
-    func grow(npages: Int) -> Bool {
+    /// Populate memory the heap just grew into (see allocSpan), as a blocking region of
+    /// the calling mutator if there is one. No lock held.
+    /// Run `body` as a blocking region of the calling mutator, if the caller is a
+    /// running mutator of this heap (no lock held). It must not touch the heap's objects
+    /// or the mutator's cache.
+    func asBlocking(_ body: () -> Void) {
+        if let st = currentMutator(), st.pointee.status == .running {
+            enterBlocking(st)
+            body()
+            exitBlocking(st)
+        } else {
+            body()
+        }
+    }
+
+    var growingWord: UnsafeMutablePointer<UInt> { words + HeapWord.heapGrowing.rawValue }
+
+    /// First half of growing the heap by at least `npages` pages, in whole 4 MiB chunks
+    /// (Go's mheap.grow): maps arenas Reserved → Prepared as needed and the new range
+    /// Prepared → Ready, but does not hand its pages to the page allocator yet (see
+    /// growCommit). Heap lock held. Returns the range and its page count, or nil when
+    /// the reservation is exhausted or the OS refuses.
+    func growPrepare(npages: Int) -> (UInt, Int, Int)? {
         let chunk = PageAlloc.chunkPages
         let ask = (npages + chunk - 1) / chunk * chunk
         let start = pages.grownPages
-        guard start + ask <= pages.totalPages else { return false }
+        guard start + ask <= pages.totalPages else { return nil }
         let startAddr = arenaBase + UInt(start) << SizeClassTable.pageShiftU
         let bytes = ask * SizeClassTable.pageSize
         // Map every arena the new range touches.
@@ -126,13 +166,19 @@ extension Heap {
         let a1 = Int((startAddr + UInt(bytes) - 1 - arenaBase) >> HeapArena.logBytes)
         for ai in a0...a1 where arenas[ai] == nil {
             let p = UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(ai) << HeapArena.logBytes)!
-            guard SysMemory.map(p, HeapArena.bytes), let meta = HeapArena() else { return false }
+            guard SysMemory.map(p, HeapArena.bytes), let meta = HeapArena() else { return nil }
             let h = UnsafeMutablePointer<HeapArena>.allocate(capacity: 1)
             h.initialize(to: meta)
             arenas[ai] = h
             mappedArenas += 1
         }
         SysMemory.used(UnsafeMutableRawPointer(bitPattern: startAddr)!, bytes)
+        return (startAddr, bytes, ask)
+    }
+
+    /// Second half of growing: the prepared range's pages become free pages of the heap.
+    /// Heap lock held.
+    func growCommit(ask: Int, bytes: Int) {
         pages.grow(ask)
         add(.heapSys, UInt(bytes))
         add(.heapGrows, 1)
@@ -143,7 +189,6 @@ extension Heap {
             // synchronously on heap growth when over the limit).
             scavengeLocked(toTarget: UInt(pacer.memoryLimit) / 100 * 95)
         }
-        return true
     }
 
     func checkHeapInvariants() {

@@ -33,6 +33,13 @@ enum SysMemory {
         _ = tc_madvise_hugepage(p, n)
     }
 
+    /// Fault a Ready range in for writing now (MADV_POPULATE_WRITE), so that the first
+    /// writes to it do not fault. With transparent huge pages each first write to a
+    /// 2 MiB region clears a whole huge page in the kernel, which takes milliseconds.
+    static func populate(_ p: UnsafeMutableRawPointer, _ n: Int) {
+        tc_populate_write(p, n)
+    }
+
     /// Ready → Prepared: give the physical pages back; contents read as zero afterwards.
     static func unused(_ p: UnsafeMutableRawPointer, _ n: Int) {
         _ = tc_madvise_dontneed(p, n)

@@ -108,6 +108,7 @@ void *tc_mmap_reserve(size_t n);                     // PROT_NONE, NORESERVE; NU
 int tc_mmap_commit(void *p, size_t n);               // PROT_READ|WRITE; 0 on success
 int tc_madvise_hugepage(void *p, size_t n);
 int tc_madvise_dontneed(void *p, size_t n);
+void tc_populate_write(void *p, size_t n);            // fault pages in for writing
 int tc_munmap(void *p, size_t n);
 void *tc_mmap_anon(size_t n);                        // RW, NORESERVE; NULL on failure
 
