@@ -66,8 +66,13 @@ func scaleHeapSample(count: Int, bytes: Int, rate: Int) -> (Int64, Int64) {
 /// The name without Swift's decorations ("closure #1 in ", "specialized ", …).
 func undecorated(_ name: Substring) -> Substring {
     var n = name
-    for prefix in ["specialized ", "merged ", "generic specialization "] where n.hasPrefix(prefix) {
+    for prefix in ["specialized ", "merged "] where n.hasPrefix(prefix) {
         n = n.dropFirst(prefix.count)
+    }
+    // "generic specialization <…> of X", "function signature specialization <…> of X"
+    if n.hasPrefix("generic specialization <") || n.hasPrefix("function signature specialization <"),
+       let r = n.firstRange(of: "> of ") {
+        n = n[r.upperBound...]
     }
     if let r = n.firstRange(of: " in "), n.hasPrefix("closure") || n.hasPrefix("implicit closure") || n.hasPrefix("partial apply") {
         n = n[r.upperBound...]

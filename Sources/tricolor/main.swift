@@ -123,7 +123,7 @@ struct Run: ParsableCommand {
     func memStatsJSON(_ heap: Heap) throws -> String {
         struct Both: Encodable { let MemStats: Tricolor.MemStats; let GCStats: Tricolor.GCStats }
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         enc.keyEncodingStrategy = .custom { path in
             let k = path.last!.stringValue
             return GoKey(stringValue: k.prefix(1).uppercased() + k.dropFirst())

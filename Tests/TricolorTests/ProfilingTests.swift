@@ -181,6 +181,26 @@ final class ProfilingTests: WatchdogTestCase {
         XCTAssertTrue(found, "no sample names ProfSites.makeNodes: \(all)")
     }
 
+    /// Leading runtime frames (and the decorations Swift puts on their names) are trimmed
+    /// from heap samples, as Go trims runtime.* frames; lock machinery from mutex samples.
+    func testRuntimeFramesAreTrimmed() {
+        let names = [
+            "Swift.withUnsafeMutableBytes<A, B, C>(of: inout A, _: (Swift.UnsafeMutableRawBufferPointer) throws(B) -> C) throws(B) -> C",
+            "Tricolor.Heap.profileAlloc(_: Swift.UInt, size: Swift.Int, span: Swift.UnsafeMutablePointer<Tricolor.MSpan>) -> ()",
+            "generic specialization <()> of Tricolor.Mutator.withFrame<A>(slots: Swift.Int, _: (Tricolor.Frame) throws -> A) throws -> A",
+            "closure #1 (Tricolor.Frame) -> () in static MyApp.Cache.remember(_: Tricolor.Mutator) -> ()",
+            "Tricolor.Heap.withMutator<A>((Tricolor.Mutator) throws -> A) throws -> A",
+        ]
+        let frames = names.map { ProfileFrame(function: $0) }
+        XCTAssertEqual(trimFrames(frames, isRuntimeFrame).map(\.function), Array(names[3...]))
+        XCTAssertTrue(isRuntimeFrame(ProfileFrame(function: "function signature specialization <Arg[0] = Dead> of Tricolor.Heap.refill(_: Swift.Int) -> ()")))
+        XCTAssertFalse(isRuntimeFrame(ProfileFrame(function: "function signature specialization <Arg[0] = Dead> of TricolorWorkloads.LeakyCache.remember() -> ()")))
+        XCTAssertTrue(isLockFrame(ProfileFrame(function: "generic specialization <()> of Tricolor.RuntimeLock.withLock<A>(() throws -> A) throws -> A")))
+        XCTAssertFalse(isLockFrame(ProfileFrame(function: "Tricolor.Heap.cacheSpan(Tricolor.SpanClass) -> ()")))
+        // Nothing but runtime frames: keep them all rather than show an empty stack.
+        XCTAssertEqual(trimFrames(Array(frames[1...2]), isRuntimeFrame).count, 2)
+    }
+
     /// The leak workload, profiled, opened with `go tool pprof`: in-use space points at
     /// the cache that never evicts.
     func testGoToolPprofFindsTheLeak() throws {
