@@ -603,11 +603,13 @@ extension Heap {
     }
 
     func scanGlobalRoots(_ gcw: inout GCWork) {
-        globalsLock.withLock {
+        // The table sizes are read under the lock too: makeHandle may grow them meanwhile.
+        let bytes = globalsLock.withLock {
             globalSlots.forEach { greyObject($0, &gcw) }
             handleSlots.forEach { greyObject($0, &gcw) }
+            return globalSlots.bytes + handleSlots.bytes
         }
-        gcw.scanWork &+= UInt(globalSlots.bytes + handleSlots.bytes)
+        gcw.scanWork &+= UInt(bytes)
         store(.rootsDone, 1)
     }
 
