@@ -66,6 +66,12 @@ struct AllocPathCounters {
     }
 }
 
+/// Note that the allocation in progress reached `level` (levels only go up).
+@inline(__always)
+func raisePathLevel(_ st: UnsafeMutablePointer<MutatorState>, _ level: AllocPathLevel) {
+    if st.pointee.pathLevel < UInt8(level.rawValue) { st.pointee.pathLevel = UInt8(level.rawValue) }
+}
+
 /// What `Heap.allocPathStats()` returns.
 public struct AllocPathStats: Sendable, Codable, Equatable {
     public struct Level: Sendable, Codable, Equatable {
@@ -153,8 +159,7 @@ extension Heap {
     @inline(__always)
     func notePathLevel(_ level: AllocPathLevel) {
         guard configuration.allocPathStats, let cur = tc_get_current_mutator() else { return }
-        let st = cur.assumingMemoryBound(to: MutatorState.self)
-        if st.pointee.pathLevel < UInt8(level.rawValue) { st.pointee.pathLevel = UInt8(level.rawValue) }
+        raisePathLevel(cur.assumingMemoryBound(to: MutatorState.self), level)
     }
 }
 

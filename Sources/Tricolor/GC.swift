@@ -239,7 +239,7 @@ extension Heap {
             fastSlot.pointee = emptySpan
             uncacheSpan(old)
         }
-        if st.pointee.pathLevel < UInt8(AllocPathLevel.central.rawValue) { st.pointee.pathLevel = UInt8(AllocPathLevel.central.rawValue) }
+        raisePathLevel(st, .central)
         refreshMemoryLimitTrigger()
         maybeTriggerGC(st)
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU

@@ -111,10 +111,15 @@ extension Heap {
     /// `sweepSpan`, counted in activeSweepers so that `collect()` can wait for sweeps
     /// other threads are in the middle of (Go's sweep.active).
     func sweepSpanCounted(_ s: UnsafeMutablePointer<MSpan>, preserve: Bool) -> Bool {
-        _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1)
-        defer { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
+        sweeperEnter()
+        defer { sweeperExit() }
         return sweepSpan(s, preserve: preserve)
     }
+
+    /// Count the calling thread as a sweeper (activeSweepers), which sweep termination
+    /// and `collect()` wait out. Never park in between.
+    @inline(__always) func sweeperEnter() { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1) }
+    @inline(__always) func sweeperExit() { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
 
     /// The free hook, for each dead slot in one 64-slot word of a span being swept.
     @inline(never)
@@ -140,8 +145,8 @@ extension Heap {
         // Counted in activeSweepers so sweep termination can wait for sweeps that
         // threads outside the stopped world (the background sweeper) still run; once
         // sweep termination has begun only it may sweep (force).
-        _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1)
-        defer { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
+        sweeperEnter()
+        defer { sweeperExit() }
         if !force && (phase != .off || load(.sweepBlocked) != 0) { return false }
         // Walk the (span class, partial/full) unswept sets with an index that only moves
         // forward within a sweep phase (Go's sweep.centralIndex).

@@ -72,20 +72,19 @@ extension Heap {
         // Counted as a sweeper from before it can take an unswept span until it is done
         // with it, so `collect()` never misses a sweep in flight (not while parked: sweep
         // termination waits for the count with the world stopped).
-        let active = words + HeapWord.activeSweepers.rawValue
         var counted = false
         c.pointee.lock.lock()
         if let s = c.pointee.pop(MCentral.partialSwept(sg)) {
             found = s
         } else {
-            _ = tc_fetch_add(active, 1)
+            sweeperEnter()
             counted = true
             var budget = 100
             while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.partialUnswept(sg)) {
                 if stopRequested() {
                     c.pointee.push(MCentral.partialUnswept(sg), s)
                     c.pointee.lock.unlock()
-                    _ = tc_fetch_add(active, UInt.max)
+                    sweeperExit()
                     gcSafepoint(st!)
                     return cacheSpan(spc, st)
                 }
@@ -101,7 +100,7 @@ extension Heap {
                 if stopRequested() {
                     c.pointee.push(MCentral.fullUnswept(sg), s)
                     c.pointee.lock.unlock()
-                    _ = tc_fetch_add(active, UInt.max)
+                    sweeperExit()
                     gcSafepoint(st!)
                     return cacheSpan(spc, st)
                 }
@@ -119,7 +118,7 @@ extension Heap {
             }
         }
         c.pointee.lock.unlock()
-        if counted { _ = tc_fetch_add(active, UInt.max) }
+        if counted { sweeperExit() }
         if found == nil {
             notePathLevel(.heap)
             found = allocSpan(npages: Int(SizeClassTable.classToAllocNPages[spc.sizeClass]), spanClass: spc)

@@ -269,10 +269,10 @@ public struct Mutator {
             }
             if sampled { heap.profileAlloc(p, size: Int(s.pointee.elemSize), span: s) }
         } else {
-            st.pointee.pathLevel = UInt8(AllocPathLevel.large.rawValue)
+            raisePathLevel(st, .large)
             p = heap.allocLarge(st, size: size, typeID: typeID, noscan: noscan, canFail: canFail)
             if p == 0 { return 0 }
-            if heap.configuration.memProfileRate != 0, let s = heap.spanOf(p) {
+            if st.pointee.profRate != 0, let s = heap.spanOf(p) {
                 sampleBytes(Int(s.pointee.npages << SizeClassTable.pageShiftU), p, s)
             }
         }
@@ -290,8 +290,8 @@ public struct Mutator {
     func sampleBytes(_ size: Int, _ p: UInt, _ s: UnsafeMutablePointer<MSpan>) {
         let st = state
         unowned(unsafe) let heap = st.pointee.heap
-        if heap.configuration.memProfileRate == 1 || size >= st.pointee.nextSampleBytes {
-            st.pointee.nextSampleBytes = nextExponential(&st.pointee.rngState, mean: heap.configuration.memProfileRate)
+        if st.pointee.profRate == 1 || size >= st.pointee.nextSampleBytes {
+            st.pointee.nextSampleBytes = nextExponential(&st.pointee.rngState, mean: st.pointee.profRate)
             heap.profileAlloc(p, size: size, span: s)
         } else {
             st.pointee.nextSampleBytes -= size
@@ -364,7 +364,7 @@ public struct Mutator {
         if off + UInt(size) <= 16 && st.pointee.tiny != 0 {
             st.pointee.tinyOffset = off + UInt(size)
             st.pointee.tinyAllocs += 1
-            st.pointee.pathLevel = UInt8(AllocPathLevel.tiny.rawValue)
+            raisePathLevel(st, .tiny)
             p = st.pointee.tiny + off
         } else {
             guard let (s, idx, _) = nextFree(.tiny, canFail: canFail, size: size, sample: false) else { return 0 }
@@ -378,7 +378,7 @@ public struct Mutator {
                 st.pointee.tinyOffset = UInt(size)
             }
         }
-        if heap.configuration.memProfileRate != 0, let s = heap.spanOf(p) { sampleBytes(size, p, s) }
+        if st.pointee.profRate != 0, let s = heap.spanOf(p) { sampleBytes(size, p, s) }
         return p
     }
 

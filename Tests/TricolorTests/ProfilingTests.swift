@@ -375,30 +375,13 @@ final class ProfilingTests: WatchdogTestCase {
     /// The model-based stress test with every allocation sampled (all in the slow path),
     /// checkmark and clobberfree on, in a child process.
     func testRandomGraphSampledAtRateOneWithCheckmark() {
-        let r = runInChild {
-            let heap = try! Heap(configuration: Configuration(gcPercent: 30, clobberFree: true, checkmark: true, memProfileRate: 1))
-            let types = try! StressTypes(heap)
-            let globals = (0..<3).map { _ in heap.makeGlobal() }
-            var failures: [String] = []
-            heap.withMutator { m in
-                var o = StressOptions()
-                o.ops = 5_000
-                o.collectEvery = 800
-                o.verifyEvery = 400
-                o.maxLive = 1_000
-                let g = GraphModel(heap: heap, mutator: m, types: types, options: o, seed: 91, globals: globals)
-                g.run("rate 1")
-                g.checkpoint("rate 1 end")
-                failures = g.failures
-                g.releaseFrame()
-            }
-            if !failures.isEmpty {
-                let text = failures.joined(separator: "\n") + "\n"
-                text.withCString { _ = write(2, $0, strlen($0)) }
-                _exit(1)
-            }
-        }
-        XCTAssertEqual(r.exitStatus, 0, "the stress run failed:\n\(r.stderr)")
+        var o = StressOptions()
+        o.ops = 5_000
+        o.collectEvery = 800
+        o.verifyEvery = 400
+        o.maxLive = 1_000
+        checkGraphInChild(Configuration(gcPercent: 30, clobberFree: true, checkmark: true, memProfileRate: 1), o,
+                          seed: 91, name: "rate 1")
     }
 
     /// Three mutators with frequent samples (the fast path's windows cut short all the

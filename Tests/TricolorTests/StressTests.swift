@@ -613,31 +613,12 @@ final class StressTests: WatchdogTestCase {
     /// object still in the graph would fail verification). Run in a child process so
     /// that a fatal error in the runtime fails this test instead of ending the suite.
     func testRandomGraphWithCheckmarkAndClobberFree() {
-        let r = runInChild {
-            let heap = try! Heap(configuration: Configuration(gcPercent: 30, clobberFree: true, checkmark: true))
-            let types = try! StressTypes(heap)
-            let globals = (0..<3).map { _ in heap.makeGlobal() }
-            var failures: [String] = []
-            heap.withMutator { m in
-                var o = StressOptions()
-                o.ops = 6_000
-                o.collectEvery = 1_000
-                o.verifyEvery = 500
-                o.maxLive = 1_000
-                let g = GraphModel(heap: heap, mutator: m, types: types, options: o, seed: 55, globals: globals)
-                g.run("checkmark")
-                g.checkpoint("checkmark end")
-                failures = g.failures
-                g.releaseFrame()
-            }
-            if !failures.isEmpty {
-                let text = failures.joined(separator: "\n") + "\n"
-                text.withCString { _ = write(2, $0, strlen($0)) }
-                _exit(1)
-            }
-        }
-        let how = r.signal.map { "died of signal \($0)" } ?? "exited with status \(r.exitStatus ?? -1)"
-        XCTAssertEqual(r.exitStatus, 0, "the stress run \(how):\n\(r.stderr)")
+        var o = StressOptions()
+        o.ops = 6_000
+        o.collectEvery = 1_000
+        o.verifyEvery = 500
+        o.maxLive = 1_000
+        checkGraphInChild(Configuration(gcPercent: 30, clobberFree: true, checkmark: true), o, seed: 55, name: "checkmark")
     }
 
     /// Three threads, each attached as its own mutator with its own graph and roots,
@@ -764,4 +745,31 @@ final class ModelBox: @unchecked Sendable {
         get { lock.lock(); defer { lock.unlock() }; return calls }
         set { lock.lock(); calls = newValue; lock.unlock() }
     }
+}
+
+/// One single-mutator random graph run in a forked child (so that a fatal error in the
+/// runtime fails the calling test instead of ending the suite): the child exits 1 with
+/// the model's failures on stderr if the heap disagrees with the model.
+func checkGraphInChild(_ configuration: Configuration, _ options: StressOptions, seed: UInt64, name: String,
+                       file: StaticString = #filePath, line: UInt = #line) {
+    let r = runInChild {
+        let heap = try! Heap(configuration: configuration)
+        let types = try! StressTypes(heap)
+        let globals = (0..<3).map { _ in heap.makeGlobal() }
+        var failures: [String] = []
+        heap.withMutator { m in
+            let g = GraphModel(heap: heap, mutator: m, types: types, options: options, seed: seed, globals: globals)
+            g.run(name)
+            g.checkpoint("\(name) end")
+            failures = g.failures
+            g.releaseFrame()
+        }
+        if !failures.isEmpty {
+            let text = failures.joined(separator: "\n") + "\n"
+            text.withCString { _ = write(2, $0, strlen($0)) }
+            _exit(1)
+        }
+    }
+    let how = r.signal.map { "died of signal \($0)" } ?? "exited with status \(r.exitStatus ?? -1)"
+    XCTAssertEqual(r.exitStatus, 0, "the stress run \(how):\n\(r.stderr)", file: file, line: line)
 }

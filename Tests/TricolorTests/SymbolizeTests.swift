@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import XCTest
 @testable import Tricolor
@@ -164,7 +165,8 @@ final class SymbolizeTests: XCTestCase {
         }
         close(fd)
         XCTAssertNotNil(DwarfImage(path: "/proc/self/exe"))
-        let path = "/tmp/tricolor-symbolize-test-\(getpid())"
+        let tmp = ProcessInfo.processInfo.environment["TMPDIR"] ?? FileManager.default.temporaryDirectory.path
+        let path = tmp + "/tricolor-symbolize-test-\(getpid())"
         defer { unlink(path) }
         var rng: UInt64 = 0x9e37_79b9_7f4a_7c15
         var imagesRead = 0
