@@ -40,6 +40,9 @@ enum GCPhase: UInt {
 enum Attention {
     static let stop: UInt = 1          // stop the world requested or in force
     static let gcDuties: UInt = 2      // marking: scan your stack / flush your buffers
+    /// The background worker ran out of grey objects: the next mutator at a full
+    /// safepoint runs mark termination (`markDone`) in its place. See `markWorkerLoop`.
+    static let markDone: UInt = 4
 }
 
 extension Heap {
@@ -149,11 +152,24 @@ extension Heap {
         _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.stop))
         requestSafepoints()
         caller?.pointee.status = .parked
+        var spun = false
         while true {
             var running = false
             var p = mutators
             while let m = p { if m.rawStatus == .running { running = true; break }; p = m.rawNext }
             if !running { break }
+            if !spun {
+                // A mutator on a CPU answers within a microsecond or so; waiting for that
+                // on the condition variable would add a futex wake-up (10–60 µs on this
+                // kind of VM) to the pause. Spin briefly on the park count, then block.
+                spun = true
+                let parks = load(.parkEvents)
+                schedLock.unlock()
+                let deadline = tc_nanotime() + 30_000
+                while load(.parkEvents) == parks && tc_nanotime() < deadline { tc_pause() }
+                schedLock.lock()
+                continue
+            }
             stateChanged.wait(schedLock)
         }
         schedLock.unlock()
@@ -185,6 +201,7 @@ extension Heap {
         schedLock.lock()
         while stwActive {
             st.pointee.status = .parked
+            add(.parkEvents, 1)
             stateChanged.broadcast()
             worldStarted.wait(schedLock)
         }
@@ -201,10 +218,23 @@ extension Heap {
     /// safepoints: they answer stop requests and flush the write-barrier buffer, but
     /// never scan the stack, so a `Ref` held briefly in a local between full safepoints
     /// (say, while traversing a structure) stays valid.
-    func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true) {
+    ///
+    /// `mayFinishMark`: the caller is at the top of an allocation slow path or in
+    /// `safepoint()`, holding nothing, and may run mark termination if the background
+    /// worker handed it over (`Attention.markDone`).
+    func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true, mayFinishMark: Bool = false) {
         let a = load(.stopRequested)
         if a & Attention.gcDuties != 0 { mutatorGCDuties(st, scanStack: full) }
         if a & Attention.stop != 0 { park(st) }
+        if a & Attention.markDone != 0 {
+            if phase == .off {
+                // Set by a worker that saw the mark phase just before it ended.
+                _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
+            } else if mayFinishMark && phase == .mark {
+                add(.markHandoffsTaken, 1)
+                markDone(st)
+            }
+        }
     }
 
     func enterBlocking(_ st: UnsafeMutablePointer<MutatorState>) {
@@ -246,6 +276,12 @@ extension Heap {
         deductSweepCredit(spanBytes)
         guard let s = cacheSpan(spc, st) else { return false }
         add(.spansCached, 1)
+        if let ids = s.pointee.typeIDs {
+            // The fast path stores a type id per object; bring the array in now, as the
+            // zeroing of the span did for the objects, instead of one miss per 32 slots.
+            let raw = UnsafeRawPointer(ids)
+            for off in stride(from: 0, to: Int(s.pointee.nelems) * 2, by: 64) { tc_prefetchw(raw + off) }
+        }
         let sg = sweepgen
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
@@ -759,6 +795,7 @@ extension Heap {
     func markDone(_ caller: UnsafeMutablePointer<MutatorState>?) {
         guard markDoneLock.tryLock() else { return }
         defer { markDoneLock.unlock() }
+        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
         // While it waits for other mutators, the caller counts as blocked.
         if let c = caller {
             mutatorGCDuties(c)

@@ -12,6 +12,7 @@ import Glibc
 /// runtime-owned memory behind unsafe pointers; no lock and no reference counting is on
 /// the allocation fast path.
 public final class Heap: @unchecked Sendable {
+
     // MARK: read by inlined code
     /// Atomic words shared by every thread; see `HeapWord`.
     @usableFromInline let words: UnsafeMutablePointer<UInt>
@@ -209,6 +210,7 @@ public final class Heap: @unchecked Sendable {
     /// the object. Returns the handle that allocation takes.
     public func register(_ layout: TypeLayout) throws -> ObjectType {
         guard layout.size >= 0 else { throw HeapError.invalidLayout("type \(layout.name): negative size \(layout.size)") }
+        guard layout.size < 1 << 32 else { throw HeapError.invalidLayout("type \(layout.name): size \(layout.size) is 4 GiB or more") }
         let size = (layout.size + 7) & ~7
         let wordsCount = size / 8
         for w in layout.pointerWords where w < 0 || w >= wordsCount {
@@ -272,7 +274,7 @@ public enum HeapError: Error, CustomStringConvertible, Equatable {
 /// Indexes of the heap's shared atomic words.
 @usableFromInline
 enum HeapWord: Int {
-    case stopRequested = 0   // the attention word: Attention.stop | Attention.gcDuties
+    case stopRequested = 0   // the attention word: Attention.stop | .gcDuties | .markDone
     case sweepgen            // Go's mheap.sweepgen; +2 per cycle
     case heapLive            // bytes in spans handed to mcaches + large objects since last mark
     case heapGoal            // the pacer's goal for this cycle
@@ -284,6 +286,8 @@ enum HeapWord: Int {
     case bytesMarked, scanWork, stackScanBytes, bgScanCredit, assistTimeNs, bgMarkTimeNs
     case assistWorkPerByte   // Double bit pattern
     case rootsClaimed, rootsDone, flushGen, activeWorkers, activeMutators
+    case parkEvents          // mutators parking for a stop (the stopper spins on it)
+    case markHandoffsTaken   // mark terminations a mutator ran for the worker (Attention.markDone)
     // sweeping
     case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked, sweepIndex
     case sweepPagesPerByte   // Double bit pattern

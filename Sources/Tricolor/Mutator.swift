@@ -45,6 +45,10 @@ struct MutatorState {
     // -- allocation-path counters (AllocPath.swift), nil when off --
     var pathCounters: AllocPathCounters? = nil
     var pathLevel: UInt8 = 0
+    // -- slow-path timing for the allocation benchmark (`Mutator._timeSlowPath`) --
+    var slowTiming = false
+    var slowTicks: UInt64 = 0
+    var slowCalls: UInt64 = 0
     @usableFromInline var stack: UnsafeMutablePointer<UInt>    // shadow stack slots
     @usableFromInline var stackTop: Int
     @usableFromInline var stackCap: Int
@@ -195,7 +199,14 @@ public struct Mutator {
                 return Ref(address: s.pointee.startAddr &+ idx &* s.pointee.elemSize)
             }
         }
-        return Ref(address: allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false))
+        return Ref(address: allocateSlow(t))
+    }
+
+    /// The typed slow path takes the packed type word only, so that the caller's loop
+    /// keeps one register for the type (see `ObjectType.bits`).
+    @usableFromInline @inline(never)
+    func allocateSlow(_ t: ObjectType) -> UInt {
+        allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false)
     }
 
     /// Like `allocate`, but nil instead of a fatal error when memory cannot be had.
@@ -224,7 +235,9 @@ public struct Mutator {
     @inlinable @inline(__always)
     public func allocateBytes(_ size: Int) -> Ref {
         if _fastPath(size >= 16 && size <= 1016) {
-            let sc = Int(state.pointee.heap.sizeToClass8[(size &+ 7) &>> 3])
+            // Up to 256 bytes Go's classes step by 8 to 32, then by 16: arithmetic that
+            // folds away when the size is a constant; the table above that.
+            let sc = size <= 256 ? Mutator.classUpTo256(size) : Int(state.pointee.heap.sizeToClass8[(size &+ 7) &>> 3])
             let s = cache[sc &<< 1 | 1]
             let c = s.pointee.allocCache
             if _fastPath(c != 0) {
@@ -236,6 +249,12 @@ public struct Mutator {
         return Ref(address: allocateSlow(size: size, typeID: 0, noscan: true, canFail: false))
     }
 
+    /// Go's size class for 16 ≤ size ≤ 256 (classes 2–18: 16, 24, 32, 48, 64, … 256).
+    @inlinable @inline(__always)
+    static func classUpTo256(_ size: Int) -> Int {
+        size <= 32 ? (size &+ 7) &>> 3 : ((size &+ 15) &>> 4) &+ 2
+    }
+
     public func tryAllocateBytes(_ size: Int) -> Ref? {
         let p = allocateSlow(size: size, typeID: 0, noscan: true, canFail: true)
         return p == 0 ? nil : Ref(address: p)
@@ -245,9 +264,10 @@ public struct Mutator {
     @usableFromInline @inline(never)
     func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
         let st = state
+        if _slowPath(st.pointee.slowTiming) { return timedAllocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail) }
         unowned(unsafe) let heap = st.pointee.heap
         if st.flags != 0 { checkUsable("allocate") }
-        if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st) }
+        if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st, mayFinishMark: true) }
         if size < 0 {
             if canFail { return 0 }
             runtimeFatal("allocation size out of range: \(size)")
@@ -284,6 +304,35 @@ public struct Mutator {
             callAllocationHook(p, size: size, typeID: typeID)
         }
         return p
+    }
+
+    /// `allocateSlow` bracketed by cycle-counter reads (see `_timeSlowPath`).
+    @inline(never)
+    func timedAllocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+        let st = state
+        st.pointee.slowTiming = false
+        let t0 = tc_cputicks()
+        let p = allocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail)
+        st.pointee.slowTicks &+= tc_cputicks() &- t0
+        st.pointee.slowCalls &+= 1
+        st.pointee.slowTiming = true
+        return p
+    }
+
+    /// For the allocation benchmark: while on, every call of the outlined slow path
+    /// (refills of the cache window, span refills, sweeping, heap growth, collections it
+    /// runs) is counted and its duration summed, so the benchmark can split the cost of
+    /// an allocation into the inlined fast path and the amortized slow path. Off by
+    /// default; costs the slow path one predictable branch.
+    public func _timeSlowPath(_ on: Bool) {
+        state.pointee.slowTiming = on
+        state.pointee.slowTicks = 0
+        state.pointee.slowCalls = 0
+    }
+
+    /// Slow-path calls and their total duration in nanoseconds since `_timeSlowPath(true)`.
+    public var _slowPathTime: (calls: UInt64, ns: Double) {
+        (state.pointee.slowCalls, Double(state.pointee.slowTicks) * CPUTicks.nsPerTick)
     }
 
     /// Tiny and large allocations: Go's byte countdown to the next heap profile sample.
@@ -561,7 +610,7 @@ public struct Mutator {
     }
 
     @usableFromInline @inline(never)
-    func parkSlow() { state.pointee.heap.gcSafepoint(state) }
+    func parkSlow() { state.pointee.heap.gcSafepoint(state, mayFinishMark: true) }
 
     /// Run `body`, which must not touch the heap, without holding up collections
     /// (Go's entersyscall/exitsyscall). Roots in frames stay roots.

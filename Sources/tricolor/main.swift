@@ -150,9 +150,19 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("memprofilerate"), help: "Heap profile sampling rate in bytes (default 524288; 0 = off).")
     var memProfileRate: Int = 512 * 1024
 
+    @Option(help: "Allocations per run.")
+    var objects: Int = 10_000_000
+
+    @Option(help: "Runs per case (the median is reported).")
+    var runs: Int = 7
+
     func run() throws {
+        guard objects > 0 else { throw ValidationError("--objects must be positive, got \(objects)") }
+        guard runs > 0 else { throw ValidationError("--runs must be positive, got \(runs)") }
         guard what == "alloc" else { throw ValidationError("unknown benchmark \(what); expected: alloc") }
         guard memProfileRate >= 0 else { throw ValidationError("--memprofilerate must be non-negative, got \(memProfileRate)") }
-        for line in try AllocBench.run(memProfileRate: memProfileRate) { print(line) }
+        for result in try AllocBench.run(objects: objects, runs: runs, memProfileRate: memProfileRate) {
+            print(AllocBench.format(result))
+        }
     }
 }

@@ -981,4 +981,75 @@ final class ConcurrentGCTests: XCTestCase {
         XCTAssertEqual(ms.numGC, UInt32(n), "exactly one cycle per collect()")
         XCTAssertEqual(ms.numForcedGC, UInt32(n))
     }
+    // MARK: mark termination handed to mutators
+
+    /// A list of `n` nodes rooted in `f[0]`, ids 0..<n; checked by `listIntact`.
+    private func buildList(_ m: Mutator, _ t: ObjectType, _ f: Frame, _ n: Int) {
+        for i in 0..<n {
+            let x = node(m, t, i)
+            m.store(x, 0, f[0])
+            f[0] = x
+        }
+    }
+
+    private func listIntact(_ m: Mutator, _ f: Frame, _ n: Int) -> Bool {
+        var p = f[0], i = n - 1, ok = true
+        while !p.isNull { ok = ok && intact(m, p, i); p = m.load(p, 0); i -= 1 }
+        return ok && i == -1
+    }
+
+    /// With a mutator allocating, the background worker does not stop the world itself
+    /// when it runs out of grey objects: it hands mark termination to the mutator, which
+    /// runs it at its next allocation slow path. Cycles keep completing, live data
+    /// survives (under gccheckmark), and the hand-off is taken.
+    func testWorkerHandsMarkTerminationToAllocatingMutator() throws {
+        let heap = try Heap(configuration: Configuration(checkmark: true))
+        let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                buildList(m, N, f, 2_000)
+                let start = heap.memStats().numGC
+                var rounds = 0
+                while heap.memStats().numGC < start + 8 && rounds < 2_000 {
+                    for i in 0..<20_000 { _ = node(m, N, -i) }   // garbage: cycles start by GOGC
+                    rounds += 1
+                }
+                XCTAssertGreaterThanOrEqual(heap.memStats().numGC, start + 8, "cycles did not complete")
+                XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
+            }
+        }
+        XCTAssertGreaterThan(heap.load(.markHandoffsTaken), 0, "no mark termination was handed to the mutator")
+        XCTAssertEqual(heap.load(.stopRequested) & Attention.markDone, 0, "hand-off request left set after the cycles")
+    }
+
+    /// With every mutator in a blocking region there is no one to hand mark termination
+    /// to: the worker runs it itself (scanning the blocked mutator's stack).
+    func testWorkerFinishesMarkItselfWhenMutatorsAreBlocked() throws {
+        let heap = try Heap(configuration: Configuration(checkmark: true))
+        let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                buildList(m, N, f, 2_000)
+                // Allocate until a cycle is running, then block until it has finished.
+                var started = false
+                for _ in 0..<10_000 where !started {
+                    for i in 0..<1_000 { _ = node(m, N, -i) }
+                    started = heap.debugPhase == "mark"
+                }
+                XCTAssertTrue(started, "no cycle started")
+                let handoffs = heap.load(.markHandoffsTaken)
+                var finished = false
+                m.blocking {
+                    let deadline = monotonicSeconds() + 30
+                    while !finished && monotonicSeconds() < deadline {
+                        finished = heap.debugPhase == "off"
+                        if !finished { usleep(1_000) }
+                    }
+                }
+                XCTAssertTrue(finished, "the cycle did not finish while the only mutator was blocked")
+                XCTAssertEqual(heap.load(.markHandoffsTaken), handoffs, "a blocked mutator took the hand-off")
+                XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
+            }
+        }
+    }
 }

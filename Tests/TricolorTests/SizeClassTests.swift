@@ -101,6 +101,10 @@ final class SizeClassTests: XCTestCase {
         XCTAssertEqual(SizeClassTable.sizeToClass(1025), 33)
         XCTAssertEqual(SizeClassTable.sizeToClass(1), 1)
         XCTAssertEqual(SizeClassTable.sizeToClass(32768), 67)
+        // The arithmetic lookup the inlined pointer-free fast path uses up to 256 bytes.
+        for size in 16...256 {
+            XCTAssertEqual(Mutator.classUpTo256(size), SizeClassTable.referenceSizeToClass(size), "size \(size)")
+        }
     }
 
     // (d) Multiply-and-shift gives exactly offset / size in every span.

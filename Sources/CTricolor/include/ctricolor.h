@@ -41,6 +41,16 @@ TC_INLINE uint8_t tc_or8(void *p, uint8_t v) { return __atomic_fetch_or((uint8_t
 TC_INLINE uint8_t tc_and8(void *p, uint8_t v) { return __atomic_fetch_and((uint8_t *)p, v, __ATOMIC_SEQ_CST); }
 
 TC_INLINE void tc_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+/* Spin-wait hint. */
+TC_INLINE void tc_pause(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+/* Prefetch for writing (prefetchw where the CPU has it). */
+TC_INLINE void tc_prefetchw(const void *p) { __builtin_prefetch(p, 1, 3); }
 
 // CPU time-stamp counter (Go's cputicks): cheap, for latency histograms; convert to ns
 // with a rate measured against tc_nanotime.
