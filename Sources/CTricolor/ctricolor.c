@@ -119,3 +119,27 @@ void *tc_mmap_anon(size_t n) {
     void *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? 0 : p;
 }
+
+// Stop-the-world rescue (see Heap.stopTheWorld): move thread `tid`, runnable but kept off
+// its CPU, onto the CPU the caller is about to give up. Its previous CPU mask is saved
+// in `saved` (TC_CPU_MASK_BYTES bytes) for tc_restore_affinity. 0 on success.
+_Static_assert(sizeof(cpu_set_t) == TC_CPU_MASK_BYTES, "TC_CPU_MASK_BYTES");
+int tc_pull_thread_here(uint64_t tid, void *saved) {
+    int cpu = sched_getcpu();
+    if (cpu < 0) return -1;
+    cpu_set_t *old = (cpu_set_t *)saved;
+    if (sched_getaffinity((pid_t)tid, sizeof(cpu_set_t), old) != 0) return -1;
+    if (!CPU_ISSET(cpu, old)) return -1;   // not allowed there: leave it alone
+    cpu_set_t here;
+    CPU_ZERO(&here);
+    CPU_SET(cpu, &here);
+    return sched_setaffinity((pid_t)tid, sizeof(cpu_set_t), &here);
+}
+
+int tc_current_affinity(void *mask) {
+    return sched_getaffinity(0, sizeof(cpu_set_t), (cpu_set_t *)mask);
+}
+
+int tc_restore_affinity(uint64_t tid, const void *saved) {
+    return sched_setaffinity((pid_t)tid, sizeof(cpu_set_t), (const cpu_set_t *)saved);
+}

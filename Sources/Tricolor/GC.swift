@@ -149,15 +149,44 @@ extension Heap {
             return false
         }
         stwActive = true
+        let requested = tc_nanotime()
         _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.stop))
         requestSafepoints()
         caller?.pointee.status = .parked
         var spun = false
+        var rescueDone = false
+        var pulled = 0
         while true {
             var running = false
             var p = mutators
             while let m = p { if m.rawStatus == .running { running = true; break }; p = m.rawNext }
             if !running { break }
+            if spun && !rescueDone {
+                let waited = tc_nanotime() - requested
+                if waited < Heap.stopRescueAfterNs {
+                    _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, Heap.stopRescueAfterNs - waited)
+                    continue
+                }
+                // Still not stopped after 50 µs: the OS is keeping a mutator off its CPU
+                // (measured: a kernel thread ran for 1.5–3 ms on that CPU and the waiting
+                // mutator was not moved to the CPU this thread leaves idle while it
+                // waits). Move each late mutator onto this CPU; it runs as soon as this
+                // thread blocks, reaches a safepoint and parks. Masks are restored below.
+                rescueDone = true
+                p = mutators
+                while let m = p, pulled < Heap.maxRescues {
+                    if m.rawStatus == .running {
+                        let mask = rescueMasks + pulled * Int(TC_CPU_MASK_BYTES)
+                        if tc_pull_thread_here(m.rawThreadID, mask) == 0 {
+                            rescueTids[pulled] = m.rawThreadID
+                            pulled += 1
+                        }
+                    }
+                    p = m.rawNext
+                }
+                if pulled > 0 { add(.stopRescues, 1) }
+                continue
+            }
             if !spun {
                 // A mutator on a CPU answers within a microsecond or so; waiting for that
                 // on the condition variable would add a futex wake-up (10–60 µs on this
@@ -165,16 +194,22 @@ extension Heap {
                 spun = true
                 let parks = load(.parkEvents)
                 schedLock.unlock()
-                let deadline = tc_nanotime() + 30_000
+                let deadline = requested + 30_000
                 while load(.parkEvents) == parks && tc_nanotime() < deadline { tc_pause() }
                 schedLock.lock()
                 continue
             }
             stateChanged.wait(schedLock)
         }
+        for i in 0..<pulled {
+            _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
+        }
         schedLock.unlock()
         return true
     }
+
+    /// How long a stop waits for mutators before moving late ones onto its CPU.
+    static let stopRescueAfterNs: UInt64 = 50_000
 
     /// Make every running mutator take its slow path at its next load, store or frame
     /// operation (as well as at allocation slow paths and `safepoint()`), so a stop or a

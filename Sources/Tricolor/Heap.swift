@@ -21,6 +21,12 @@ public final class Heap: @unchecked Sendable {
     @usableFromInline let sizeToClass8: UnsafeMutablePointer<UInt8>
     @usableFromInline let sizeToClass128: UnsafeMutablePointer<UInt8>
     @usableFromInline let emptySpan: UnsafeMutablePointer<MSpan>
+    /// Stop-the-world rescue records (thread id, saved CPU mask), used by the one
+    /// thread stopping the world; preallocated so that path neither allocates nor
+    /// instantiates metadata (which costs page faults, measured at 100+ µs).
+    let rescueTids: UnsafeMutablePointer<UInt64>
+    let rescueMasks: UnsafeMutableRawPointer
+    static let maxRescues = 16
 
     // MARK: configuration
     public let configuration: Configuration
@@ -144,6 +150,8 @@ public final class Heap: @unchecked Sendable {
         sizeToClass128 = .allocate(capacity: SizeClassTable.sizeToClass128.count)
         sizeToClass128.initialize(from: SizeClassTable.sizeToClass128, count: SizeClassTable.sizeToClass128.count)
         emptySpan = .allocate(capacity: 1)
+        rescueTids = .allocate(capacity: Heap.maxRescues)
+        rescueMasks = .allocate(byteCount: Heap.maxRescues * Int(TC_CPU_MASK_BYTES), alignment: 8)
         emptySpan.initialize(to: .empty)
         let zb = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
         zb.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
@@ -187,6 +195,7 @@ public final class Heap: @unchecked Sendable {
         SysMemory.free(UnsafeMutableRawPointer(types), maxTypes * MemoryLayout<TypeInfo>.stride)
         globalSlots.destroy(); handleSlots.destroy()
         sizeToClass8.deallocate(); sizeToClass128.deallocate(); emptySpan.deallocate()
+        rescueTids.deallocate(); rescueMasks.deallocate()
         UnsafeMutableRawPointer(bitPattern: zeroBase)!.deallocate()
         words.deallocate()
         pathTotals.deallocate()
@@ -288,6 +297,7 @@ enum HeapWord: Int {
     case rootsClaimed, rootsDone, flushGen, activeWorkers, activeMutators
     case parkEvents          // mutators parking for a stop (the stopper spins on it)
     case markHandoffsTaken   // mark terminations a mutator ran for the worker (Attention.markDone)
+    case stopRescues         // stops that pulled a descheduled mutator onto the stopper's CPU
     // sweeping
     case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked, sweepIndex
     case sweepPagesPerByte   // Double bit pattern

@@ -164,6 +164,7 @@ extension Heap {
                 s.pauseEnd.append(pauseEnd[i])
             }
             s.allPauses = pauses
+            s.stopRescues = Int(load(.stopRescues))
             return s
         }
     }
@@ -179,6 +180,9 @@ public struct GCStats: Sendable, Codable, Equatable {
     public var pauseEnd: [UInt64] = []
     /// Every stop-the-world pause in order (two or more per cycle), for quantiles.
     public var allPauses: [UInt64] = []
+    /// Stops that found a mutator runnable but kept off its CPU by the OS for 50 µs and
+    /// moved it onto the stopping thread's CPU (see `Heap.stopTheWorld`). Not in Go.
+    public var stopRescues: Int = 0
 
     /// The q-quantile (0…1) of all recorded pauses, in nanoseconds.
     public func pauseQuantile(_ q: Double) -> UInt64 {

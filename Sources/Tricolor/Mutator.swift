@@ -121,6 +121,7 @@ extension MutatorState {
     static let sharedOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.shared)!
     static let statusOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.status)!
     static let nextOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.next)!
+    static let threadIDOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.threadID)!
 }
 
 /// See `MutatorState.shared`. All fields are accessed atomically.
@@ -161,6 +162,10 @@ extension UnsafeMutablePointer where Pointee == MutatorState {
     /// The mutator's status (sched lock held by the reader).
     var rawStatus: MutatorStatus {
         UnsafeRawPointer(self).load(fromByteOffset: MutatorState.statusOffset, as: MutatorStatus.self)
+    }
+    /// The mutator's kernel thread id (set at attach, before the mutator is listed).
+    var rawThreadID: UInt64 {
+        UnsafeRawPointer(self).load(fromByteOffset: MutatorState.threadIDOffset, as: UInt64.self)
     }
     /// The next attached mutator (sched lock held by the reader).
     var rawNext: UnsafeMutablePointer<MutatorState>? {

@@ -44,6 +44,7 @@ public func summaryLine(heap: Heap, wallSeconds: Double, extra: [(String, String
         ("pause_max_us", us(stats.allPauses.max() ?? 0)),
         ("heap_sys_mb", String(format2: Double(mem.heapSys) / 1048576)),
         ("total_alloc_mb", String(format2: Double(mem.totalAlloc) / 1048576)),
+        ("stop_rescues", String(stats.stopRescues)),
     ]
     pairs += extra
     return "# " + pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import CTricolor
 import XCTest
 @testable import Tricolor
 import TricolorWorkloads
@@ -1051,5 +1052,42 @@ final class ConcurrentGCTests: XCTestCase {
                 XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
             }
         }
+    }
+    /// A mutator that does not reach a safepoint for 50 µs after a stop request is
+    /// moved onto the stopping thread's CPU (the stop-the-world rescue), and its CPU mask
+    /// is put back once the world is stopped. Here the late mutator is simply busy for
+    /// 20 ms without a safepoint, which the stop cannot tell from one the OS keeps off
+    /// its CPU: the rescue must happen, the stop must complete when the mutator reaches
+    /// its safepoint, and the mutator's CPU mask must be what it was.
+    func testStopRescuesLateMutatorAndRestoresItsCPUMask() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+        final class Shared: @unchecked Sendable {
+            let busy = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+            var before = [UInt8](repeating: 0, count: Int(TC_CPU_MASK_BYTES))
+            var after = [UInt8](repeating: 1, count: Int(TC_CPU_MASK_BYTES))
+            var rescues = 0
+            init() { busy.initialize(to: 0) }
+            deinit { busy.deallocate() }
+        }
+        let sh = Shared()
+        let rescuesBefore = heap.gcStats().stopRescues
+        runThreads(2) { i in
+            if i == 0 {
+                heap.withMutator { m in
+                    _ = sh.before.withUnsafeMutableBytes { tc_current_affinity($0.baseAddress!) }
+                    tc_store_release(sh.busy, 1)
+                    let end = monotonicSeconds() + 0.02
+                    while monotonicSeconds() < end {}            // no safepoint for 20 ms
+                    while tc_load_acquire(sh.busy) != 2 { m.safepoint(); usleep(100) }
+                    _ = sh.after.withUnsafeMutableBytes { tc_current_affinity($0.baseAddress!) }
+                }
+            } else {
+                while tc_load_acquire(sh.busy) != 1 { usleep(100) }
+                heap.collect()                                    // stops the world
+                tc_store_release(sh.busy, 2)
+            }
+        }
+        XCTAssertGreaterThan(heap.gcStats().stopRescues, rescuesBefore, "the late mutator was not moved")
+        XCTAssertEqual(sh.after, sh.before, "the mutator's CPU mask was not restored")
     }
 }

@@ -113,6 +113,11 @@ void tc_cond_wait(tc_cond *c, tc_lock *l);
 void tc_cond_broadcast(tc_cond *c);
 int tc_cond_timedwait_ns(tc_cond *c, tc_lock *l, uint64_t ns);   // 0, or ETIMEDOUT
 
+#define TC_CPU_MASK_BYTES 128   // sizeof(cpu_set_t)
+int tc_pull_thread_here(uint64_t tid, void *saved);   // 0 on success; saves the old mask
+int tc_restore_affinity(uint64_t tid, const void *saved);
+int tc_current_affinity(void *mask);                  // the calling thread's mask (tests)
+
 // ---- OS memory ----
 void *tc_mmap_reserve(size_t n);                     // PROT_NONE, NORESERVE; NULL on failure
 int tc_mmap_commit(void *p, size_t n);               // PROT_READ|WRITE; 0 on success
