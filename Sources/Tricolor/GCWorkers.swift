@@ -147,6 +147,11 @@ extension Heap {
     /// The background sweeper: after each mark termination, sweep spans until none is
     /// left, yielding between spans so it only uses otherwise idle time.
     func sweeperLoop() {
+        // Lowest priority, like Go's bgsweep, which gives its P to any goroutine that
+        // wants it: when the sweeper does run next to the mutators (one of them blocked
+        // for a moment, say), the kernel must not prefer it to a mutator that a
+        // stop-the-world is waiting for.
+        _ = tc_set_thread_nice(19)
         while true {
             bgLock.lock()
             while !sweepRequested && !shuttingDown { bgCond.wait(bgLock) }
