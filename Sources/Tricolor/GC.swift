@@ -396,7 +396,7 @@ extension Heap {
         }
         s.pointee.largeType = UInt32(typeID)
         s.pointee.limit = s.pointee.startAddr + UInt(size)
-        s.pointee.freeIndex = 64      // past the only slot: allocated
+        s.setFreeIndex(64)            // past the only slot: allocated
         s.pointee.allocCount = 1
         s.pointee.allocCache = 0
         let bytes = UInt(npages) << SizeClassTable.pageShiftU

@@ -201,6 +201,7 @@ extension Heap {
                 if let s = spanOf(addr) {
                     precondition(pages.isUsed(p), "heap: page \(p) has a span but is free in the page allocator")
                     precondition(s.pointee.startAddr <= addr && addr < s.pointee.endAddr, "heap: page \(p) maps to a span that does not cover it")
+                    if s.pointee.startAddr == addr { s.checkInvariants() }
                     inUsePages += 1
                 } else {
                     precondition(!pages.isUsed(p), "heap: page \(p) in use but has no span")

@@ -29,7 +29,8 @@ import CTricolor
 // Invariants (checkInvariants):
 // - freeIndex <= nelems; allocCount == number of allocated slots;
 // - elemSize * nelems <= npages * pageSize; limit <= startAddr + npages * pageSize;
-// - scan spans of a size class have a typeIDs array of nelems entries.
+// - scan spans of a size class have a typeIDs array of nelems entries;
+// - windowBase == startAddr + freeIndex × elemSize, windowTypeIDs == typeIDs + freeIndex.
 
 @usableFromInline
 enum MSpanState: UInt8 {
@@ -40,12 +41,17 @@ enum MSpanState: UInt8 {
 
 @usableFromInline
 struct MSpan: @unchecked Sendable {
-    // -- fast path --
+    // -- fast path (the first four fields: all the inlined allocation reads) --
     @usableFromInline var allocCache: UInt64
+    /// Address of slot `freeIndex` (the window's first slot): the fast path adds
+    /// tz × elemSize to it, one load and one add fewer than startAddr + (freeIndex + tz) × elemSize.
+    @usableFromInline var windowBase: UInt
+    @usableFromInline var elemSize: UInt
+    /// `typeIDs + freeIndex` (nil for noscan spans).
+    @usableFromInline var windowTypeIDs: UnsafeMutablePointer<UInt16>?
     @usableFromInline var freeIndex: UInt
     @usableFromInline var nelems: UInt
     @usableFromInline var startAddr: UInt
-    @usableFromInline var elemSize: UInt
     @usableFromInline var allocCount: UInt
     @usableFromInline var typeIDs: UnsafeMutablePointer<UInt16>?
     // -- the rest --
@@ -72,7 +78,7 @@ struct MSpan: @unchecked Sendable {
     var endAddr: UInt { startAddr + npages << SizeClassTable.pageShiftU }
 
     static let empty = MSpan(
-        allocCache: 0, freeIndex: 0, nelems: 0, startAddr: 0, elemSize: 0, allocCount: 0,
+        allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
         spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0)
@@ -106,6 +112,14 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         return pointee.freeIndex &+ UInt(truncatingIfNeeded: cache.trailingZeroBitCount)
     }
 
+    /// Set the window to start at slot `base` (keeps windowBase and windowTypeIDs in step).
+    @inline(__always)
+    func setFreeIndex(_ base: UInt) {
+        pointee.freeIndex = base
+        pointee.windowBase = pointee.startAddr &+ base &* pointee.elemSize
+        pointee.windowTypeIDs = pointee.typeIDs.map { $0 + Int(min(base, pointee.nelems)) }
+    }
+
     /// The slot index of the object containing `addr` (Go's divideByElemSize).
     @inline(__always)
     func objectIndex(_ addr: UInt) -> UInt {
@@ -121,7 +135,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     /// Make the window at `base` current (Go's refillAllocCache).
     func loadWindow(_ base: UInt) {
-        pointee.freeIndex = base
+        setFreeIndex(base)
         pointee.allocCache = base < pointee.nelems ? ~pointee.allocBits![Int(base / 64)] & validMask(base) : 0
     }
 
@@ -135,7 +149,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         while pointee.allocCache == 0 {
             let next = pointee.freeIndex &+ 64
             if next >= n {
-                pointee.freeIndex = (n + 63) & ~63
+                setFreeIndex((n + 63) & ~63)
                 return n
             }
             loadWindow(next)
@@ -186,5 +200,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         precondition(s.elemSize * s.nelems <= s.npages << SizeClassTable.pageShiftU, "span: slots overflow pages")
         if !s.isLarge && !s.spanClass.noscan { precondition(s.typeIDs != nil, "span: scan span without type array") }
         precondition(s.allocCache & ~validMask(s.freeIndex) == 0, "span: allocCache has bits past nelems")
+        precondition(s.windowBase == s.startAddr &+ s.freeIndex &* s.elemSize, "span: windowBase out of step with freeIndex")
+        if let t = s.typeIDs, s.freeIndex <= s.nelems { precondition(s.windowTypeIDs == t + Int(s.freeIndex), "span: windowTypeIDs out of step with freeIndex") }
     }
 }

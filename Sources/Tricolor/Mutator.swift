@@ -199,9 +199,9 @@ public struct Mutator {
             let c = s.pointee.allocCache
             if _fastPath(c != 0) {
                 s.pointee.allocCache = c & (c &- 1)
-                let idx = s.pointee.freeIndex &+ UInt(truncatingIfNeeded: c.trailingZeroBitCount)
-                if !t.spanClass.noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(bitPattern: idx)] = t.id }
-                return Ref(address: s.pointee.startAddr &+ idx &* s.pointee.elemSize)
+                let i = c.trailingZeroBitCount
+                if !t.spanClass.noscan { s.pointee.windowTypeIDs.unsafelyUnwrapped[i] = t.id }
+                return Ref(address: s.pointee.windowBase &+ UInt(truncatingIfNeeded: i) &* s.pointee.elemSize)
             }
         }
         return Ref(address: allocateSlow(t))
@@ -247,8 +247,7 @@ public struct Mutator {
             let c = s.pointee.allocCache
             if _fastPath(c != 0) {
                 s.pointee.allocCache = c & (c &- 1)
-                let idx = s.pointee.freeIndex &+ UInt(truncatingIfNeeded: c.trailingZeroBitCount)
-                return Ref(address: s.pointee.startAddr &+ idx &* s.pointee.elemSize)
+                return Ref(address: s.pointee.windowBase &+ UInt(truncatingIfNeeded: c.trailingZeroBitCount) &* s.pointee.elemSize)
             }
         }
         return Ref(address: allocateSlow(size: size, typeID: 0, noscan: true, canFail: false))
