@@ -111,6 +111,7 @@ extension Heap {
         sub(.activeMutators, 1)
         st.pointee.next = freeMutators
         freeMutators = st
+        add(.parkEvents, 1)
         stateChanged.broadcast()
         schedLock.unlock()
         tc_set_current_mutator(nil)
@@ -267,7 +268,7 @@ extension Heap {
                 _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
             } else if mayFinishMark && phase == .mark {
                 add(.markHandoffsTaken, 1)
-                markDone(st)
+                markDone(st, handoff: true)
             }
         }
     }
@@ -277,6 +278,7 @@ extension Heap {
         schedLock.lock()
         sub(.activeMutators, 1)
         st.pointee.status = .blocking
+        add(.parkEvents, 1)   // a stopper spinning on it stops waiting for this one
         stateChanged.broadcast()
         schedLock.unlock()
     }
@@ -522,6 +524,7 @@ extension Heap {
         store(.bgMarkTimeNs, 0)
         store(.rootsClaimed, 0)
         store(.rootsDone, 0)
+        store(.handoffRefused, 0)
         store(.stackScanBytes, 0)
         work.reset()
         pacer.triggered = load(.heapLive)
@@ -827,7 +830,12 @@ extension Heap {
     /// Go's gcMarkDone: if no marker holds grey work, run the ragged barrier and, if that
     /// turned nothing grey, stop the world and finish the cycle. Returns early (doing
     /// nothing) when work remains or another thread is already finishing.
-    func markDone(_ caller: UnsafeMutablePointer<MutatorState>?) {
+    ///
+    /// `handoff`: a mutator running it for the background worker (`Attention.markDone`).
+    /// It must not wait long for the other mutators' stacks: one of them may be waiting
+    /// for this one between full safepoints. After 200 µs it gives up and leaves this
+    /// cycle's mark termination to the worker (`handoffRefused`).
+    func markDone(_ caller: UnsafeMutablePointer<MutatorState>?, handoff: Bool = false) {
         guard markDoneLock.tryLock() else { return }
         defer { markDoneLock.unlock() }
         _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
@@ -847,6 +855,7 @@ extension Heap {
             _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.gcDuties))
             schedLock.lock()
             requestSafepoints()
+            let barrierStart = tc_nanotime()
             while true {
                 var pending = false
                 var p = mutators
@@ -870,6 +879,17 @@ extension Heap {
                     p = m.rawNext
                 }
                 if !pending { break }
+                if handoff {
+                    let waited = tc_nanotime() - barrierStart
+                    if waited >= 200_000 {
+                        store(.handoffRefused, 1)
+                        add(.handoffsRefused, 1)
+                        schedLock.unlock()
+                        return
+                    }
+                    _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, 200_000 - waited)
+                    continue
+                }
                 _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, 1_000_000)
             }
             schedLock.unlock()

@@ -125,9 +125,17 @@ extension Heap {
     /// on a CPU, and the worker sleeps meanwhile, so the other mutator is too. In Go the
     /// worker runs on a P, so a descheduled goroutine is already stopped; this is the
     /// threads' equivalent. If no mutator takes the request within 1 ms (all blocked, or
-    /// computing without safepoints) the worker runs mark termination itself.
+    /// computing without safepoints) the worker runs mark termination itself; likewise
+    /// when a mutator gave it back (`markDone(handoff:)`).
     func finishMarkOrHandOff(_ handoffStart: inout UInt64) {
         let now = tc_nanotime()
+        if load(.handoffRefused) != 0 {
+            // A mutator found another mutator's stack unscanned and gave it back: wait
+            // for the stacks here, where waiting holds up no mutator.
+            handoffStart = 0
+            markDone(nil)
+            return
+        }
         let pending = load(.stopRequested) & Attention.markDone != 0
         if handoffStart != 0 && !pending {
             handoffStart = 0   // a mutator took it (and found work left, or finished)
@@ -147,11 +155,6 @@ extension Heap {
     /// The background sweeper: after each mark termination, sweep spans until none is
     /// left, yielding between spans so it only uses otherwise idle time.
     func sweeperLoop() {
-        // Lowest priority, like Go's bgsweep, which gives its P to any goroutine that
-        // wants it: when the sweeper does run next to the mutators (one of them blocked
-        // for a moment, say), the kernel must not prefer it to a mutator that a
-        // stop-the-world is waiting for.
-        _ = tc_set_thread_nice(19)
         while true {
             bgLock.lock()
             while !sweepRequested && !shuttingDown { bgCond.wait(bgLock) }

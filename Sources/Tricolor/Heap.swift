@@ -219,7 +219,7 @@ public final class Heap: @unchecked Sendable {
     /// the object. Returns the handle that allocation takes.
     public func register(_ layout: TypeLayout) throws -> ObjectType {
         guard layout.size >= 0 else { throw HeapError.invalidLayout("type \(layout.name): negative size \(layout.size)") }
-        guard layout.size < 1 << 32 else { throw HeapError.invalidLayout("type \(layout.name): size \(layout.size) is 4 GiB or more") }
+        guard layout.size <= (1 << 32) - 8 else { throw HeapError.invalidLayout("type \(layout.name): size \(layout.size) is too large (at most 4 GiB - 8 bytes)") }
         let size = (layout.size + 7) & ~7
         let wordsCount = size / 8
         for w in layout.pointerWords where w < 0 || w >= wordsCount {
@@ -298,6 +298,8 @@ enum HeapWord: Int {
     case parkEvents          // mutators parking for a stop (the stopper spins on it)
     case markHandoffsTaken   // mark terminations a mutator ran for the worker (Attention.markDone)
     case stopRescues         // stops that pulled a descheduled mutator onto the stopper's CPU
+    case handoffRefused      // this cycle: a mutator gave mark termination back to the worker
+    case handoffsRefused     // cumulative count of those
     // sweeping
     case pagesSwept, pagesSweptBasis, sweepHeapLiveBasis, activeSweepers, sweepBlocked, sweepIndex
     case sweepPagesPerByte   // Double bit pattern

@@ -58,7 +58,7 @@ public enum AllocBench {
                             let (n, slowNs) = m._slowPathTime
                             m._timeSlowPath(false)
                             if timed {
-                                fast.append((ns - slowNs) / Double(objects - Int(n)))
+                                fast.append((ns - slowNs) / Double(max(1, objects - Int(n))))
                                 slow.append(slowNs / Double(objects))
                                 calls.append(Double(n) * 1000 / Double(objects))
                             } else {
