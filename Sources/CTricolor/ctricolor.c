@@ -8,7 +8,6 @@
 #include <sched.h>
 #include <errno.h>
 #include <sys/auxv.h>
-#include <sys/resource.h>
 
 __thread void *tc_current_mutator = 0;
 
@@ -56,8 +55,6 @@ __attribute__((noinline)) size_t tc_callers(size_t skip, uintptr_t *buf, size_t 
 uintptr_t tc_executable_phdr(void) { return (uintptr_t)getauxval(AT_PHDR); }
 
 int tc_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
-// Linux: nice applies per thread when given the thread id.
-int tc_set_thread_nice(int nice) { return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice); }
 
 static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec; }
 uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }

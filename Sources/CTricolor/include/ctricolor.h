@@ -77,7 +77,6 @@ TC_INLINE void tc_set_current_mutator(void *m) { tc_current_mutator = m; }
 uint64_t tc_thread_id(void);                         // gettid()
 int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 int tc_set_thread_name(const char *name);
-int tc_set_thread_nice(int nice);                     // the calling thread only
 uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC
 uint64_t tc_walltime_ns(void);                       // CLOCK_REALTIME
 uint64_t tc_thread_cputime_ns(void);                 // CLOCK_THREAD_CPUTIME_ID
