@@ -1087,10 +1087,12 @@ final class ConcurrentGCTests: XCTestCase {
             m.withFrame(slots: 1) { f in
                 buildList(m, N, f, 2_000)
                 // Allocate until a cycle is running, then block until it has finished.
+                // Checked after every allocation: a mutator may itself finish a cycle
+                // (the hand-off) a few allocations after one starts.
                 var started = false
-                for _ in 0..<10_000 where !started {
-                    for i in 0..<1_000 { _ = node(m, N, -i) }
-                    started = heap.debugPhase == "mark"
+                for i in 0..<10_000_000 where !started {
+                    _ = node(m, N, -i)
+                    started = heap.phase == .mark
                 }
                 XCTAssertTrue(started, "no cycle started")
                 let handoffs = heap.load(.markHandoffsTaken)
