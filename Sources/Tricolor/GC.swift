@@ -111,8 +111,7 @@ extension Heap {
         sub(.activeMutators, 1)
         st.pointee.next = freeMutators
         freeMutators = st
-        add(.parkEvents, 1)
-        stateChanged.broadcast()
+        statusChanged()
         schedLock.unlock()
         tc_set_current_mutator(nil)
     }
@@ -142,7 +141,7 @@ extension Heap {
         if stwActive {
             while stwActive {
                 caller?.pointee.status = .parked
-                stateChanged.broadcast()
+                statusChanged()
                 worldStarted.wait(schedLock)
             }
             caller?.pointee.status = .running
@@ -154,54 +153,28 @@ extension Heap {
         _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.stop))
         requestSafepoints()
         caller?.pointee.status = .parked
-        var spun = false
-        var rescueDone = false
-        var pulled = 0
-        while true {
-            var running = false
-            var p = mutators
-            while let m = p { if m.rawStatus == .running { running = true; break }; p = m.rawNext }
-            if !running { break }
-            if spun && !rescueDone {
-                let waited = tc_nanotime() - requested
-                if waited < Heap.stopRescueAfterNs {
-                    _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, Heap.stopRescueAfterNs - waited)
-                    continue
-                }
-                // Still not stopped after 50 µs: the OS is keeping a mutator off its CPU
-                // (measured: a kernel thread ran for 1.5–3 ms on that CPU and the waiting
-                // mutator was not moved to the CPU this thread leaves idle while it
-                // waits). Move each late mutator onto this CPU; it runs as soon as this
-                // thread blocks, reaches a safepoint and parks. Masks are restored below.
-                rescueDone = true
-                p = mutators
-                while let m = p, pulled < Heap.maxRescues {
-                    if m.rawStatus == .running {
-                        let mask = rescueMasks + pulled * Int(TC_CPU_MASK_BYTES)
-                        if tc_pull_thread_here(m.rawThreadID, mask) == 0 {
-                            rescueTids[pulled] = m.rawThreadID
-                            pulled += 1
-                        }
-                    }
-                    p = m.rawNext
-                }
-                if pulled > 0 { add(.stopRescues, 1) }
-                continue
-            }
-            if !spun {
-                // A mutator on a CPU answers within a microsecond or so; waiting for that
-                // on the condition variable would add a futex wake-up (10–60 µs on this
-                // kind of VM) to the pause. Spin briefly on the park count, then block.
-                spun = true
-                let parks = load(.parkEvents)
-                schedLock.unlock()
-                let deadline = requested + 30_000
-                while load(.parkEvents) == parks && tc_nanotime() < deadline { tc_pause() }
-                schedLock.lock()
-                continue
-            }
-            stateChanged.wait(schedLock)
+        // 1. A mutator on a CPU answers within a microsecond or so; waiting for that on
+        //    the condition variable would add a futex wake-up (10–60 µs on this kind of
+        //    VM) to the pause. Spin briefly on the park count first.
+        if anyMutatorRunning() {
+            let parks = load(.parkEvents)
+            schedLock.unlock()
+            while load(.parkEvents) == parks && tc_nanotime() < requested + 30_000 { tc_pause() }
+            schedLock.lock()
         }
+        // 2. Wait until the rescue deadline.
+        while anyMutatorRunning() {
+            let waited = tc_nanotime() - requested
+            if waited >= Heap.stopRescueAfterNs { break }
+            _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, Heap.stopRescueAfterNs - waited)
+        }
+        // 3. Still not stopped after 50 µs: the OS is keeping a mutator off its CPU
+        //    (measured: a kernel thread ran for 1.5–3 ms on that CPU and the waiting
+        //    mutator was not moved to the CPU this thread leaves idle while it waits).
+        //    Move each late mutator onto this CPU; it runs as soon as this thread
+        //    blocks, reaches a safepoint and parks.
+        let pulled = anyMutatorRunning() ? pullRunningMutatorsHere() : 0
+        while anyMutatorRunning() { stateChanged.wait(schedLock) }
         for i in 0..<pulled {
             _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
         }
@@ -209,8 +182,42 @@ extension Heap {
         return true
     }
 
+    /// Whether an attached mutator is still running (sched lock held).
+    private func anyMutatorRunning() -> Bool {
+        var p = mutators
+        while let m = p { if m.rawStatus == .running { return true }; p = m.rawNext }
+        return false
+    }
+
+    /// Move every running mutator onto the calling thread's CPU, saving its CPU mask in
+    /// the rescue records for `stopTheWorld` to restore. Returns how many were moved.
+    /// Sched lock held.
+    private func pullRunningMutatorsHere() -> Int {
+        var pulled = 0
+        var p = mutators
+        while let m = p, pulled < Heap.maxRescues {
+            if m.rawStatus == .running && tc_pull_thread_here(m.rawThreadID, rescueMasks + pulled * Int(TC_CPU_MASK_BYTES)) == 0 {
+                rescueTids[pulled] = m.rawThreadID
+                pulled += 1
+            }
+            p = m.rawNext
+        }
+        if pulled > 0 { add(.stopRescues, 1) }
+        return pulled
+    }
+
+    /// A mutator left the running state (parked, blocking, detached): wake whoever waits
+    /// for that, and end the spin of a stopper (`parkEvents`). Sched lock held.
+    private func statusChanged() {
+        add(.parkEvents, 1)
+        stateChanged.broadcast()
+    }
+
     /// How long a stop waits for mutators before moving late ones onto its CPU.
     static let stopRescueAfterNs: UInt64 = 50_000
+    /// How long a mutator running mark termination for the worker waits for the other
+    /// mutators' stacks before giving it back (see `markDone`).
+    static let handoffBarrierWaitNs: UInt64 = 200_000
 
     /// Make every running mutator take its slow path at its next load, store or frame
     /// operation (as well as at allocation slow paths and `safepoint()`), so a stop or a
@@ -237,8 +244,7 @@ extension Heap {
         schedLock.lock()
         while stwActive {
             st.pointee.status = .parked
-            add(.parkEvents, 1)
-            stateChanged.broadcast()
+            statusChanged()
             worldStarted.wait(schedLock)
         }
         st.pointee.status = .running
@@ -278,8 +284,7 @@ extension Heap {
         schedLock.lock()
         sub(.activeMutators, 1)
         st.pointee.status = .blocking
-        add(.parkEvents, 1)   // a stopper spinning on it stops waiting for this one
-        stateChanged.broadcast()
+        statusChanged()
         schedLock.unlock()
     }
 
@@ -879,18 +884,18 @@ extension Heap {
                     p = m.rawNext
                 }
                 if !pending { break }
+                var waitNs: UInt64 = 1_000_000
                 if handoff {
                     let waited = tc_nanotime() - barrierStart
-                    if waited >= 200_000 {
+                    if waited >= Heap.handoffBarrierWaitNs {
                         store(.handoffRefused, 1)
                         add(.handoffsRefused, 1)
                         schedLock.unlock()
                         return
                     }
-                    _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, 200_000 - waited)
-                    continue
+                    waitNs = Heap.handoffBarrierWaitNs - waited
                 }
-                _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, 1_000_000)
+                _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, waitNs)
             }
             schedLock.unlock()
             if work.publishedCount != published || !work.isEmptyApprox { return }

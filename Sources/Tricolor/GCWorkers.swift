@@ -11,9 +11,9 @@ import Glibc
 // 0.5 CPU: it marks in ~1 ms slices and sleeps whenever it is ahead of its share.
 
 extension Heap {
-    /// GOMAXPROCS: the CPUs the collector paces itself against.
-    /// GOMAXPROCS (the configured value, else the online CPUs when the heap was created:
-    /// sysconf reads a file under /sys on every call, too slow for the workers' loops).
+    /// GOMAXPROCS, the CPUs the collector paces itself against: the configured value,
+    /// else the online CPUs when the heap was created (sysconf reads a file under /sys
+    /// on every call, too slow for the workers' loops).
     var gomaxprocs: Int { procs }
 
     /// Number of background mark workers and the utilization each aims at.

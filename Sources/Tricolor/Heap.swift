@@ -12,7 +12,6 @@ import Glibc
 /// runtime-owned memory behind unsafe pointers; no lock and no reference counting is on
 /// the allocation fast path.
 public final class Heap: @unchecked Sendable {
-
     // MARK: read by inlined code
     /// Atomic words shared by every thread; see `HeapWord`.
     @usableFromInline let words: UnsafeMutablePointer<UInt>
@@ -46,7 +45,6 @@ public final class Heap: @unchecked Sendable {
     var spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
     let meta = MetaAlloc()
     let heapLock = RuntimeLock(rank: .mheap)
-    var growing = false                        // heap lock; mirrored in HeapWord.heapGrowing
 
     // MARK: central lists (one per span class)
     let centrals: UnsafeMutablePointer<MCentral>

@@ -23,19 +23,17 @@ extension Heap {
             // the kernel (a transparent huge page cleared), and a mutator stuck in a page
             // fault cannot answer a stop-the-world. One thread grows at a time; others
             // needing pages meanwhile wait for it, also as blocking regions.
-            if growing {
+            if tc_load_acquire(growingWord) != 0 {   // set and cleared under the heap lock
                 heapLock.unlock()
                 asBlocking { while tc_load_acquire(growingWord) != 0 { tc_sleep_ns(20_000) } }
                 heapLock.lock()
             } else {
                 guard let (addr, bytes, ask) = growPrepare(npages: npages) else { break }
-                growing = true
                 tc_store_release(growingWord, 1)
                 heapLock.unlock()
                 asBlocking { SysMemory.populate(UnsafeMutableRawPointer(bitPattern: addr)!, bytes) }
                 heapLock.lock()
                 growCommit(ask: ask, bytes: bytes)
-                growing = false
                 tc_store_release(growingWord, 0)
             }
             first = pages.alloc(npages)
@@ -132,8 +130,6 @@ extension Heap {
         heapLock.unlock()
     }
 
-    /// Populate memory the heap just grew into (see allocSpan), as a blocking region of
-    /// the calling mutator if there is one. No lock held.
     /// Run `body` as a blocking region of the calling mutator, if the caller is a
     /// running mutator of this heap (no lock held). It must not touch the heap's objects
     /// or the mutator's cache.

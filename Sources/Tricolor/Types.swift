@@ -24,7 +24,7 @@ public struct ObjectType: Sendable, Hashable {
     /// loop keeps a type in one register: bits 0–15 the registry index, 16–23 the span
     /// class, bit 24 "fits a size class", bits 32–63 the size. (As separate fields the
     /// loop in the allocation benchmark ran out of registers and reloaded the span class
-    /// from the stack after every type-id store, at +1.5 ns per typed allocation.)
+    /// from the stack after every type-id store, at +1 ns per typed allocation.)
     @usableFromInline let bits: UInt64
 
     @usableFromInline init(id: UInt16, size: Int, spanClass: SpanClass, isSmall: Bool) {

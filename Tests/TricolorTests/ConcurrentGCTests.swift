@@ -32,6 +32,19 @@ private final class CGCFailures: @unchecked Sendable {
     func counter(_ key: String) -> Int { lock.lock(); defer { lock.unlock() }; return counters[key] ?? 0 }
 }
 
+/// A word two test threads hand-shake through (atomic loads and stores), with room for
+/// what a thread reports back after the hand-shake.
+private final class CGCShared: @unchecked Sendable {
+    let word = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+    var damaged = false
+    var before = [UInt8](repeating: 0, count: Int(TC_CPU_MASK_BYTES))
+    var after = [UInt8](repeating: 1, count: Int(TC_CPU_MASK_BYTES))
+    init() { word.initialize(to: 0) }
+    deinit { word.deallocate() }
+    var value: UInt { tc_load_acquire(word) }
+    func set(_ v: UInt) { tc_store_release(word, v) }
+}
+
 /// Ends the process with a message if a test hangs (a stop-the-world that never
 /// completes, say), instead of hanging the whole run.
 private func cgcArmWatchdog(_ seconds: UInt32) {
@@ -1030,41 +1043,35 @@ final class ConcurrentGCTests: XCTestCase {
 
     /// A mutator that takes the hand-off does not wait long for another mutator's stack
     /// scan: here the other mutator spins at partial safepoints (loads) until the first
-    /// one sees a hand-off given back (after 200 µs) and sets a flag. Before the bound on the hand-off's
-    /// ragged barrier this deadlocked (the first mutator waited in `markDone` for a
-    /// stack scan that only its own progress would allow). The worker finishes the
+    /// one sees a hand-off given back (after 200 µs) and sets a flag. Before the bound on
+    /// the hand-off's ragged barrier this deadlocked (the first mutator waited in
+    /// `markDone` for a stack scan that only its own progress would allow). The worker finishes the
     /// cycle once the spinning mutator reaches a full safepoint.
     func testHandOffDoesNotWaitForAMutatorThatWaitsForIt() throws {
         let heap = try Heap(configuration: Configuration(checkmark: true))
         let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
-        final class Shared: @unchecked Sendable {
-            let flag = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
-            var damaged = false
-            init() { flag.initialize(to: 0) }
-            deinit { flag.deallocate() }
-        }
-        let sh = Shared()
+        let sh = CGCShared()
         runThreads(2) { i in
             heap.withMutator { m in
                 if i == 0 {
                     // Once the other mutator spins, allocate until a hand-off has
                     // been taken and given back for its unscanned stack, then release it.
-                    while tc_load_acquire(sh.flag) != 2 { usleep(100) }
+                    while sh.value != 2 { usleep(100) }
                     let refused = heap.load(.handoffsRefused)
                     var rounds = 0
                     while heap.load(.handoffsRefused) == refused && rounds < 20_000 {
                         for k in 0..<1_000 { m.storeWord(m.allocate(N), 2, cgcChecksum(-k)) }
                         rounds += 1
                     }
-                    tc_store_release(sh.flag, 1)
+                    sh.set(1)
                 } else {
                     m.withFrame(slots: 1) { f in
                         f[0] = m.allocate(N)
                         m.storeWord(f[0], 2, cgcChecksum(7))
                         // Loads only (partial safepoints) until released.
-                        tc_store_release(sh.flag, 2)
+                        sh.set(2)
                         var spins = 0
-                        while tc_load_acquire(sh.flag) != 1 {
+                        while sh.value != 1 {
                             _ = m.load(f[0], 0)
                             spins += 1
                             if spins % 1024 == 0 { usleep(50) }
@@ -1110,6 +1117,7 @@ final class ConcurrentGCTests: XCTestCase {
             }
         }
     }
+
     /// A mutator that does not reach a safepoint for 50 µs after a stop request is
     /// moved onto the stopping thread's CPU (the stop-the-world rescue), and its CPU mask
     /// is put back once the world is stopped. Here the late mutator is simply busy for
@@ -1118,30 +1126,22 @@ final class ConcurrentGCTests: XCTestCase {
     /// its safepoint, and the mutator's CPU mask must be what it was.
     func testStopRescuesLateMutatorAndRestoresItsCPUMask() throws {
         let heap = try Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
-        final class Shared: @unchecked Sendable {
-            let busy = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
-            var before = [UInt8](repeating: 0, count: Int(TC_CPU_MASK_BYTES))
-            var after = [UInt8](repeating: 1, count: Int(TC_CPU_MASK_BYTES))
-            var rescues = 0
-            init() { busy.initialize(to: 0) }
-            deinit { busy.deallocate() }
-        }
-        let sh = Shared()
+        let sh = CGCShared()
         let rescuesBefore = heap.gcStats().stopRescues
         runThreads(2) { i in
             if i == 0 {
                 heap.withMutator { m in
                     _ = sh.before.withUnsafeMutableBytes { tc_current_affinity($0.baseAddress!) }
-                    tc_store_release(sh.busy, 1)
+                    sh.set(1)
                     let end = monotonicSeconds() + 0.02
                     while monotonicSeconds() < end {}            // no safepoint for 20 ms
-                    while tc_load_acquire(sh.busy) != 2 { m.safepoint(); usleep(100) }
+                    while sh.value != 2 { m.safepoint(); usleep(100) }
                     _ = sh.after.withUnsafeMutableBytes { tc_current_affinity($0.baseAddress!) }
                 }
             } else {
-                while tc_load_acquire(sh.busy) != 1 { usleep(100) }
+                while sh.value != 1 { usleep(100) }
                 heap.collect()                                    // stops the world
-                tc_store_release(sh.busy, 2)
+                sh.set(2)
             }
         }
         XCTAssertGreaterThan(heap.gcStats().stopRescues, rescuesBefore, "the late mutator was not moved")
