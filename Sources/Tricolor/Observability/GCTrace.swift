@@ -54,3 +54,22 @@ extension String {
         self = String(n / 1000) + "." + String(repeating: "0", count: 3 - frac.count) + frac
     }
 }
+
+/// What gctrace reports about one cycle.
+struct CycleTrace {
+    var number = 0
+    var forced = false
+    var tSweepTerm: UInt64 = 0      // pause #1 requested
+    var tMark: UInt64 = 0           // concurrent mark began
+    var tMarkTerm: UInt64 = 0       // pause #2 requested
+    var stw1Ns: UInt64 = 0
+    var stw2Ns: UInt64 = 0
+    var assistNs: UInt64 = 0
+    var bgNs: UInt64 = 0
+    var heap0: UInt = 0             // heapLive at the start
+    var heap1: UInt = 0             // heapLive at mark termination
+    var heap2: UInt = 0             // marked (live) bytes
+    var goal: UInt = 0
+    var stacks: UInt = 0
+    var globals: UInt = 0
+}

@@ -1,0 +1,165 @@
+import CTricolor
+import Glibc
+
+extension Heap {
+    // MARK: mutator duties during marking
+
+    /// What a mutator owes the collector while marking: a scan of its own stack (once per
+    /// cycle) and, when a ragged barrier asks, a flush of its write-barrier buffer.
+    func mutatorGCDuties(_ st: UnsafeMutablePointer<MutatorState>, scanStack canScan: Bool = true) {
+        guard phase == .mark else { return }
+        var did = false
+        if canScan && tc_load8_relaxed(st.stackScannedAddress) == 0 {
+            scanStack(st, &st.pointee.gcw.pointee)
+            tc_store8_relaxed(st.stackScannedAddress, 1)
+            did = true
+        }
+        let gen = load(.flushGen)
+        if tc_load_relaxed(st.flushAckAddress) != gen {
+            flushWriteBarrierBuffer(st)
+            tc_store_relaxed(st.flushAckAddress, gen)
+            did = true
+        }
+        if did {
+            flushMarkedStats(&st.pointee.gcw.pointee)
+            work.putAll(from: &st.pointee.gcw.pointee)
+            schedLock.withLock { stateChanged.broadcast() }
+        }
+    }
+
+    /// Grey the contents of a mutator's write-barrier buffer into its gcWork.
+    func flushWriteBarrierBuffer(_ st: UnsafeMutablePointer<MutatorState>) {
+        let n = st.pointee.wbCount
+        if n == 0 { return }
+        let buf = st.pointee.wbBuf
+        for i in 0..<n { greyObject(buf[i], &st.pointee.gcw.pointee) }
+        st.pointee.wbCount = 0
+    }
+
+    /// Everything a mutator holds for the collector, published (caller owns the mutator:
+    /// it is the mutator itself, or the mutator is stopped and the sched lock is held).
+    func flushMutatorGCWork(_ st: UnsafeMutablePointer<MutatorState>) {
+        flushWriteBarrierBuffer(st)
+        flushMarkedStats(&st.pointee.gcw.pointee)
+        work.putAll(from: &st.pointee.gcw.pointee)
+        tc_store_relaxed(st.flushAckAddress, load(.flushGen))
+    }
+
+    /// The write barrier's buffer is full: shade its contents (Go's wbBufFlush).
+    func writeBarrierBufferFull(_ st: UnsafeMutablePointer<MutatorState>) {
+        flushWriteBarrierBuffer(st)
+        flushMarkedStats(&st.pointee.gcw.pointee)
+        work.putAll(from: &st.pointee.gcw.pointee)
+    }
+}
+
+extension Mutator {
+    // MARK: pointer fields
+
+    /// Read the pointer in word `word` of `object`.
+    @inlinable @inline(__always)
+    public func load(_ object: Ref, _ word: Int) -> Ref {
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { return loadSlow(object, word) }
+        return Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address &+ UInt(bitPattern: word) &* 8).unsafelyUnwrapped))
+    }
+
+    /// Store `value` into pointer word `word` of `object`, through the write barrier.
+    @inlinable @inline(__always)
+    public func store(_ object: Ref, _ word: Int, _ value: Ref) {
+        let st = state
+        let flags = st.flags
+        let slot = UnsafeMutableRawPointer(bitPattern: object.address &+ UInt(bitPattern: word) &* 8).unsafelyUnwrapped
+        if _fastPath(flags == 0) {
+            // Release: the object's type and contents are visible to a marker that loads it.
+            tc_store_release(slot, value.address)
+            return
+        }
+        if flags == MutatorState.flagBarrier {
+            // Go's buffered hybrid barrier, inline: record the old and the new value.
+            let n = st.pointee.wbCount
+            if _fastPath(n &+ 2 <= MutatorState.wbBufEntries) {
+                st.pointee.wbBuf[n] = tc_load_relaxed(slot)
+                st.pointee.wbBuf[n &+ 1] = value.address
+                st.pointee.wbCount = n &+ 2
+                tc_store_release(slot, value.address)
+                return
+            }
+        }
+        storeSlow(object, word, value)
+    }
+
+    /// Read a non-pointer word.
+    @inlinable @inline(__always)
+    public func loadWord(_ object: Ref, _ word: Int) -> Int {
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { scalarSlow(object, word, store: false) }
+        return UnsafePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word]
+    }
+
+    /// Write a non-pointer word. Writing into a pointer word is misuse (trapped in checked mode).
+    @inlinable @inline(__always)
+    public func storeWord(_ object: Ref, _ word: Int, _ value: Int) {
+        if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { scalarSlow(object, word, store: true) }
+        UnsafeMutablePointer<Int>(bitPattern: object.address).unsafelyUnwrapped[word] = value
+    }
+
+    @usableFromInline @inline(never)
+    func scalarSlow(_ object: Ref, _ word: Int, store: Bool) {
+        slowPathSafepoint()
+        if state.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkAccess(object, word, pointer: false, store: store)
+        }
+    }
+
+    /// Common to every slow path: answer a safepoint request.
+    @usableFromInline
+    func slowPathSafepoint() {
+        let st = state
+        if st.flags & MutatorState.flagSafepoint != 0 {
+            st.clearFlags(MutatorState.flagSafepoint)
+            st.pointee.heap.gcSafepoint(st, full: false)
+        }
+    }
+
+    @usableFromInline @inline(never)
+    func loadSlow(_ object: Ref, _ word: Int) -> Ref {
+        slowPathSafepoint()
+        if state.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkAccess(object, word, pointer: true, store: false)
+        }
+        let v = Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address + UInt(word) * 8)!))
+        if state.flags & MutatorState.flagChecked != 0 && !v.isNull {
+            state.pointee.heap.checkRef(v, "loaded from word \(word) of \(object)")
+        }
+        return v
+    }
+
+    @usableFromInline @inline(never)
+    func storeSlow(_ object: Ref, _ word: Int, _ value: Ref) {
+        slowPathSafepoint()
+        let flags = state.flags
+        if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
+            checkAccess(object, word, pointer: true, store: true)
+            if !value.isNull { state.pointee.heap.checkRef(value, "stored into word \(word) of \(object)") }
+        }
+        let slot = UnsafeMutableRawPointer(bitPattern: object.address + UInt(word) * 8)!
+        if flags & MutatorState.flagBarrier != 0 { writeBarrier(slot, value.address) }
+        tc_store_release(slot, value.address)
+    }
+
+    /// Go's hybrid write barrier, buffered: record the old value (deletion, Yuasa) and the
+    /// new value (insertion, Dijkstra); the buffer is shaded when full or when the
+    /// collector asks. Also a safepoint for the collector's requests.
+    @usableFromInline
+    func writeBarrier(_ slot: UnsafeMutableRawPointer, _ new: UInt) {
+        let st = state
+        let old = tc_load_relaxed(slot)
+        var n = st.pointee.wbCount
+        if n + 2 > MutatorState.wbBufEntries {
+            st.pointee.heap.writeBarrierBufferFull(st)
+            n = 0
+        }
+        if old != 0 { st.pointee.wbBuf[n] = old; n += 1 }
+        if new != 0 { st.pointee.wbBuf[n] = new; n += 1 }
+        st.pointee.wbCount = n
+    }
+}

@@ -1,0 +1,39 @@
+import CTricolor
+import Glibc
+
+extension Heap {
+    // MARK: verification
+
+    /// gccheckmark: mark again from the roots with the world stopped, into a separate set,
+    /// and compare with the mark bits: any reachable object left unmarked is fatal.
+    func verifyMarks() {
+        var seen = Set<UInt>()
+        var stack: [UInt] = []
+        func visit(_ p: UInt) {
+            if p == 0 || p == zeroBase { return }
+            guard let s = spanOf(p) else { return }
+            let base = s.pointee.startAddr + s.objectIndex(p) * s.pointee.elemSize
+            if seen.insert(base).inserted { stack.append(base) }
+        }
+        var p = mutators
+        while let m = p { for i in 0..<m.pointee.stackTop { visit(m.pointee.stack[i]) }; p = m.pointee.next }
+        globalsLock.withLock { globalSlots.forEach(visit); handleSlots.forEach(visit) }
+        while let obj = stack.popLast() {
+            let s = spanOf(obj)!
+            if !s.isMarked(s.objectIndex(obj)) {
+                runtimeFatal("gccheckmark: reachable object \(Ref(address: obj)) (span class \(s.pointee.spanClass.raw), type \(s.pointee.typeIDs.map { typeName($0[Int(s.objectIndex(obj))] & ~arrayTypeBit) } ?? "large/noscan")) was not marked by the concurrent mark")
+            }
+            if s.pointee.spanClass.noscan { continue }
+            let large = s.pointee.isLarge
+            let tid = large ? Int(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit) : Int(s.pointee.typeIDs![Int(s.objectIndex(obj))] & ~arrayTypeBit)
+            let t = types[tid]
+            let bytes = large ? s.pointee.limit - s.pointee.startAddr : s.pointee.elemSize
+            for e in 0..<Int(bytes / t.size) {
+                for k in 0..<t.numPtrWords {
+                    visit(UnsafePointer<UInt>(bitPattern: obj + UInt(e) * t.size)![Int(t.ptrWords![k])])
+                }
+            }
+        }
+    }
+
+}

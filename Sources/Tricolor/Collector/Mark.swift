@@ -1,0 +1,172 @@
+import CTricolor
+import Glibc
+
+extension Heap {
+    // MARK: marking
+
+    /// Mark the object `p` points into, queueing it for scanning if it has pointers.
+    /// Queue entries pack the object's base address with its 16-bit slot type (bits
+    /// 48…63), so scanning a single small object needs no span lookup.
+    @inline(__always)
+    func greyObject(_ p: UInt, _ gcw: inout GCWork) {
+        if p == 0 || p == zeroBase { return }
+        guard let s = spanOf(p), s.pointee.state == MSpanState.inUse.rawValue, p < s.pointee.limit else {
+            badPointer(p)
+            return
+        }
+        let idx = s.objectIndex(p)
+        let w = s.pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)
+        let bit: UInt64 = 1 &<< UInt64(idx & 63)
+        if tc_load64_relaxed(w) & bit != 0 { return }
+        if tc_or64(w, bit) & bit != 0 { return }
+        gcw.bytesMarked &+= s.pointee.elemSize
+        if !s.pointee.spanClass.noscan {
+            let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
+            let tid: UInt16
+            if let t = s.pointee.typeIDs { tid = tc_load16_relaxed(t + Int(idx)) } else { tid = UInt16(s.pointee.largeType) | arrayTypeBit }
+            gcw.push(base | UInt(tid) &<< 48)
+        }
+    }
+
+    /// Scan the pointer words of an object (Go's scanobject), element by element for arrays.
+    @inline(__always)
+    func scanObject(_ entry: UInt, _ gcw: inout GCWork) {
+        let obj = entry & 0xffff_ffff_ffff
+        let tid = UInt16(truncatingIfNeeded: entry &>> 48)
+        let t = types + Int(tid & ~arrayTypeBit)
+        let ptrWords = t.pointee.ptrWords.unsafelyUnwrapped
+        let np = t.pointee.numPtrWords
+        var n: UInt = 1
+        let size = t.pointee.size
+        if tid & arrayTypeBit != 0 {
+            let s = spanOf(obj).unsafelyUnwrapped
+            if s.pointee.isLarge {
+                // Large arrays are scanned in oblets of at most 128 KiB (Go's
+                // maxObletBytes): the rest is queued as another entry, so no single scan
+                // holds up a pause or leaves other markers idle.
+                let end = s.pointee.limit
+                let chunk = max(1, Heap.maxObletBytes / size) &* size
+                let stop = end &- obj > chunk ? obj &+ chunk : end
+                if stop < end { gcw.push(stop | UInt(tid) &<< 48) }
+                n = (stop &- obj) / size
+            } else {
+                n = s.pointee.elemSize / size
+            }
+        }
+        var e = obj
+        for _ in 0..<n {
+            for k in 0..<np {
+                let v = tc_load_acquire(UnsafeRawPointer(bitPattern: e &+ UInt(ptrWords[k]) &* 8).unsafelyUnwrapped)
+                if v != 0 { greyObject(v, &gcw) }
+            }
+            e &+= size
+        }
+        gcw.scanWork &+= n &* size
+    }
+
+    /// Scan grey objects until none is left locally or globally, or `budget` bytes have
+    /// been scanned. Returns the bytes scanned. Objects popped are prefetched and scanned
+    /// a few pops later from a small ring so their cache misses overlap.
+    /// While draining, the marker counts in HeapWord.activeWorkers, and before it stops
+    /// counting it publishes what it still holds: mark termination requires the global
+    /// list empty and no active marker.
+    /// A `preemptible` drain (an assist, running on a mutator) also stops early when the
+    /// world is being stopped, so an assist never holds up a pause for long.
+    @discardableResult
+    func drain(_ gcw: inout GCWork, budget: UInt = UInt.max, preemptible: Bool = false) -> UInt {
+        _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, 1)
+        defer {
+            work.putAll(from: &gcw)
+            _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, UInt.max)  // -1
+        }
+        let startWork = gcw.scanWork
+        let ringSize = 16
+        var ring = (0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
+                    0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
+        withUnsafeMutableBytes(of: &ring) { raw in
+            let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
+            var head = 0, count = 0
+            var polls = 0
+            while gcw.scanWork &- startWork < budget {
+                if preemptible {
+                    polls &+= 1
+                    if polls & 63 == 0 && load(.stopRequested) & Attention.stop != 0 { break }
+                }
+                if let p = gcw.pop() {
+                    tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
+                    if count == ringSize {
+                        let obj = r[head]
+                        r[head] = p
+                        head = (head + 1) & (ringSize - 1)
+                        scanObject(obj, &gcw)
+                    } else {
+                        r[(head + count) & (ringSize - 1)] = p
+                        count += 1
+                    }
+                    // Share work when the local stack is long and the global list is dry.
+                    if gcw.count > 2 * GCWork.batch && work.isEmptyApprox { work.put(from: &gcw, GCWork.batch) }
+                } else if count > 0 {
+                    let obj = r[head]
+                    head = (head + 1) & (ringSize - 1)
+                    count -= 1
+                    scanObject(obj, &gcw)
+                } else if !work.get(into: &gcw) {
+                    if claimRoots() { scanGlobalRoots(&gcw) } else { break }
+                }
+            }
+            // Budget reached with objects still in the ring: they go back to the queue.
+            while count > 0 { gcw.push(r[head]); head = (head + 1) & (ringSize - 1); count -= 1 }
+        }
+        let done = gcw.scanWork &- startWork
+        flushMarkedStats(&gcw)
+        return done
+    }
+
+    /// Move a marker's counters into the heap's.
+    func flushMarkedStats(_ gcw: inout GCWork) {
+        if gcw.bytesMarked != 0 { add(.bytesMarked, gcw.bytesMarked); gcw.bytesMarked = 0 }
+        if gcw.scanWork != 0 { add(.scanWork, gcw.scanWork); gcw.scanWork = 0 }
+    }
+
+    /// Take the job of scanning globals and handles; true for exactly one caller per cycle.
+    func claimRoots() -> Bool {
+        tc_load_relaxed(words + HeapWord.rootsClaimed.rawValue) == 0 && tc_cas(words + HeapWord.rootsClaimed.rawValue, 0, 1)
+    }
+
+    func scanGlobalRoots(_ gcw: inout GCWork) {
+        // The table sizes are read under the lock too: makeHandle may grow them meanwhile.
+        let bytes = globalsLock.withLock {
+            globalSlots.forEach { greyObject($0, &gcw) }
+            handleSlots.forEach { greyObject($0, &gcw) }
+            return globalSlots.bytes + handleSlots.bytes
+        }
+        gcw.scanWork &+= UInt(bytes)
+        store(.rootsDone, 1)
+    }
+
+    /// Grey every root slot of a mutator's shadow stack.
+    func scanStack(_ st: UnsafeMutablePointer<MutatorState>, _ gcw: inout GCWork) {
+        let stack = st.pointee.stack
+        let n = st.pointee.stackTop
+        for i in 0..<n { greyObject(stack[i], &gcw) }
+        gcw.scanWork &+= UInt(n * 8)
+        add(.stackScanBytes, UInt(n * 8))
+    }
+
+    /// Shade a pointer from outside any marker (handle creation and release while marking).
+    func shadeFromAnyThread(_ p: UInt) {
+        if p == 0 || phase == .off { return }
+        var gcw = GCWork(capacity: 16)
+        greyObject(p, &gcw)
+        flushMarkedStats(&gcw)
+        work.putAll(from: &gcw)
+        gcw.destroy()
+    }
+
+    func badPointer(_ p: UInt) {
+        if checked {
+            runtimeFatal("found bad pointer in heap: \(Ref(address: p)) is not a live heap object")
+        }
+        // Unchecked: a value that is not a heap pointer is ignored.
+    }
+}

@@ -1,0 +1,172 @@
+import CTricolor
+import Glibc
+
+extension Heap {
+    // MARK: helping and termination
+
+    /// Mark on the calling thread until this cycle's marking is over (used by collect()).
+    func helpMark(_ caller: UnsafeMutablePointer<MutatorState>?) {
+        var local = GCWork()
+        defer { local.destroy() }
+        while phase == .mark {
+            // collect() is a full safepoint: answer stop requests (another thread may be
+            // finishing the cycle) and do this mutator's duties.
+            if let c = caller { gcSafepoint(c) }
+            drain(&local, budget: UInt.max)
+            markDone(caller)
+            if phase == .mark { tc_yield() }
+        }
+        // Mark termination may be running on another thread: wait for the sweep phase.
+        while phase == .markTermination {
+            if let c = caller { gcSafepoint(c) }
+            tc_yield()
+        }
+    }
+
+    /// Go's gcMarkDone: if no marker holds grey work, run the ragged barrier and, if that
+    /// turned nothing grey, stop the world and finish the cycle. Returns early (doing
+    /// nothing) when work remains or another thread is already finishing.
+    ///
+    /// `handoff`: a mutator running it for the background worker (`Attention.markDone`).
+    /// It must not wait long for the other mutators' stacks: one of them may be waiting
+    /// for this one between full safepoints. After 200 µs it gives up and leaves this
+    /// cycle's mark termination to the worker (`handoffRefused`).
+    func markDone(_ caller: UnsafeMutablePointer<MutatorState>?, handoff: Bool = false) {
+        guard markDoneLock.tryLock() else { return }
+        defer { markDoneLock.unlock() }
+        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
+        // While it waits for other mutators, the caller counts as blocked.
+        if let c = caller {
+            mutatorGCDuties(c)
+            flushMutatorGCWork(c)
+            enterBlocking(c)
+        }
+        defer { if let c = caller { exitBlocking(c) } }
+        while phase == .mark {
+            if !work.isEmptyApprox || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 || load(.rootsDone) == 0 { return }
+            let published = work.publishedCount
+            // Ragged barrier: every mutator flushes its buffer and scans its stack.
+            let gen = load(.flushGen) + 1
+            store(.flushGen, gen)
+            _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.gcDuties))
+            schedLock.lock()
+            requestSafepoints()
+            let barrierStart = tc_nanotime()
+            while true {
+                var pending = false
+                var p = mutators
+                while let m = p {
+                    if m.rawStatus == .running {
+                        if tc_load_relaxed(m.flushAckAddress) != gen || tc_load8_relaxed(m.stackScannedAddress) == 0 { pending = true }
+                    } else {
+                        // Not running: the collector flushes its buffer, and scans its
+                        // stack if it is in a blocking region (a full safepoint). A
+                        // mutator parked at a partial safepoint scans its own later.
+                        if tc_load8_relaxed(m.stackScannedAddress) == 0 {
+                            if m.rawStatus == .blocking {
+                                scanStack(m, &m.pointee.gcw.pointee)
+                                tc_store8_relaxed(m.stackScannedAddress, 1)
+                            } else {
+                                pending = true
+                            }
+                        }
+                        flushMutatorGCWork(m)
+                    }
+                    p = m.rawNext
+                }
+                if !pending { break }
+                var waitNs: UInt64 = 1_000_000
+                if handoff {
+                    let waited = tc_nanotime() - barrierStart
+                    if waited >= Heap.handoffBarrierWaitNs {
+                        store(.handoffRefused, 1)
+                        add(.handoffsRefused, 1)
+                        schedLock.unlock()
+                        return
+                    }
+                    waitNs = Heap.handoffBarrierWaitNs - waited
+                }
+                _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, waitNs)
+            }
+            schedLock.unlock()
+            if work.publishedCount != published || !work.isEmptyApprox { return }
+            // Pause #2.
+            let t0 = tc_nanotime()
+            if !stopTheWorld(nil) { continue }
+            var restart = false
+            var p = mutators
+            while let m = p {
+                // An unscanned stack sends us back to marking: stacks are scanned only at
+                // full safepoints, never in a pause.
+                if tc_load8_relaxed(m.stackScannedAddress) == 0 { restart = true }
+                flushMutatorGCWork(m)
+                p = m.pointee.next
+            }
+            if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 { restart = true }
+            if restart {
+                // Something turned grey after the ragged barrier (Go's issue 27993 case).
+                recordPause(tc_nanotime() - t0)
+                startTheWorld(nil)
+                return
+            }
+            markTermination(start: t0)
+            // Statistics are published inside the pause, with the new NumGC.
+            let t1 = tc_nanotime()
+            recordPause(t1 - t0)
+            cycle.stw2Ns = t1 - t0
+            finishCycleStats()
+            let finished = cycle
+            startTheWorld(nil)
+            memProfiler.flush()
+            if configuration.gctrace { printTrace(finished) }
+            wakeSweeper()
+            return
+        }
+    }
+
+    /// Pause #2, with the world stopped and no grey objects left.
+    private func markTermination(start t0: UInt64) {
+        cycle.tMarkTerm = t0
+        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.markTermination.rawValue)
+        cycle.heap1 = load(.heapLive)
+        var p = mutators
+        while let m = p {
+            releaseAll(m)
+            m.clearFlags(MutatorState.flagBarrier)
+            m.pointee.assistDebt = 0
+            p = m.pointee.next
+        }
+        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.gcDuties))
+        if configuration.checkmark { verifyMarks() }
+        let marked = load(.bytesMarked)
+        cycle.heap2 = marked
+        // Pacer: measure this cycle, then set the next goal and trigger.
+        let now = tc_nanotime()
+        let markWall = Double(max(1, now - markStartTime))
+        let procs = Double(gomaxprocs)
+        let u = Pacer.goalUtilization + Double(load(.assistTimeNs)) / (markWall * procs)
+        pacer.endCycle(heapLive: load(.heapLive), u: min(u, 0.99), idleU: 0, scanWork: load(.scanWork))
+        pacer.heapMarked = marked
+        pacer.lastHeapScan = load(.scanWork) &- min(load(.scanWork), load(.stackScanBytes))
+        pacer.lastStackScan = load(.stackScanBytes)
+        pacer.globalsScan = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
+        pacer.triggered = UInt.max
+        cycle.stacks = maxStackScan
+        cycle.globals = pacer.globalsScan
+        store(.heapLive, marked)
+        p = mutators
+        while let m = p { shrinkStack(m); p = m.pointee.next }
+        memProfiler.nextCycle()
+        store(.sweepgen, UInt(sweepgen &+ 2))
+        store(.pagesSwept, 0)
+        store(.sweepIndex, 0)
+        store(.sweepBlocked, 0)
+        // NumGC before the phase: a thread that sees the phase off sees the new count.
+        store(.numGC, load(.numGC) + 1)
+        commitPacer(isSweepDone: false)
+        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.off.rawValue)
+        if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
+    }
+
+    /// Recompute goal and trigger (Go's gcControllerCommit) and mirror them into the
+}

@@ -1,0 +1,68 @@
+import CTricolor
+import Glibc
+
+extension Heap {
+    // MARK: checked mode
+
+    /// Trap unless `r` is the start of a live object (or points into a live tiny block).
+    func checkRef(_ r: Ref, _ what: String) {
+        let p = r.address
+        if p == zeroBase { return }
+        guard let s = spanOf(p), s.pointee.state == MSpanState.inUse.rawValue, p < s.pointee.limit else {
+            runtimeFatal("invalid pointer \(r) \(what): not a live heap object")
+        }
+        let idx = s.objectIndex(p)
+        let base = s.pointee.startAddr + idx * s.pointee.elemSize
+        if base != p && s.pointee.spanClass != .tiny {
+            runtimeFatal("invalid pointer \(r) \(what): points inside an object (object starts at \(Ref(address: base)))")
+        }
+        let unswept = s.loadSweepgen() == sweepgen &- 2
+        let live = s.isAllocated(idx) && !(unswept && !s.isMarked(idx))
+        if !live {
+            runtimeFatal("invalid pointer \(r) \(what): the object was freed (use after free)")
+        }
+    }
+}
+
+extension Mutator {
+    // MARK: checked mode
+
+    /// Traps if this mutator is detached or used from a thread other than its own.
+    @usableFromInline
+    func checkUsable(_ what: String) {
+        let st = state
+        if st.flags & MutatorState.flagDetached != 0 {
+            runtimeFatal("use of a mutator after detach (\(what))")
+        }
+        if st.flags & MutatorState.flagChecked != 0 && st.pointee.threadID != tc_thread_id() {
+            runtimeFatal("mutator used from another thread (\(what)): attached on thread \(st.pointee.threadID), used on thread \(tc_thread_id())")
+        }
+    }
+
+    @usableFromInline
+    func checkAccess(_ object: Ref, _ word: Int, pointer: Bool, store: Bool) {
+        checkUsable(store ? "store" : "load")
+        unowned(unsafe) let heap = state.pointee.heap
+        heap.checkRef(object, "used as an object")
+        guard let s = heap.spanOf(object.address) else { return }
+        let objectBase = s.pointee.startAddr + s.objectIndex(object.address) * s.pointee.elemSize
+        let objectWords = Int((s.pointee.isLarge ? s.pointee.limit - s.pointee.startAddr : s.pointee.elemSize) / 8)
+        let wordInSlot = Int((object.address - objectBase) / 8) + word
+        if word < 0 || wordInSlot >= objectWords {
+            runtimeFatal("word \(word) is outside object \(object) of \(objectWords) words")
+        }
+        if s.pointee.spanClass.noscan {
+            if pointer { runtimeFatal("pointer \(store ? "store into" : "load from") word \(word) of \(object), which holds no pointers") }
+            return
+        }
+        let tid = (s.pointee.isLarge ? UInt16(s.pointee.largeType) : s.pointee.typeIDs![Int(s.objectIndex(object.address))]) & ~arrayTypeBit
+        let t = heap.types[Int(tid)]
+        let isPtr = t.isPointerWord(wordInSlot % Int(t.size / 8))
+        if pointer && !isPtr {
+            runtimeFatal("pointer \(store ? "store into" : "load from") non-pointer word \(word) of \(object) (type \(heap.typeName(tid)))")
+        }
+        if !pointer && isPtr && store {
+            runtimeFatal("integer store into pointer word \(word) of \(object) (type \(heap.typeName(tid))): use store(_:_:_:)")
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import CTricolor
+import Glibc
+
+extension Heap {
+    // MARK: stop the world
+
+    /// Stop every mutator at a safepoint. Returns false (after waiting for it to finish)
+    /// if another thread was already stopping the world.
+    func stopTheWorld(_ caller: UnsafeMutablePointer<MutatorState>?) -> Bool {
+        schedLock.lock()
+        if stwActive {
+            while stwActive {
+                caller?.pointee.status = .parked
+                statusChanged()
+                worldStarted.wait(schedLock)
+            }
+            caller?.pointee.status = .running
+            schedLock.unlock()
+            return false
+        }
+        stwActive = true
+        let requested = tc_nanotime()
+        _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.stop))
+        requestSafepoints()
+        caller?.pointee.status = .parked
+        // 1. A mutator on a CPU answers within a microsecond or so; waiting for that on
+        //    the condition variable would add a futex wake-up (10–60 µs on this kind of
+        //    VM) to the pause. Spin briefly on the park count first.
+        if anyMutatorRunning() {
+            let parks = load(.parkEvents)
+            schedLock.unlock()
+            while load(.parkEvents) == parks && tc_nanotime() < requested + 30_000 { tc_pause() }
+            schedLock.lock()
+        }
+        // 2. Wait until the rescue deadline.
+        while anyMutatorRunning() {
+            let waited = tc_nanotime() - requested
+            if waited >= Heap.stopRescueAfterNs { break }
+            _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, Heap.stopRescueAfterNs - waited)
+        }
+        // 3. Still not stopped after 50 µs: the OS is keeping a mutator off its CPU
+        //    (measured: a kernel thread ran for 1.5–3 ms on that CPU and the waiting
+        //    mutator was not moved to the CPU this thread leaves idle while it waits).
+        //    Move each late mutator onto this CPU; it runs as soon as this thread
+        //    blocks, reaches a safepoint and parks.
+        let pulled = anyMutatorRunning() ? pullRunningMutatorsHere() : 0
+        while anyMutatorRunning() { stateChanged.wait(schedLock) }
+        for i in 0..<pulled {
+            _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
+        }
+        schedLock.unlock()
+        return true
+    }
+
+    /// Whether an attached mutator is still running (sched lock held).
+    private func anyMutatorRunning() -> Bool {
+        var p = mutators
+        while let m = p { if m.rawStatus == .running { return true }; p = m.rawNext }
+        return false
+    }
+
+    /// Move every running mutator onto the calling thread's CPU, saving its CPU mask in
+    /// the rescue records for `stopTheWorld` to restore. Returns how many were moved.
+    /// Sched lock held.
+    private func pullRunningMutatorsHere() -> Int {
+        var pulled = 0
+        var p = mutators
+        while let m = p, pulled < Heap.maxRescues {
+            if m.rawStatus == .running && tc_pull_thread_here(m.rawThreadID, rescueMasks + pulled * Int(TC_CPU_MASK_BYTES)) == 0 {
+                rescueTids[pulled] = m.rawThreadID
+                pulled += 1
+            }
+            p = m.rawNext
+        }
+        if pulled > 0 { add(.stopRescues, 1) }
+        return pulled
+    }
+
+    /// A mutator left the running state (parked, blocking, detached): wake whoever waits
+    /// for that, and end the spin of a stopper (`parkEvents`). Sched lock held.
+    func statusChanged() {
+        add(.parkEvents, 1)
+        stateChanged.broadcast()
+    }
+
+    /// How long a stop waits for mutators before moving late ones onto its CPU.
+    static let stopRescueAfterNs: UInt64 = 50_000
+    /// How long a mutator running mark termination for the worker waits for the other
+    /// mutators' stacks before giving it back (see `markDone`).
+    static let handoffBarrierWaitNs: UInt64 = 200_000
+
+    /// Make every running mutator take its slow path at its next load, store or frame
+    /// operation (as well as at allocation slow paths and `safepoint()`), so a stop or a
+    /// ragged barrier does not wait for its next allocation. Sched lock held.
+    func requestSafepoints() {
+        var p = mutators
+        while let m = p {
+            if m.rawStatus == .running { m.setFlags(MutatorState.flagSafepoint) }
+            p = m.rawNext
+        }
+    }
+
+    func startTheWorld(_ caller: UnsafeMutablePointer<MutatorState>?) {
+        schedLock.lock()
+        stwActive = false
+        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.stop))
+        caller?.pointee.status = .running
+        worldStarted.broadcast()
+        schedLock.unlock()
+    }
+
+    /// A mutator's answer to a stop request.
+    func park(_ st: UnsafeMutablePointer<MutatorState>) {
+        schedLock.lock()
+        while stwActive {
+            st.pointee.status = .parked
+            statusChanged()
+            worldStarted.wait(schedLock)
+        }
+        st.pointee.status = .running
+        schedLock.unlock()
+    }
+
+    /// The safepoint slow path: do what the collector asked of this mutator, then park
+    /// if the world is being stopped.
+    ///
+    /// Two kinds of safepoint: at a full one (allocation slow paths, `safepoint()`,
+    /// entering a blocking region) every live `Ref` must be in a frame, so the mutator
+    /// may scan its stack there. Loads, stores and frame operations are partial
+    /// safepoints: they answer stop requests and flush the write-barrier buffer, but
+    /// never scan the stack, so a `Ref` held briefly in a local between full safepoints
+    /// (say, while traversing a structure) stays valid.
+    ///
+    /// `mayFinishMark`: the caller is at the top of an allocation slow path or in
+    /// `safepoint()`, holding nothing, and may run mark termination if the background
+    /// worker handed it over (`Attention.markDone`).
+    func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true, mayFinishMark: Bool = false) {
+        let a = load(.stopRequested)
+        if a & Attention.gcDuties != 0 { mutatorGCDuties(st, scanStack: full) }
+        if a & Attention.stop != 0 { park(st) }
+        if a & Attention.markDone != 0 {
+            if phase == .off {
+                // Set by a worker that saw the mark phase just before it ended.
+                _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
+            } else if mayFinishMark && phase == .mark {
+                add(.markHandoffsTaken, 1)
+                markDone(st, handoff: true)
+            }
+        }
+    }
+
+    func enterBlocking(_ st: UnsafeMutablePointer<MutatorState>) {
+        if load(.stopRequested) & Attention.gcDuties != 0 { mutatorGCDuties(st) }
+        schedLock.lock()
+        sub(.activeMutators, 1)
+        st.pointee.status = .blocking
+        statusChanged()
+        schedLock.unlock()
+    }
+
+    func exitBlocking(_ st: UnsafeMutablePointer<MutatorState>) {
+        schedLock.lock()
+        while stwActive { worldStarted.wait(schedLock) }
+        st.pointee.status = .running
+        add(.activeMutators, 1)
+        schedLock.unlock()
+    }
+}
