@@ -64,7 +64,7 @@ final class SizeClassTests: XCTestCase {
             .deletingLastPathComponent()  // TricolorTests
             .deletingLastPathComponent()  // Tests
             .deletingLastPathComponent()  // package root
-        let path = root.appendingPathComponent("Sources/Tricolor/SizeClasses.swift").path
+        let path = root.appendingPathComponent("Sources/Tricolor/Allocator/SizeClasses.swift").path
         let text = try String(contentsOfFile: path, encoding: .utf8)
 
         // The markers also occur in string literals; the block's markers start a line.
