@@ -17,7 +17,7 @@ import CTricolor
 //
 // All fields are protected by the heap's gc lock or by a stopped world, except the
 // ones read on allocation paths, which the heap mirrors into atomic words
-// (HeapWord.trigger, .heapGoal, .assistWorkPerByte…).
+// (`GCControllerShared`: trigger, heapGoal, assistWorkPerByte).
 
 struct Pacer {
     static let goalUtilization = 0.25

@@ -13,8 +13,17 @@ import Glibc
 /// the allocation fast path.
 public final class Heap: @unchecked Sendable {
     // MARK: read by inlined code
-    /// Atomic words shared by every thread; see `HeapWord`.
-    @usableFromInline let words: UnsafeMutablePointer<UInt>
+    /// The words shared between threads without a common lock, typed and grouped as Go
+    /// groups them; each field says who writes it, who reads it and with what ordering
+    /// (HeapShared.swift).
+    let shared: HeapShared
+    var sched: SchedShared { shared.sched }
+    var marking: MarkingShared { shared.marking }
+    var gcController: GCControllerShared { shared.gcController }
+    var sweep: SweepShared { shared.sweep }
+    var limiter: LimiterShared { shared.limiter }
+    var heapStats: HeapStatsShared { shared.heapStats }
+    var flags: FlagsShared { shared.flags }
     /// The shared zero-size object: every 0-byte allocation returns its address.
     @usableFromInline let zeroBase: UInt
     @usableFromInline let sizeToClass8: UnsafeMutablePointer<UInt8>
@@ -120,8 +129,7 @@ public final class Heap: @unchecked Sendable {
 
         pathTotals = .allocate(capacity: AllocPathCounters.words)
         pathTotals.initialize(repeating: 0, count: AllocPathCounters.words)
-        words = .allocate(capacity: HeapWord.count)
-        words.initialize(repeating: 0, count: HeapWord.count)
+        shared = HeapShared()
 
         // Address space: one reservation, arena aligned.
         let arenaBytes = HeapArena.bytes
@@ -164,12 +172,12 @@ public final class Heap: @unchecked Sendable {
 
         globalSlots = RootSlotTable()
         handleSlots = RootSlotTable()
-        words[HeapWord.sweepgen.rawValue] = 0
-        words[HeapWord.limiterWindowStart.rawValue] = UInt(tc_nanotime())
+        sweep.sweepgen.store(0, .relaxed)
+        limiter.windowStart.store(UInt(tc_nanotime()), .relaxed)
         pacer.commit(isSweepDone: true, heapLive: 0)
         let (trig, goal) = pacer.trigger()
-        words[HeapWord.trigger.rawValue] = gcDisabled ? UInt.max : trig
-        words[HeapWord.heapGoal.rawValue] = goal
+        gcController.trigger.store(gcDisabled ? UInt.max : trig, .relaxed)
+        gcController.heapGoal.store(goal, .relaxed)
     }
 
     let reservationStart: UnsafeMutableRawPointer
@@ -195,7 +203,7 @@ public final class Heap: @unchecked Sendable {
         sizeToClass8.deallocate(); sizeToClass128.deallocate(); emptySpan.deallocate()
         rescueTids.deallocate(); rescueMasks.deallocate()
         UnsafeMutableRawPointer(bitPattern: zeroBase)!.deallocate()
-        words.deallocate()
+        shared.destroy()
         pathTotals.deallocate()
         hooksLock.destroy()
         // FixAlloc/MetaAlloc chunks are left mapped: they are small and a heap is
@@ -204,12 +212,7 @@ public final class Heap: @unchecked Sendable {
 
     // MARK: atomic words
 
-    @inlinable @inline(__always)
-    func load(_ w: HeapWord) -> UInt { tc_load_relaxed(words + w.rawValue) }
-    @inline(__always) func store(_ w: HeapWord, _ v: UInt) { tc_store_release(words + w.rawValue, v) }
-    @inline(__always) func add(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, v) }
-    @inline(__always) func sub(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, 0 &- v) }
-    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: tc_load_acquire(words + HeapWord.sweepgen.rawValue)) }
+    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: sweep.sweepgen.load(.acquiring)) }
 
     // MARK: types
 
