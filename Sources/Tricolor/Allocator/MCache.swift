@@ -1,57 +1,175 @@
 import CTricolor
 import Glibc
 
-extension Heap {
-    // MARK: the mutator cache (MCache)
+// MCache: a mutator's private cache of spans, one per span class (Go's mcache.go).
+//
+// The inlined fast path (Malloc.swift) allocates from `alloc[spanClass]` without a lock
+// or an atomic: only the owning mutator touches its cache while it runs. When the cached
+// span is full, `refill` hands it back to its central list and takes another span with
+// free slots (MCentral.cacheSpan), sweeping or growing the heap as needed. At every
+// cycle's pauses, and at detach, `releaseAll` flushes every span back, so that the
+// sweeper and the next cycle see exact counts.
+//
+// The cache also holds the tiny allocator's block and the heap profile's sampling state
+// (MemProfile.swift), as Go's mcache does.
+//
+// Invariants:
+// - `spans[i]` is `emptySpan` or an in-use span of class i whose sweepgen is
+//   heap.sweepgen + 3 ("swept and cached"); no span is in two caches or in a cache and
+//   a central list at once;
+// - `alloc[i]` is `spans[i]`, or `emptySpan` for every i in slow mode (`slowAlloc`);
+// - the tiny block, when set, is a 16-byte slot of the cached tiny span's class.
+// Protection: the owning mutator, while it runs; anyone else only with the world
+// stopped (pause #1, pause #2, MemStats) or while the mutator is detaching.
+
+/// A mutator's span cache (Go's mcache). Lives in its own allocation, reached from the
+/// mutator state; never in Swift's heap.
+@usableFromInline
+struct MCache {
+    /// What the inlined fast path allocates from (Go's mcache.alloc[numSpanClasses]).
+    @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+    /// The spans this cache holds, per span class. `alloc` holds the same spans, except
+    /// in slow mode (`slowAlloc`: checked mode, clobberfree, an allocation hook, the
+    /// allocation-path counters), where `alloc` stays all empty so that every allocation
+    /// takes the slow path.
+    let spans: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+    var slowAlloc = false
+    // The tiny allocator (Go's tiny, tinyoffset, tinyAllocs).
+    var tiny: UInt = 0
+    var tinyOffset: UInt = 0
+    var tinyAllocs: UInt = 0
+    // Heap profile sampling (MemProfile.swift).
+    /// Per span class: objects to allocate before the next sampled one.
+    let toSample: UnsafeMutablePointer<Int>
+    /// Bytes of tiny and large allocations before the next sample (Go's nextSample).
+    var nextSampleBytes = 0
+    var rngState: UInt64 = 1
+    /// The heap's MemProfileRate (0: off), here so the slow path need not touch the heap.
+    var profRate = 0
+    unowned(unsafe) let heap: Heap
+
+    init(heap: Heap) {
+        self.heap = heap
+        alloc = .allocate(capacity: SpanClass.count)
+        alloc.initialize(repeating: heap.emptySpan, count: SpanClass.count)
+        spans = .allocate(capacity: SpanClass.count)
+        spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
+        toSample = .allocate(capacity: SpanClass.count)
+        toSample.initialize(repeating: 0, count: SpanClass.count)
+    }
+
+    func destroy() {
+        alloc.deallocate()
+        spans.deallocate()
+        toSample.deallocate()
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == MCache {
+    /// A free slot of span class `spc`, refilling the cache if its span is full (Go's
+    /// mcache.nextFree); with `sample`, whether this object is a heap profile sample
+    /// (see MemProfile.swift). nil only when memory cannot be had and `canFail`.
+    func nextFree(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>, canFail: Bool, size: Int, sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
+        let spans = pointee.spans
+        let ci = Int(spc.raw)
+        let profiling = pointee.profRate != 0
+        var s = spans[ci]
+        if profiling && (s.pointee.allocCache | s.pointee.heldCache) != 0 { disarmSample(self, s, ci) }
+        var idx = s.nextFreeIndex()
+        // A refill can run a collection whose pauses flush this cache again: retry.
+        while idx == s.pointee.nelems {
+            guard refill(spc, for: st) else {
+                if canFail { return nil }
+                pointee.heap.throwOutOfMemory(size)
+            }
+            s = spans[ci]
+            idx = s.nextFreeIndex()
+        }
+        var sampled = false
+        if profiling {
+            if sample {
+                if pointee.toSample[ci] <= 0 {
+                    sampled = true
+                    pointee.toSample[ci] = sampleDistance(self, elemSize: s.pointee.elemSize)
+                } else {
+                    pointee.toSample[ci] -= 1
+                }
+            }
+            armSample(self, s, ci)
+        }
+        return (s, idx, sampled)
+    }
 
     /// Replace the full span of class `spc` in the mutator's cache (Go's mcache.refill).
     /// May start a collection first and pay mark assists. False when no memory can be had.
-    func refill(_ st: UnsafeMutablePointer<MutatorState>, _ spc: SpanClass) -> Bool {
-        let slot = st.pointee.spans + Int(spc.raw)
-        let fastSlot = st.pointee.alloc + Int(spc.raw)
+    func refill(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>) -> Bool {
+        unowned(unsafe) let heap = pointee.heap
+        let slot = pointee.spans + Int(spc.raw)
+        let fastSlot = pointee.alloc + Int(spc.raw)
         let old = slot.pointee
-        if old != emptySpan {
-            if st.pointee.profRate != 0 { disarmSample(st, old, Int(spc.raw)) }
-            uncacheAccounting(old)
-            slot.pointee = emptySpan
-            fastSlot.pointee = emptySpan
-            uncacheSpan(old)
+        if old != heap.emptySpan {
+            if pointee.profRate != 0 { disarmSample(self, old, Int(spc.raw)) }
+            heap.uncacheAccounting(old)
+            slot.pointee = heap.emptySpan
+            fastSlot.pointee = heap.emptySpan
+            heap.uncacheSpan(old)
         }
         raisePathLevel(st, .central)
-        refreshMemoryLimitTrigger()
-        maybeTriggerGC(st)
+        heap.refreshMemoryLimitTrigger()
+        heap.maybeTriggerGC(st)
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
-        deductSweepCredit(spanBytes)
-        guard let s = cacheSpan(spc, st) else { return false }
-        heapStats.spansCached.add(1, .relaxed)
+        heap.deductSweepCredit(spanBytes)
+        guard let s = heap.cacheSpan(spc, st) else { return false }
+        heap.heapStats.spansCached.add(1, .relaxed)
         if let ids = s.pointee.typeIDs {
             // The fast path stores a type id per object; bring the array in now, as the
             // zeroing of the span did for the objects, instead of one miss per 32 slots.
             let raw = UnsafeRawPointer(ids)
             for off in stride(from: 0, to: Int(s.pointee.nelems) * 2, by: 64) { tc_prefetchw(raw + off) }
         }
-        let sg = sweepgen
+        let sg = heap.sweepgen
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         let claimed = (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize
-        gcController.heapLive.add(claimed, .relaxed)
-        if phase == .mark {
-            preBlacken(s)
+        heap.gcController.heapLive.add(claimed, .relaxed)
+        if heap.phase == .mark {
+            heap.preBlacken(s)
             slot.pointee = s
-            if !st.pointee.slowAlloc { fastSlot.pointee = s }
-            reviseAssistRatio()
-            assist(st, bytes: claimed)
+            if !pointee.slowAlloc { fastSlot.pointee = s }
+            heap.reviseAssistRatio()
+            heap.assist(st, bytes: claimed)
         } else {
             slot.pointee = s
-            if !st.pointee.slowAlloc { fastSlot.pointee = s }
+            if !pointee.slowAlloc { fastSlot.pointee = s }
         }
         return true
     }
 
+    /// Flush a mutator's cache (Go's mcache.releaseAll).
+    func releaseAll() {
+        unowned(unsafe) let heap = pointee.heap
+        for i in 0..<SpanClass.count {
+            let s = pointee.spans[i]
+            if s != heap.emptySpan {
+                if pointee.profRate != 0 { disarmSample(self, s, i) }
+                heap.uncacheAccounting(s)
+                pointee.spans[i] = heap.emptySpan
+                pointee.alloc[i] = heap.emptySpan
+                heap.uncacheSpan(s)
+            }
+        }
+        pointee.tiny = 0
+        pointee.tinyOffset = 0
+        heap.heapStats.tinyAllocCount.add(pointee.tinyAllocs, .relaxed)
+        pointee.tinyAllocs = 0
+    }
+}
+
+extension Heap {
     /// Stats for a span leaving a cache: objects allocated from it while cached, and the
     /// free slots refill had counted into heapLive in advance. Withdraws the pre-marks
     /// of slots that stayed free (allocate-black) and counts the new objects as marked.
-    private func uncacheAccounting(_ s: UnsafeMutablePointer<MSpan>) {
+    func uncacheAccounting(_ s: UnsafeMutablePointer<MSpan>) {
         s.pointee.allocCount = s.countAllocated()
         let n = s.pointee.allocCount - s.pointee.allocCountBeforeCache
         heapStats.smallAllocs[s.pointee.spanClass.sizeClass].add(n, .relaxed)
@@ -77,23 +195,5 @@ extension Heap {
             if free != 0 { _ = tc_or64(marks + w, free) }
         }
         s.pointee.blackened = 1
-    }
-
-    /// Flush a mutator's cache (Go's mcache.releaseAll).
-    func releaseAll(_ st: UnsafeMutablePointer<MutatorState>) {
-        for i in 0..<SpanClass.count {
-            let s = st.pointee.spans[i]
-            if s != emptySpan {
-                if st.pointee.profRate != 0 { disarmSample(st, s, i) }
-                uncacheAccounting(s)
-                st.pointee.spans[i] = emptySpan
-                st.pointee.alloc[i] = emptySpan
-                uncacheSpan(s)
-            }
-        }
-        st.pointee.tiny = 0
-        st.pointee.tinyOffset = 0
-        heapStats.tinyAllocCount.add(st.pointee.tinyAllocs, .relaxed)
-        st.pointee.tinyAllocs = 0
     }
 }

@@ -1,6 +1,25 @@
 import CTricolor
 import Glibc
 
+// Large objects (Go's mallocgc large path; mallocgcLarge since Go 1.22): anything over
+// 32 KiB gets a span of its own straight from the page heap, rounded up to whole pages,
+// with no size class and no mcache. The span goes on its class-0 central list as full
+// and swept, so the sweeper finds it; freeing it returns the pages to the page heap.
+
+extension Mutator {
+    /// A large object of `size` bytes (> 32 KiB).
+    func allocateLarge(_ size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+        let st = state
+        unowned(unsafe) let heap = st.pointee.heap
+        raisePathLevel(st, .large)
+        let p = heap.allocLarge(st, size: size, typeID: typeID, noscan: noscan, canFail: canFail)
+        if p != 0 && st.pointee.mcache.pointee.profRate != 0, let s = heap.spanOf(p) {
+            sampleBytes(Int(s.pointee.npages << SizeClassTable.pageShiftU), p, s)
+        }
+        return p
+    }
+}
+
 extension Heap {
     func allocLarge(_ st: UnsafeMutablePointer<MutatorState>, size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
         refreshMemoryLimitTrigger()

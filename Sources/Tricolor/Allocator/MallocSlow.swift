@@ -1,6 +1,13 @@
 import CTricolor
 import Glibc
 
+// The allocation slow path (Go's mallocgc, below the fast paths that Malloc.swift inlines
+// into the caller): answer a pending safepoint, check the mutator in checked mode, pick
+// the size category and call its allocator (MallocTiny, MallocSmall, MallocLarge), then
+// count the allocation for the allocation-path statistics and call the allocation hook.
+// Heap profile sampling of tiny and large objects counts bytes here (`sampleBytes`);
+// small objects are sampled by the cache window (MemProfile.swift).
+
 extension Mutator {
     /// Go's mallocgc minus the fast paths above. Returns 0 only when `canFail`.
     @usableFromInline @inline(never)
@@ -17,32 +24,21 @@ extension Mutator {
         if size == 0 { return heap.zeroBase }
         let t0: UInt64 = st.pointee.pathCounters != nil ? tc_cputicks() : 0
         st.pointee.pathLevel = 0
+        // Go 1.22+ splits mallocgc by size category the same way (mallocgcTiny,
+        // mallocgcSmall…, mallocgcLarge).
         let p: UInt
         if noscan && size < 16 {
             p = allocateTiny(size, canFail: canFail)
         } else if size <= SizeClassTable.maxSmallSize {
-            let c = SizeClassTable.sizeToClass(size)
-            let spc = SpanClass(sizeClass: c, noscan: noscan)
-            guard let (s, idx, sampled) = nextFree(spc, canFail: canFail, size: size, sample: true) else { return 0 }
-            p = s.pointee.startAddr + idx * s.pointee.elemSize
-            if !noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
-            if heap.configuration.clobberFree {
-                UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(s.pointee.elemSize))
-            }
-            if sampled { heap.profileAlloc(p, size: Int(s.pointee.elemSize), span: s) }
+            p = allocateSmall(size, typeID: typeID, noscan: noscan, canFail: canFail)
         } else {
-            raisePathLevel(st, .large)
-            p = heap.allocLarge(st, size: size, typeID: typeID, noscan: noscan, canFail: canFail)
-            if p == 0 { return 0 }
-            if st.pointee.profRate != 0, let s = heap.spanOf(p) {
-                sampleBytes(Int(s.pointee.npages << SizeClassTable.pageShiftU), p, s)
-            }
+            p = allocateLarge(size, typeID: typeID, noscan: noscan, canFail: canFail)
         }
         if p == 0 { return 0 }
         if st.pointee.pathCounters != nil {
             heap.recordAllocPath(st, start: t0)
         }
-        if st.pointee.slowAlloc && heap.allocHookInstalled {
+        if st.pointee.mcache.pointee.slowAlloc && heap.allocHookInstalled {
             callAllocationHook(p, size: size, typeID: typeID)
         }
         return p
@@ -79,13 +75,13 @@ extension Mutator {
 
     /// Tiny and large allocations: Go's byte countdown to the next heap profile sample.
     func sampleBytes(_ size: Int, _ p: UInt, _ s: UnsafeMutablePointer<MSpan>) {
-        let st = state
-        unowned(unsafe) let heap = st.pointee.heap
-        if st.pointee.profRate == 1 || size >= st.pointee.nextSampleBytes {
-            st.pointee.nextSampleBytes = nextExponential(&st.pointee.rngState, mean: st.pointee.profRate)
+        let c = state.pointee.mcache
+        unowned(unsafe) let heap = state.pointee.heap
+        if c.pointee.profRate == 1 || size >= c.pointee.nextSampleBytes {
+            c.pointee.nextSampleBytes = nextExponential(&c.pointee.rngState, mean: c.pointee.profRate)
             heap.profileAlloc(p, size: size, span: s)
         } else {
-            st.pointee.nextSampleBytes -= size
+            c.pointee.nextSampleBytes -= size
         }
     }
 
@@ -105,71 +101,5 @@ extension Mutator {
         hook(AllocationEvent(address: p, size: size, slotSize: slot,
                              sizeClass: s.map { $0.pointee.spanClass.sizeClass } ?? 0,
                              typeName: heap.typeName(typeID & ~arrayTypeBit), tiny: tiny, stack: stack))
-    }
-
-    /// A free slot of span class `spc`, refilling the cache if its span is full; with
-    /// `sample`, whether this object is a heap profile sample (see MemProfile.swift).
-    func nextFree(_ spc: SpanClass, canFail: Bool, size: Int, sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
-        let st = state
-        let spans = st.pointee.spans
-        let ci = Int(spc.raw)
-        let profiling = st.pointee.profRate != 0
-        var s = spans[ci]
-        if profiling && (s.pointee.allocCache | s.pointee.heldCache) != 0 { disarmSample(st, s, ci) }
-        var idx = s.nextFreeIndex()
-        // A refill can run a collection whose pauses flush this cache again: retry.
-        while idx == s.pointee.nelems {
-            let ok = Unmanaged.passUnretained(st.pointee.heap)._withUnsafeGuaranteedRef { $0.refill(st, spc) }
-            guard ok else {
-                if canFail { return nil }
-                st.pointee.heap.throwOutOfMemory(size)
-            }
-            s = spans[ci]
-            idx = s.nextFreeIndex()
-        }
-        var sampled = false
-        if profiling {
-            if sample {
-                if st.pointee.toSample[ci] <= 0 {
-                    sampled = true
-                    st.pointee.toSample[ci] = sampleDistance(st, elemSize: s.pointee.elemSize)
-                } else {
-                    st.pointee.toSample[ci] -= 1
-                }
-            }
-            armSample(st, s, ci)
-        }
-        return (s, idx, sampled)
-    }
-
-    /// Go's tiny allocator: pointer-free objects under 16 bytes are packed into 16-byte
-    /// blocks; a block is freed when nothing points into it any more.
-    func allocateTiny(_ size: Int, canFail: Bool) -> UInt {
-        let st = state
-        unowned(unsafe) let heap = st.pointee.heap
-        var off = st.pointee.tinyOffset
-        if size & 7 == 0 { off = (off + 7) & ~7 }
-        else if size & 3 == 0 { off = (off + 3) & ~3 }
-        else if size & 1 == 0 { off = (off + 1) & ~1 }
-        let p: UInt
-        if off + UInt(size) <= 16 && st.pointee.tiny != 0 {
-            st.pointee.tinyOffset = off + UInt(size)
-            st.pointee.tinyAllocs += 1
-            raisePathLevel(st, .tiny)
-            p = st.pointee.tiny + off
-        } else {
-            guard let (s, idx, _) = nextFree(.tiny, canFail: canFail, size: size, sample: false) else { return 0 }
-            p = s.pointee.startAddr + idx * s.pointee.elemSize
-            if heap.configuration.clobberFree {
-                UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
-            }
-            // Keep whichever block has more room left.
-            if UInt(size) < st.pointee.tinyOffset || st.pointee.tiny == 0 {
-                st.pointee.tiny = p
-                st.pointee.tinyOffset = UInt(size)
-            }
-        }
-        if st.pointee.profRate != 0, let s = heap.spanOf(p) { sampleBytes(size, p, s) }
-        return p
     }
 }

@@ -127,7 +127,7 @@ extension Heap {
     /// Pause #1, with the world stopped.
     private func sweepTermination(_ trigger: GCTrigger, start t0: UInt64) {
         var p = mutators
-        while let m = p { releaseAll(m); p = m.pointee.next }
+        while let m = p { m.pointee.mcache.releaseAll(); p = m.pointee.next }
         // The background sweeper is not stopped with the world: bar new sweeps, wait for
         // a span it may be sweeping, then sweep whatever is left (normally nothing).
         sweep.sweepBlocked.store(1, .releasing)

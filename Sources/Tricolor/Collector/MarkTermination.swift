@@ -131,7 +131,7 @@ extension Heap {
         cycle.heap1 = gcController.heapLive.load(.relaxed)
         var p = mutators
         while let m = p {
-            releaseAll(m)
+            m.pointee.mcache.releaseAll()
             m.clearFlags(MutatorState.flagBarrier)
             m.pointee.assistDebt = 0
             p = m.pointee.next

@@ -91,9 +91,10 @@ extension Heap {
     /// need every allocation in the slow path. Called at attach and with the world stopped.
     func setCacheMode(_ st: UnsafeMutablePointer<MutatorState>) {
         let slow = debugSlowPath || allocHookInstalled || configuration.allocPathStats
-        st.pointee.slowAlloc = slow
+        let c = st.pointee.mcache
+        c.pointee.slowAlloc = slow
         for i in 0..<SpanClass.count {
-            st.pointee.alloc[i] = slow ? emptySpan : st.pointee.spans[i]
+            c.pointee.alloc[i] = slow ? emptySpan : c.pointee.spans[i]
         }
     }
 

@@ -177,26 +177,26 @@ func nextExponential(_ state: inout UInt64, mean: Int) -> Int {
 
 /// Objects before the next sample in a stream of `elemSize`-byte objects.
 @inline(__always)
-func sampleDistance(_ st: UnsafeMutablePointer<MutatorState>, elemSize: UInt) -> Int {
-    let rate = st.pointee.profRate
+func sampleDistance(_ c: UnsafeMutablePointer<MCache>, elemSize: UInt) -> Int {
+    let rate = c.pointee.profRate
     if rate == 1 { return 0 }
-    return nextExponential(&st.pointee.rngState, mean: rate) / Int(elemSize)
+    return nextExponential(&c.pointee.rngState, mean: rate) / Int(elemSize)
 }
 
 /// Limit the cached span's current window to the objects before this class's next
 /// sample point (see the top of this file). Charges the kept slots to the countdown.
 /// (Free functions, not Heap methods: the allocation slow path must not retain the heap.)
 @inline(__always)
-func armSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
-    let c = s.pointee.allocCache
-    let n = c.nonzeroBitCount
-    let left = st.pointee.toSample[spc]
+func armSample(_ c: UnsafeMutablePointer<MCache>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
+    let window = s.pointee.allocCache
+    let n = window.nonzeroBitCount
+    let left = c.pointee.toSample[spc]
     if n <= left {
-        st.pointee.toSample[spc] = left - n
+        c.pointee.toSample[spc] = left - n
         return
     }
     // Keep the lowest `left` free slots.
-    var keep = c
+    var keep = window
     var drop = n - left
     var held: UInt64 = 0
     while drop > 0 {
@@ -207,13 +207,13 @@ func armSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePoint
     }
     s.pointee.allocCache = keep
     s.pointee.heldCache = held
-    st.pointee.toSample[spc] = 0
+    c.pointee.toSample[spc] = 0
 }
 
 /// Undo `armSample` for a span: refund charged slots not used, give back held slots.
 @inline(__always)
-func disarmSample(_ st: UnsafeMutablePointer<MutatorState>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
-    st.pointee.toSample[spc] += s.pointee.allocCache.nonzeroBitCount
+func disarmSample(_ c: UnsafeMutablePointer<MCache>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
+    c.pointee.toSample[spc] += s.pointee.allocCache.nonzeroBitCount
     s.pointee.allocCache |= s.pointee.heldCache
     s.pointee.heldCache = 0
 }
@@ -233,13 +233,14 @@ extension Heap {
     func initSampling(_ st: UnsafeMutablePointer<MutatorState>) {
         var seed = configuration.memProfileSeed ^ (UInt64(st.pointee.id) &* 0x9E3779B97F4A7C15)
         if seed == 0 { seed = 1 }
-        st.pointee.rngState = seed
+        let c = st.pointee.mcache
+        c.pointee.rngState = seed
         let rate = configuration.memProfileRate
-        st.pointee.profRate = rate
-        st.pointee.nextSampleBytes = rate == 0 ? Int.max / 2 : nextExponential(&st.pointee.rngState, mean: rate)
+        c.pointee.profRate = rate
+        c.pointee.nextSampleBytes = rate == 0 ? Int.max / 2 : nextExponential(&c.pointee.rngState, mean: rate)
         for i in 0..<SpanClass.count {
             let size = SizeClassTable.classToSize[i >> 1]
-            st.pointee.toSample[i] = rate == 0 || size == 0 ? Int.max / 2 : sampleDistance(st, elemSize: UInt(size))
+            c.pointee.toSample[i] = rate == 0 || size == 0 ? Int.max / 2 : sampleDistance(c, elemSize: UInt(size))
         }
     }
 

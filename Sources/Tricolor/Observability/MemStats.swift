@@ -78,12 +78,12 @@ extension Heap {
         var p = mutators
         while let st = p {
             for i in 0..<SpanClass.count {
-                let s = st.pointee.spans[i]
+                let s = st.pointee.mcache.pointee.spans[i]
                 if s != emptySpan {
                     cachedAllocs[s.pointee.spanClass.sizeClass] += s.countAllocated() - s.pointee.allocCountBeforeCache
                 }
             }
-            tiny += st.pointee.tinyAllocs
+            tiny += st.pointee.mcache.pointee.tinyAllocs
             stacks += UInt(st.pointee.stackCap * 8)
             nMutators += 1
             p = st.pointee.next

@@ -52,7 +52,7 @@ extension Heap {
         schedLock.lock()
         // Flush under the sched lock so no stop-the-world falls between flush and unlink.
         flushMutatorGCWork(st)
-        releaseAll(st)
+        st.pointee.mcache.releaseAll()
         if let c = st.pointee.pathCounters {
             statsLock.withLock { c.add(to: pathTotals) }
             c.p.update(repeating: 0, count: AllocPathCounters.words)

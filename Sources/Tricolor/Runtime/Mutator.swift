@@ -20,28 +20,13 @@ enum MutatorStatus: UInt32 {
 
 @usableFromInline
 struct MutatorState {
-    // -- fast path --
-    /// What the inlined fast path allocates from (Go's mcache.alloc[136]). First field:
-    /// nothing at offset 0 is ever read by another thread (see `rawShared`).
-    @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
+    /// This mutator's span cache (Go's p.mcache). First field: nothing at offset 0 is
+    /// ever read by another thread (see `rawShared`).
+    @usableFromInline let mcache: UnsafeMutablePointer<MCache>
     /// Words other threads change atomically while the mutator runs (slow-path flags,
     /// stack-scan and ragged-barrier state), in an allocation of their own so that the
     /// mutator's plain accesses to this struct never overlap them.
     @usableFromInline let shared: UnsafeMutablePointer<MutatorShared>
-    /// The spans this mutator holds, per span class. `alloc` holds the same spans, except
-    /// in slow mode (`slowAlloc`: checked mode, clobberfree, an allocation hook, the
-    /// allocation-path counters), where `alloc` stays all empty so that every allocation
-    /// takes the slow path.
-    let spans: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
-    var slowAlloc = false
-    // -- heap profile sampling (MemProfile.swift) --
-    /// Per span class: objects to allocate before the next sampled one.
-    let toSample: UnsafeMutablePointer<Int>
-    /// Bytes of tiny and large allocations before the next sample (Go's nextSample).
-    var nextSampleBytes = 0
-    var rngState: UInt64 = 1
-    /// The heap's MemProfileRate (0: off), here so the slow path need not touch the heap.
-    var profRate = 0
     // -- allocation-path counters (AllocPath.swift), nil when off --
     var pathCounters: AllocPathCounters? = nil
     var pathLevel: UInt8 = 0
@@ -64,10 +49,6 @@ struct MutatorState {
     let gcw: UnsafeMutablePointer<GCWork>
     /// Scan work owed (positive) for allocation during marking.
     var assistDebt: Double = 0
-    // -- MCache, rest --
-    var tiny: UInt = 0
-    var tinyOffset: UInt = 0
-    var tinyAllocs: UInt = 0
     // -- scheduling (sched lock) --
     var status: MutatorStatus = .running
     var next: UnsafeMutablePointer<MutatorState>? = nil
@@ -87,12 +68,8 @@ struct MutatorState {
     init(heap: Heap, id: Int) {
         self.heap = heap
         self.id = id
-        alloc = .allocate(capacity: SpanClass.count)
-        alloc.initialize(repeating: heap.emptySpan, count: SpanClass.count)
-        spans = .allocate(capacity: SpanClass.count)
-        spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
-        toSample = .allocate(capacity: SpanClass.count)
-        toSample.initialize(repeating: 0, count: SpanClass.count)
+        mcache = .allocate(capacity: 1)
+        mcache.initialize(to: MCache(heap: heap))
         stack = .allocate(capacity: MutatorState.initialStackSlots)
         stackTop = 0
         stackCap = MutatorState.initialStackSlots
@@ -105,9 +82,8 @@ struct MutatorState {
     }
 
     func releaseStorage() {
-        spans.deallocate()
-        alloc.deallocate()
-        toSample.deallocate()
+        mcache.pointee.destroy()
+        mcache.deallocate()
         pathCounters?.destroy()
         stack.deallocate()
         wbBuf.deallocate()
@@ -182,7 +158,7 @@ public struct Mutator {
 
     @usableFromInline init(state: UnsafeMutablePointer<MutatorState>) {
         self.state = state
-        cache = state.pointee.alloc
+        cache = state.pointee.mcache.pointee.alloc
     }
 
     public var heap: Heap { state.pointee.heap }
