@@ -1,11 +1,19 @@
 import Glibc
 
-/// How a heap is set up. Read from the environment as Go reads it (`GOGC`, `GODEBUG`),
-/// then overridable in code. Invalid values are rejected with an error that names them.
+/// How a heap is set up. Read from the environment as Go reads it (`GOGC`, `GOMEMLIMIT`,
+/// `GOMAXPROCS`, `GODEBUG`), then overridable in code. Invalid values are rejected with an
+/// error that names them; too large a `gcPercent` or `gomaxprocs` is clamped instead
+/// (`maxGCPercent`, `maxGomaxprocs`).
 public struct Configuration: Sendable, Equatable {
     /// GOGC: the heap may grow to live × (1 + gcPercent/100) before the next cycle.
-    /// nil turns the collector off (`GOGC=off`), like a negative value in Go.
-    public var gcPercent: Int?
+    /// nil turns the collector off (`GOGC=off`). Normalized on assignment, as Go's
+    /// SetGCPercent does: a negative value becomes nil (off), and a value above
+    /// `Configuration.maxGCPercent` becomes that maximum (see there why).
+    public var gcPercent: Int? {
+        get { _gcPercent }
+        set { _gcPercent = newValue.flatMap { $0 < 0 ? nil : min($0, Configuration.maxGCPercent) } }
+    }
+    private var _gcPercent: Int?
     /// Checked mode (`GODEBUG=tricolorcheck=1`): every allocation, load and store is
     /// validated and misuse traps with a message. Slow; for debugging.
     public var checked: Bool
@@ -20,8 +28,14 @@ public struct Configuration: Sendable, Equatable {
     /// Mark worker threads; nil = Go's rule (25% of GOMAXPROCS). 0 runs no background
     /// marking: cycles advance only through assists and `collect()` (for tests).
     public var markWorkers: Int?
-    /// GOMAXPROCS for pacing and gctrace; nil = the number of online CPUs.
-    public var gomaxprocs: Int?
+    /// GOMAXPROCS for pacing and gctrace; nil = the number of online CPUs. A value above
+    /// `Configuration.maxGomaxprocs` is clamped to it on assignment (see there why);
+    /// a value below 1 is kept and rejected by `validate()` (and so by `Heap.init`).
+    public var gomaxprocs: Int? {
+        get { _gomaxprocs }
+        set { _gomaxprocs = newValue.map { min($0, Configuration.maxGomaxprocs) } }
+    }
+    private var _gomaxprocs: Int?
     /// Address space reserved for the heap at creation (not memory: pages are committed
     /// as the heap grows). The heap can never exceed it. Default 256 GiB.
     public var reservedAddressSpace: Int
@@ -47,32 +61,61 @@ public struct Configuration: Sendable, Equatable {
         self.allocPathStats = allocPathStats
         self.memoryLimit = memoryLimit
         self.markWorkers = markWorkers
-        self.gomaxprocs = gomaxprocs
-        self.gcPercent = gcPercent
         self.checked = checked
         self.gctrace = gctrace
         self.clobberFree = clobberFree
         self.checkmark = checkmark
         self.reservedAddressSpace = reservedAddressSpace
+        self._gomaxprocs = nil
+        self._gcPercent = nil
+        self.gomaxprocs = gomaxprocs      // through the setters: normalized and clamped
+        self.gcPercent = gcPercent
     }
 
-    /// The configuration described by `GOGC` and `GODEBUG` in `environment`
-    /// (the process environment by default).
+    // MARK: limits
+
+    /// The largest GOGC kept; larger settings (from `GOGC`, or assigned in code) are
+    /// clamped to it. It is Go's own range: gcPercent is an int32 in Go, and Go 1.19's
+    /// readGOGC parses with atoi32. (For a value past int32 Go 1.19 falls back to 100,
+    /// which we do not copy: a huge GOGC means "collect as rarely as possible".)
+    /// At this value the pacer's heap minimum is 4 MiB × 2147483647 / 100 ≈ 82 TiB, more
+    /// than the largest reservation (64 TiB), so the percentage goal is never reached and
+    /// GOGC is effectively off (GOMEMLIMIT still applies), while every product the pacer
+    /// forms with it (4 MiB × GOGC, roots × GOGC) stays far inside 64 bits.
+    public static let maxGCPercent = Int(Int32.max)
+
+    /// The largest GOMAXPROCS kept; larger settings are clamped to it. Go 1.19's
+    /// schedinit takes any positive int32 and has no cap: `_MaxGomaxprocs` (256 in Go
+    /// 1.5–1.8, 1024 in 1.9) went away in Go 1.10. We keep Go 1.9's 1024, the last cap
+    /// Go had: above any machine this runs on, and small enough that GOMAXPROCS times a
+    /// duration or a byte count (CPU-limiter capacity, pause × procs) cannot overflow.
+    public static let maxGomaxprocs = 1024
+
+    /// Mark workers allowed when `markWorkers` is set explicitly.
+    public static let maxMarkWorkers = 64
+
+    /// Bounds of `reservedAddressSpace`: one arena, and 64 TiB (2^46 bytes).
+    public static let reservedAddressSpaceRange = (64 << 20)...(1 << 46)
+
+    // MARK: environment
+
+    /// The configuration described by `GOGC`, `GOMEMLIMIT`, `GOMAXPROCS` and `GODEBUG`
+    /// in `environment` (the process environment by default).
+    ///
+    /// As in Go, a variable set to the empty string counts as unset. Unlike Go, which
+    /// ignores most malformed values (and throws on a malformed GOMEMLIMIT), every
+    /// malformed value is rejected with an error naming the variable and the value.
     public static func fromEnvironment(_ environment: [String: String]? = nil) throws(ConfigurationError) -> Configuration {
         let env = environment ?? ProcessEnvironment.current()
         var c = Configuration()
-        if let v = env["GOGC"] {
+        if let v = env["GOGC"], !v.isEmpty {
             c.gcPercent = try parseGOGC(v)
         }
-        if let v = env["GOMEMLIMIT"] {
-            let limit = try parseMemoryLimit(v)
-            c.memoryLimit = limit == Int.max ? nil : limit
+        if let v = env["GOMEMLIMIT"], !v.isEmpty {
+            c.memoryLimit = try parseGOMEMLIMIT(v)
         }
-        if let v = env["GOMAXPROCS"] {
-            guard let n = Int(v), n >= 1 else {
-                throw ConfigurationError(message: "invalid GOMAXPROCS value \"\(v)\": expected a positive integer")
-            }
-            c.gomaxprocs = n
+        if let v = env["GOMAXPROCS"], !v.isEmpty {
+            c.gomaxprocs = try parseGOMAXPROCS(v)
         }
         if let v = env["GODEBUG"] {
             for item in v.split(separator: ",") where !item.isEmpty {
@@ -81,10 +124,12 @@ public struct Configuration: Sendable, Equatable {
                 let key = String(first)
                 let value = kv.count > 1 ? String(kv[1]) : ""
                 func flag() throws(ConfigurationError) -> Bool {
-                    guard let n = Int(value), n >= 0 else {
+                    switch DecimalInteger(value) {
+                    case .value(let n) where n >= 0: return n != 0
+                    case .tooLarge: return true
+                    default:
                         throw ConfigurationError(message: "invalid GODEBUG value \(key)=\(value): expected a non-negative integer")
                     }
-                    return n != 0
                 }
                 switch key {
                 case "gctrace": c.gctrace = try flag()
@@ -92,10 +137,13 @@ public struct Configuration: Sendable, Equatable {
                 case "clobberfree": c.clobberFree = try flag()
                 case "gccheckmark": c.checkmark = try flag()
                 case "memprofilerate":
-                    guard let n = Int(value), n >= 0 else {
+                    switch DecimalInteger(value) {
+                    case .value(let n) where n >= 0: c.memProfileRate = n
+                    case .tooLarge:
+                        throw ConfigurationError(message: "invalid GODEBUG value memprofilerate=\(value): out of range (at most \(Int.max))")
+                    default:
                         throw ConfigurationError(message: "invalid GODEBUG value memprofilerate=\(value): expected a non-negative integer")
                     }
-                    c.memProfileRate = n
                 default: break  // unknown keys are ignored, as in Go
                 }
             }
@@ -103,33 +151,108 @@ public struct Configuration: Sendable, Equatable {
         return c
     }
 
-    /// Parse a GOGC value: a percentage (may be negative, which means off) or "off".
+    /// Parse a GOGC value: a percentage or "off". A negative percentage means off (nil);
+    /// one above `maxGCPercent`, however many digits, is clamped to it. The empty string
+    /// is the default, 100: Go treats an empty variable as unset.
     public static func parseGOGC(_ v: String) throws(ConfigurationError) -> Int? {
+        if v.isEmpty { return 100 }
         if v == "off" { return nil }
-        guard let n = Int(v) else {
+        switch DecimalInteger(v) {
+        case .value(let n): return n < 0 ? nil : min(n, maxGCPercent)
+        case .tooLarge: return maxGCPercent
+        case .tooSmall: return nil
+        case .invalid:
             throw ConfigurationError(message: "invalid GOGC value \"\(v)\": expected an integer percentage or \"off\"")
         }
-        return n < 0 ? nil : n
     }
 
+    /// Parse a GOMEMLIMIT value with Go's parseByteCount rules (runtime/string.go): a
+    /// non-negative decimal integer with an optional unit B, KiB, MiB, GiB or TiB (powers
+    /// of two). "off" and the empty string mean no limit (nil); so does a limit of exactly
+    /// Int64.max bytes, Go's "no limit". A count that does not fit in 64 bits, before or
+    /// after the unit is applied (`99999999TiB`), is rejected as Go rejects it.
+    public static func parseGOMEMLIMIT(_ v: String) throws(ConfigurationError) -> Int? {
+        if v.isEmpty || v == "off" { return nil }
+        let units: [(suffix: String, shift: Int)] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)]
+        let unit = units.first { v.hasSuffix($0.suffix) } ?? ("", 0)
+        let digits = String(v.dropLast(unit.suffix.count))
+        let overflow = ConfigurationError(message: "invalid GOMEMLIMIT value \"\(v)\": does not fit in 64 bits (at most \(Int.max) bytes)")
+        switch DecimalInteger(digits) {
+        case .value(let n) where n >= 0:
+            guard n <= Int.max >> unit.shift else { throw overflow }
+            let bytes = n << unit.shift
+            return bytes == Int.max ? nil : bytes
+        case .tooLarge:
+            throw overflow
+        default:
+            throw ConfigurationError(message: "invalid GOMEMLIMIT value \"\(v)\": expected a non-negative byte count with an optional unit B, KiB, MiB, GiB or TiB, or \"off\"")
+        }
+    }
+
+    /// Parse a GOMAXPROCS value: a positive integer, clamped to `maxGomaxprocs` however
+    /// many digits it has. (Go 1.19 ignores a malformed or non-positive value and uses
+    /// the CPU count; we reject it, naming it.)
+    public static func parseGOMAXPROCS(_ v: String) throws(ConfigurationError) -> Int {
+        switch DecimalInteger(v) {
+        case .value(let n) where n >= 1: return min(n, maxGomaxprocs)
+        case .tooLarge: return maxGomaxprocs
+        default:
+            throw ConfigurationError(message: "invalid GOMAXPROCS value \"\(v)\": expected a positive integer")
+        }
+    }
+
+    // MARK: validation
+
+    /// Check every numeric field's range; the error names the field and the value.
+    /// (`gcPercent` and the upper end of `gomaxprocs` are normalized on assignment.)
     func validate() throws(ConfigurationError) {
         if let m = memoryLimit, m < 0 {
-            throw ConfigurationError(message: "invalid memoryLimit \(m): must be non-negative")
+            throw ConfigurationError(message: "invalid memoryLimit \(m): must be non-negative (nil means no limit)")
         }
-        if let w = markWorkers, w < 0 || w > 64 {
-            throw ConfigurationError(message: "invalid markWorkers \(w): must be between 0 and 64")
+        if let w = markWorkers, w < 0 || w > Configuration.maxMarkWorkers {
+            throw ConfigurationError(message: "invalid markWorkers \(w): must be between 0 and \(Configuration.maxMarkWorkers)")
         }
         if let p = gomaxprocs, p < 1 {
-            throw ConfigurationError(message: "invalid gomaxprocs \(p): must be at least 1")
+            throw ConfigurationError(message: "invalid gomaxprocs \(p): must be at least 1 (at most \(Configuration.maxGomaxprocs); larger values are clamped)")
         }
+        // Any non-negative rate is safe: the sampling distance saturates at Int.max / 2.
         if memProfileRate < 0 {
             throw ConfigurationError(message: "invalid memProfileRate \(memProfileRate): must be non-negative (0 turns the heap profile off)")
         }
-        if reservedAddressSpace < 64 << 20 {
-            throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): must be at least one 64 MiB arena (67108864 bytes)")
+        let space = Configuration.reservedAddressSpaceRange
+        if reservedAddressSpace < space.lowerBound {
+            throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): must be at least one 64 MiB arena (\(space.lowerBound) bytes)")
         }
-        if reservedAddressSpace > 1 << 46 {
-            throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): at most 64 TiB (70368744177664 bytes)")
+        if reservedAddressSpace > space.upperBound {
+            throw ConfigurationError(message: "invalid reservedAddressSpace \(reservedAddressSpace): at most 64 TiB (\(space.upperBound) bytes)")
+        }
+    }
+}
+
+/// A decimal integer as the environment spells it: an optional sign and at least one
+/// digit, nothing else (no spaces, no underscores, no hex). Values past Int's range are
+/// told apart from malformed text, so a caller can clamp them instead of rejecting.
+enum DecimalInteger: Equatable {
+    case value(Int)
+    case tooLarge       // all digits, above Int.max
+    case tooSmall       // all digits after '-', below Int.min
+    case invalid
+
+    init(_ s: String) {
+        var body = Substring(s)
+        var negative = false
+        if let c = body.first, c == "+" || c == "-" {
+            negative = c == "-"
+            body = body.dropFirst()
+        }
+        guard !body.isEmpty, body.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            self = .invalid
+            return
+        }
+        if let n = Int(s) {          // Int accepts the same sign rules
+            self = .value(n)
+        } else {
+            self = negative ? .tooSmall : .tooLarge
         }
     }
 }

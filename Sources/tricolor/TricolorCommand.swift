@@ -1,0 +1,276 @@
+import ArgumentParser
+import Foundation
+import Tricolor
+import TricolorWorkloads
+
+@main
+struct TricolorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tricolor",
+        abstract: "Go's memory manager rebuilt in Swift: run workloads, inspect the allocator.",
+        subcommands: [Run.self, SizeClasses.self, Bench.self])
+}
+
+struct SizeClasses: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sizeclasses",
+        abstract: "Print Go's size-class table: class bytes/obj bytes/span objects tail_waste max_waste.")
+    func run() { print(SizeClassGenerator.tableText()) }
+}
+
+enum Workload: String, ExpressibleByArgument, CaseIterable {
+    case binaryTrees = "binary-trees"
+    case gcbench
+    case liveheap
+    case leak
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a workload on a Tricolor heap, then print a '# key=value' summary line.",
+        discussion: """
+            Output files (--heap-profile, --mutex-profile) are opened before the workload \
+            runs and written like a shell redirect: symlinks are followed, only regular \
+            files are accepted, '-' is standard output (text output then goes to stderr).
+
+            Exit status: 0 success; 64 invalid command line; 73 an output file cannot be \
+            opened (before the run); 74 writing an output file or standard output failed; \
+            78 invalid GOGC, GOMEMLIMIT, GOMAXPROCS or GODEBUG; 1 any other failure.
+            """)
+
+    @Argument(help: "The workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var workload: Workload
+
+    /// The size argument as typed. Collected with `.allUnrecognized` so that a negative
+    /// value ("-5") reaches `validate()` and is reported as an invalid N, not as an
+    /// unknown option; unknown options land here too and are reported as such.
+    @Argument(parsing: .allUnrecognized,
+              help: ArgumentHelp("Size parameter (binary-trees: max depth 0-30, default 10; leak: requests 1-100000000, default 200000).", valueName: "n"))
+    var sizeArguments: [String] = []
+
+    /// The size argument's text ("--", the end of options, is dropped).
+    var sizeText: [String] { sizeArguments.filter { $0 != "--" } }
+
+    /// The size parameter; valid after `validate()`.
+    var n: Int? { sizeText.first.flatMap { Int($0) } }
+
+    @Option(name: .customLong("threads"), parsing: .unconditional, help: "Mutator threads sharing the work (1-256).",
+            transform: NumericValue.integer(1...256))
+    var threads: Int = 1
+
+    @Option(name: .customLong("live-mib"), parsing: .unconditional, help: "liveheap: MiB kept live (1-16384).",
+            transform: NumericValue.integer(1...16384))
+    var liveMiB: Int = 1024
+
+    @Option(name: .customLong("seconds"), parsing: .unconditional, help: "liveheap: seconds of garbage allocation (more than 0, at most 3600).",
+            transform: NumericValue.seconds(above: 0, atMost: 3600))
+    var seconds: Double = 10
+
+    @Option(name: .customLong("heap-profile"), help: "After the run (and a collection), write the heap profile here (pprof, gzipped; '-' = stdout).")
+    var heapProfile: String?
+
+    @Option(name: .customLong("mutex-profile"), help: "After the run, write the runtime-lock contention profile here (pprof, gzipped; '-' = stdout).")
+    var mutexProfile: String?
+
+    @Flag(name: .customLong("atomic-output"), help: "Write output files through a temporary file renamed over the target, so readers never see a partial file.")
+    var atomicOutput = false
+
+    @Flag(name: .customLong("memstats"), help: "After the run, print MemStats and GCStats as JSON on stdout (stderr when a profile goes to stdout).")
+    var memstats = false
+
+    @Flag(name: .customLong("alloc-path"), help: "Count every allocation by the level that served it (mcache, mcentral, mheap, OS, large) and print the table after the run.")
+    var allocPath = false
+
+    @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Bytes per heap profile sample (Go's MemProfileRate; default 524288, 1 = every allocation, 0 = off).",
+            transform: NumericValue.integer(0...Int.max))
+    var memProfileRate: Int?
+
+    @Option(name: .customLong("mutexprofilefraction"), parsing: .unconditional, help: "Record 1 in N runtime-lock waits with a stack (Go's SetMutexProfileFraction; 0-1000000; default 1 with --mutex-profile, else 0).",
+            transform: NumericValue.integer(0...1_000_000))
+    var mutexProfileFraction: Int?
+
+    func validate() throws {
+        let size = sizeText
+        for a in size where a.hasPrefix("-") && Int(a) == nil && !NumericValue.isDecimal(a) {
+            throw ValidationError("Unknown option '\(a)'")
+        }
+        if size.count > 1 {
+            throw ValidationError("expected at most one size argument, got \(size.map { "'\($0)'" }.joined(separator: " "))")
+        }
+        let range: ClosedRange<Int>? = switch workload {
+            case .binaryTrees: 0...30
+            case .leak: 1...100_000_000
+            case .gcbench, .liveheap: nil
+        }
+        if let text = size.first {
+            guard let range else { throw ValidationError("\(workload.rawValue) takes no size argument") }
+            guard let n = Int(text) else {
+                let why = NumericValue.isDecimal(text) ? NumericValue.describe(range) : "expected an integer"
+                throw ValidationError("\(workload.rawValue): invalid N '\(text)': \(why)")
+            }
+            guard range.contains(n) else {
+                throw ValidationError("\(workload.rawValue): invalid N '\(text)': \(NumericValue.describe(range))")
+            }
+        }
+        if heapProfile == "-" && mutexProfile == "-" {
+            throw ValidationError("--heap-profile and --mutex-profile cannot both write to standard output ('-')")
+        }
+    }
+
+    func run() throws {
+        // 1. The environment (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG).
+        var config: Configuration
+        do {
+            config = try Configuration.fromEnvironment()
+        } catch {
+            reportError("\(error)")
+            throw ExitCode(ExitStatus.config)
+        }
+        if let r = memProfileRate { config.memProfileRate = r }
+        if allocPath { config.allocPathStats = true }
+
+        // 2. Output files, before any work: a path that cannot be written fails now.
+        let outputs = try openOutputs()
+        let heapOut = outputs.first { $0.option == "--heap-profile" }
+        let mutexOut = outputs.first { $0.option == "--mutex-profile" }
+        let textToStderr = outputs.contains { $0.isStandardOutput }
+        let say: (String) -> Void = textToStderr ? { reportLine($0) } : { print($0) }
+        func fail(_ message: String, _ status: Int32) -> ExitCode {
+            outputs.forEach { $0.abandon() }
+            reportError(message)
+            return ExitCode(status)
+        }
+
+        // 3. The heap and the workload.
+        let heap: Heap
+        do {
+            heap = try Heap(configuration: config)
+        } catch let error as ConfigurationError {
+            throw fail("\(error)", ExitStatus.config)
+        } catch {
+            throw fail("cannot create the heap: \(error)", ExitStatus.failure)
+        }
+        if let f = mutexProfileFraction ?? (mutexProfile != nil ? 1 : nil) { Heap.setMutexProfileFraction(f) }
+        let t0 = monotonicSeconds()
+        var extra: [(String, String)] = [("threads", String(threads))]
+        do {
+            switch workload {
+            case .binaryTrees: try BinaryTrees.run(heap: heap, n: n ?? 10, threads: threads, output: say)
+            case .gcbench: try GCBench.run(heap: heap, threads: threads, output: say)
+            case .liveheap: extra += try LiveHeap.run(heap: heap, liveMiB: liveMiB, seconds: seconds, output: say)
+            case .leak: try Leak.run(heap: heap, requests: n ?? 200_000, output: say)
+            }
+        } catch {
+            throw fail("\(workload.rawValue): \(error)", ExitStatus.failure)
+        }
+        let wall = monotonicSeconds() - t0
+        say(summaryLine(heap: heap, wallSeconds: wall, extra: extra))
+        if allocPath { say(heap.allocPathStats().formatted().trimmingSuffix("\n")) }
+
+        // 4. The outputs. Every failure is reported; the status says one happened.
+        var writeFailed = false
+        if let out = heapOut {
+            // Like `go test -memprofile`: collect first, so in-use figures are current.
+            heap.collect()
+            do { try out.write(heap.heapProfile()) } catch { reportError(error.message); writeFailed = true }
+        }
+        if let out = mutexOut {
+            do { try out.write(Heap.mutexProfileData()) } catch { reportError(error.message); writeFailed = true }
+        }
+        if memstats { say(try memStatsJSON(heap)) }
+        if fflush(nil) != 0 {       // all stdio streams: the text on stdout
+            reportError("cannot write standard output: \(errnoText(errno))")
+            writeFailed = true
+        }
+        if writeFailed { throw ExitCode(ExitStatus.ioError) }
+    }
+
+    /// Opens every output path option, reporting each one that fails; on any failure the
+    /// others are abandoned and the run stops with `ExitStatus.cannotCreate` (usage for
+    /// two options naming one file), before the workload.
+    func openOutputs() throws -> [OutputFile] {
+        var outputs: [OutputFile] = []
+        var failed = false
+        for (option, path) in [("--heap-profile", heapProfile), ("--mutex-profile", mutexProfile)] {
+            guard let path else { continue }
+            do {
+                outputs.append(try OutputFile.open(option: option, path: path, atomic: atomicOutput))
+            } catch {
+                reportError(error.message)
+                failed = true
+            }
+        }
+        if failed {
+            outputs.forEach { $0.abandon() }
+            throw ExitCode(ExitStatus.cannotCreate)
+        }
+        for (i, a) in outputs.enumerated() {
+            for b in outputs[(i + 1)...] where a.identity == b.identity {
+                outputs.forEach { $0.abandon() }
+                reportError("\(a.option) and \(b.option) name the same file ('\(a.path)', '\(b.path)')")
+                throw ExitCode(ExitStatus.usage)
+            }
+        }
+        return outputs
+    }
+
+    /// MemStats and GCStats with Go's field names (Alloc, TotalAlloc, …, PauseNs).
+    func memStatsJSON(_ heap: Heap) throws -> String {
+        struct Both: Encodable { let MemStats: Tricolor.MemStats; let GCStats: Tricolor.GCStats }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.keyEncodingStrategy = .custom { path in
+            let k = path.last!.stringValue
+            return GoKey(stringValue: k.prefix(1).uppercased() + k.dropFirst())
+        }
+        let data = try enc.encode(Both(MemStats: heap.memStats(), GCStats: heap.gcStats()))
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct GoKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { return nil }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Microbenchmarks (release builds only): allocation fast path.")
+
+    @Argument(help: "alloc")
+    var what: String = "alloc"
+
+    @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
+            transform: NumericValue.integer(0...Int.max))
+    var memProfileRate: Int = 512 * 1024
+
+    @Option(parsing: .unconditional, help: "Allocations per run (1-1000000000).",
+            transform: NumericValue.integer(1...1_000_000_000))
+    var objects: Int = 10_000_000
+
+    @Option(parsing: .unconditional, help: "Runs per case, the median is reported (1-1000).",
+            transform: NumericValue.integer(1...1000))
+    var runs: Int = 7
+
+    func validate() throws {
+        guard what == "alloc" else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc") }
+    }
+
+    func run() throws {
+        for result in try AllocBench.run(objects: objects, runs: runs, memProfileRate: memProfileRate) {
+            print(AllocBench.format(result))
+        }
+    }
+}
+
+/// One line on stderr (text output while standard output carries a profile).
+func reportLine(_ s: String) {
+    var bytes = Array((s + "\n").utf8)
+    OutputFile.writeAll(STDERR_FILENO, &bytes)
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
+}
