@@ -1,10 +1,16 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// No unsafeFlags anywhere: SwiftPM refuses them in a package that is depended on by
+// version, and Tricolor must be usable as `.package(url: …, from: "…")`.
 let package = Package(
     name: "Tricolor",
     products: [
+        // The runtime: allocator, collector, pacer, statistics, hooks, heap profile records.
         .library(name: "Tricolor", targets: ["Tricolor"]),
+        // pprof files (`heap.heapProfile()`, `Heap.mutexProfileData()`), the symbolizer
+        // and DWARF line tables. Apart so that the runtime does not link zlib.
+        .library(name: "TricolorProfiling", targets: ["TricolorProfiling"]),
         .executable(name: "tricolor", targets: ["tricolor"]),
     ],
     dependencies: [
@@ -14,27 +20,30 @@ let package = Package(
         // C shims: atomics on raw memory, thread-local current mutator, stack bounds,
         // thread names. Everything Swift cannot express cheaply.
         .target(name: "CTricolor"),
-        // zlib, for gzipping pprof profiles (Pprof.swift). The modulemap links "z" itself, so
-        // the build does not depend on pkg-config finding zlib.pc.
+        // zlib, for gzipping pprof profiles. The modulemap links "z" itself, so the build
+        // does not depend on pkg-config finding zlib.pc.
         .systemLibrary(
             name: "CZlib",
             path: "Sources/CZlib",
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        .target(
-            name: "Tricolor",
-            dependencies: ["CTricolor", "CZlib"],
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
-        ),
+        .target(name: "Tricolor", dependencies: ["CTricolor"]),
+        .target(name: "TricolorProfiling", dependencies: ["Tricolor", "CTricolor", "CZlib"]),
+        // Test support (@_spi(Testing)): running code in a child process, watchdogs,
+        // seeded random numbers, reference implementations. Not a product.
+        .target(name: "TricolorTestSupport", dependencies: ["Tricolor"]),
         .target(name: "TricolorWorkloads", dependencies: ["Tricolor"]),
         .executableTarget(
             name: "tricolor",
             dependencies: [
-                "Tricolor", "TricolorWorkloads",
+                "Tricolor", "TricolorProfiling", "TricolorWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TricolorTests", dependencies: ["Tricolor", "TricolorWorkloads", "CTricolor", "CZlib"]),
+        .testTarget(
+            name: "TricolorTests",
+            dependencies: ["Tricolor", "TricolorProfiling", "TricolorTestSupport", "TricolorWorkloads", "CTricolor", "CZlib"]
+        ),
     ]
 )

@@ -1,5 +1,5 @@
 import Glibc
-import Tricolor
+@_spi(Testing) import Tricolor
 
 /// Allocation microbenchmark: ns per 16-byte object, typed (two pointer words) and
 /// pointer-free, median of `runs` runs of `objects` allocations each.

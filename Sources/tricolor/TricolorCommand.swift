@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Tricolor
+import TricolorProfiling
 import TricolorWorkloads
 
 @main
@@ -15,7 +16,7 @@ struct SizeClasses: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sizeclasses",
         abstract: "Print Go's size-class table: class bytes/obj bytes/span objects tail_waste max_waste.")
-    func run() { print(SizeClassGenerator.tableText()) }
+    func run() { print(Tricolor.SizeClasses.tableText()) }
 }
 
 enum Workload: String, ExpressibleByArgument, CaseIterable {

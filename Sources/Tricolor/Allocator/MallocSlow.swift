@@ -62,14 +62,14 @@ extension Mutator {
     /// runs) is counted and its duration summed, so the benchmark can split the cost of
     /// an allocation into the inlined fast path and the amortized slow path. Off by
     /// default; costs the slow path one predictable branch.
-    public func _timeSlowPath(_ on: Bool) {
+    @_spi(Testing) public func _timeSlowPath(_ on: Bool) {
         state.pointee.slowTiming = on
         state.pointee.slowTicks = 0
         state.pointee.slowCalls = 0
     }
 
     /// Slow-path calls and their total duration in nanoseconds since `_timeSlowPath(true)`.
-    public var _slowPathTime: (calls: UInt64, ns: Double) {
+    @_spi(Testing) public var _slowPathTime: (calls: UInt64, ns: Double) {
         (state.pointee.slowCalls, Double(state.pointee.slowTicks) * CPUTicks.nsPerTick)
     }
 

@@ -7,12 +7,12 @@ import CTricolor
 
 extension Heap {
     /// The collector's phase.
-    public var debugPhase: String {
+    @_spi(Testing) public var debugPhase: String {
         switch phase { case .off: return "off"; case .mark: return "mark"; case .markTermination: return "markTermination" }
     }
 
     /// Start a cycle (pause #1) and return with marking enabled and nothing marked yet.
-    public func debugStartCycle() {
+    @_spi(Testing) public func debugStartCycle() {
         precondition(phase == .off, "debugStartCycle: a cycle is already running")
         gcStart(.forced, caller: currentMutator())
     }
@@ -20,7 +20,7 @@ extension Heap {
     /// Drain up to `budget` bytes of grey objects on this thread (roots included);
     /// returns the bytes scanned.
     @discardableResult
-    public func debugMarkSome(_ budget: Int) -> Int {
+    @_spi(Testing) public func debugMarkSome(_ budget: Int) -> Int {
         guard phase == .mark else { return 0 }
         var gcw = GCWork()
         defer { gcw.destroy() }
@@ -28,26 +28,26 @@ extension Heap {
     }
 
     /// Finish marking and mark termination on this thread (pause #2).
-    public func debugFinishCycle() {
+    @_spi(Testing) public func debugFinishCycle() {
         helpMark(currentMutator())
     }
 
     /// Sweep up to `n` spans; returns how many were swept.
     @discardableResult
-    public func debugSweepSome(_ n: Int) -> Int {
+    @_spi(Testing) public func debugSweepSome(_ n: Int) -> Int {
         var k = 0
         while k < n, sweepOne() { k += 1 }
         return k
     }
 
     /// Whether the object's mark bit is set in the current (or just finished) cycle.
-    public func debugIsMarked(_ r: Ref) -> Bool {
+    @_spi(Testing) public func debugIsMarked(_ r: Ref) -> Bool {
         guard let s = spanOf(r.address) else { return false }
         return s.isMarked(s.objectIndex(r.address))
     }
 
     /// Whether `r` is the start of an allocated object (not freed).
-    public func debugIsAllocated(_ r: Ref) -> Bool {
+    @_spi(Testing) public func debugIsAllocated(_ r: Ref) -> Bool {
         guard let s = spanOf(r.address), s.pointee.state == MSpanState.inUse.rawValue, r.address < s.pointee.limit else { return false }
         let idx = s.objectIndex(r.address)
         let unswept = s.loadSweepgen() == sweepgen &- 2
@@ -55,7 +55,7 @@ extension Heap {
     }
 
     /// Spans still waiting to be swept in this sweep phase.
-    public var debugUnsweptSpans: Int {
+    @_spi(Testing) public var debugUnsweptSpans: Int {
         let sg = sweepgen
         var n = 0
         for i in 0..<SpanClass.count {
@@ -71,16 +71,16 @@ extension Heap {
     }
 
     /// The heap's sweep generation (Go's mheap.sweepgen).
-    public var debugSweepgen: UInt32 { sweepgen }
+    @_spi(Testing) public var debugSweepgen: UInt32 { sweepgen }
 
     /// The trigger and goal the pacer has set, in bytes.
-    public var debugTriggerAndGoal: (trigger: UInt, goal: UInt) { (gcController.trigger.load(.relaxed), gcController.heapGoal.load(.relaxed)) }
+    @_spi(Testing) public var debugTriggerAndGoal: (trigger: UInt, goal: UInt) { (gcController.trigger.load(.relaxed), gcController.heapGoal.load(.relaxed)) }
 
     /// heapLive, Go's estimate of the live heap plus allocation since the last mark.
-    public var debugHeapLive: UInt { gcController.heapLive.load(.relaxed) }
+    @_spi(Testing) public var debugHeapLive: UInt { gcController.heapLive.load(.relaxed) }
 
     /// Check every component's invariants (heap, page allocator, spans in central lists).
-    public func checkInvariants() {
+    @_spi(Testing) public func checkInvariants() {
         checkHeapInvariants()
     }
 }

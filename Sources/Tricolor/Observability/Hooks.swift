@@ -97,10 +97,4 @@ extension Heap {
             c.pointee.alloc[i] = slow ? emptySpan : c.pointee.spans[i]
         }
     }
-
-    /// Function names for a stack from an `AllocationEvent` or a profile record.
-    public func symbolize(stack: [UInt]) -> [ProfileFrame] {
-        let sym = Symbolizer.shared
-        return stack.flatMap { sym.frames(for: $0 &- 1) }
-    }
 }

@@ -1,7 +1,8 @@
 import CTricolor
 import Foundation
 import Glibc
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
+@testable import TricolorProfiling
 import TricolorWorkloads
 import XCTest
 

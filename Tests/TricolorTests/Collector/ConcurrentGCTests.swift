@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import CTricolor
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 import TricolorWorkloads
 
 // Tests of the concurrent collector: the hybrid write barrier (both halves, on frames'

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 /// MSpan's allocation bits (allocCache, nextFreeFast, nextFreeIndex, isAllocated) and
 /// objectIndex, on spans simulated in memory this test allocates: no heap involved.

@@ -7,6 +7,7 @@
 // then mappings and samples in the order they were added). Dictionaries are only looked up,
 // never iterated.
 
+import Tricolor
 import CZlib
 
 // MARK: - Protobuf writer

@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
+@testable import TricolorProfiling
 
 // A chain of distinctively named functions that captures the stack at its deepest point:
 // Outer -> Middle -> Dingo -> Inner. `@inline(never)` keeps a function a frame of its
@@ -89,7 +90,7 @@ final class SymbolizeTests: XCTestCase {
         // callee's (the chain is written outermost first).
         let chain = frames.prefix(4)
         for f in chain {
-            XCTAssertTrue(f.file.hasSuffix("Tests/TricolorTests/SymbolizeTests.swift"), "\(f)")
+            XCTAssertTrue(f.file.hasSuffix("Tests/TricolorTests/Profiling/SymbolizeTests.swift"), "\(f)")
             XCTAssertGreaterThan(f.line, 0, "\(f)")
         }
         if chain.count == 4 {

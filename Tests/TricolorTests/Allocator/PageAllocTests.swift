@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 /// The page allocator (PageAlloc: bitmap + binary summary tree) against the obviously
 /// correct `ReferencePageAlloc` (a Bool per page, linear first fit), and its summary

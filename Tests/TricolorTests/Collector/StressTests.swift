@@ -1,24 +1,7 @@
 import Foundation
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 import TricolorWorkloads
-
-/// SplitMix64: a small, fast, seedable PRNG (Steele, Lea, Flood 2014). Deterministic,
-/// so every stress run can be replayed from its seed.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform-ish in 0..<n (n > 0).
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { int(100) < percent }
-}
 
 /// The value every object keeps in its data word(s): its identity mixed with a constant.
 func stressChecksum(_ id: Int) -> Int {

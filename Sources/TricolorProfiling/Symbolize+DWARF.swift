@@ -1,3 +1,4 @@
+import Tricolor
 import Glibc
 
 // Source lines and inline call chains for the symbolizer, read from an image's DWARF

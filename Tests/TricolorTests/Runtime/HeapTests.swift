@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 import TricolorWorkloads
 
 final class HeapTests: WatchdogTestCase {

@@ -1,3 +1,4 @@
+import Tricolor
 import CTricolor
 import Glibc
 // The initializer that builds a `Backtrace` from addresses we captured ourselves is SPI
@@ -15,27 +16,6 @@ import Glibc
 //     lies inside the call instruction and symbolizes to the call site (a return
 //     address can belong to the next line, or to the next function when the call was
 //     the last instruction of a noreturn path).
-
-/// Stores the calling thread's call stack in `buf` as return addresses, innermost
-/// first, and returns how many it stored (at most `max`). Walks frame pointers: about
-/// 35-40 ns for 15 frames (release, 2-core VM), no allocation, no locks, never faults
-/// (see `tc_callers`). The first call on a thread also looks up the thread's stack
-/// bounds (pthread_getattr_np, which reads /proc/self/maps on the main thread).
-///
-/// `skip` counts frames starting at the function that calls `captureStack`
-/// (`captureStack` is transparent, so it has no frame of its own in debug or release):
-/// with `skip: 0`, `buf[0]` is the return address of the call to `captureStack`
-/// itself, i.e. a PC inside the calling function; `buf[1]` is the return address into
-/// that function's caller, and so on. `skip: n` drops the first `n` of those.
-///
-/// A frame that the optimizer inlined or turned into a tail call has no frame record
-/// and so no entry of its own: count frames as they are in the build being profiled.
-/// Code built without frame pointers (some C libraries) ends the walk early or skips
-/// its callers.
-@usableFromInline @_transparent
-func captureStack(skip: Int, into buf: UnsafeMutablePointer<UInt>, max: Int) -> Int {
-    tc_callers(skip, buf, max)
-}
 
 /// Turns PCs into function names and source lines, and lists the loaded images, for
 /// writing a profile. The toolchain's `Runtime` module gives the image map, and the

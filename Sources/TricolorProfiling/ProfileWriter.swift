@@ -1,3 +1,4 @@
+import Tricolor
 import CTricolor
 import Glibc
 
@@ -5,6 +6,12 @@ import Glibc
 // printCountCycleProfile), symbolized here — never on the allocation path.
 
 extension Heap {
+    /// Function names for a stack from an `AllocationEvent` or a profile record.
+    public func symbolize(stack: [UInt]) -> [ProfileFrame] {
+        let sym = Symbolizer.shared
+        return stack.flatMap { sym.frames(for: $0 &- 1) }
+    }
+
     /// The heap profile as a gzipped pprof protobuf, the file `go tool pprof` reads:
     /// sample types alloc_objects/count, alloc_space/bytes, inuse_objects/count,
     /// inuse_space/bytes; period space/bytes = MemProfileRate; values un-sampled with

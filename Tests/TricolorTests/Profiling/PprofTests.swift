@@ -1,7 +1,8 @@
 import CZlib
 import Foundation
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
+@testable import TricolorProfiling
 
 /// The pprof encoder (Pprof.swift): decoded back with an independent reader written here,
 /// gzip checked against zlib's inflate, bytes pinned by a golden encoding, and the output

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 final class SizeClassTests: XCTestCase {
     /// Go's table (runtime/sizeclasses.go, Go 1.19; digest §2.1): (bytes/obj, pages/span,
@@ -33,6 +33,11 @@ final class SizeClassTests: XCTestCase {
         "10.00%", "4.91%", "12.50%",
     ]
 
+    // The rows the runtime reports from its compiled table are the generator's rows.
+    func testRuntimeRowsAreTheGeneratorsRows() {
+        XCTAssertEqual(SizeClasses.rows, SizeClassGenerator.generate())
+    }
+
     // (a) The generator reproduces Go's table, and the compiled arrays match the generator.
     func testGeneratorMatchesGoTable() {
         let rows = SizeClassGenerator.generate()
@@ -61,6 +66,7 @@ final class SizeClassTests: XCTestCase {
     // (b) The block in SizeClasses.swift is exactly what the generator prints today.
     func testGeneratedBlockIsUpToDate() throws {
         let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent()  // Allocator
             .deletingLastPathComponent()  // TricolorTests
             .deletingLastPathComponent()  // Tests
             .deletingLastPathComponent()  // package root
@@ -128,7 +134,7 @@ final class SizeClassTests: XCTestCase {
 
     // (e) The CLI table.
     func testTableText() {
-        let lines = SizeClassGenerator.tableText().split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = SizeClasses.tableText().split(separator: "\n", omittingEmptySubsequences: false)
         XCTAssertEqual(lines.count, 67)
         let fields = lines.map { $0.split(separator: " ").map(String.init) }
         XCTAssertEqual(fields.first, ["1", "8", "8192", "1024", "0", "87.50%"])

@@ -1,6 +1,6 @@
 import Glibc
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 /// Environment parsing (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG) against Go's rules, and the
 /// range checks of `Configuration`. Values that used to trap are tried in a child process
