@@ -195,17 +195,17 @@ extension Heap {
             while p < pages.grownPages {
                 let addr = arenaBase + UInt(p) << SizeClassTable.pageShiftU
                 if let s = spanOf(addr) {
-                    precondition(pages.isUsed(p), "heap: page \(p) has a span but is free in the page allocator")
-                    precondition(s.pointee.startAddr <= addr && addr < s.pointee.endAddr, "heap: page \(p) maps to a span that does not cover it")
+                    runtimeCheck(pages.isUsed(p), "heap: page \(p) has a span but is free in the page allocator")
+                    runtimeCheck(s.pointee.startAddr <= addr && addr < s.pointee.endAddr, "heap: page \(p) maps to a span that does not cover it")
                     if s.pointee.startAddr == addr { s.checkInvariants() }
                     inUsePages += 1
                 } else {
-                    precondition(!pages.isUsed(p), "heap: page \(p) in use but has no span")
+                    runtimeCheck(!pages.isUsed(p), "heap: page \(p) in use but has no span")
                 }
                 p += 1
             }
-            precondition(UInt(inUsePages) << SizeClassTable.pageShiftU == heapStats.heapInuse.load(.relaxed), "heap: HeapInuse disagrees with the span table")
-            precondition(UInt(pages.grownPages) << SizeClassTable.pageShiftU == heapStats.heapSys.load(.relaxed), "heap: HeapSys disagrees with grown pages")
+            runtimeCheck(UInt(inUsePages) << SizeClassTable.pageShiftU == heapStats.heapInuse.load(.relaxed), "heap: HeapInuse disagrees with the span table")
+            runtimeCheck(UInt(pages.grownPages) << SizeClassTable.pageShiftU == heapStats.heapSys.load(.relaxed), "heap: HeapSys disagrees with grown pages")
         }
     }
 }

@@ -196,11 +196,11 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     func checkInvariants() {
         let s = pointee
-        precondition(s.freeIndex % 64 == 0, "span: window base not a multiple of 64")
-        precondition(s.elemSize * s.nelems <= s.npages << SizeClassTable.pageShiftU, "span: slots overflow pages")
-        if !s.isLarge && !s.spanClass.noscan { precondition(s.typeIDs != nil, "span: scan span without type array") }
-        precondition(s.allocCache & ~validMask(s.freeIndex) == 0, "span: allocCache has bits past nelems")
-        precondition(s.windowBase == s.startAddr &+ s.freeIndex &* s.elemSize, "span: windowBase out of step with freeIndex")
-        if let t = s.typeIDs, s.freeIndex <= s.nelems { precondition(s.windowTypeIDs == t + Int(s.freeIndex), "span: windowTypeIDs out of step with freeIndex") }
+        runtimeCheck(s.freeIndex % 64 == 0, "span: window base not a multiple of 64")
+        runtimeCheck(s.elemSize * s.nelems <= s.npages << SizeClassTable.pageShiftU, "span: slots overflow pages")
+        if !s.isLarge && !s.spanClass.noscan { runtimeCheck(s.typeIDs != nil, "span: scan span without type array") }
+        runtimeCheck(s.allocCache & ~validMask(s.freeIndex) == 0, "span: allocCache has bits past nelems")
+        runtimeCheck(s.windowBase == s.startAddr &+ s.freeIndex &* s.elemSize, "span: windowBase out of step with freeIndex")
+        if let t = s.typeIDs, s.freeIndex <= s.nelems { runtimeCheck(s.windowTypeIDs == t + Int(s.freeIndex), "span: windowTypeIDs out of step with freeIndex") }
     }
 }

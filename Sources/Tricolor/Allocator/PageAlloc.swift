@@ -85,7 +85,7 @@ struct PageAlloc {
 
     /// Add pages [grownPages, grownPages + n) as free. n is a multiple of chunkPages.
     mutating func grow(_ n: Int) {
-        precondition(n % PageAlloc.chunkPages == 0 && grownPages + n <= numChunks * PageAlloc.chunkPages)
+        runtimeCheck(n % PageAlloc.chunkPages == 0 && grownPages + n <= numChunks * PageAlloc.chunkPages)
         let first = grownPages
         grownPages += n
         freePages += n
@@ -97,7 +97,7 @@ struct PageAlloc {
 
     /// The lowest page index starting a run of `n` free pages, or nil.
     func find(_ n: Int) -> Int? {
-        precondition(n > 0)
+        runtimeCheck(n > 0)
         if Int(tree[1].max) < n { return nil }
         var node = 1
         var base = 0
@@ -167,7 +167,7 @@ struct PageAlloc {
     }
 
     mutating func free(_ page: Int, _ n: Int) {
-        precondition(page >= 0 && page + n <= grownPages)
+        runtimeCheck(page >= 0 && page + n <= grownPages)
         setRange(page, n, used: false)
         freePages += n
         update(firstPage: page, count: n)
@@ -223,10 +223,10 @@ struct PageAlloc {
             let k = min(64 - b, end - i)
             let mask: UInt64 = k == 64 ? ~0 : ((1 << UInt64(k)) - 1) << UInt64(b)
             if used {
-                precondition(bitmap[w] & mask == 0, "tricolor: page allocator: allocating a used page")
+                runtimeCheck(bitmap[w] & mask == 0, "tricolor: page allocator: allocating a used page")
                 bitmap[w] |= mask
             } else {
-                precondition(bitmap[w] & mask == mask, "tricolor: page allocator: freeing a free page")
+                runtimeCheck(bitmap[w] & mask == mask, "tricolor: page allocator: freeing a free page")
                 bitmap[w] &= ~mask
             }
             i += k
@@ -309,16 +309,16 @@ struct PageAlloc {
         for c in 0..<numChunks {
             let s = tree[numChunks + c]
             if c * PageAlloc.chunkPages < grownPages {
-                precondition(s == PageAlloc.summarize(bitmap + c * PageAlloc.wordsPerChunk), "page alloc: leaf \(c) summary stale")
+                runtimeCheck(s == PageAlloc.summarize(bitmap + c * PageAlloc.wordsPerChunk), "page alloc: leaf \(c) summary stale")
             } else {
-                precondition(s == .zero, "page alloc: ungrown chunk \(c) has free pages")
+                runtimeCheck(s == .zero, "page alloc: ungrown chunk \(c) has free pages")
             }
         }
         var half = PageAlloc.chunkPages
         var levelStart = numChunks / 2
         while levelStart >= 1 {
             for node in levelStart..<(2 * levelStart) {
-                precondition(tree[node] == PageAlloc.merge(tree[2 * node], tree[2 * node + 1], half: half), "page alloc: node \(node) stale")
+                runtimeCheck(tree[node] == PageAlloc.merge(tree[2 * node], tree[2 * node + 1], half: half), "page alloc: node \(node) stale")
             }
             levelStart /= 2; half *= 2
         }

@@ -266,7 +266,7 @@ extension SizeClassTable {
     /// those sizes and the index is 0 (class 32, 1024 bytes) without any wrapping.
     @inlinable
     static func sizeToClass(_ size: Int) -> Int {
-        precondition(size >= 1 && size <= maxSmallSize, "sizeToClass: size \(size) is not in 1...\(maxSmallSize)")
+        runtimeCheck(size >= 1 && size <= maxSmallSize, "sizeToClass: size \(size) is not in 1...\(maxSmallSize)")
         if size <= smallSizeMax - smallSizeDiv {
             return Int(sizeToClass8[(size + smallSizeDiv - 1) / smallSizeDiv])
         }
@@ -276,11 +276,11 @@ extension SizeClassTable {
     /// The slow, obviously correct answer: the smallest class whose size ≥ `size`.
     /// For tests and assertions.
     static func referenceSizeToClass(_ size: Int) -> Int {
-        precondition(size >= 1 && size <= maxSmallSize, "referenceSizeToClass: size \(size) is not in 1...\(maxSmallSize)")
+        runtimeCheck(size >= 1 && size <= maxSmallSize, "referenceSizeToClass: size \(size) is not in 1...\(maxSmallSize)")
         for sizeClass in 1..<numSizeClasses where Int(classToSize[sizeClass]) >= size {
             return sizeClass
         }
-        preconditionFailure("unreachable: the last class is maxSmallSize")
+        runtimeFatal("unreachable: the last class is maxSmallSize")
     }
 
     /// The reciprocal for `objectIndex(offset:divMagic:)`; 0 for class 0.

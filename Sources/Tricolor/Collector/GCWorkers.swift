@@ -197,7 +197,7 @@ extension Heap {
             b.f()
             return nil
         }, box)
-        precondition(rc == 0, "tricolor: cannot start a collector thread (pthread_create: \(rc))")
+        runtimeCheck(rc == 0, "tricolor: cannot start a collector thread (pthread_create: \(rc))")
         return t
     }
 

@@ -21,7 +21,7 @@ extension Heap {
     @discardableResult
     func sweepSpan(_ s: UnsafeMutablePointer<MSpan>, preserve: Bool) -> Bool {
         let sg = sweepgen
-        precondition(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
+        runtimeCheck(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
         sweep.pagesSwept.add(s.pointee.npages, .relaxed)
         heapStats.spansSwept.add(1, .relaxed)
         let spc = s.pointee.spanClass

@@ -13,7 +13,7 @@ extension Heap {
 
     /// Start a cycle (pause #1) and return with marking enabled and nothing marked yet.
     @_spi(Testing) public func debugStartCycle() {
-        precondition(phase == .off, "debugStartCycle: a cycle is already running")
+        runtimeCheck(phase == .off, "debugStartCycle: a cycle is already running")
         gcStart(.forced, caller: currentMutator())
     }
 

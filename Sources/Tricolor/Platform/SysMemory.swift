@@ -72,7 +72,7 @@ struct FixAlloc {
     static let chunkBytes = 16 << 10
 
     init(size: Int) {
-        precondition(size >= 8 && size <= FixAlloc.chunkBytes)
+        runtimeCheck(size >= 8 && size <= FixAlloc.chunkBytes)
         self.size = (size + 15) & ~15
     }
 

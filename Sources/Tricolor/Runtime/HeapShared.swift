@@ -77,13 +77,13 @@ struct SharedWordCarver {
     let capacity: Int
 
     mutating func word() -> AtomicWord {
-        precondition(used < capacity, "HeapShared: block too small")
+        runtimeCheck(used < capacity, "HeapShared: block too small")
         used += 1
         return AtomicWord(base + used - 1)
     }
     mutating func double() -> AtomicDouble { AtomicDouble(word: word()) }
     mutating func counters(_ n: Int) -> AtomicCounters {
-        precondition(used + n <= capacity, "HeapShared: block too small")
+        runtimeCheck(used + n <= capacity, "HeapShared: block too small")
         used += n
         return AtomicCounters(base: base + used - n, count: n)
     }

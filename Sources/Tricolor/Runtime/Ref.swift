@@ -11,13 +11,3 @@ public struct Ref: Hashable, Sendable, CustomStringConvertible {
     @inlinable public var rawPointer: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
     public var description: String { "0x" + String(address, radix: 16) }
 }
-
-/// Go's throw: print `fatal error: message` on stderr and exit with status 2.
-/// Used for out of memory and for misuse caught in checked mode.
-public func runtimeFatal(_ message: String) -> Never {
-    let text = "fatal error: \(message)\n"
-    text.withCString { p in _ = write(2, p, strlen(p)) }
-    _exit(2)
-}
-
-import Glibc

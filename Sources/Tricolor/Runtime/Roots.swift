@@ -28,7 +28,7 @@ struct RootSlotTable {
     mutating func take() -> UnsafeMutablePointer<UInt> {
         if let i = freeList.popLast() { return slot(i) }
         if used == numChunks * RootSlotTable.slotsPerChunk {
-            precondition(numChunks < RootSlotTable.maxChunks, "tricolor: too many root slots")
+            runtimeCheck(numChunks < RootSlotTable.maxChunks, "tricolor: too many root slots")
             let c = UnsafeMutablePointer<UInt>.allocate(capacity: RootSlotTable.slotsPerChunk)
             c.initialize(repeating: 0, count: RootSlotTable.slotsPerChunk)
             chunks[numChunks] = c

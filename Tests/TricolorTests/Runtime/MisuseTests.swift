@@ -20,6 +20,27 @@ final class MisuseTests: WatchdogTestCase {
         expectFatal("the message") { runtimeFatal("the message") }
     }
 
+    /// One fatal-error path, Go's format: the message, then the failing thread's
+    /// symbolized stack (this test's function among its frames), exit status 2;
+    /// GOTRACEBACK=crash raises SIGABRT instead (for a core dump or the backtracer);
+    /// an invariant failure names its place.
+    func testFatalErrorPrintsMessageAndSymbolizedStack() {
+        let r = runInChild { fatalFromANamedFunctionForTheStackTest() }
+        XCTAssertEqual(r.exitStatus, 2, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("fatal error: out of dingos\n"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("\nthread "), r.stderr)
+        XCTAssertTrue(r.stderr.contains("fatalFromANamedFunctionForTheStackTest"), r.stderr)
+
+        let crash = runInChild {
+            setenv("GOTRACEBACK", "crash", 1)
+            runtimeFatal("crash please")
+        }
+        XCTAssertEqual(crash.signal, SIGABRT, crash.stderr)
+        XCTAssertTrue(crash.stderr.contains("fatal error: crash please"), crash.stderr)
+
+        expectFatal("invariant violated at TricolorTests/") { runtimeCheck(1 + 1 == 3, "arithmetic") }
+    }
+
     // MARK: bad pointers
 
     func testInteriorPointerStoreTraps() {
@@ -303,4 +324,9 @@ final class MisuseTests: WatchdogTestCase {
             }
         }
     }
+}
+
+@inline(never)
+func fatalFromANamedFunctionForTheStackTest() {
+    runtimeFatal("out of dingos")
 }
