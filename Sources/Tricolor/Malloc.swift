@@ -1,6 +1,58 @@
 import CTricolor
 import Glibc
 
+// Memory allocator (Go's malloc.go).
+//
+// The allocator works in runs of pages. Small allocation sizes (up to and including
+// 32 KiB) are rounded to one of 67 size classes, each of which has its own set of
+// objects of exactly that size. Any free page of memory can be split into a set of
+// objects of one size class, which are then managed with a free bitmap.
+//
+// The data structures (Go's names, Tricolor's files):
+//
+//      FixAlloc:  a free-list allocator for fixed-size off-heap objects, used to
+//                 manage the allocator's own metadata (Platform/SysMemory.swift).
+//      MHeap:     the page heap, managed at 8 KiB page granularity (Allocator/MHeap,
+//                 PageAlloc, HeapArena).
+//      MSpan:     a run of in-use pages managed by the MHeap (Allocator/MSpan).
+//      MCentral:  all spans of a given size class (Allocator/MCentral).
+//      MCache:    a per-mutator cache of spans with free space (Allocator/MCache).
+//
+// Allocating a small object proceeds up a hierarchy of caches:
+//
+//  1. Round the size up to one of the small size classes and look in this mutator's
+//     MCache for the span of that class. Scan the span's free bitmap window
+//     (`allocCache`) for a free slot; if there is one, take it. All of this is the
+//     inlined fast path below: no lock, no atomic read-modify-write, no reference
+//     counting, a handful of instructions in the caller.
+//  2. If the window is empty, the outlined slow path (Allocator/MallocSlow) loads the
+//     next window of the span; if the span is full, it gets a new span of the
+//     required size class from the MCentral's list of spans with free space
+//     (`MCache.refill`). Obtaining a whole span amortizes the cost of locking the
+//     MCentral.
+//  3. If the MCentral's list is empty, it sweeps an unswept span of its class, and
+//     failing that obtains a run of pages from the MHeap to use for the span.
+//  4. If the MHeap is empty or has no runs of pages large enough, it allocates a new
+//     group of pages (at least 4 MiB) from the arena reserved at heap creation.
+//     Allocating in runs of pages amortizes the cost of talking to the OS.
+//
+// Sweeping an MSpan and freeing objects on it proceeds up a similar hierarchy:
+//
+//  1. If the span was swept in response to allocation, it is returned to the MCache
+//     to satisfy the allocation.
+//  2. Otherwise, if it still has allocated objects, it is placed on the MCentral
+//     free list for its size class.
+//  3. Otherwise, if all objects in the span are free, its pages are returned to the
+//     MHeap and the span is dead.
+//
+// Allocating and freeing a large object (over 32 KiB) uses the MHeap directly,
+// bypassing the MCache and MCentral (Allocator/MallocLarge). Pointer-free objects under
+// 16 bytes share 16-byte blocks (Allocator/MallocTiny).
+//
+// Memory is always handed out zeroed: spans are zeroed when they are swept, and pages
+// fresh from the OS are zero already. Objects allocated while the collector marks are
+// black (Collector/GC.swift): their span's free slots were pre-marked at refill.
+
 extension Mutator {
     // MARK: allocation
 

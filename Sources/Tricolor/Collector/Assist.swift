@@ -1,6 +1,14 @@
 import CTricolor
 import Glibc
 
+// Mark assists (Go's gcAssistAlloc in mgcmark.go): a mutator that allocates while the
+// collector marks pays for it in scan work, in proportion to what it allocated
+// (`assistWorkPerByte`, set by the pacer so that marking finishes before the heap
+// reaches its goal). It first takes background credit, then drains grey objects itself.
+//
+// Invariants: assist debt is per mutator and reset at each cycle's pauses; an assist is
+// preemptible (it stops when the world is being stopped).
+
 extension Heap {
     // MARK: assists
 

@@ -1,6 +1,21 @@
 import CTricolor
 import Glibc
 
+// Pointer loads and stores, and the write barrier (Go's mbarrier.go and mwbbuf.go).
+//
+// Go's hybrid barrier (Yuasa deletion + Dijkstra insertion, proposal 17503): while
+// marking, a pointer store shades both the value overwritten and the value written.
+// Tricolor buffers both (Go's wbBuf) and shades the buffer when it fills or when the
+// collector asks (ragged barrier, pause #2). With the barrier off the store is a plain
+// release store: the only cost is one relaxed load of the mutator's flags word.
+//
+// Also here: what a mutator owes the collector during marking (`mutatorGCDuties`: scan
+// its own stack once per cycle at a full safepoint, flush its buffer when asked).
+//
+// Invariants: with the barrier on, every pointer overwritten in a heap object, global or
+// handle during marking is in a barrier buffer, a grey queue, or was already marked;
+// the buffer holds at most `wbBufEntries` words.
+
 extension Heap {
     // MARK: mutator duties during marking
 

@@ -1,6 +1,11 @@
 import CTricolor
 import Glibc
 
+// gccheckmark (Go's GODEBUG=gccheckmark=1, mcheckmark.go): after the concurrent mark,
+// mark again from the roots with the world stopped, into a separate set, and compare:
+// any object reachable from the roots that the concurrent mark left white is a
+// collector bug, and fatal. Slow (a second full mark per cycle); for verification.
+
 extension Heap {
     // MARK: verification
 

@@ -1,6 +1,26 @@
 import CTricolor
 import Glibc
 
+// Marking (Go's mgcmark.go): greying objects, scanning them, draining grey work, and
+// the roots outside mutator stacks.
+//
+// An object is grey when its mark bit is set and it sits in some marker's queue; black
+// once scanned. `greyObject` sets the mark bit with an atomic OR (several markers race
+// for the same object: exactly one wins and queues it); `scanObject` greys what an
+// object's pointer words hold, reading each with an acquire load so that a store a
+// mutator published with release is seen whole. `drain` is the loop every marker runs
+// (background workers, assists, collect()).
+//
+// Roots: each mutator scans its own shadow stack at a full safepoint (Barrier.swift);
+// globals and handles are scanned once per cycle by whichever marker claims them first
+// (`claimRoots`), concurrently with the mutators, under the globals lock. The hybrid
+// write barrier makes that safe: a root overwritten after the scan had its old value
+// shaded by the store that overwrote it.
+//
+// Invariants: a marked object in a scan span is queued exactly once per cycle; the
+// tri-color invariant holds modulo the barrier buffers (no black object points to a
+// white one that is not grey or in a barrier buffer).
+
 extension Heap {
     // MARK: marking
 

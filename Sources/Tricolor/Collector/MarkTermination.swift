@@ -1,6 +1,19 @@
 import CTricolor
 import Glibc
 
+// The end of marking (Go's gcMarkDone and gcMarkTermination, mgc.go).
+//
+// `markDone` decides that marking is over: no marker holds grey work, then a ragged
+// barrier (every mutator flushes its write-barrier buffer and scans its stack), and if
+// that produced nothing grey, the world is stopped (pause #2), the buffers are checked
+// once more, and `markTermination` turns the barrier off, sets the next goal, advances
+// sweepgen by 2 and publishes the cycle's statistics. If anything turned grey in the
+// meantime the world restarts and marking goes on (Go's issue 27993 case).
+//
+// Invariants: one thread at a time runs `markDone` (markDone lock, tryLock only); the
+// phase is `.markTermination` only inside pause #2; after pause #2 every mutator's
+// barrier is off and its cache is empty.
+
 extension Heap {
     // MARK: helping and termination
 

@@ -1,6 +1,14 @@
 import CTricolor
 import Glibc
 
+// Checked mode (GODEBUG=tricolorcheck=1): misuse traps with a message instead of
+// corrupting the heap. Every load, store and frame access goes to its slow path, which
+// validates the mutator (attached, on its own thread) and the object (a live object of
+// the heap, the word inside it, pointer words only for pointer accesses).
+//
+// The checks here cost a span lookup or two; they run only when the mutator's flags
+// word says checked mode, so unchecked code pays nothing for them.
+
 extension Heap {
     // MARK: checked mode
 

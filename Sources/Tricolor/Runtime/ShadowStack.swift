@@ -1,6 +1,17 @@
 import CTricolor
 import Glibc
 
+// The shadow stack: a mutator's precise roots, Tricolor's analogue of a goroutine stack
+// (Go's stack.go). Frames of root slots are pushed and popped in LIFO order; the
+// collector scans slots 0..<stackTop. The stack starts at 2 KiB (Go's _StackMin),
+// doubles by copying when a push does not fit (Go's copystack; a `Frame` holds an
+// offset, so it stays valid), and is halved at GC when less than a quarter is used
+// (Go's shrinkstack).
+//
+// Invariants: 0 ≤ stackTop ≤ stackCap; frames are popped in reverse order of their
+// pushes; the stack memory is replaced only under the sched lock, so a collector
+// scanning a blocked mutator's stack never reads freed memory.
+
 extension Heap {
     /// Halve a shadow stack that uses less than a quarter of itself (Go's shrinkstack).
     func shrinkStack(_ m: UnsafeMutablePointer<MutatorState>) {
