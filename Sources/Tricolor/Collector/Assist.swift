@@ -34,14 +34,6 @@ extension Heap {
         }
     }
 
-    static let overAssistWork: UInt = 64 << 10
-    static let maxObletBytes: UInt = 128 << 10
-
-    /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
-    func reviseAssistRatio() {
-        // heapLive bounds the scannable heap from above (Go tracks heapScan exactly).
-        let live = load(.heapLive)
-        let r = pacer.revise(heapLive: live, heapScan: live, scanWorkDone: load(.scanWork), maxStackScan: maxStackScan)
-        store(.assistWorkPerByte, UInt(r.workPerByte.bitPattern))
-    }
+    static let overAssistWork = Tuning.overAssistWork
+    static let maxObletBytes = Tuning.maxObletBytes
 }

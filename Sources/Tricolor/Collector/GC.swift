@@ -149,7 +149,7 @@ extension Heap {
         store(.handoffRefused, 0)
         store(.stackScanBytes, 0)
         work.reset()
-        pacer.triggered = load(.heapLive)
+        pacer.startCycle(heapLive: load(.heapLive))
         markStartTime = tc_nanotime()
         reviseAssistRatio()
         // Turn the write barrier on and ask for stack scans.

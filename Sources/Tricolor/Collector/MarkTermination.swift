@@ -75,7 +75,7 @@ extension Heap {
                     p = m.rawNext
                 }
                 if !pending { break }
-                var waitNs: UInt64 = 1_000_000
+                var waitNs = Tuning.raggedBarrierPollNs
                 if handoff {
                     let waited = tc_nanotime() - barrierStart
                     if waited >= Heap.handoffBarrierWaitNs {
@@ -141,16 +141,7 @@ extension Heap {
         let marked = load(.bytesMarked)
         cycle.heap2 = marked
         // Pacer: measure this cycle, then set the next goal and trigger.
-        let now = tc_nanotime()
-        let markWall = Double(max(1, now - markStartTime))
-        let procs = Double(gomaxprocs)
-        let u = Pacer.goalUtilization + Double(load(.assistTimeNs)) / (markWall * procs)
-        pacer.endCycle(heapLive: load(.heapLive), u: min(u, 0.99), idleU: 0, scanWork: load(.scanWork))
-        pacer.heapMarked = marked
-        pacer.lastHeapScan = load(.scanWork) &- min(load(.scanWork), load(.stackScanBytes))
-        pacer.lastStackScan = load(.stackScanBytes)
-        pacer.globalsScan = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
-        pacer.triggered = UInt.max
+        endPacerCycle(marked: marked)
         cycle.stacks = maxStackScan
         cycle.globals = pacer.globalsScan
         store(.heapLive, marked)

@@ -79,8 +79,10 @@ extension Heap {
     /// heapLive, Go's estimate of the live heap plus allocation since the last mark.
     public var debugHeapLive: UInt { load(.heapLive) }
 
-    /// Check every component's invariants (heap, page allocator, spans in central lists).
+    /// Check every component's invariants (heap, page allocator, spans in central lists,
+    /// the pacing policies).
     public func checkInvariants() {
         checkHeapInvariants()
+        checkPolicyInvariants()
     }
 }

@@ -26,6 +26,7 @@ enum HeapWord: Int {
     case sweepPagesPerByte   // Double bit pattern
     // CPU limiter
     case limiterGCNs, limiterWindowStart, limitTriggerHeapSys
+    case limiterEnabled      // 1 while the GC CPU limiter is limiting (Policy/CPULimiter.swift)
     // cumulative counters (Go's heapStats)
     case largeAllocCount, largeAllocBytes, largeFreeCount, largeFreeBytes
     case tinyAllocCount
