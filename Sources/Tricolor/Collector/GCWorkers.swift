@@ -78,10 +78,10 @@ extension Heap {
                 let t0 = tc_thread_cputime_ns()
                 let done = drain(&gcw, budget: Tuning.markSliceWork, preemptible: true)
                 let dt = tc_thread_cputime_ns() - t0
-                add(.bgMarkTimeNs, UInt(dt))
-                if done > 0 { add(.bgScanCredit, done) }
+                marking.bgMarkTimeNs.add(UInt(dt), .relaxed)
+                if done > 0 { marking.bgScanCredit.add(done, .relaxed) }
                 if done < Tuning.markSliceWork {
-                    if load(.stopRequested) & Attention.stop != 0 { continue }   // preempted, not out of work
+                    if sched.attention.load(.relaxed) & Attention.stop != 0 { continue }   // preempted, not out of work
                     finishMarkOrHandOff(&handoffStart)
                     if phase == .mark { tc_sleep_ns(Tuning.markWorkerPollNs) }   // waiting for mutators
                     continue
@@ -89,7 +89,7 @@ extension Heap {
                 handoffStart = 0
                 // Go's idle mark workers: while fewer mutators run than there are
                 // CPUs, the spare CPU marks flat out (counted as idle marking).
-                let idle = Int(load(.activeMutators)) + backgroundThreadCountForPacing < gomaxprocs
+                let idle = Int(sched.activeMutators.load(.relaxed)) + backgroundThreadCountForPacing < gomaxprocs
                 if utilization < 1 && !idle {
                     // Fractional: sleep while ahead of the share of wall time since mark start.
                     let wall = Double(tc_nanotime() - wallStart)
@@ -118,21 +118,21 @@ extension Heap {
     /// when a mutator gave it back (`markDone(handoff:)`).
     func finishMarkOrHandOff(_ handoffStart: inout UInt64) {
         let now = tc_nanotime()
-        if load(.handoffRefused) != 0 {
+        if marking.handoffRefused.load(.relaxed) != 0 {
             // A mutator found another mutator's stack unscanned and gave it back: wait
             // for the stacks here, where waiting holds up no mutator.
             handoffStart = 0
             markDone(nil)
             return
         }
-        let pending = load(.stopRequested) & Attention.markDone != 0
+        let pending = sched.attention.load(.relaxed) & Attention.markDone != 0
         if handoffStart != 0 && !pending {
             handoffStart = 0   // a mutator took it (and found work left, or finished)
             return
         }
-        if load(.activeMutators) > 0 && handoffStart == 0 {
+        if sched.activeMutators.load(.relaxed) > 0 && handoffStart == 0 {
             handoffStart = now
-            _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.markDone))
+            _ = tc_or64(sched.attention.address, UInt64(Attention.markDone))
             return
         }
         if handoffStart == 0 || now - handoffStart > Tuning.markHandOffWaitNs {
@@ -156,7 +156,7 @@ extension Heap {
                 waitWhileWorldStopping()
                 // Like Go's bgsweep, only use a CPU that no mutator wants; otherwise the
                 // mutators sweep on demand and in proportion to their allocation.
-                if Int(load(.activeMutators)) >= gomaxprocs {
+                if Int(sched.activeMutators.load(.relaxed)) >= gomaxprocs {
                     tc_sleep_ns(Tuning.sweeperBackoffNs)
                     continue
                 }
@@ -170,7 +170,7 @@ extension Heap {
     /// Background threads are not stopped with the world, but while a stop is pending
     /// they step aside so the CPUs go to the mutators that must reach a safepoint.
     func waitWhileWorldStopping() {
-        if load(.stopRequested) & Attention.stop == 0 { return }
+        if sched.attention.load(.relaxed) & Attention.stop == 0 { return }
         schedLock.lock()
         while stwActive { worldStarted.wait(schedLock) }
         schedLock.unlock()

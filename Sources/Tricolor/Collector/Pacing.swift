@@ -21,10 +21,10 @@ extension Heap {
     /// with the sweep pacing that follows from the trigger. The world is stopped.
     func commitPacer(isSweepDone: Bool) {
         pacer.memory = gatherPacerMemoryInputs()
-        pacer.commit(isSweepDone: isSweepDone, heapLive: load(.heapLive))
+        pacer.commit(isSweepDone: isSweepDone, heapLive: gcController.heapLive.load(.relaxed))
         let (trig, goal) = pacer.trigger()
-        store(.trigger, gcDisabled ? UInt.max : trig)
-        store(.heapGoal, goal)
+        gcController.trigger.store(gcDisabled ? UInt.max : trig, .releasing)
+        gcController.heapGoal.store(goal, .releasing)
         paceSweeper(trigger: trig, isSweepDone: isSweepDone)
         if checked { pacer.checkInvariants() }
     }
@@ -35,15 +35,15 @@ extension Heap {
     /// - Precondition: no runtime lock is held (this takes the heap lock, then the stats lock).
     func refreshMemoryLimitTrigger() {
         guard pacer.memoryLimit != Int.max, phase == .off else { return }
-        let sys = load(.heapSys)
-        if sys == load(.limitTriggerHeapSys) { return }
+        let sys = heapStats.heapSys.load(.relaxed)
+        if sys == gcController.limitTriggerHeapSys.load(.relaxed) { return }
         let inputs = gatherPacerMemoryInputs()
         statsLock.withLock {
-            store(.limitTriggerHeapSys, sys)
+            gcController.limitTriggerHeapSys.store(sys, .releasing)
             pacer.memory = inputs
             let (trig, goal) = pacer.trigger()
-            store(.trigger, trig)
-            store(.heapGoal, goal)
+            gcController.trigger.store(trig, .releasing)
+            gcController.heapGoal.store(goal, .releasing)
         }
     }
 
@@ -51,36 +51,36 @@ extension Heap {
     /// live bytes. Takes the heap lock for the metadata sizes.
     /// - Precondition: neither the stats lock nor any lock ranked above mheap is held.
     func gatherPacerMemoryInputs() -> Pacer.MemoryInputs {
-        let heapSys = load(.heapSys)
-        let inuse = min(load(.heapInuse), heapSys)
+        let heapSys = heapStats.heapSys.load(.relaxed)
+        let inuse = min(heapStats.heapInuse.load(.relaxed), heapSys)
         let metadata = UInt(heapLock.withLock { spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8 })
         let mapped = heapSys.saturatingAdd(metadata)
-        let released = min(load(.heapReleased), mapped)
+        let released = min(heapStats.heapReleased.load(.relaxed), mapped)
         let idle = heapSys - inuse
         return Pacer.MemoryInputs(mappedReady: mapped - released,
                                   heapFree: idle - min(idle, released),
-                                  heapAlloc: load(.heapLive))
+                                  heapAlloc: gcController.heapLive.load(.relaxed))
     }
 
     /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
     func reviseAssistRatio() {
         // heapLive bounds the scannable heap from above (Go tracks heapScan exactly).
-        let live = load(.heapLive)
-        let r = pacer.revise(Pacer.MarkProgress(heapLive: live, heapScan: live, scanWorkDone: load(.scanWork), maxStackScan: maxStackScan))
-        store(.assistWorkPerByte, UInt(r.workPerByte.bitPattern))
+        let live = gcController.heapLive.load(.relaxed)
+        let r = pacer.revise(Pacer.MarkProgress(heapLive: live, heapScan: live, scanWorkDone: marking.scanWork.load(.relaxed), maxStackScan: maxStackScan))
+        gcController.assistWorkPerByte.store(UInt(r.workPerByte.bitPattern), .releasing)
     }
 
     /// Mark termination, world stopped: hand the pacer what this cycle measured.
     func endPacerCycle(marked: UInt) {
         let now = tc_nanotime()
-        let scanWork = load(.scanWork)
-        let stackWork = min(load(.stackScanBytes), scanWork)
+        let scanWork = marking.scanWork.load(.relaxed)
+        let stackWork = min(marking.stackScanBytes.load(.relaxed), scanWork)
         let globals = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
         let heapWork = scanWork - stackWork - min(globals, scanWork - stackWork)
         pacer.endCycle(Pacer.CycleResult(
-            heapLive: load(.heapLive), heapMarked: marked,
+            heapLive: gcController.heapLive.load(.relaxed), heapMarked: marked,
             heapScanWork: heapWork, stackScanWork: stackWork, globalsScan: globals,
-            assistTimeNs: UInt64(load(.assistTimeNs)), idleMarkTimeNs: 0,
+            assistTimeNs: UInt64(marking.assistTimeNs.load(.relaxed)), idleMarkTimeNs: 0,
             markDurationNs: now > markStartTime ? now - markStartTime : 0, procs: gomaxprocs))
     }
 
@@ -126,25 +126,25 @@ extension Heap {
     /// Publish the sweep rate that finishes sweeping before heapLive reaches `trigger`.
     func paceSweeper(trigger: UInt, isSweepDone: Bool = false) {
         let p = SweepPacer.pace(SweepPacer.Inputs(
-            trigger: trigger, heapLive: load(.heapLive),
-            pagesInUse: load(.heapInuse) >> SizeClassTable.pageShiftU,
-            pagesSwept: load(.pagesSwept), isSweepDone: isSweepDone))
-        store(.sweepHeapLiveBasis, p.heapLiveBasis)
-        store(.pagesSweptBasis, p.pagesSweptBasis)
-        store(.sweepPagesPerByte, UInt(p.pagesPerByte.bitPattern))
+            trigger: trigger, heapLive: gcController.heapLive.load(.relaxed),
+            pagesInUse: heapStats.heapInuse.load(.relaxed) >> SizeClassTable.pageShiftU,
+            pagesSwept: sweep.pagesSwept.load(.relaxed), isSweepDone: isSweepDone))
+        sweep.sweepHeapLiveBasis.store(p.heapLiveBasis, .releasing)
+        sweep.pagesSweptBasis.store(p.pagesSweptBasis, .releasing)
+        sweep.sweepPagesPerByte.store(UInt(p.pagesPerByte.bitPattern), .releasing)
         if checked { p.checkInvariants() }
     }
 
     /// Before taking a span of `spanBytes`, sweep enough pages to stay on schedule.
     func deductSweepCredit(_ spanBytes: UInt) {
-        let perByte = Double(bitPattern: UInt64(load(.sweepPagesPerByte)))
+        let perByte = Double(bitPattern: UInt64(sweep.sweepPagesPerByte.load(.relaxed)))
         if perByte == 0 { return }
-        let pacer = SweepPacer(pagesPerByte: perByte, heapLiveBasis: load(.sweepHeapLiveBasis), pagesSweptBasis: load(.pagesSweptBasis))
-        let live = load(.heapLive)
-        while pacer.owesSweep(heapLive: live, spanBytes: spanBytes, pagesSwept: load(.pagesSwept)) {
-            if load(.stopRequested) & Attention.stop != 0 { break }   // don't hold up a pause
+        let pacer = SweepPacer(pagesPerByte: perByte, heapLiveBasis: sweep.sweepHeapLiveBasis.load(.relaxed), pagesSweptBasis: sweep.pagesSweptBasis.load(.relaxed))
+        let live = gcController.heapLive.load(.relaxed)
+        while pacer.owesSweep(heapLive: live, spanBytes: spanBytes, pagesSwept: sweep.pagesSwept.load(.relaxed)) {
+            if sched.attention.load(.relaxed) & Attention.stop != 0 { break }   // don't hold up a pause
             if !sweepOne() {
-                store(.sweepPagesPerByte, 0)
+                sweep.sweepPagesPerByte.store(0, .releasing)
                 break
             }
         }
@@ -155,7 +155,7 @@ extension Heap {
     /// Add mutator-side GC CPU time (assists) to the limiter's pool; the next update
     /// moves it into the bucket.
     func limiterAddGC(_ ns: UInt64) {
-        _ = tc_fetch_add_relaxed(words + HeapWord.limiterGCNs.rawValue, UInt(ns))
+        _ = tc_fetch_add_relaxed(limiter.gcNs.address, UInt(ns))
     }
 
     /// Whether the limiter is limiting: GC has used more than half of the CPU for long
@@ -170,13 +170,13 @@ extension Heap {
     func cpuLimiterLimiting() -> Bool {
         guard pacer.memoryLimit != Int.max else { return false }
         let now = tc_nanotime()
-        let last = UInt64(load(.limiterWindowStart))
+        let last = UInt64(limiter.windowStart.load(.relaxed))
         if now > last && now - last > Tuning.limiterUpdatePeriodNs && limiterLock.tryLock() {
             cpuLimiter.update(takeLimiterWindow(now: now))
             publishLimiter()
             limiterLock.unlock()
         }
-        return load(.limiterEnabled) != 0
+        return limiter.enabled.load(.relaxed) != 0
     }
 
     /// A stop-the-world pause of `ns` just ended. A pause that started or ended a cycle
@@ -201,8 +201,8 @@ extension Heap {
     /// The window since the last update, taking the pooled assist time out of its word
     /// (limiter lock held).
     private func takeLimiterWindow(now: UInt64) -> GCCPULimiter.Window {
-        let pooled = load(.limiterGCNs)
-        if pooled != 0 { sub(.limiterGCNs, pooled) }
+        let pooled = limiter.gcNs.load(.relaxed)
+        if pooled != 0 { limiter.gcNs.sub(pooled, .relaxed) }
         return GCCPULimiter.Window(now: now, assistTimeNs: UInt64(pooled))
     }
 
@@ -211,13 +211,13 @@ extension Heap {
         statsLock.withLock { pacer.checkInvariants() }
         limiterLock.withLock { cpuLimiter.checkInvariants() }
         markWorkerPlan.checkInvariants()
-        SweepPacer(pagesPerByte: Double(bitPattern: UInt64(load(.sweepPagesPerByte))),
-                   heapLiveBasis: load(.sweepHeapLiveBasis), pagesSweptBasis: load(.pagesSweptBasis)).checkInvariants()
+        SweepPacer(pagesPerByte: Double(bitPattern: UInt64(sweep.sweepPagesPerByte.load(.relaxed))),
+                   heapLiveBasis: sweep.sweepHeapLiveBasis.load(.relaxed), pagesSweptBasis: sweep.pagesSweptBasis.load(.relaxed)).checkInvariants()
     }
 
     /// Mirror what lock-free readers need (limiter lock held).
     private func publishLimiter() {
-        store(.limiterWindowStart, UInt(cpuLimiter.lastUpdate))
-        store(.limiterEnabled, cpuLimiter.limiting ? 1 : 0)
+        limiter.windowStart.store(UInt(cpuLimiter.lastUpdate), .releasing)
+        limiter.enabled.store(cpuLimiter.limiting ? 1 : 0, .releasing)
     }
 }
