@@ -42,14 +42,6 @@ extension Heap {
         }
     }
 
-    static let overAssistWork: UInt = 64 << 10
-    static let maxObletBytes: UInt = 128 << 10
-
-    /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
-    func reviseAssistRatio() {
-        // heapLive bounds the scannable heap from above (Go tracks heapScan exactly).
-        let live = gcController.heapLive.load(.relaxed)
-        let r = pacer.revise(heapLive: live, heapScan: live, scanWorkDone: marking.scanWork.load(.relaxed), maxStackScan: maxStackScan)
-        gcController.assistWorkPerByte.store(r.workPerByte, .releasing)
-    }
+    static let overAssistWork = Tuning.overAssistWork
+    static let maxObletBytes = Tuning.maxObletBytes
 }

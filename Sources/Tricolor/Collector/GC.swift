@@ -149,7 +149,7 @@ extension Heap {
         marking.handoffRefused.store(0, .releasing)
         marking.stackScanBytes.store(0, .releasing)
         work.reset()
-        pacer.triggered = gcController.heapLive.load(.relaxed)
+        pacer.startCycle(heapLive: gcController.heapLive.load(.relaxed))
         markStartTime = tc_nanotime()
         reviseAssistRatio()
         // Turn the write barrier on and ask for stack scans.

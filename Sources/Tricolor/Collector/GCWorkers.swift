@@ -3,12 +3,11 @@ import Glibc
 
 // Background threads of the collector, started with the first cycle and parked between
 // cycles: mark workers (Go's gcBgMarkWorker) and the background sweeper (Go's bgsweep).
-// Also the sweep pacer, the GC CPU limiter and the per-cycle statistics.
+// Threads only: how many workers and at what CPU share is Policy/MarkWorkerPlan.swift;
+// pacing is Collector/Pacing.swift; the timing constants are in Policy/Tuning.swift.
 //
-// Mark worker scheduling follows Go's rule for GOMAXPROCS = number of CPUs: 25% of the
-// CPUs as dedicated workers when that rounds well, otherwise a fractional worker that
-// marks for a share of its time. On 2 CPUs that is one fractional worker with a goal of
-// 0.5 CPU: it marks in ~1 ms slices and sleeps whenever it is ahead of its share.
+// On 2 CPUs the plan is one fractional worker with a goal of 0.5 CPU: it marks in
+// slices of `Tuning.markSliceWork` and sleeps whenever it is ahead of its share.
 
 extension Heap {
     /// GOMAXPROCS, the CPUs the collector paces itself against: the configured value,
@@ -16,33 +15,22 @@ extension Heap {
     /// on every call, too slow for the workers' loops).
     var gomaxprocs: Int { procs }
 
-    /// Number of background mark workers and the utilization each aims at.
-    var markWorkerPlan: (count: Int, utilization: Double) {
-        if let n = configuration.markWorkers { return (n, n == 0 ? 0 : min(1, Pacer.goalUtilization * Double(gomaxprocs) / Double(n))) }
-        let goal = Pacer.goalUtilization * Double(gomaxprocs)
-        var dedicated = Int(goal + 0.5)
-        let err = Double(dedicated) / goal - 1
-        if err < -0.3 || err > 0.3 {
-            if Double(dedicated) > goal { dedicated -= 1 }
-            let fractional = goal - Double(dedicated)
-            if fractional > 0 { return (dedicated + 1, 1) }   // the last one is fractional
-        }
-        return (max(dedicated, 1), 1)
+    /// The background mark workers and the CPU share each aims at (Go's startCycle plan).
+    var markWorkerPlan: MarkWorkerPlan {
+        MarkWorkerPlan(.init(procs: gomaxprocs, configuredWorkers: configuration.markWorkers))
     }
 
     var markWorkerCount: Int { markWorkerPlan.count }
     /// Mark workers competing with mutators for CPUs (the dedicated ones).
-    var backgroundThreadCountForPacing: Int { max(0, markWorkerPlan.count - 1) }
+    var backgroundThreadCountForPacing: Int { markWorkerPlan.dedicated }
 
     func startBackgroundThreadsIfNeeded() {
         guard !backgroundStarted else { return }
         backgroundStarted = true
         let plan = markWorkerPlan
-        let goal = Pacer.goalUtilization * Double(gomaxprocs)
+        if checked { plan.checkInvariants() }
         for i in 0..<plan.count {
-            // Dedicated workers run flat out; a fractional one gets what is left of the goal.
-            let share = min(1.0, goal - Double(i))
-            let u = configuration.markWorkers != nil ? plan.utilization : max(0.05, share)
+            let u = plan.utilization(ofThread: i)
             backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { [unowned(unsafe) self] in self.markWorkerLoop(utilization: u) })
         }
         // With markWorkers: 0 (tests stepping cycles by hand) there is no background
@@ -88,14 +76,14 @@ extension Heap {
             while phase == .mark {
                 waitWhileWorldStopping()
                 let t0 = tc_thread_cputime_ns()
-                let done = drain(&gcw, budget: 256 << 10, preemptible: true)
+                let done = drain(&gcw, budget: Tuning.markSliceWork, preemptible: true)
                 let dt = tc_thread_cputime_ns() - t0
                 marking.bgMarkTimeNs.add(UInt(dt), .relaxed)
                 if done > 0 { marking.bgScanCredit.add(done, .relaxed) }
-                if done < 256 << 10 {
+                if done < Tuning.markSliceWork {
                     if sched.attention.load(.relaxed) & Attention.stop != 0 { continue }   // preempted, not out of work
                     finishMarkOrHandOff(&handoffStart)
-                    if phase == .mark { tc_sleep_ns(50_000) }   // waiting for mutators
+                    if phase == .mark { tc_sleep_ns(Tuning.markWorkerPollNs) }   // waiting for mutators
                     continue
                 }
                 handoffStart = 0
@@ -108,7 +96,7 @@ extension Heap {
                     let cpu = Double(tc_thread_cputime_ns() - cpuStart)
                     if cpu > utilization * wall {
                         let ahead = cpu / utilization - wall
-                        tc_sleep_ns(UInt64(min(ahead, 5_000_000)))
+                        tc_sleep_ns(min(UInt64(saturating: ahead), Tuning.maxFractionalSleepNs))
                     }
                 }
             }
@@ -124,7 +112,8 @@ extension Heap {
     /// measured with two mutators on two CPUs). A mutator that stops the world is itself
     /// on a CPU, and the worker sleeps meanwhile, so the other mutator is too. In Go the
     /// worker runs on a P, so a descheduled goroutine is already stopped; this is the
-    /// threads' equivalent. If no mutator takes the request within 1 ms (all blocked, or
+    /// threads' equivalent. If no mutator takes the request within
+    /// `Tuning.markHandOffWaitNs` (1 ms; all blocked, or
     /// computing without safepoints) the worker runs mark termination itself; likewise
     /// when a mutator gave it back (`markDone(handoff:)`).
     func finishMarkOrHandOff(_ handoffStart: inout UInt64) {
@@ -146,7 +135,7 @@ extension Heap {
             _ = tc_or64(sched.attention.address, UInt64(Attention.markDone))
             return
         }
-        if handoffStart == 0 || now - handoffStart > 1_000_000 {
+        if handoffStart == 0 || now - handoffStart > Tuning.markHandOffWaitNs {
             handoffStart = 0
             markDone(nil)   // clears the request
         }
@@ -168,12 +157,12 @@ extension Heap {
                 // Like Go's bgsweep, only use a CPU that no mutator wants; otherwise the
                 // mutators sweep on demand and in proportion to their allocation.
                 if Int(sched.activeMutators.load(.relaxed)) >= gomaxprocs {
-                    tc_sleep_ns(1_000_000)
+                    tc_sleep_ns(Tuning.sweeperBackoffNs)
                     continue
                 }
                 if !sweepOne() { scavengeForMemoryLimit(); break }
                 n += 1
-                if n % 10 == 0 { tc_yield() }
+                if n % Tuning.sweeperYieldEverySpans == 0 { tc_yield() }
             }
         }
     }
@@ -199,93 +188,5 @@ extension Heap {
         }, box)
         runtimeCheck(rc == 0, "tricolor: cannot start a collector thread (pthread_create: \(rc))")
         return t
-    }
-
-    // MARK: sweep pacing (Go's gcPaceSweeper / deductSweepCredit)
-
-    func paceSweeper(trigger: UInt) {
-        if trigger == UInt.max {
-            // No trigger (GOGC off, no limit): no deadline to sweep by.
-            sweep.sweepPagesPerByte.store(0, .releasing)
-            return
-        }
-        let heapLive = gcController.heapLive.load(.relaxed)
-        let inUsePages = heapStats.heapInuse.load(.relaxed) >> SizeClassTable.pageShiftU
-        var distance = Int(trigger) - Int(heapLive) - Int(Pacer.sweepMinHeapDistance)
-        if distance < 8192 { distance = 8192 }
-        let perByte = Double(inUsePages) / Double(distance)
-        sweep.sweepPagesPerByte.store(perByte, .releasing)
-        sweep.sweepHeapLiveBasis.store(heapLive, .releasing)
-        sweep.pagesSweptBasis.store(sweep.pagesSwept.load(.relaxed), .releasing)
-    }
-
-    /// Before taking a span, sweep enough pages to stay on schedule.
-    func deductSweepCredit(_ spanBytes: UInt) {
-        let perByte = sweep.sweepPagesPerByte.load(.relaxed)
-        if perByte == 0 { return }
-        let live = gcController.heapLive.load(.relaxed)
-        let basis = sweep.sweepHeapLiveBasis.load(.relaxed)
-        let target = perByte * Double(spanBytes + (live > basis ? live - basis : 0))
-        while Double(sweep.pagesSwept.load(.relaxed) &- sweep.pagesSweptBasis.load(.relaxed)) < target {
-            if sched.attention.load(.relaxed) & Attention.stop != 0 { break }   // don't hold up a pause
-            if !sweepOne() {
-                sweep.sweepPagesPerByte.store(0, .releasing)
-                break
-            }
-        }
-    }
-
-    // MARK: GC CPU limiter (Go's gcCPULimiter, simplified)
-
-    /// Add GC CPU time (assists, pauses × procs) to the limiter's bucket.
-    func limiterAddGC(_ ns: UInt64) {
-        _ = tc_fetch_add_relaxed(limiter.gcNs.address, UInt(ns))
-    }
-
-    /// True when GC has used more than half of the CPU over the recent window; assists
-    /// are then skipped and the heap may overshoot the memory limit instead of thrashing.
-    func cpuLimiterLimiting() -> Bool {
-        guard pacer.memoryLimit != Int.max else { return false }
-        let now = tc_nanotime()
-        let start = UInt64(limiter.windowStart.load(.relaxed))
-        let window = now - start
-        let gcNs = limiter.gcNs.load(.relaxed)
-        let capacity = Double(gomaxprocs) * Double(window)
-        let gcShare = capacity > 0 ? (Double(gcNs) + Pacer.goalUtilization * capacity) / capacity : 0
-        if window > 1_000_000_000 {
-            // Start a new window, carrying half of the old one's state.
-            limiter.windowStart.store(UInt(now - window / 2), .releasing)
-            limiter.gcNs.store(gcNs / 2, .releasing)
-        }
-        return gcShare > 0.5
-    }
-
-    // MARK: statistics
-
-    func recordPause(_ ns: UInt64) {
-        statsLock.withLock {
-            pauses.append(ns)
-            cyclePauseNs += ns
-        }
-        limiterAddGC(ns * UInt64(gomaxprocs))
-    }
-
-    /// With the world still stopped at the end of mark termination, so that a reader of
-    /// MemStats sees the new NumGC together with its pause (as in Go).
-    func finishCycleStats() {
-        let wallEnd = tc_walltime_ns()
-        statsLock.withLock {
-            let i = Int((marking.numGC.load(.relaxed) &- 1) % 256)
-            pauseNs[i] = cyclePauseNs
-            pauseEnd[i] = wallEnd
-            pauseTotalNs += cyclePauseNs
-            lastGC = wallEnd
-            cyclePauseNs = 0
-            let procs = UInt64(gomaxprocs)
-            gcCPUNs += (cycle.stw1Ns + cycle.stw2Ns) * procs + UInt64(marking.assistTimeNs.load(.relaxed)) + UInt64(marking.bgMarkTimeNs.load(.relaxed))
-        }
-        cycle.assistNs = UInt64(marking.assistTimeNs.load(.relaxed))
-        cycle.bgNs = UInt64(marking.bgMarkTimeNs.load(.relaxed))
-        marking.cyclesCompleted.store(marking.cyclesCompleted.load(.relaxed) + 1, .releasing)
     }
 }

@@ -88,7 +88,7 @@ extension Heap {
                     p = m.rawNext
                 }
                 if !pending { break }
-                var waitNs: UInt64 = 1_000_000
+                var waitNs = Tuning.raggedBarrierPollNs
                 if handoff {
                     let waited = tc_nanotime() - barrierStart
                     if waited >= Heap.handoffBarrierWaitNs {
@@ -154,16 +154,7 @@ extension Heap {
         let marked = marking.bytesMarked.load(.relaxed)
         cycle.heap2 = marked
         // Pacer: measure this cycle, then set the next goal and trigger.
-        let now = tc_nanotime()
-        let markWall = Double(max(1, now - markStartTime))
-        let procs = Double(gomaxprocs)
-        let u = Pacer.goalUtilization + Double(marking.assistTimeNs.load(.relaxed)) / (markWall * procs)
-        pacer.endCycle(heapLive: gcController.heapLive.load(.relaxed), u: min(u, 0.99), idleU: 0, scanWork: marking.scanWork.load(.relaxed))
-        pacer.heapMarked = marked
-        pacer.lastHeapScan = marking.scanWork.load(.relaxed) &- min(marking.scanWork.load(.relaxed), marking.stackScanBytes.load(.relaxed))
-        pacer.lastStackScan = marking.stackScanBytes.load(.relaxed)
-        pacer.globalsScan = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
-        pacer.triggered = UInt.max
+        endPacerCycle(marked: marked)
         cycle.stacks = maxStackScan
         cycle.globals = pacer.globalsScan
         gcController.heapLive.store(marked, .releasing)

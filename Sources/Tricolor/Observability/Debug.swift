@@ -79,8 +79,10 @@ extension Heap {
     /// heapLive, Go's estimate of the live heap plus allocation since the last mark.
     @_spi(Testing) public var debugHeapLive: UInt { gcController.heapLive.load(.relaxed) }
 
-    /// Check every component's invariants (heap, page allocator, spans in central lists).
+    /// Check every component's invariants (heap, page allocator, spans in central lists,
+    /// the pacing policies).
     @_spi(Testing) public func checkInvariants() {
         checkHeapInvariants()
+        checkPolicyInvariants()
     }
 }

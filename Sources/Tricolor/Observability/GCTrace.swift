@@ -19,7 +19,7 @@ extension Heap {
         let markWall = t.tMarkTerm > t.tMark ? t.tMarkTerm - t.tMark : 0
         var line = "gc \(t.number) @\(String(format3: since))s \(pct)%: "
         line += "\(ms(t.stw1Ns))+\(ms(markWall))+\(ms(t.stw2Ns)) ms clock, "
-        line += "\(ms(t.stw1Ns * procs))+\(ms(t.assistNs))/\(ms(t.bgNs))/0+\(ms(t.stw2Ns * procs)) ms cpu, "
+        line += "\(ms(t.stw1Ns.saturatingMultiply(procs)))+\(ms(t.assistNs))/\(ms(t.bgNs))/0+\(ms(t.stw2Ns.saturatingMultiply(procs))) ms cpu, "
         line += "\(mb(t.heap0))->\(mb(t.heap1))->\(mb(t.heap2)) MB, \(mb(t.goal)) MB goal, "
         line += "\(mb(t.stacks)) MB stacks, \(mb(t.globals)) MB globals, \(procs) P"
         if t.forced { line += " (forced)" }

@@ -148,8 +148,10 @@ extension Heap {
         Double(gcCPUNs) / (Double(max(1, tc_nanotime() - startTime)) * Double(gomaxprocs))
     }
 
-    /// Go's debug.GCStats.
-    public func gcStats() -> GCStats {
+    /// Go's debug.ReadGCStats. With `pauseQuantiles` = q > 0, `GCStats.pauseQuantiles`
+    /// holds q quantiles of `pause` computed as Go does (for q = 5: minimum, 25%, 50%,
+    /// 75%, maximum).
+    public func gcStats(pauseQuantiles q: Int = 0) -> GCStats {
         statsLock.withLock {
             var s = GCStats()
             s.numGC = Int(marking.numGC.load(.relaxed))
@@ -164,12 +166,46 @@ extension Heap {
             }
             s.allPauses = pauses
             s.stopRescues = Int(sched.stopRescues.load(.relaxed))
+            s.pauseQuantiles = GCStats.quantiles(of: s.pause, count: q)
             return s
         }
     }
+
+    // MARK: recording (called by the collector)
+
+    /// A stop-the-world pause of `ns` just ended (the world may still be stopped).
+    func recordPause(_ ns: UInt64) {
+        statsLock.withLock {
+            pauses.append(ns)
+            cyclePauseNs = cyclePauseNs.saturatingAdd(ns)
+        }
+        limiterPause(ns)
+    }
+
+    /// With the world still stopped at the end of mark termination, so that a reader of
+    /// MemStats sees the new NumGC together with its pause (as in Go). Products with
+    /// GOMAXPROCS saturate (GOMAXPROCS may be configured as large as Int.max).
+    func finishCycleStats() {
+        let wallEnd = tc_walltime_ns()
+        statsLock.withLock {
+            let i = Int((marking.numGC.load(.relaxed) &- 1) % 256)
+            pauseNs[i] = cyclePauseNs
+            pauseEnd[i] = wallEnd
+            pauseTotalNs = pauseTotalNs.saturatingAdd(cyclePauseNs)
+            lastGC = wallEnd
+            cyclePauseNs = 0
+            let procs = UInt64(gomaxprocs)
+            let pauseCPU = cycle.stw1Ns.saturatingAdd(cycle.stw2Ns).saturatingMultiply(procs)
+            gcCPUNs = gcCPUNs.saturatingAdd(pauseCPU).saturatingAdd(UInt64(marking.assistTimeNs.load(.relaxed))).saturatingAdd(UInt64(marking.bgMarkTimeNs.load(.relaxed)))
+        }
+        cycle.assistNs = UInt64(marking.assistTimeNs.load(.relaxed))
+        cycle.bgNs = UInt64(marking.bgMarkTimeNs.load(.relaxed))
+        marking.cyclesCompleted.store(marking.cyclesCompleted.load(.relaxed) + 1, .releasing)
+    }
 }
 
-/// Go's runtime/debug.GCStats, plus every pause recorded since the heap was created.
+/// Go's runtime/debug.GCStats, plus every individual pause recorded since the heap was
+/// created.
 public struct GCStats: Sendable, Codable, Equatable {
     public var lastGC: UInt64 = 0
     public var numGC: Int = 0
@@ -177,17 +213,37 @@ public struct GCStats: Sendable, Codable, Equatable {
     /// Recent per-cycle pause totals (both pauses of a cycle, as Go counts them), most recent first (at most 256).
     public var pause: [UInt64] = []
     public var pauseEnd: [UInt64] = []
-    /// Every stop-the-world pause in order (two or more per cycle), for quantiles.
+    /// Go's PauseQuantiles: quantiles of `pause`, as many as asked of
+    /// `Heap.gcStats(pauseQuantiles:)`; see `quantiles(of:count:)`.
+    public var pauseQuantiles: [UInt64] = []
+    /// Every stop-the-world pause in order (two or more per cycle). Not in Go.
     public var allPauses: [UInt64] = []
     /// Stops that found a mutator runnable but kept off its CPU by the OS for 50 µs and
     /// moved it onto the stopping thread's CPU (see `Heap.stopTheWorld`). Not in Go.
     public var stopRescues: Int = 0
 
-    /// The q-quantile (0…1) of all recorded pauses, in nanoseconds.
-    public func pauseQuantile(_ q: Double) -> UInt64 {
+    /// `count` quantiles of `pauses` by Go's ReadGCStats formula: sorted ascending,
+    /// entry i < count−1 is sorted[len × i / (count−1)] and the last is the maximum
+    /// (count = 5: minimum, 25%, 50%, 75%, maximum). All zero for no pauses; empty for
+    /// count ≤ 0; count = 1 gives just the maximum.
+    public static func quantiles(of pauses: [UInt64], count: Int) -> [UInt64] {
+        if count <= 0 { return [] }
+        if pauses.isEmpty { return Array(repeating: 0, count: count) }
+        let sorted = pauses.sorted()
+        let nq = count - 1
+        var q = [UInt64](repeating: 0, count: count)
+        for i in 0..<nq { q[i] = sorted[sorted.count * i / nq] }
+        q[nq] = sorted[sorted.count - 1]
+        return q
+    }
+
+    /// The q-quantile (0…1) of the individual stop-the-world pauses (`allPauses`, two or
+    /// more per cycle), nearest rank rounded to the closest index. Not Go's: Go's
+    /// quantiles are per cycle (`pauseQuantiles`).
+    public func stopTheWorldPauseQuantile(_ q: Double) -> UInt64 {
         if allPauses.isEmpty { return 0 }
         let sorted = allPauses.sorted()
-        let i = min(sorted.count - 1, max(0, Int((q * Double(sorted.count - 1)).rounded())))
+        let i = min(sorted.count - 1, max(0, Int(saturating: (q * Double(sorted.count - 1)).rounded())))
         return sorted[i]
     }
 }

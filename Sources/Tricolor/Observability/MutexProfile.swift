@@ -108,6 +108,7 @@ extension LockRank {
         case .stats: return "stats"
         case .prof: return "prof"
         case .hooks: return "hooks"
+        case .limiter: return "limiter"
         }
     }
 }

@@ -79,7 +79,7 @@ public final class Heap: @unchecked Sendable {
     // MARK: collector state
     /// Goal, trigger and cons/mark (gc: the thread that owns the stopped world, or the
     /// setters under statsLock).
-    var pacer = Pacer()
+    var pacer: Pacer
     /// The global grey list.
     let work = WorkList()
     /// Held by the one thread trying to finish the mark phase (tryLock only).
@@ -94,6 +94,9 @@ public final class Heap: @unchecked Sendable {
     var backgroundThreads: [pthread_t] = []
     var shuttingDown = false
     var sweepRequested = false
+    /// The GC CPU limiter's bucket (limiterLock); see Collector/Pacing.swift.
+    var cpuLimiter: GCCPULimiter
+    let limiterLock = RuntimeLock(rank: .limiter)
     // Statistics (statsLock).
     var numForcedGC: UInt32 = 0
     var pauseNs = [UInt64](repeating: 0, count: 256)
@@ -115,17 +118,15 @@ public final class Heap: @unchecked Sendable {
     var hooks: HookBox? = nil                  // hooksLock
     var allocHookInstalled = false             // changed with the world stopped
 
-    static let heapMinimum: UInt = 4 << 20
-
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
         self.configuration = configuration
         procs = configuration.gomaxprocs ?? max(1, Int(tc_ncpu()))
         checked = configuration.checked
         debugSlowPath = configuration.checked || configuration.clobberFree
-        if checked { LockRanking.enabled = true }
-        pacer.gcPercent = configuration.gcPercent
-        pacer.memoryLimit = configuration.memoryLimit ?? Int.max
+        pacer = Pacer(gcPercent: configuration.gcPercent, memoryLimit: configuration.memoryLimit ?? Int.max)
+        cpuLimiter = GCCPULimiter(now: tc_nanotime(), procs: procs,
+                                  backgroundUtilization: MarkWorkerPlan(.init(procs: procs, configuredWorkers: configuration.markWorkers)).backgroundUtilization)
 
         pathTotals = .allocate(capacity: AllocPathCounters.words)
         pathTotals.initialize(repeating: 0, count: AllocPathCounters.words)
@@ -173,11 +174,12 @@ public final class Heap: @unchecked Sendable {
         globalSlots = RootSlotTable()
         handleSlots = RootSlotTable()
         sweep.sweepgen.store(0, .relaxed)
-        limiter.windowStart.store(UInt(tc_nanotime()), .relaxed)
-        pacer.commit(isSweepDone: true, heapLive: 0)
+        limiter.windowStart.store(UInt(cpuLimiter.lastUpdate), .relaxed)
         let (trig, goal) = pacer.trigger()
         gcController.trigger.store(gcDisabled ? UInt.max : trig, .relaxed)
         gcController.heapGoal.store(goal, .relaxed)
+        // Checked mode ranks this heap's locks (and only this heap's).
+        if checked { enableLockRanking() }
     }
 
     let reservationStart: UnsafeMutableRawPointer

@@ -224,17 +224,22 @@ struct SweepShared {
     }
 }
 
-/// The GC CPU limiter's bucket (Go's gcCPULimiter; Collector/GCWorkers.swift).
+/// The GC CPU limiter's words (Go's gcCPULimiter; Policy/CPULimiter.swift is the pure
+/// bucket, Collector/Pacing.swift feeds it).
 struct LimiterShared {
-    /// GC CPU time (ns) in the current window: relaxed adds by every marker and assist;
-    /// halved (release store) with the window by whoever rolls it.
+    /// Assist GC CPU time (ns) pooled since the limiter's last update: relaxed adds by
+    /// assists; taken (release store of 0) under the limiter lock by the updater.
     let gcNs: AtomicWord
-    /// Start of the current window (monotonic ns), as gcNs.
+    /// The limiter's last update (monotonic ns), as gcNs.
     let windowStart: AtomicWord
+    /// 1 while the limiter is limiting (GC CPU over its cap): assists stop. Written
+    /// (release) under the limiter lock by whoever updates the bucket; read relaxed by
+    /// assists.
+    let enabled: AtomicWord
 
     init(_ c: inout SharedWordCarver) {
         c.nextLine()
-        gcNs = c.word(); windowStart = c.word()
+        gcNs = c.word(); windowStart = c.word(); enabled = c.word()
     }
 }
 

@@ -9,7 +9,11 @@ import Glibc
 // Synchronization.Mutex, and these locks sit on refill paths.
 //
 // Lock ranks (lowest first). A thread may only acquire a lock whose rank is higher than
-// every lock it already holds. Checked mode (`GODEBUG=tricolorcheck=1`) enforces this.
+// every lock it already holds (Go's lockrank.go, as a total order). Checked mode
+// (`GODEBUG=tricolorcheck=1`, `Configuration.checked`) enforces it for the locks of that
+// heap only: each lock carries its own "ranked" flag, set once when its heap is created,
+// so an unchecked heap in the same process pays one predictable branch per lock and
+// never records anything.
 //
 //   0 markDone   the thread finishing a mark phase (tryLock only)
 //   1 sched      world-stop coordination (mutator list, stop flag, mutator states)
@@ -19,34 +23,56 @@ import Glibc
 //   5 mcentral   one per span class
 //   6 mheap      page heap, arenas, span metadata, bitmap pool
 //   7 work       the global grey list
-//   8 stats      pause ring, stats snapshots
+//   8 stats      pause ring, stats snapshots, pacer settings and memory inputs
 //   9 prof       heap profile buckets and specials
 //  10 hooks      the installed allocation/free hooks
+//  11 limiter    the GC CPU limiter's bucket (a leaf: nothing is taken under it)
+//
+// mheap below stats is what Go's lockrank.go has too (mheap before the stats/trace
+// leaves): code that needs heap-lock data for pacing reads it first, then takes the
+// stats lock (see `refreshMemoryLimitTrigger`). Every lock a heap creates must be listed
+// in `Heap.enableLockRanking`.
 @usableFromInline
 enum LockRank: Int, CaseIterable {
-    case markDone = 0, sched, background, globals, types, mcentral, mheap, work, stats, prof, hooks
+    case markDone = 0, sched, background, globals, types, mcentral, mheap, work, stats, prof, hooks, limiter
 }
 
 @usableFromInline
 struct RuntimeLock: @unchecked Sendable {
+    /// The pthread mutex, `header` bytes into its allocation; the first byte of the
+    /// allocation is the "ranked" flag.
     @usableFromInline let raw: OpaquePointer
     let rank: LockRank
+    /// Bytes before the mutex: the flag, padded so the mutex keeps a cache line's alignment.
+    static let header = 64
 
     init(rank: LockRank) {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: tc_lock_size(), alignment: 64)
-        raw = OpaquePointer(p)
+        let p = UnsafeMutableRawPointer.allocate(byteCount: RuntimeLock.header + tc_lock_size(), alignment: 64)
+        p.storeBytes(of: false, as: Bool.self)
+        raw = OpaquePointer(p + RuntimeLock.header)
         self.rank = rank
         tc_lock_init(raw)
     }
 
     func destroy() {
         tc_lock_destroy(raw)
-        UnsafeMutableRawPointer(raw).deallocate()
+        (UnsafeMutableRawPointer(raw) - RuntimeLock.header).deallocate()
+    }
+
+    /// Whether acquisitions of this lock are checked against the rank order.
+    @inline(__always) var isRanked: Bool {
+        (UnsafeMutableRawPointer(raw) - RuntimeLock.header).load(as: Bool.self)
+    }
+
+    /// Check this lock's rank from now on.
+    /// - Precondition: no other thread uses the lock yet (heap creation).
+    func enableRanking() {
+        (UnsafeMutableRawPointer(raw) - RuntimeLock.header).storeBytes(of: true, as: Bool.self)
     }
 
     /// Acquire; a wait (the lock was held) is timed and counted, see MutexProfile.swift.
     @inline(__always) func lock() {
-        LockRanking.willAcquire(rank)
+        if _slowPath(isRanked) { LockRanking.check(rank) }
         if _fastPath(tc_lock_try(raw)) { return }
         lockSlow()
     }
@@ -56,10 +82,16 @@ struct RuntimeLock: @unchecked Sendable {
         tc_lock_acquire(raw)
         LockWaits.shared.recordWait(rank, ns: tc_nanotime() - t0)
     }
-    @inline(__always) func unlock() { tc_lock_release(raw); LockRanking.released(rank) }
+    @inline(__always) func unlock() {
+        tc_lock_release(raw)
+        if _slowPath(isRanked) { LockRanking.drop(rank) }
+    }
     /// Acquire without waiting; false if another thread holds the lock.
     func tryLock() -> Bool {
-        if tc_lock_try(raw) { LockRanking.willAcquire(rank); return true }
+        if tc_lock_try(raw) {
+            if _slowPath(isRanked) { LockRanking.check(rank) }
+            return true
+        }
         return false
     }
 
@@ -83,36 +115,41 @@ struct RuntimeCond {
     func broadcast() { tc_cond_broadcast(raw) }
 }
 
-/// Per-thread record of held lock ranks, only maintained when rank checking is on.
+/// Per-thread record of the ranks of the ranked locks it holds: a bitmask (ranks < 64)
+/// kept in a pthread key, touched only when a ranked lock is taken or released.
 enum LockRanking {
-    nonisolated(unsafe) static var enabled = false
-
-
-    // A small per-thread stack of held ranks, kept in a C thread-local would be ideal;
-    // a bitmask in a __thread-free Swift form is enough: ranks are < 64.
     static let key: pthread_key_t = {
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
         return k
     }()
 
-    @inline(__always) static func willAcquire(_ r: LockRank) {
-        if _slowPath(enabled) { check(r) }
-    }
-    @inline(__always) static func released(_ r: LockRank) {
-        if _slowPath(enabled) { drop(r) }
-    }
+    /// The ranks the calling thread holds (ranked locks only).
+    static var heldMask: UInt { UInt(bitPattern: pthread_getspecific(key)) }
 
     @inline(never) static func check(_ r: LockRank) {
-        let held = UInt(bitPattern: pthread_getspecific(key))
-        let higherOrEqual = held >> UInt(r.rawValue)
-        if higherOrEqual != 0 {
-            fatalError("tricolor: lock rank violation: acquiring \(r) (rank \(r.rawValue)) while holding a lock of rank ≥ \(r.rawValue) (held mask \(String(held, radix: 2)))")
+        let held = heldMask
+        if held >> UInt(r.rawValue) != 0 {
+            let names = LockRank.allCases.filter { held & (1 << UInt($0.rawValue)) != 0 }.map { "\($0.name) (rank \($0.rawValue))" }
+            runtimeFatal("lock rank violation: acquiring \(r.name) (rank \(r.rawValue)) while holding \(names.joined(separator: ", "))")
         }
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: held | (1 << UInt(r.rawValue))))
     }
     @inline(never) static func drop(_ r: LockRank) {
-        let held = UInt(bitPattern: pthread_getspecific(key))
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: held & ~(1 << UInt(r.rawValue))))
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: heldMask & ~(1 << UInt(r.rawValue))))
     }
+}
+
+extension Heap {
+    /// Checked mode: rank every lock of this heap. Called once, at the end of `init`.
+    func enableLockRanking() {
+        for l in [heapLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock,
+                  hooksLock, limiterLock, work.lock, memProfiler.lock] {
+            l.enableRanking()
+        }
+        for i in 0..<SpanClass.count { centrals[i].lock.enableRanking() }
+    }
+
+    /// Whether this heap's locks are checked against the rank order.
+    var lockRankingEnabled: Bool { heapLock.isRanked }
 }

@@ -29,7 +29,7 @@ extension Heap {
         if anyMutatorRunning() {
             let parks = sched.parkEvents.load(.relaxed)
             schedLock.unlock()
-            while sched.parkEvents.load(.relaxed) == parks && tc_nanotime() < requested + 30_000 { tc_pause() }
+            while sched.parkEvents.load(.relaxed) == parks && tc_nanotime() < requested + Tuning.stopSpinNs { tc_pause() }
             schedLock.lock()
         }
         // 2. Wait until the rescue deadline.
@@ -84,10 +84,10 @@ extension Heap {
     }
 
     /// How long a stop waits for mutators before moving late ones onto its CPU.
-    static let stopRescueAfterNs: UInt64 = 50_000
+    static let stopRescueAfterNs = Tuning.stopRescueAfterNs
     /// How long a mutator running mark termination for the worker waits for the other
     /// mutators' stacks before giving it back (see `markDone`).
-    static let handoffBarrierWaitNs: UInt64 = 200_000
+    static let handoffBarrierWaitNs = Tuning.handoffBarrierWaitNs
 
     /// Make every running mutator take its slow path at its next load, store or frame
     /// operation (as well as at allocation slow paths and `safepoint()`), so a stop or a

@@ -1,0 +1,53 @@
+import XCTest
+@testable import Tricolor
+
+// GCStats.PauseQuantiles as Go's debug.ReadGCStats computes them: over the per-cycle
+// pause totals (Pause, one entry per cycle), sorted, entry i of n−1 at
+// sorted[len × i / (n−1)] and the last the maximum.
+
+final class GCStatsQuantileTests: WatchdogTestCase {
+    /// Go's formula, written out as Go writes it, for comparison.
+    private func goQuantiles(_ pause: [UInt64], _ n: Int) -> [UInt64] {
+        var q = [UInt64](repeating: 0, count: n)
+        if pause.isEmpty { return q }
+        let sorted = pause.sorted()
+        let nq = n - 1
+        for i in 0..<nq { q[i] = sorted[sorted.count * i / nq] }
+        q[nq] = sorted[sorted.count - 1]
+        return q
+    }
+
+    func testQuantilesMatchGoFormula() {
+        // Five quantiles (min, 25%, 50%, 75%, max) of 10 pauses: indexes 0, 2, 5, 7, 9.
+        let ten: [UInt64] = [90, 10, 80, 20, 70, 30, 60, 40, 50, 100]
+        XCTAssertEqual(GCStats.quantiles(of: ten, count: 5), [10, 30, 60, 80, 100])
+        // Against the formula on assorted lists and counts.
+        var rng: UInt64 = 12345
+        for len in [1, 2, 3, 4, 7, 100, 255, 256] {
+            var pauses: [UInt64] = []
+            for _ in 0..<len { rng = rng &* 6364136223846793005 &+ 1442695040888963407; pauses.append(rng >> 40) }
+            for n in [2, 3, 5, 11, 101] {
+                XCTAssertEqual(GCStats.quantiles(of: pauses, count: n), goQuantiles(pauses, n), "len \(len), n \(n)")
+            }
+        }
+        XCTAssertEqual(GCStats.quantiles(of: [], count: 5), [0, 0, 0, 0, 0], "no pauses: zeros")
+        XCTAssertEqual(GCStats.quantiles(of: [7, 3], count: 1), [7], "one quantile: the maximum")
+        XCTAssertEqual(GCStats.quantiles(of: [7, 3], count: 0), [])
+    }
+
+    /// `gcStats(pauseQuantiles:)` computes them over `pause` (per cycle, both pauses of a
+    /// cycle together), not over the individual stop-the-world pauses.
+    func testHeapGCStatsQuantilesArePerCycle() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+        for _ in 0..<20 { heap.collect() }
+        let s = heap.gcStats(pauseQuantiles: 5)
+        XCTAssertEqual(s.pause.count, 20)
+        XCTAssertEqual(s.pauseQuantiles, goQuantiles(s.pause, 5))
+        XCTAssertEqual(s.pauseQuantiles.last, s.pause.max())
+        XCTAssertGreaterThanOrEqual(s.allPauses.count, 40, "two stop-the-world pauses per cycle")
+        XCTAssertEqual(heap.gcStats().pauseQuantiles, [], "none asked for")
+        // The per-pause view stays available under its own name.
+        XCTAssertEqual(s.stopTheWorldPauseQuantile(1), s.allPauses.max())
+        XCTAssertEqual(s.stopTheWorldPauseQuantile(0), s.allPauses.min())
+    }
+}
