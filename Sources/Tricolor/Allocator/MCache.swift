@@ -128,6 +128,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
             for off in stride(from: 0, to: Int(s.pointee.nelems) * 2, by: 64) { tc_prefetchw(raw + off) }
         }
         let sg = heap.sweepgen
+        if heap.internalChecks { s.checkInvariants() }
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         let claimed = (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize

@@ -93,6 +93,7 @@ extension Heap {
         s.pointee.allocCount = nalloc
         s.primeAllocCache()
         s.storeSweepgen(sg)
+        if internalChecks { s.checkInvariants() }
         if preserve { return true }
         if nalloc == 0 {
             freeSpan(s)
@@ -104,8 +105,6 @@ extension Heap {
         }
         return true
     }
-
-    @inline(__always)
 
     /// `sweepSpan`, counted in activeSweepers so that `collect()` can wait for sweeps
     /// other threads are in the middle of (Go's sweep.active).

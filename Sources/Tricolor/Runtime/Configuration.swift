@@ -23,6 +23,24 @@ public struct Configuration: Sendable, Equatable {
     public var clobberFree: Bool
     /// `GODEBUG=gccheckmark=1`: verify each mark phase with a second, stop-the-world mark.
     public var checkmark: Bool
+    /// The runtime's own consistency checks, in two tiers (Go keeps the same split as
+    /// compile-time `debug…` constants; ours are switches so that the stress tests and
+    /// the fuzzer turn them on in release builds):
+    ///
+    /// - `internalChecks` (`GODEBUG=tricolorinternalchecks=1`): cheap invariants after
+    ///   each mutation of an allocator structure: a span's bitmaps, window and counts
+    ///   when it is swept or cached (`MSpan.checkInvariants`, O(span bitmap words)), the
+    ///   page allocator's summaries on the path from each changed chunk to the root
+    ///   (O(log chunks)). Costs a few percent of allocation-heavy run time.
+    /// - `expensiveChecks` (`GODEBUG=tricolorexpensivechecks=1`): the whole heap's
+    ///   invariants (`Heap.checkInvariants`: every page of every arena against its span,
+    ///   the page allocator's whole summary tree, HeapInuse and HeapSys against the span
+    ///   table, the pacing policies) once per cycle, inside pause #2. O(heap pages) per
+    ///   cycle: pauses grow by milliseconds per GiB of heap.
+    ///
+    /// Both are off by default and on in the model-based stress tests.
+    public var internalChecks: Bool = false
+    public var expensiveChecks: Bool = false
     /// GOMEMLIMIT: a soft limit on the memory the runtime maps, in bytes; nil = none.
     public var memoryLimit: Int?
     /// Mark worker threads; nil = Go's rule (25% of GOMAXPROCS). 0 runs no background
@@ -136,6 +154,8 @@ public struct Configuration: Sendable, Equatable {
                 case "tricolorcheck": c.checked = try flag()
                 case "clobberfree": c.clobberFree = try flag()
                 case "gccheckmark": c.checkmark = try flag()
+                case "tricolorinternalchecks": c.internalChecks = try flag()
+                case "tricolorexpensivechecks": c.expensiveChecks = try flag()
                 case "memprofilerate":
                     switch DecimalInteger(value) {
                     case .value(let n) where n >= 0: c.memProfileRate = n

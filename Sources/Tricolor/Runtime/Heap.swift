@@ -40,6 +40,9 @@ public final class Heap: @unchecked Sendable {
     public let configuration: Configuration
     let procs: Int
     let checked: Bool
+    /// `Configuration.internalChecks` / `expensiveChecks` (the tiered self-checks).
+    let internalChecks: Bool
+    let expensiveChecks: Bool
     /// Allocation must take the slow path (checked mode, clobberfree).
     let debugSlowPath: Bool
 
@@ -123,6 +126,8 @@ public final class Heap: @unchecked Sendable {
         self.configuration = configuration
         procs = configuration.gomaxprocs ?? max(1, Int(tc_ncpu()))
         checked = configuration.checked
+        internalChecks = configuration.internalChecks
+        expensiveChecks = configuration.expensiveChecks
         debugSlowPath = configuration.checked || configuration.clobberFree
         pacer = Pacer(gcPercent: configuration.gcPercent, memoryLimit: configuration.memoryLimit ?? Int.max)
         cpuLimiter = GCCPULimiter(now: tc_nanotime(), procs: procs,

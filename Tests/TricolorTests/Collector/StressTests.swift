@@ -509,7 +509,7 @@ final class StressTests: WatchdogTestCase {
     /// is intact and HeapObjects equals the number of reachable objects.
     func testRandomGraphWithExplicitCollections() throws {
         for seed: UInt64 in [1, 2] {
-            let heap = try Heap(configuration: Configuration(gcPercent: 100))
+            let heap = try Heap(configuration: Configuration(gcPercent: 100).withSelfChecks)
             let types = try StressTypes(heap)
             let globals = (0..<4).map { _ in heap.makeGlobal() }
             heap.withMutator { m in
@@ -543,7 +543,7 @@ final class StressTests: WatchdogTestCase {
     /// explicitly during the run; the graph is verified between cycles, and HeapObjects
     /// is checked with explicit collections at two checkpoints only.
     func testRandomGraphWithAutomaticCollectionsOnly() throws {
-        let heap = try Heap(configuration: Configuration(gcPercent: 20))
+        let heap = try Heap(configuration: Configuration(gcPercent: 20).withSelfChecks)
         let types = try StressTypes(heap)
         let globals = (0..<4).map { _ in heap.makeGlobal() }
         heap.withMutator { m in
@@ -572,7 +572,7 @@ final class StressTests: WatchdogTestCase {
 
     /// Checked mode (every load, store and frame slot validated) on a smaller graph.
     func testRandomGraphCheckedMode() throws {
-        let heap = try Heap(configuration: Configuration(gcPercent: 50, checked: true))
+        let heap = try Heap(configuration: Configuration(gcPercent: 50, checked: true).withSelfChecks)
         let types = try StressTypes(heap)
         let globals = (0..<3).map { _ in heap.makeGlobal() }
         heap.withMutator { m in
@@ -610,7 +610,7 @@ final class StressTests: WatchdogTestCase {
     /// at the end; then the main thread collects and checks every graph and HeapObjects.
     func testRandomGraphsOnThreeThreads() throws {
         let threads = 3
-        let heap = try Heap(configuration: Configuration(gcPercent: 25))
+        let heap = try Heap(configuration: Configuration(gcPercent: 25).withSelfChecks)
         let types = try StressTypes(heap)
         let globals = (0..<threads).map { _ in (0..<3).map { _ in heap.makeGlobal() } }
         let box = ModelBox(count: threads)
@@ -663,7 +663,7 @@ extension StressTests {
     /// `collect()` over and over: cycles started and helped from outside any mutator.
     func testRandomGraphsWhileAnUnattachedThreadCollects() throws {
         let mutators = 2
-        let heap = try Heap(configuration: Configuration(gcPercent: 50))
+        let heap = try Heap(configuration: Configuration(gcPercent: 50).withSelfChecks)
         let types = try StressTypes(heap)
         let globals = (0..<mutators).map { _ in (0..<3).map { _ in heap.makeGlobal() } }
         let box = ModelBox(count: mutators)
@@ -736,7 +736,7 @@ final class ModelBox: @unchecked Sendable {
 func checkGraphInChild(_ configuration: Configuration, _ options: StressOptions, seed: UInt64, name: String,
                        file: StaticString = #filePath, line: UInt = #line) {
     let r = runInChild {
-        let heap = try! Heap(configuration: configuration)
+        let heap = try! Heap(configuration: configuration.withSelfChecks)
         let types = try! StressTypes(heap)
         let globals = (0..<3).map { _ in heap.makeGlobal() }
         var failures: [String] = []
