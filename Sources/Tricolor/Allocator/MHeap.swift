@@ -2,43 +2,52 @@ import CTricolor
 import Glibc
 
 // MHeap: the page heap (Go's mheap). Hands out runs of 8 KiB pages as spans, takes them
-// back, and grows the heap from the OS arena by arena. Everything here runs with the
-// heap lock held, except zeroing a fresh span, which happens after the lock is dropped.
+// back, and grows the heap from the OS in 4 MiB chunks. Everything here runs with the
+// heap lock held, except pre-faulting memory grown for small-object spans and zeroing a
+// span whose pages may hold garbage, which happen with the lock dropped.
 //
 // Invariants (checkHeapInvariants):
 // - every page of an in-use span maps back to that span in its arena's spans table;
 // - free pages map to nil;
-// - HeapInuse == pages in in-use spans × 8 KiB; HeapSys == grown pages × 8 KiB.
+// - HeapInuse == pages in in-use spans × 8 KiB; HeapSys == grown pages × 8 KiB;
+// - HeapReleased == pages marked scavenged × 8 KiB: only releases the OS accepted.
 
 extension Heap {
-    /// Allocate a span of `npages` for span class `spc`. nil when the heap cannot grow.
-    /// The span's memory is zero on return.
+    /// Allocate a span of `npages` for span class `spc`. nil when the heap cannot grow:
+    /// the reservation is exhausted or the OS refuses memory (out of memory); the heap
+    /// is unchanged then. The span's memory is zero on return.
+    ///
+    /// Memory is touched only where it must be: pages fresh from the OS or returned to
+    /// it are already zero and are not cleared (Go's needzero), and only growth for
+    /// small-object spans is pre-faulted (see `growForSmallSpans`), never a large
+    /// object's own pages, which may never be touched at all.
+    /// - Precondition: the heap lock is NOT held.
     func allocSpan(npages: Int, spanClass spc: SpanClass) -> UnsafeMutablePointer<MSpan>? {
         heapLock.lock()
-        var first = pages.alloc(npages)
-        while first == nil {
-            // Grow. The new memory is faulted in before its pages become allocatable,
-            // with the heap lock dropped and, when the caller is a mutator, inside a
-            // blocking region: the first write to fresh memory can take milliseconds in
-            // the kernel (a transparent huge page cleared), and a mutator stuck in a page
-            // fault cannot answer a stop-the-world. One thread grows at a time; others
-            // needing pages meanwhile wait for it, also as blocking regions.
+        var got = pages.allocReportingScavenged(npages)
+        while got == nil {
             if tc_load_acquire(growingWord) != 0 {   // set and cleared under the heap lock
+                // Another thread is growing with the lock dropped (below): wait for it,
+                // as a blocking region, then look again.
                 heapLock.unlock()
                 asBlocking { while tc_load_acquire(growingWord) != 0 { tc_sleep_ns(20_000) } }
                 heapLock.lock()
+            } else if spc.sizeClass != 0 {
+                guard growForSmallSpans(npages: npages) else { break }
             } else {
-                guard let (addr, bytes, ask) = growPrepare(npages: npages) else { break }
-                tc_store_release(growingWord, 1)
-                heapLock.unlock()
-                asBlocking { SysMemory.populate(UnsafeMutableRawPointer(bitPattern: addr)!, bytes) }
-                heapLock.lock()
-                growCommit(ask: ask, bytes: bytes)
-                tc_store_release(growingWord, 0)
+                // A large object: its pages are handed out untouched (fresh OS memory is
+                // zero), so growing is two quick system calls under the lock.
+                guard let g = growPrepare(npages: npages) else { break }
+                growCommit(g)
             }
-            first = pages.alloc(npages)
+            got = pages.allocReportingScavenged(npages)
         }
-        guard let page = first, let raw = spanAlloc.alloc() else {
+        guard let (page, scavengedPages) = got else {
+            heapLock.unlock()
+            return nil
+        }
+        guard let raw = spanAlloc.alloc() else {
+            pages.free(page, npages)
             heapLock.unlock()
             return nil
         }
@@ -78,7 +87,8 @@ extension Heap {
         span.state = MSpanState.inUse.rawValue
         s.initialize(to: span)
         s.loadWindow(0)
-        let needzero = setSpans(s, base: base, npages: npages)
+        // Pages that were returned to the OS read as zero, wherever they lie.
+        let needzero = setSpans(s, base: base, npages: npages) && scavengedPages < npages
         heapStats.heapInuse.add(bytes, .relaxed)
         heapStats.spansCreated.add(1, .relaxed)
         heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
@@ -87,6 +97,32 @@ extension Heap {
             UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(bytes))
         }
         return s
+    }
+
+    /// Grow for small-object spans: the new memory is faulted in before its pages become
+    /// allocatable, with the heap lock dropped and, when the caller is a mutator, inside
+    /// a blocking region: the first write to fresh memory can take milliseconds in the
+    /// kernel (a transparent huge page cleared), and a mutator stuck in a page fault
+    /// cannot answer a stop-the-world. One thread grows at a time; others needing pages
+    /// meanwhile wait for it (allocSpan), also as blocking regions. False when the heap
+    /// cannot grow, including when the kernel cannot back the new memory: pre-faulting
+    /// turns what would be an OOM kill at first touch into an out-of-memory error.
+    /// - Precondition: the heap lock is held; it is dropped and retaken.
+    private func growForSmallSpans(npages: Int) -> Bool {
+        guard let g = growPrepare(npages: npages) else { return false }
+        tc_store_release(growingWord, 1)
+        heapLock.unlock()
+        var result = SysMemory.PopulateResult.populated
+        asBlocking { result = SysMemory.populate(UnsafeMutableRawPointer(bitPattern: g.addr)!, g.bytes) }
+        heapLock.lock()
+        if result == .outOfMemory {
+            growAbandon(g)
+            tc_store_release(growingWord, 0)
+            return false
+        }
+        growCommit(g)
+        tc_store_release(growingWord, 0)
+        return true
     }
 
     /// Point every page of the span at it; returns whether the pages may hold garbage.
@@ -145,46 +181,75 @@ extension Heap {
 
     var growingWord: UnsafeMutablePointer<UInt> { flags.heapGrowing.address }
 
+    /// A range the heap is growing into: prepared by growPrepare, handed to the page
+    /// allocator by growCommit, or given back by growAbandon.
+    struct Growth {
+        let addr: UInt
+        let bytes: Int
+        let pages: Int
+    }
+
     /// First half of growing the heap by at least `npages` pages, in whole 4 MiB chunks
-    /// (Go's mheap.grow): maps arenas Reserved → Prepared as needed and the new range
-    /// Prepared → Ready, but does not hand its pages to the page allocator yet (see
-    /// growCommit). Heap lock held. Returns the range and its page count, or nil when
-    /// the reservation is exhausted or the OS refuses.
-    func growPrepare(npages: Int) -> (UInt, Int, Int)? {
+    /// (Go's mheap.grow): maps the range Reserved → Prepared with one call (one commit
+    /// charge, so the kernel judges the whole request, as it judges Go's sysMap), creates
+    /// the metadata of arenas the range enters and advises the range Ready, but does not
+    /// hand its pages to the page allocator yet (see growCommit). Nothing is touched.
+    /// nil when the reservation is exhausted or the OS refuses (out of memory); nothing
+    /// is changed then, except arena metadata already created, kept for later use.
+    /// - Precondition: the heap lock is held.
+    func growPrepare(npages: Int) -> Growth? {
         let chunk = PageAlloc.chunkPages
-        let ask = (npages + chunk - 1) / chunk * chunk
         let start = pages.grownPages
-        guard start + ask <= pages.totalPages else { return nil }
+        let room = pages.totalPages - start   // whole chunks: the reservation is arena aligned
+        // ask = npages rounded up to whole chunks, without overflow: npages <= room.
+        guard npages > 0, npages <= room else { return nil }
+        let ask = npages % chunk == 0 ? npages : (npages / chunk + 1) * chunk
+        guard ask <= room else { return nil }
         let startAddr = arenaBase + UInt(start) << SizeClassTable.pageShiftU
         let bytes = ask * SizeClassTable.pageSize
-        // Map every arena the new range touches.
+        let p = UnsafeMutableRawPointer(bitPattern: startAddr)!
+        // The one call that can refuse a huge request (ENOMEM): before anything else.
+        guard case .success = SysMemory.map(p, bytes) else { return nil }
+        // Metadata for every arena the new range touches.
         let a0 = Int((startAddr - arenaBase) >> HeapArena.logBytes)
         let a1 = Int((startAddr + UInt(bytes) - 1 - arenaBase) >> HeapArena.logBytes)
         for ai in a0...a1 where arenas[ai] == nil {
-            let p = UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(ai) << HeapArena.logBytes)!
-            guard SysMemory.map(p, HeapArena.bytes), let meta = HeapArena() else { return nil }
+            guard let meta = HeapArena() else {
+                // Back to Reserved, so the commit charge does not outlive the failure.
+                SysMemory.fault(p, bytes)
+                return nil
+            }
             let h = UnsafeMutablePointer<HeapArena>.allocate(capacity: 1)
             h.initialize(to: meta)
             arenas[ai] = h
             mappedArenas += 1
         }
-        SysMemory.used(UnsafeMutableRawPointer(bitPattern: startAddr)!, bytes)
-        return (startAddr, bytes, ask)
+        SysMemory.used(p, bytes)
+        return Growth(addr: startAddr, bytes: bytes, pages: ask)
     }
 
     /// Second half of growing: the prepared range's pages become free pages of the heap.
-    /// Heap lock held.
-    func growCommit(ask: Int, bytes: Int) {
-        pages.grow(ask)
-        heapStats.heapSys.add(UInt(bytes), .relaxed)
+    /// - Precondition: the heap lock is held.
+    func growCommit(_ g: Growth) {
+        pages.grow(g.pages)
+        heapStats.heapSys.add(UInt(g.bytes), .relaxed)
         heapStats.heapGrows.add(1, .relaxed)
-        heapStats.heapGrowBytes.add(UInt(bytes), .relaxed)
+        heapStats.heapGrowBytes.add(UInt(g.bytes), .relaxed)
         notePathLevel(.os)
         if pacer.memoryLimit != Int.max {
             // Growing past the memory limit: give back free pages first (Go scavenges
             // synchronously on heap growth when over the limit).
             scavengeLocked(toTarget: UInt(pacer.memoryLimit) / 100 * 95)
         }
+    }
+
+    /// Undo growPrepare: the range goes back to Reserved (its pages and commit charge
+    /// with it). If the OS refuses that, the pages are at least given back; the range
+    /// stays mapped and a later growth maps it again, which changes nothing.
+    /// - Precondition: the heap lock is held.
+    func growAbandon(_ g: Growth) {
+        let p = UnsafeMutableRawPointer(bitPattern: g.addr)!
+        if !SysMemory.fault(p, g.bytes) { _ = SysMemory.unused(p, g.bytes) }
     }
 
     func checkHeapInvariants() {
@@ -206,6 +271,7 @@ extension Heap {
             }
             runtimeCheck(UInt(inUsePages) << SizeClassTable.pageShiftU == heapStats.heapInuse.load(.relaxed), "heap: HeapInuse disagrees with the span table")
             runtimeCheck(UInt(pages.grownPages) << SizeClassTable.pageShiftU == heapStats.heapSys.load(.relaxed), "heap: HeapSys disagrees with grown pages")
+            runtimeCheck(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU == heapStats.heapReleased.load(.relaxed), "heap: HeapReleased disagrees with the pages returned to the OS")
         }
     }
 }
@@ -221,8 +287,11 @@ extension Heap {
         if mapped <= target { return }
         let want = Int((mapped - target + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU)
         _ = pages.scavenge(want) { page, n in
+            // Counted only when the OS took the pages: a refused release leaves them
+            // resident, free and not released.
+            guard SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize) else { return false }
             heapStats.bytesReturnedToOS.add(UInt(n) << SizeClassTable.pageShiftU, .relaxed)
-            SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize)
+            return true
         }
         heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
     }

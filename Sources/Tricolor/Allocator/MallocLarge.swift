@@ -5,6 +5,11 @@ import Glibc
 // 32 KiB gets a span of its own straight from the page heap, rounded up to whole pages,
 // with no size class and no mcache. The span goes on its class-0 central list as full
 // and swept, so the sweeper finds it; freeing it returns the pages to the page heap.
+//
+// Sizes: any size up to Int.max may arrive here (allocateBytes, allocateArray's
+// count × size). A size past the heap's reservation can never be satisfied and fails
+// before any arithmetic on it; below that, every page computation fits comfortably
+// (the reservation is at most 64 TiB), and MHeap checks again against the pages left.
 
 extension Mutator {
     /// A large object of `size` bytes (> 32 KiB).
@@ -21,13 +26,27 @@ extension Mutator {
 }
 
 extension Heap {
+    /// Pages needed for `size` bytes, or nil when `size` exceeds the reservation.
+    /// Overflow-free for every Int.
+    @inline(__always)
+    func largeObjectPages(_ size: Int) -> Int? {
+        guard size > 0, UInt(size) <= reservedBytes else { return nil }
+        let (q, r) = size.quotientAndRemainder(dividingBy: SizeClassTable.pageSize)
+        return r == 0 ? q : q + 1
+    }
+
+    /// Returns 0 only when `canFail`; otherwise out of memory is fatal (Go's
+    /// "runtime: out of memory: cannot allocate N-byte block").
     func allocLarge(_ st: UnsafeMutablePointer<MutatorState>, size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+        guard let npages = largeObjectPages(size) else {
+            if canFail { return 0 }
+            throwOutOfMemory(size)
+        }
         refreshMemoryLimitTrigger()
         maybeTriggerGC(st)
-        let npages = (size + SizeClassTable.pageSize - 1) / SizeClassTable.pageSize
         deductSweepCredit(UInt(npages) << SizeClassTable.pageShiftU)
         let spc = SpanClass(sizeClass: 0, noscan: noscan)
-        guard size <= Int(reservedBytes), let s = allocSpan(npages: npages, spanClass: spc) else {
+        guard let s = allocSpan(npages: npages, spanClass: spc) else {
             if canFail { return 0 }
             throwOutOfMemory(size)
         }

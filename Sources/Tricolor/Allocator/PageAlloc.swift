@@ -20,7 +20,9 @@
 // Invariants (checkInvariants):
 // - every leaf summary equals the summary computed from its chunk's bitmap (grown chunks);
 // - every inner summary equals the merge of its children;
-// - ungrown chunks have summary (0, 0, 0).
+// - ungrown chunks have summary (0, 0, 0);
+// - scavenged ⊆ free pages, and scavengedPages == popcount(scavenged): a page is marked
+//   only after the OS accepted its release.
 //
 // Not thread-safe: the heap lock protects it.
 
@@ -55,9 +57,16 @@ struct PageAlloc {
         totalPages = pages
         let bitmapBytes = chunks * PageAlloc.chunkPages / 8
         let treeBytes = 2 * chunks * MemoryLayout<PallocSum>.stride
-        guard let b = SysMemory.allocMetadata(bitmapBytes),
-              let t = SysMemory.allocMetadata(treeBytes),
-              let sc = SysMemory.allocMetadata(bitmapBytes) else { return nil }
+        guard let b = SysMemory.allocMetadata(bitmapBytes) else { return nil }
+        guard let t = SysMemory.allocMetadata(treeBytes) else {
+            SysMemory.free(b, bitmapBytes)
+            return nil
+        }
+        guard let sc = SysMemory.allocMetadata(bitmapBytes) else {
+            SysMemory.free(b, bitmapBytes)
+            SysMemory.free(t, treeBytes)
+            return nil
+        }
         scavenged = sc.bindMemory(to: UInt64.self, capacity: bitmapBytes / 8)
         bitmap = b.bindMemory(to: UInt64.self, capacity: bitmapBytes / 8)
         tree = t.bindMemory(to: PallocSum.self, capacity: 2 * chunks)
@@ -158,12 +167,18 @@ struct PageAlloc {
 
     /// Allocate `n` pages; returns the first page index, or nil when no run is long enough.
     mutating func alloc(_ n: Int) -> Int? {
-        guard let p = find(n) else { return nil }
-        unscavenge(p, n)
+        allocReportingScavenged(n)?.page
+    }
+
+    /// Allocate `n` pages; returns the first page index and how many of the pages had
+    /// been returned to the OS (they read as zero), or nil when no run is long enough.
+    mutating func allocReportingScavenged(_ n: Int) -> (page: Int, scavenged: Int)? {
+        guard n > 0, n <= totalPages, let p = find(n) else { return nil }
+        let scavenged = unscavenge(p, n)
         setRange(p, n, used: true)
         freePages -= n
         update(firstPage: p, count: n)
-        return p
+        return (p, scavenged)
     }
 
     mutating func free(_ page: Int, _ n: Int) {
@@ -173,22 +188,34 @@ struct PageAlloc {
         update(firstPage: page, count: n)
     }
 
-    /// Pages being allocated are in use again: clear their scavenged bits.
-    private mutating func unscavenge(_ first: Int, _ n: Int) {
-        if scavengedPages == 0 { return }
-        for i in first..<(first + n) {
-            let w = i / 64, b = UInt64(i % 64)
-            if scavenged[w] >> b & 1 != 0 {
-                scavenged[w] &= ~(1 << b)
-                scavengedPages -= 1
+    /// Pages being allocated are in use again: clear their scavenged bits. Returns how
+    /// many were set.
+    private mutating func unscavenge(_ first: Int, _ n: Int) -> Int {
+        if scavengedPages == 0 { return 0 }
+        var cleared = 0
+        var i = first
+        let end = first + n
+        while i < end {
+            let w = i / 64, b = i % 64
+            let k = Swift.min(64 - b, end - i)
+            let mask: UInt64 = k == 64 ? ~0 : ((1 << UInt64(k)) - 1) << UInt64(b)
+            let hit = scavenged[w] & mask
+            if hit != 0 {
+                scavenged[w] &= ~mask
+                cleared += hit.nonzeroBitCount
             }
+            i += k
         }
+        scavengedPages -= cleared
+        return cleared
     }
 
     /// Return up to `pages` free, not yet scavenged pages to the OS, highest addresses
     /// first (Go's scavenger prefers high addresses too). `release(page, count)` does
-    /// the madvise. Returns the pages released.
-    mutating func scavenge(_ pages: Int, release: (Int, Int) -> Void) -> Int {
+    /// the madvise and says whether the OS accepted it; only accepted runs are marked
+    /// scavenged, and the first refusal ends the pass (the next would most likely be
+    /// refused too). Returns the pages released.
+    mutating func scavenge(_ pages: Int, release: (Int, Int) -> Bool) -> Int {
         var done = 0
         var i = grownPages - 1
         while i >= 0 && done < pages {
@@ -201,7 +228,7 @@ struct PageAlloc {
                     if (bitmap[j / 64] >> UInt64(j % 64)) & 1 != 0 || (scavenged[j / 64] >> UInt64(j % 64)) & 1 != 0 { break }
                     lo = j
                 }
-                release(lo, i - lo + 1)
+                guard release(lo, i - lo + 1) else { break }
                 for k in lo...i { scavenged[k / 64] |= 1 << UInt64(k % 64) }
                 done += i - lo + 1
                 scavengedPages += i - lo + 1
@@ -306,6 +333,13 @@ struct PageAlloc {
     }
 
     func checkInvariants() {
+        // Scavenged pages are free pages, counted in scavengedPages.
+        var scav = 0
+        for w in 0..<(numChunks * PageAlloc.wordsPerChunk) {
+            runtimeCheck(scavenged[w] & bitmap[w] == 0, "page alloc: a page in use is marked returned to the OS (word \(w))")
+            scav += scavenged[w].nonzeroBitCount
+        }
+        runtimeCheck(scav == scavengedPages, "page alloc: \(scav) pages marked scavenged, scavengedPages says \(scavengedPages)")
         for c in 0..<numChunks {
             let s = tree[numChunks + c]
             if c * PageAlloc.chunkPages < grownPages {

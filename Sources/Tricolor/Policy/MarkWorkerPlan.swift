@@ -72,9 +72,9 @@ struct MarkWorkerPlan: Equatable {
     }
 
     func checkInvariants() {
-        precondition(dedicated >= 0 && fractionalCPUs >= 0 && fractionalCPUs < 1, "worker plan: \(dedicated) dedicated, \(fractionalCPUs) fractional")
-        precondition(count >= dedicated && count <= dedicated + 1 || dedicated == 0, "worker plan: \(count) threads for \(dedicated) dedicated")
-        precondition(count == 0 || (shared > 0 && shared <= 1), "worker plan: shared utilization \(shared)")
-        precondition(backgroundUtilization >= 0 && backgroundUtilization <= 1, "worker plan: background utilization \(backgroundUtilization)")
+        runtimeCheck(dedicated >= 0 && fractionalCPUs >= 0 && fractionalCPUs < 1, "worker plan: \(dedicated) dedicated, \(fractionalCPUs) fractional")
+        runtimeCheck(count >= dedicated && count <= dedicated + 1 || dedicated == 0, "worker plan: \(count) threads for \(dedicated) dedicated")
+        runtimeCheck(count == 0 || (shared > 0 && shared <= 1), "worker plan: shared utilization \(shared)")
+        runtimeCheck(backgroundUtilization >= 0 && backgroundUtilization <= 1, "worker plan: background utilization \(backgroundUtilization)")
     }
 }

@@ -287,23 +287,23 @@ struct Pacer {
     // MARK: invariants
 
     func checkInvariants() {
-        if let p = gcPercent { precondition(p >= 0, "pacer: negative GOGC \(p) stored") }
+        if let p = gcPercent { runtimeCheck(p >= 0, "pacer: negative GOGC \(p) stored") }
         if gcPercent == nil {
-            precondition(gcPercentHeapGoal == UInt.max, "pacer: GOGC off but a GOGC goal of \(gcPercentHeapGoal)")
+            runtimeCheck(gcPercentHeapGoal == UInt.max, "pacer: GOGC off but a GOGC goal of \(gcPercentHeapGoal)")
         } else {
-            precondition(gcPercentHeapGoal >= heapMinimum, "pacer: GOGC goal \(gcPercentHeapGoal) below the heap minimum \(heapMinimum)")
+            runtimeCheck(gcPercentHeapGoal >= heapMinimum, "pacer: GOGC goal \(gcPercentHeapGoal) below the heap minimum \(heapMinimum)")
         }
         if memoryLimit != Int.max {
-            precondition(memoryLimitHeapGoal() >= heapMarked, "pacer: memory-limit goal below heapMarked")
+            runtimeCheck(memoryLimitHeapGoal() >= heapMarked, "pacer: memory-limit goal below heapMarked")
         }
         let (goal, minTrigger) = heapGoalInternal()
-        precondition(minTrigger <= goal, "pacer: minimum trigger \(minTrigger) above the goal \(goal)")
+        runtimeCheck(minTrigger <= goal, "pacer: minimum trigger \(minTrigger) above the goal \(goal)")
         let (t, g) = trigger()
-        precondition(t <= g, "pacer: trigger \(t) above the goal \(g)")
-        precondition(consMark.isFinite && consMark >= 0, "pacer: cons/mark \(consMark)")
-        precondition(consMarkHistory.count == Tuning.consMarkHistory && consMarkHistory.allSatisfy { $0.isFinite && $0 >= 0 },
+        runtimeCheck(t <= g, "pacer: trigger \(t) above the goal \(g)")
+        runtimeCheck(consMark.isFinite && consMark >= 0, "pacer: cons/mark \(consMark)")
+        runtimeCheck(consMarkHistory.count == Tuning.consMarkHistory && consMarkHistory.allSatisfy { $0.isFinite && $0 >= 0 },
                      "pacer: cons/mark history \(consMarkHistory)")
-        precondition(runway <= UInt.max / 2, "pacer: runway \(runway)")
+        runtimeCheck(runway <= UInt.max / 2, "pacer: runway \(runway)")
     }
 }
 

@@ -65,6 +65,6 @@ struct SweepPacer: Equatable {
     }
 
     func checkInvariants() {
-        precondition(pagesPerByte.isFinite && pagesPerByte >= 0, "sweep pacer: pages per byte \(pagesPerByte)")
+        runtimeCheck(pagesPerByte.isFinite && pagesPerByte >= 0, "sweep pacer: pages per byte \(pagesPerByte)")
     }
 }

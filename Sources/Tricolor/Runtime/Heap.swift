@@ -213,8 +213,8 @@ public final class Heap: @unchecked Sendable {
         shared.destroy()
         pathTotals.deallocate()
         hooksLock.destroy()
-        // FixAlloc/MetaAlloc chunks are left mapped: they are small and a heap is
-        // normally created once per process.
+        spanAlloc.destroy()
+        meta.destroy()
     }
 
     // MARK: atomic words

@@ -42,7 +42,9 @@ extension Mutator {
     public func pushFrame(slots: Int) -> Frame {
         let st = state
         let top = st.pointee.stackTop
-        if _slowPath(top &+ slots > st.pointee.stackCap || st.flags & MutatorState.flagsNotBarrier != 0) { growStack(slots) }
+        // One unsigned compare: a negative count wraps to a huge one, so bad counts take
+        // the slow path too (growStack checks them). top <= stackCap, so no overflow.
+        if _slowPath(UInt(bitPattern: slots) > UInt(bitPattern: st.pointee.stackCap &- top) || st.flags & MutatorState.flagsNotBarrier != 0) { growStack(slots) }
         let base = st.pointee.stack + top
         for i in 0..<slots { base[i] = 0 }
         st.pointee.stackTop = top &+ slots
@@ -55,18 +57,25 @@ extension Mutator {
         state.pointee.stackTop = f.offset
     }
 
+    /// The largest shadow stack, in bytes (Go's maxstacksize on 64-bit: 1 GB).
+    static let maxStackBytes = 1_000_000_000
+
     /// Grow the shadow stack by copying it into one twice as large (Go's copystack).
     @usableFromInline @inline(never)
     func growStack(_ slots: Int) {
         let st = state
         slowPathSafepoint()
         if st.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 { checkUsable("push a frame") }
-        if slots < 0 { runtimeFatal("pushFrame: negative slot count \(slots)") }
+        // A count no stack could hold is a bad argument, not an overflow; checked before
+        // any arithmetic on it, in every mode.
+        if slots < 0 || slots > Mutator.maxStackBytes / 8 {
+            runtimeFatal("pushFrame: invalid slot count \(slots) (must be 0...\(Mutator.maxStackBytes / 8))")
+        }
         let need = st.pointee.stackTop + slots
         if need <= st.pointee.stackCap { return }
         var cap = st.pointee.stackCap
         while cap < need { cap *= 2 }
-        if cap * 8 > 1_000_000_000 { runtimeFatal("stack overflow: shadow stack exceeds 1000000000-byte limit") }
+        if cap * 8 > Mutator.maxStackBytes { runtimeFatal("stack overflow: shadow stack exceeds \(Mutator.maxStackBytes)-byte limit") }
         let n = UnsafeMutablePointer<UInt>.allocate(capacity: cap)
         n.moveInitialize(from: st.pointee.stack, count: st.pointee.stackTop)
         // Publish under the sched lock: a collector may be reading stacks of blocked mutators.

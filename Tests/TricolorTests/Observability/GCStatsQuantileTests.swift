@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // GCStats.PauseQuantiles as Go's debug.ReadGCStats computes them: over the per-cycle
 // pause totals (Pause, one entry per cycle), sorted, entry i of n−1 at

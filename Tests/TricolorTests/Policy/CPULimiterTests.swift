@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // The GC CPU limiter's bucket on a simulated clock, step by step as in Go's
 // TestGCCPULimiter (runtime/mgclimit_test.go): every expectation is exact.

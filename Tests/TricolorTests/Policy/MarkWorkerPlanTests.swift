@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // The mark-worker plan against Go's startCycle rule (runtime/mgcpacer.go).
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // Settings at the edge of their types, on a real heap. Each runs in a child process:
 // before the clamps these trapped on an arithmetic overflow, which would take the test

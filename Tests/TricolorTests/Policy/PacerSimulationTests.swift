@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // The pacer, driven through simulated cycles (the approach of Go's TestGcPacer in
 // runtime/mgcpacer_test.go): each cycle starts at the pacer's trigger, marks in 500 µs

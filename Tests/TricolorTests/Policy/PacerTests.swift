@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // The pacer's formulas one at a time (goal, memory-limit goal, trigger bounds, assist
 // ratio, cons/mark), and its arithmetic at the extremes of its settings. Whole-cycle

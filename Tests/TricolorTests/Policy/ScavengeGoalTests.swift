@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // The scavenger's two goals (Go 1.19's gcPaceScavenger, with the limit goal at 95%).
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // Proportional sweep (Go's gcPaceSweeper / deductSweepCredit) as a pure value.
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tricolor
+@_spi(Testing) @testable import Tricolor
 
 // Lock ranks in checked mode: a memory limit no longer trips the checker, and the check
 // is scoped to the locks of the checked heap.
