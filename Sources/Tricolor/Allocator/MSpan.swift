@@ -36,7 +36,6 @@ import CTricolor
 enum MSpanState: UInt8 {
     case dead = 0      // free pages or recycled metadata
     case inUse = 1     // holds GC'd objects
-    case manual = 2    // runtime-managed memory (reserved for stacks)
 }
 
 @usableFromInline
@@ -187,12 +186,6 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         (tc_load64_relaxed(pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)) &>> UInt64(idx & 63)) & 1 != 0
     }
 
-
-    func countMarked() -> UInt {
-        var n = 0
-        for w in 0..<Int(pointee.bitmapWords) { n += pointee.gcmarkBits![w].nonzeroBitCount }
-        return UInt(n)
-    }
 
     func checkInvariants() {
         let s = pointee

@@ -43,6 +43,9 @@ struct PageAlloc {
     let bitmap: UnsafeMutablePointer<UInt64>
     let tree: UnsafeMutablePointer<PallocSum>   // 1-based heap layout: node i has children 2i, 2i+1
     var grownPages = 0           // pages [0, grownPages) have been added by grow
+    /// `Configuration.internalChecks`: check the summaries of what each alloc and free
+    /// changed (`checkRange`).
+    var internalChecks = false
     var freePages = 0
     let metadataBytes: Int
     /// One bit per page, 1 = free and returned to the OS (Go's scavenged bitmap).
@@ -178,6 +181,7 @@ struct PageAlloc {
         setRange(p, n, used: true)
         freePages -= n
         update(firstPage: p, count: n)
+        if internalChecks { checkRange(p, n) }
         return (p, scavenged)
     }
 
@@ -186,6 +190,7 @@ struct PageAlloc {
         setRange(page, n, used: false)
         freePages += n
         update(firstPage: page, count: n)
+        if internalChecks { checkRange(page, n) }
     }
 
     /// Pages being allocated are in use again: clear their scavenged bits. Returns how
@@ -332,6 +337,24 @@ struct PageAlloc {
         }
     }
 
+    /// The cheap check after one alloc or free of pages [first, first + n): the touched
+    /// chunks' leaf summaries against their bitmaps, and every node on the path from
+    /// each to the root. O(chunks touched × log chunks).
+    func checkRange(_ first: Int, _ n: Int) {
+        let c0 = first / PageAlloc.chunkPages, c1 = (first + n - 1) / PageAlloc.chunkPages
+        for c in c0...c1 {
+            runtimeCheck(tree[numChunks + c] == PageAlloc.summarize(bitmap + c * PageAlloc.wordsPerChunk),
+                         "page alloc: leaf \(c) summary stale after changing pages \(first)..<\(first + n)")
+            var node = (numChunks + c) / 2
+            var half = PageAlloc.chunkPages
+            while node >= 1 {
+                runtimeCheck(tree[node] == PageAlloc.merge(tree[2 * node], tree[2 * node + 1], half: half),
+                             "page alloc: node \(node) stale after changing pages \(first)..<\(first + n)")
+                node /= 2; half *= 2
+            }
+        }
+    }
+
     func checkInvariants() {
         // Scavenged pages are free pages, counted in scavengedPages.
         var scav = 0
@@ -357,24 +380,4 @@ struct PageAlloc {
             levelStart /= 2; half *= 2
         }
     }
-}
-
-/// The obviously correct page allocator the tests compare against: a Bool per page and a
-/// linear first-fit scan.
-struct ReferencePageAlloc {
-    var used: [Bool] = []
-    mutating func grow(_ n: Int) { used += Array(repeating: false, count: n) }
-    mutating func alloc(_ n: Int) -> Int? {
-        var run = 0
-        for i in 0..<used.count {
-            run = used[i] ? 0 : run + 1
-            if run == n {
-                let s = i - n + 1
-                for j in s...i { used[j] = true }
-                return s
-            }
-        }
-        return nil
-    }
-    mutating func free(_ p: Int, _ n: Int) { for j in p..<(p + n) { used[j] = false } }
 }

@@ -273,16 +273,6 @@ extension SizeClassTable {
         return Int(sizeToClass128[(size - smallSizeMax + largeSizeDiv - 1) / largeSizeDiv])
     }
 
-    /// The slow, obviously correct answer: the smallest class whose size ≥ `size`.
-    /// For tests and assertions.
-    static func referenceSizeToClass(_ size: Int) -> Int {
-        runtimeCheck(size >= 1 && size <= maxSmallSize, "referenceSizeToClass: size \(size) is not in 1...\(maxSmallSize)")
-        for sizeClass in 1..<numSizeClasses where Int(classToSize[sizeClass]) >= size {
-            return sizeClass
-        }
-        runtimeFatal("unreachable: the last class is maxSmallSize")
-    }
-
     /// The reciprocal for `objectIndex(offset:divMagic:)`; 0 for class 0.
     static func divMagic(sizeClass: Int) -> UInt32 {
         classToDivMagic[sizeClass]

@@ -20,8 +20,7 @@ extension Heap {
             let base = s.pointee.startAddr + s.objectIndex(p) * s.pointee.elemSize
             if seen.insert(base).inserted { stack.append(base) }
         }
-        var p = mutators
-        while let m = p { for i in 0..<m.pointee.stackTop { visit(m.pointee.stack[i]) }; p = m.pointee.next }
+        forEachMutator { m in for i in 0..<m.pointee.stackTop { visit(m.pointee.stack[i]) } }
         globalsLock.withLock { globalSlots.forEach(visit); handleSlots.forEach(visit) }
         while let obj = stack.popLast() {
             let s = spanOf(obj)!

@@ -132,7 +132,7 @@ extension Heap {
         }
         if sched.activeMutators.load(.relaxed) > 0 && handoffStart == 0 {
             handoffStart = now
-            _ = tc_or64(sched.attention.address, UInt64(Attention.markDone))
+            sched.attention.fetchOr(Attention.markDone)
             return
         }
         if handoffStart == 0 || now - handoffStart > Tuning.markHandOffWaitNs {

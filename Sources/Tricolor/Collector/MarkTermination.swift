@@ -47,7 +47,7 @@ extension Heap {
     func markDone(_ caller: UnsafeMutablePointer<MutatorState>?, handoff: Bool = false) {
         guard markDoneLock.tryLock() else { return }
         defer { markDoneLock.unlock() }
-        _ = tc_and64(sched.attention.address, ~UInt64(Attention.markDone))
+        sched.attention.fetchAnd(~Attention.markDone)
         // While it waits for other mutators, the caller counts as blocked.
         if let c = caller {
             mutatorGCDuties(c)
@@ -56,19 +56,18 @@ extension Heap {
         }
         defer { if let c = caller { exitBlocking(c) } }
         while phase == .mark {
-            if !work.isEmptyApprox || tc_load_relaxed(marking.activeWorkers.address) != 0 || marking.rootsDone.load(.relaxed) == 0 { return }
+            if !work.isEmptyApprox || marking.activeWorkers.load(.relaxed) != 0 || marking.rootsDone.load(.relaxed) == 0 { return }
             let published = work.publishedCount
             // Ragged barrier: every mutator flushes its buffer and scans its stack.
             let gen = marking.flushGen.load(.relaxed) + 1
             marking.flushGen.store(gen, .releasing)
-            _ = tc_or64(sched.attention.address, UInt64(Attention.gcDuties))
+            sched.attention.fetchOr(Attention.gcDuties)
             schedLock.lock()
             requestSafepoints()
             let barrierStart = tc_nanotime()
             while true {
                 var pending = false
-                var p = mutators
-                while let m = p {
+                forEachMutator { m in
                     if m.rawStatus == .running {
                         if tc_load_relaxed(m.flushAckAddress) != gen || tc_load8_relaxed(m.stackScannedAddress) == 0 { pending = true }
                     } else {
@@ -85,7 +84,6 @@ extension Heap {
                         }
                         flushMutatorGCWork(m)
                     }
-                    p = m.rawNext
                 }
                 if !pending { break }
                 var waitNs = Tuning.raggedBarrierPollNs
@@ -107,15 +105,13 @@ extension Heap {
             let t0 = tc_nanotime()
             if !stopTheWorld(nil) { continue }
             var restart = false
-            var p = mutators
-            while let m = p {
+            forEachMutator { m in
                 // An unscanned stack sends us back to marking: stacks are scanned only at
                 // full safepoints, never in a pause.
                 if tc_load8_relaxed(m.stackScannedAddress) == 0 { restart = true }
                 flushMutatorGCWork(m)
-                p = m.pointee.next
             }
-            if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(marking.activeWorkers.address) != 0 { restart = true }
+            if !work.isEmptyApprox || work.publishedCount != published || marking.activeWorkers.load(.relaxed) != 0 { restart = true }
             if restart {
                 // Something turned grey after the ragged barrier (Go's issue 27993 case).
                 recordPause(tc_nanotime() - t0)
@@ -141,16 +137,14 @@ extension Heap {
     /// Pause #2, with the world stopped and no grey objects left.
     private func markTermination(start t0: UInt64) {
         cycle.tMarkTerm = t0
-        tc_store_release(marking.phase.address, GCPhase.markTermination.rawValue)
+        marking.phase.store(GCPhase.markTermination.rawValue, .releasing)
         cycle.heap1 = gcController.heapLive.load(.relaxed)
-        var p = mutators
-        while let m = p {
+        forEachMutator { m in
             m.pointee.mcache.releaseAll()
             m.clearFlags(MutatorState.flagBarrier)
             m.pointee.assistDebt = 0
-            p = m.pointee.next
         }
-        _ = tc_and64(sched.attention.address, ~UInt64(Attention.gcDuties))
+        sched.attention.fetchAnd(~Attention.gcDuties)
         if configuration.checkmark { verifyMarks() }
         let marked = marking.bytesMarked.load(.relaxed)
         cycle.heap2 = marked
@@ -159,8 +153,7 @@ extension Heap {
         cycle.stacks = maxStackScan
         cycle.globals = pacer.globalsScan
         gcController.heapLive.store(marked, .releasing)
-        p = mutators
-        while let m = p { shrinkStack(m); p = m.pointee.next }
+        forEachMutator { shrinkStack($0) }
         memProfiler.nextCycle()
         sweep.sweepgen.store(UInt(sweepgen &+ 2), .releasing)
         sweep.pagesSwept.store(0, .releasing)
@@ -169,7 +162,7 @@ extension Heap {
         // NumGC before the phase: a thread that sees the phase off sees the new count.
         marking.numGC.store(marking.numGC.load(.relaxed) + 1, .releasing)
         commitPacer(isSweepDone: false)
-        tc_store_release(marking.phase.address, GCPhase.off.rawValue)
+        marking.phase.store(GCPhase.off.rawValue, .releasing)
         if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
     }
 

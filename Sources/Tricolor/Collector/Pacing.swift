@@ -106,19 +106,18 @@ extension Heap {
     /// Go, a change during a cycle takes effect at once: the goal moves and the assist
     /// ratio is revised.
     private func updatePacer(_ change: (inout Pacer) -> Void) -> Pacer {
-        let caller = currentMutator()
-        while !stopTheWorld(caller) {}
-        let old = pacer
-        statsLock.withLock { change(&pacer) }
-        if phase == .off {
-            commitPacer(isSweepDone: false)
-        } else {
-            // Marking: the last sweep finished before the cycle started.
-            commitPacer(isSweepDone: true)
-            reviseAssistRatio()
+        withWorldStopped {
+            let old = pacer
+            statsLock.withLock { change(&pacer) }
+            if phase == .off {
+                commitPacer(isSweepDone: false)
+            } else {
+                // Marking: the last sweep finished before the cycle started.
+                commitPacer(isSweepDone: true)
+                reviseAssistRatio()
+            }
+            return old
         }
-        startTheWorld(caller)
-        return old
     }
 
     // MARK: sweep pacing (Go's gcPaceSweeper / deductSweepCredit)
@@ -155,7 +154,7 @@ extension Heap {
     /// Add mutator-side GC CPU time (assists) to the limiter's pool; the next update
     /// moves it into the bucket.
     func limiterAddGC(_ ns: UInt64) {
-        _ = tc_fetch_add_relaxed(limiter.gcNs.address, UInt(ns))
+        limiter.gcNs.add(UInt(ns), .relaxed)
     }
 
     /// Whether the limiter is limiting: GC has used more than half of the CPU for long

@@ -117,17 +117,12 @@ extension Heap {
     /// Stops the world briefly to read every mutator's counters.
     public func allocPathStats() -> AllocPathStats {
         var total = [UInt64](repeating: 0, count: AllocPathCounters.words)
-        let caller = currentMutator()
-        while !stopTheWorld(caller) {}
-        total.withUnsafeMutableBufferPointer { t in
-            statsLock.withLock { for i in 0..<AllocPathCounters.words { t[i] = pathTotals[i] } }
-            var p = mutators
-            while let m = p {
-                m.pointee.pathCounters?.add(to: t.baseAddress!)
-                p = m.pointee.next
+        withWorldStopped {
+            total.withUnsafeMutableBufferPointer { t in
+                statsLock.withLock { for i in 0..<AllocPathCounters.words { t[i] = pathTotals[i] } }
+                forEachMutator { m in m.pointee.pathCounters?.add(to: t.baseAddress!) }
             }
         }
-        startTheWorld(caller)
         let nsPerTick = CPUTicks.nsPerTick
         var levels: [AllocPathStats.Level] = []
         if configuration.allocPathStats {

@@ -64,25 +64,20 @@ extension Heap {
     }
 
     private func updateHooks(_ make: (HookBox?) -> HookBox) {
-        let caller = currentMutator()
-        while !stopTheWorld(caller) {}
-        var box: HookBox? = make(hooksLock.withLock { hooks })
-        if box?.onAlloc == nil && box?.onFree == nil { box = nil }
-        hooksLock.withLock { hooks = box }
-        tc_store_release(flags.hooksInstalled.address, box == nil ? 0 : 1)
-        allocHookInstalled = box?.onAlloc != nil
-        var p = mutators
-        while let m = p {
-            setCacheMode(m)
-            p = m.pointee.next
+        withWorldStopped {
+            var box: HookBox? = make(hooksLock.withLock { hooks })
+            if box?.onAlloc == nil && box?.onFree == nil { box = nil }
+            hooksLock.withLock { hooks = box }
+            flags.hooksInstalled.store(box == nil ? 0 : 1, .releasing)
+            allocHookInstalled = box?.onAlloc != nil
+            forEachMutator { setCacheMode($0) }
         }
-        startTheWorld(caller)
     }
 
     /// The hooks, if any are installed (one atomic load when none are).
     @inline(__always)
     func currentHooks() -> HookBox? {
-        if tc_load_acquire(flags.hooksInstalled.address) == 0 { return nil }
+        if flags.hooksInstalled.load(.acquiring) == 0 { return nil }
         return hooksLock.withLock { hooks }
     }
 

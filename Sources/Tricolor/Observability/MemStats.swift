@@ -61,10 +61,7 @@ public struct MemStats: Sendable, Codable, Equatable {
 extension Heap {
     /// Go's runtime.ReadMemStats.
     public func memStats() -> MemStats {
-        let caller = currentMutator()
-        while !stopTheWorld(caller) {}
-        defer { startTheWorld(caller) }
-        return readMemStatsLocked()
+        withWorldStopped { readMemStatsLocked() }
     }
 
     /// With the world stopped.
@@ -75,8 +72,7 @@ extension Heap {
         var tiny: UInt = 0
         var stacks: UInt = 0
         var nMutators: UInt = 0
-        var p = mutators
-        while let st = p {
+        forEachMutator { st in
             for i in 0..<SpanClass.count {
                 let s = st.pointee.mcache.pointee.spans[i]
                 if s != emptySpan {
@@ -86,7 +82,6 @@ extension Heap {
             tiny += st.pointee.mcache.pointee.tinyAllocs
             stacks += UInt(st.pointee.stackCap * 8)
             nMutators += 1
-            p = st.pointee.next
         }
         var totalAlloc: UInt64 = 0, totalFree: UInt64 = 0, mallocs: UInt64 = 0, frees: UInt64 = 0
         m.bySize = []

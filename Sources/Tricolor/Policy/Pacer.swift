@@ -306,22 +306,3 @@ struct Pacer {
         runtimeCheck(runway <= UInt.max / 2, "pacer: runway \(runway)")
     }
 }
-
-/// GOMEMLIMIT syntax (Go's parseByteCount): an integer with an optional unit B, KiB,
-/// MiB, GiB or TiB (powers of two); "off" means no limit.
-public func parseMemoryLimit(_ s: String) throws(ConfigurationError) -> Int {
-    if s == "off" || s.isEmpty { return Int.max }
-    let units: [(String, Int)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
-    var digits = s
-    var mul = 1
-    for (u, m) in units where s.hasSuffix(u) {
-        digits = String(s.dropLast(u.count))
-        mul = m
-        break
-    }
-    guard let n = Int(digits), n >= 0 else {
-        throw ConfigurationError(message: "invalid GOMEMLIMIT value \"\(s)\": expected bytes with an optional unit B, KiB, MiB, GiB or TiB, or \"off\"")
-    }
-    let (v, o) = n.multipliedReportingOverflow(by: mul)
-    return o ? Int.max : v
-}

@@ -86,5 +86,5 @@ extension Heap {
         return st.pointee.heap === self ? st : nil
     }
 
-    var phase: GCPhase { GCPhase(rawValue: tc_load_acquire(marking.phase.address))! }
+    var phase: GCPhase { GCPhase(rawValue: marking.phase.load(.acquiring))! }
 }

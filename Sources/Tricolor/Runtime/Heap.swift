@@ -155,6 +155,7 @@ public final class Heap: @unchecked Sendable {
             throw HeapError.outOfMemory("cannot map page allocator metadata")
         }
         pages = pa
+        pages.internalChecks = configuration.internalChecks
 
         // Tables the fast path reads, copied out of Swift arrays once.
         sizeToClass8 = .allocate(capacity: SizeClassTable.sizeToClass8.count)

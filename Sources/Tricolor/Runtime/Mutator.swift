@@ -183,3 +183,27 @@ public struct Mutator {
     }
 
 }
+
+extension Heap {
+    /// Calls `body` with each attached mutator (Go's allp walk). The caller holds the
+    /// sched lock or has the world stopped: the list changes only under the sched lock.
+    /// Reads the links with `rawNext`, never through the running mutator's `pointee`.
+    @inline(__always)
+    func forEachMutator(_ body: (UnsafeMutablePointer<MutatorState>) throws -> Void) rethrows {
+        var p = mutators
+        while let m = p {
+            p = m.rawNext
+            try body(m)
+        }
+    }
+
+    /// Runs `body` with the world stopped (Go's stopTheWorld … startTheWorld), on behalf
+    /// of the calling thread's mutator if it has one. If another thread is stopping the
+    /// world, waits for it to finish first.
+    func withWorldStopped<R>(_ body: () throws -> R) rethrows -> R {
+        let caller = currentMutator()
+        while !stopTheWorld(caller) {}
+        defer { startTheWorld(caller) }
+        return try body()
+    }
+}

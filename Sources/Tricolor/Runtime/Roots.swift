@@ -4,7 +4,9 @@ import Glibc
 // Roots outside mutator stacks: global root slots (Go's data/BSS pointers) and handles
 // (persistent roots any thread may hold, like cppgc's Persistent). Both live in slot
 // tables made of fixed 8 KiB chunks that never move, so a slot's address is stable.
-// The globals lock guards the tables; the collector scans them with the world stopped.
+// The globals lock guards the tables. The collector scans them during concurrent mark,
+// once per cycle, under the globals lock (Collector/Mark.swift `scanGlobalRoots`); a
+// slot overwritten after that scan had its old value shaded by the write barrier.
 
 struct RootSlotTable {
     static let slotsPerChunk = 1024

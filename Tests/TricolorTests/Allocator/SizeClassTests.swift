@@ -95,7 +95,7 @@ final class SizeClassTests: XCTestCase {
     func testFastLookupMatchesReference() {
         for size in 1...32768 {
             let fast = SizeClassTable.sizeToClass(size)
-            let reference = SizeClassTable.referenceSizeToClass(size)
+            let reference = referenceSizeToClass(size)
             if fast != reference {
                 XCTFail("sizeToClass(\(size)) = \(fast), reference says \(reference)")
                 return
@@ -109,7 +109,7 @@ final class SizeClassTests: XCTestCase {
         XCTAssertEqual(SizeClassTable.sizeToClass(32768), 67)
         // The arithmetic lookup the inlined pointer-free fast path uses up to 256 bytes.
         for size in 16...256 {
-            XCTAssertEqual(Mutator.classUpTo256(size), SizeClassTable.referenceSizeToClass(size), "size \(size)")
+            XCTAssertEqual(Mutator.classUpTo256(size), referenceSizeToClass(size), "size \(size)")
         }
     }
 
