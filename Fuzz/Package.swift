@@ -13,11 +13,9 @@ let package = Package(
     name: "TricolorFuzz",
     dependencies: [.package(name: "Tricolor", path: "..")],
     targets: [
-        // `_exit` that aborts, so libFuzzer keeps inputs that end in a runtime fatal error.
-        .target(name: "CFuzzSupport"),
         .executableTarget(
             name: "TricolorFuzz",
-            dependencies: ["CFuzzSupport", .product(name: "Tricolor", package: "Tricolor")],
+            dependencies: [.product(name: "Tricolor", package: "Tricolor")],
             // No main.swift and no @main: the file with @_cdecl("LLVMFuzzerTestOneInput")
             // is compiled as a library file, and libFuzzer provides main.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

@@ -56,7 +56,7 @@ set +e
 #   frees costs ~40x the throughput here; LeakSanitizer still checks at exit (lsan.supp).
 # -max_len=1024 -len_control=0: programs of up to ~250 operations from the start.
 # -timeout=60: an input running a minute is a hang (a finding).
-env GODEBUG="$godebug" SWIFT_BACKTRACE=enable=no \
+env GODEBUG="$godebug" GOTRACEBACK=crash SWIFT_BACKTRACE=enable=no \
     LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0" \
     ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0}" \
     "$bin" -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=60 \
@@ -79,5 +79,5 @@ echo "---- last lines of $log ----"
 grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)|NEW_FUNC' "$log" | tail -n 60
 artifact=$(sed -n "s/.*Test unit written to \(.*\)$/\1/p" "$log" | tail -n 1)
 echo "fuzz $mode: FAIL (status $status) after ${elapsed} s, ${execs:-?} executions; input: ${artifact:-none saved}; full log: $log"
-echo "  reproduce: GODEBUG=$godebug TRICOLOR_FUZZ_TRACE=1 SWIFT_BACKTRACE=enable=no $bin ${artifact:-FILE}"
+echo "  reproduce: GODEBUG=$godebug GOTRACEBACK=crash TRICOLOR_FUZZ_TRACE=1 SWIFT_BACKTRACE=enable=no $bin ${artifact:-FILE}"
 exit 1

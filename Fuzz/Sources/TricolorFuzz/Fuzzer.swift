@@ -19,7 +19,6 @@
 //   TRICOLOR_FUZZ_CHECKED_MEMLIMIT=1 allow setMemoryLimit in checked mode (see Flags)
 //   TRICOLOR_FUZZ_SELFTEST=1         lose objects on purpose: the run must fail (see Flags)
 
-import CFuzzSupport
 import Glibc
 import Synchronization
 import Tricolor

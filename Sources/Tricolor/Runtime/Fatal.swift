@@ -66,7 +66,8 @@ nonisolated(unsafe) private let fatalInProgress: UnsafeMutablePointer<UInt> = {
         writeStderr("\n" + threadHeader() + "\n" + symbolizedStack(sourceLines: level >= .detailed) + "\n")
     }
     if level == .crash {
-        signal(SIGABRT, SIG_DFL)   // let it dump core or reach the backtracer
+        // Whoever handles SIGABRT takes over: the Swift backtracer, a fuzzer's crash
+        // handler, or the kernel's core dump.
         abort()
     }
     _exit(2)
