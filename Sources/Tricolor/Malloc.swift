@@ -78,24 +78,27 @@ extension Mutator {
     /// keeps one register for the type (see `ObjectType.bits`).
     @usableFromInline @inline(never)
     func allocateSlow(_ t: ObjectType) -> UInt {
-        allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false)
+        state.pointee.heap.checkTypeOwner(t)
+        return allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false)
     }
 
     /// Like `allocate`, but nil instead of a fatal error when memory cannot be had.
-    @inlinable
     public func tryAllocate(_ t: ObjectType) -> Ref? {
+        state.pointee.heap.checkTypeOwner(t)
         let p = allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: true)
         return p == 0 ? nil : Ref(address: p)
     }
 
     /// Allocate `count` consecutive zeroed objects of type `t` as one object.
     public func allocateArray(_ t: ObjectType, count: Int) -> Ref {
+        state.pointee.heap.checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { runtimeFatal("allocation size out of range: \(count) elements of \(t.size) bytes") }
         return Ref(address: allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: false))
     }
 
     public func tryAllocateArray(_ t: ObjectType, count: Int) -> Ref? {
+        state.pointee.heap.checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { return nil }
         let p = allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: true)

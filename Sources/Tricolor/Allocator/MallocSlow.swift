@@ -16,6 +16,14 @@ extension Mutator {
         if _slowPath(st.pointee.slowTiming) { return timedAllocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail) }
         unowned(unsafe) let heap = st.pointee.heap
         if st.flags != 0 { checkUsable("allocate") }
+        // Misuse that one compare on this slow path catches in every mode: a Mutator used
+        // on a thread it is not attached to (detached, or its state since recycled for
+        // another thread's attach), allocation inside `blocking { }` or inside a hook.
+        if _slowPath(tc_get_current_mutator() != UnsafeMutableRawPointer(st)) { checkUsable("allocate"); wrongThread() }
+        if _slowPath(st.pointee.status == .blocking) {
+            runtimeFatal("allocation inside a blocking region: the body of blocking { } must not touch the heap")
+        }
+        if _slowPath(heap.flags.hooksInstalled.load(.relaxed) != 0) && HookGuard.inHook { HookGuard.misuse("allocation") }
         if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st, mayFinishMark: true) }
         if size < 0 {
             if canFail { return 0 }
@@ -98,8 +106,9 @@ extension Mutator {
         let tiny = typeID == 0 && size < 16
         let s = heap.spanOf(p)
         let slot = tiny ? 16 : s.map { $0.pointee.isLarge ? Int($0.pointee.npages << SizeClassTable.pageShiftU) : Int($0.pointee.elemSize) } ?? size
-        hook(AllocationEvent(address: p, size: size, slotSize: slot,
-                             sizeClass: s.map { $0.pointee.spanClass.sizeClass } ?? 0,
-                             typeName: heap.typeName(typeID & ~arrayTypeBit), tiny: tiny, stack: stack))
+        let event = AllocationEvent(address: p, size: size, slotSize: slot,
+                                    sizeClass: s.map { $0.pointee.spanClass.sizeClass } ?? 0,
+                                    typeName: heap.typeName(typeID & ~arrayTypeBit), tiny: tiny, stack: stack)
+        HookGuard.run { hook(event) }
     }
 }

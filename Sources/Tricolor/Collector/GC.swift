@@ -59,6 +59,7 @@ extension Heap {
     /// started after the call has finished and its sweep is done. The calling thread
     /// helps mark.
     public func collect() {
+        if HookGuard.inHook { HookGuard.misuse("collect()") }
         let caller = currentMutator()
         // Cycles count as completed once their statistics are published (at the end of
         // pause #2); read the phase first: mark termination bumps the count before it.

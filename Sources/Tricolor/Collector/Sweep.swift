@@ -40,8 +40,9 @@ extension Heap {
             let size = s.pointee.limit - s.pointee.startAddr
             if let freeHook {
                 let bytes = Int(s.pointee.npages << SizeClassTable.pageShiftU)
-                freeHook(FreeEvent(address: s.pointee.startAddr, slotSize: bytes, sizeClass: 0,
-                                   typeName: typeName(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit)))
+                let event = FreeEvent(address: s.pointee.startAddr, slotSize: bytes, sizeClass: 0,
+                                      typeName: typeName(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit))
+                HookGuard.run { freeHook(event) }
             }
             heapStats.largeFreeCount.add(1, .relaxed)
             heapStats.largeFreeBytes.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
@@ -128,8 +129,9 @@ extension Heap {
             let i = lo + UInt(d.trailingZeroBitCount)
             d &= d - 1
             let tid: UInt16 = spc.noscan ? 0 : s.pointee.typeIDs![Int(i)] & ~arrayTypeBit
-            hook(FreeEvent(address: s.pointee.startAddr + i * s.pointee.elemSize, slotSize: Int(s.pointee.elemSize),
-                           sizeClass: spc.sizeClass, typeName: typeName(tid)))
+            let event = FreeEvent(address: s.pointee.startAddr + i * s.pointee.elemSize, slotSize: Int(s.pointee.elemSize),
+                                  sizeClass: spc.sizeClass, typeName: typeName(tid))
+            HookGuard.run { hook(event) }
         }
     }
 

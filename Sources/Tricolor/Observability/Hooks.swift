@@ -1,4 +1,5 @@
 import CTricolor
+import Glibc
 
 // Allocation and free hooks, for auditing (the successor of Go's GODEBUG=allocfreetrace).
 //
@@ -91,5 +92,31 @@ extension Heap {
         for i in 0..<SpanClass.count {
             c.pointee.alloc[i] = slow ? emptySpan : c.pointee.spans[i]
         }
+    }
+}
+
+/// Marks the calling thread while it runs a user hook, so that a hook that uses the heap
+/// (allocates, or calls `collect()`, which would wait for the sweep the hook is part of)
+/// traps with a message instead of deadlocking. A pthread key: nil outside hooks.
+enum HookGuard {
+    nonisolated(unsafe) static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        let rc = pthread_key_create(&k, nil)
+        runtimeCheck(rc == 0, "pthread_key_create failed: \(rc)")
+        return k
+    }()
+
+    static var inHook: Bool { pthread_getspecific(key) != nil }
+
+    static func run(_ body: () -> Void) {
+        let rc = pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        runtimeCheck(rc == 0, "pthread_setspecific failed: \(rc)")
+        defer { _ = pthread_setspecific(key, nil) }
+        body()
+    }
+
+    @inline(never)
+    static func misuse(_ what: String) -> Never {
+        runtimeFatal("\(what) inside an allocation or free hook: hooks run inside the runtime and must not use the heap")
     }
 }

@@ -42,7 +42,8 @@ extension Mutator {
         if st.flags & MutatorState.flagDetached != 0 {
             runtimeFatal("use of a mutator after detach (\(what))")
         }
-        if st.flags & MutatorState.flagChecked != 0 && st.pointee.threadID != tc_thread_id() {
+        // The thread's current mutator is a thread-local load, not a system call.
+        if st.flags & MutatorState.flagChecked != 0 && tc_get_current_mutator() != UnsafeMutableRawPointer(st) {
             runtimeFatal("mutator used from another thread (\(what)): attached on thread \(st.pointee.threadID), used on thread \(tc_thread_id())")
         }
     }
@@ -72,5 +73,14 @@ extension Mutator {
         if !pointer && isPtr && store {
             runtimeFatal("integer store into pointer word \(word) of \(object) (type \(heap.typeName(tid))): use store(_:_:_:)")
         }
+    }
+}
+
+extension Mutator {
+    /// A mutator used on a thread that is not attached as it: detached (its state may
+    /// since have been recycled for another thread's attach) or handed to another thread.
+    @usableFromInline @inline(never)
+    func wrongThread() -> Never {
+        runtimeFatal("mutator used from another thread or after detach: a Mutator belongs to the thread that attached it, until it detaches (this thread's mutator: \(tc_get_current_mutator().map { "\($0)" } ?? "none"))")
     }
 }

@@ -40,6 +40,11 @@ public final class Heap: @unchecked Sendable {
     public let configuration: Configuration
     let procs: Int
     let checked: Bool
+    /// Stamped into every `ObjectType` this heap registers, so that a type used with
+    /// another heap is caught (one compare on the typed slow paths, in every mode). 1…127,
+    /// from a process-wide counter: heaps 127 apart share a tag, which only weakens the
+    /// check, never makes it fire wrongly.
+    let typeTag: UInt8
     /// `Configuration.internalChecks` / `expensiveChecks` (the tiered self-checks).
     let internalChecks: Bool
     let expensiveChecks: Bool
@@ -126,6 +131,7 @@ public final class Heap: @unchecked Sendable {
         self.configuration = configuration
         procs = configuration.gomaxprocs ?? max(1, Int(tc_ncpu()))
         checked = configuration.checked
+        typeTag = UInt8(tc_fetch_add(Heap.nextTypeTag, 1) % 127 + 1)
         internalChecks = configuration.internalChecks
         expensiveChecks = configuration.expensiveChecks
         debugSlowPath = configuration.checked || configuration.clobberFree
@@ -258,7 +264,7 @@ public final class Heap: @unchecked Sendable {
             let small = size <= SizeClassTable.maxSmallSize
             let spc = small && size > 0 ? SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)
                                          : SpanClass(sizeClass: 0, noscan: noscan)
-            return ObjectType(id: UInt16(id), size: size, spanClass: spc, isSmall: small)
+            return ObjectType(id: UInt16(id), size: size, spanClass: spc, isSmall: small, heapTag: typeTag)
         }
     }
 
@@ -286,5 +292,26 @@ public enum HeapError: Error, CustomStringConvertible, Equatable {
         case .invalidLayout(let s): return "invalid layout: \(s)"
         case .invalidArgument(let s): return "invalid argument: \(s)"
         }
+    }
+}
+
+extension Heap {
+    /// Source of `typeTag`s (relaxed fetch-add at heap creation).
+    nonisolated(unsafe) static let nextTypeTag: UnsafeMutablePointer<UInt> = {
+        let p = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+        p.initialize(to: 0)
+        return p
+    }()
+
+    /// Traps unless `t` was registered with this heap. One compare; called on the typed
+    /// allocation slow paths in every mode.
+    @inline(__always)
+    func checkTypeOwner(_ t: ObjectType) {
+        if _slowPath(t.heapTag != typeTag) { foreignType(t) }
+    }
+
+    @inline(never)
+    func foreignType(_ t: ObjectType) -> Never {
+        runtimeFatal("allocate: type #\(t.id) (\(t.size) bytes) was registered with another heap; register it with this one")
     }
 }

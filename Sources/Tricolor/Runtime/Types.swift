@@ -22,13 +22,15 @@ public struct TypeLayout: Sendable, Hashable {
 public struct ObjectType: Sendable, Hashable {
     /// Everything the inlined fast path needs, packed in one word so that an allocation
     /// loop keeps a type in one register: bits 0–15 the registry index, 16–23 the span
-    /// class, bit 24 "fits a size class", bits 32–63 the size. (As separate fields the
+    /// class, bit 24 "fits a size class", bits 25–31 the registering heap's tag (see
+    /// `Heap.typeTag`), bits 32–63 the size. (As separate fields the
     /// loop in the allocation benchmark ran out of registers and reloaded the span class
     /// from the stack after every type-id store, at +1 ns per typed allocation.)
     @usableFromInline let bits: UInt64
 
-    @usableFromInline init(id: UInt16, size: Int, spanClass: SpanClass, isSmall: Bool) {
-        bits = UInt64(id) | UInt64(spanClass.raw) << 16 | (isSmall ? 1 << 24 : 0) | UInt64(size) << 32
+    @usableFromInline init(id: UInt16, size: Int, spanClass: SpanClass, isSmall: Bool, heapTag: UInt8) {
+        bits = UInt64(id) | UInt64(spanClass.raw) << 16 | (isSmall ? 1 << 24 : 0)
+            | UInt64(heapTag & 0x7f) << 25 | UInt64(size) << 32
     }
 
     /// Index in the heap's type registry (0 is reserved for pointer-free bytes).
@@ -39,6 +41,8 @@ public struct ObjectType: Sendable, Hashable {
     /// True when the object fits a size class (≤ 32 KiB); larger objects get their own span.
     @inlinable var isSmall: Bool { bits & (1 << 24) != 0 }
     public var hasPointers: Bool { !spanClass.noscan }
+    /// The tag of the heap that registered this type (1…127).
+    var heapTag: UInt8 { UInt8(truncatingIfNeeded: bits &>> 25) & 0x7f }
 }
 
 /// Registry entry, in runtime-owned memory read by the marker.

@@ -1,5 +1,7 @@
 import Glibc
 import XCTest
+import CTricolor
+import Foundation
 @_spi(Testing) @testable import Tricolor
 import TricolorWorkloads
 
@@ -39,6 +41,88 @@ final class MisuseTests: WatchdogTestCase {
         XCTAssertTrue(crash.stderr.contains("fatal error: crash please"), crash.stderr)
 
         expectFatal("invariant violated at TricolorTests/") { runtimeCheck(1 + 1 == 3, "arithmetic") }
+    }
+
+    // MARK: misuse caught in every mode (one compare on a slow path)
+
+    /// An ObjectType of one heap used with another: in unchecked mode the object's type
+    /// id would index the wrong registry and the collector would lose what it points to.
+    func testTypeOfAnotherHeapTrapsInBothModes() {
+        for checked in [false, true] {
+            expectFatal("registered with another heap") {
+                let a = try! Heap(configuration: Configuration(checked: checked))
+                let b = try! Heap(configuration: Configuration(checked: checked))
+                let nodeOfA = try! a.register(TypeLayout(name: "A.Node", size: 16, pointerWords: [0]))
+                _ = try! b.register(TypeLayout(name: "B.Node", size: 16, pointerWords: [0]))
+                b.withMutator { m in
+                    // Enough allocations that the fast path's window runs dry at least once.
+                    for _ in 0..<1_000 { _ = m.allocate(nodeOfA) }
+                }
+            }
+            expectFatal("registered with another heap") {
+                let a = try! Heap(configuration: Configuration(checked: checked))
+                let b = try! Heap(configuration: Configuration(checked: checked))
+                let nodeOfA = try! a.register(TypeLayout(name: "A.Node", size: 16, pointerWords: [0]))
+                b.withMutator { m in _ = m.allocateArray(nodeOfA, count: 3) }
+            }
+        }
+    }
+
+    func testAllocationInsideBlockingTrapsInBothModes() {
+        for checked in [false, true] {
+            expectFatal("allocation inside a blocking region") {
+                let heap = try! Heap(configuration: Configuration(checked: checked))
+                heap.withMutator { m in
+                    m.blocking { for _ in 0..<1_000 { _ = m.allocateBytes(64) } }
+                }
+            }
+        }
+    }
+
+    /// A free hook that calls collect() used to deadlock (collect waits for the sweep the
+    /// hook runs in). The child's watchdog would turn a hang into a signal, not status 2.
+    func testFreeHookCallingCollectTraps() {
+        expectFatal("collect() inside an allocation or free hook") {
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            heap.setFreeHook { _ in heap.collect() }
+            heap.withMutator { m in for _ in 0..<1_000 { _ = m.allocateBytes(64) } }
+            heap.collect()
+            heap.collect()
+        }
+    }
+
+    func testAllocationHookThatAllocatesTraps() {
+        expectFatal("allocation inside an allocation or free hook") {
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            final class Holder: @unchecked Sendable { var m: Mutator? }
+            let holder = Holder()
+            heap.setAllocationHook { _ in
+                if let m = holder.m { _ = m.allocateBytes(64) }
+            }
+            heap.withMutator { m in holder.m = m; _ = m.allocateBytes(64) }
+        }
+    }
+
+    /// A detached Mutator whose state another thread's attach() recycled: two threads
+    /// would share one cache (unchecked mode segfaulted). The allocation slow path, which
+    /// the stale mutator reaches within one cache window, traps.
+    func testStaleMutatorAfterRecyclingTrapsUnchecked() {
+        expectFatal("mutator used from another thread or after detach") {
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            let stale = heap.attach()
+            heap.detach(stale)
+            final class Step: @unchecked Sendable { var attached = 0 }   // read/written with atomics below
+            let step = Step()
+            let other = Thread {
+                let fresh = heap.attach()       // recycles the detached state
+                withUnsafeMutablePointer(to: &step.attached) { tc_store_release($0, 1) }
+                while true { fresh.blocking { usleep(1_000) } }   // stays attached until the process ends
+            }
+            other.start()
+            while withUnsafeMutablePointer(to: &step.attached, { tc_load_acquire($0) }) == 0 { usleep(100) }
+            // This thread is detached; its old handle now names the other thread's state.
+            for _ in 0..<1_000 { _ = stale.allocateBytes(32) }
+        }
     }
 
     // MARK: bad pointers
