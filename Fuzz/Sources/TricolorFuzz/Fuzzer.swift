@@ -15,8 +15,8 @@
 //
 // Environment (besides GOGC, GOMEMLIMIT, GODEBUG, read by Configuration.fromEnvironment()):
 //   TRICOLOR_FUZZ_TRACE=1            print every operation on stderr (to read a crash input)
-//   TRICOLOR_FUZZ_HUGE=1             also try huge and overflowing sizes (see Flags.huge)
-//   TRICOLOR_FUZZ_CHECKED_MEMLIMIT=1 allow setMemoryLimit in checked mode (see Flags)
+//   TRICOLOR_FUZZ_HUGE=0             skip huge and overflowing sizes (see Flags.huge)
+//   TRICOLOR_FUZZ_CHECKED_MEMLIMIT=0 no setMemoryLimit in checked mode (see Flags)
 //   TRICOLOR_FUZZ_SELFTEST=1         lose objects on purpose: the run must fail (see Flags)
 
 import Glibc
@@ -26,13 +26,13 @@ import Tricolor
 /// Switches for operations that hit known open defects. Each defaults to off; turn it on
 /// (environment variable = 1) to check whether the defect is fixed, then make it the default.
 enum Flags {
-    /// TODO(known defects "huge allocations commit memory" and "arithmetic overflow on
-    /// huge sizes"): tryAllocateBytes/tryAllocateArray with sizes of 2^32 and more, near
-    /// Int.max, negative, and counts whose product overflows. Each must return nil.
-    static let huge = flag("TRICOLOR_FUZZ_HUGE")
-    /// TODO(known defect "checked mode + memory limit dies with a lock rank violation"):
-    /// setMemoryLimit while GODEBUG=tricolorcheck=1. Skipped in checked mode until fixed.
-    static let checkedMemoryLimit = flag("TRICOLOR_FUZZ_CHECKED_MEMLIMIT")
+    /// tryAllocateBytes/tryAllocateArray with sizes of 2^32 and more, near Int.max,
+    /// negative, and counts whose product overflows: each must return nil. (Was off
+    /// while those sizes overflowed or committed memory; fixed, so on unless =0.)
+    static let huge = flag("TRICOLOR_FUZZ_HUGE", default: true)
+    /// setMemoryLimit while GODEBUG=tricolorcheck=1. (Was off while that died of a lock
+    /// rank violation; fixed, so on unless =0.)
+    static let checkedMemoryLimit = flag("TRICOLOR_FUZZ_CHECKED_MEMLIMIT", default: true)
     /// Self-test of the checks: a new object meant for a global is stored there only after
     /// the next collect() has freed it (the mirror expects it all along): a lost object,
     /// as a collector bug would lose it. A run must then report a finding.
@@ -40,8 +40,8 @@ enum Flags {
     /// Print each operation as it runs.
     static let trace = flag("TRICOLOR_FUZZ_TRACE")
 
-    static func flag(_ name: String) -> Bool {
-        guard let v = getenv(name) else { return false }
+    static func flag(_ name: String, default value: Bool = false) -> Bool {
+        guard let v = getenv(name) else { return value }
         return ["1", "true", "on", "yes"].contains(String(cString: v))
     }
 }

