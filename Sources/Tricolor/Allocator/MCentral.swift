@@ -79,42 +79,31 @@ extension Heap {
         } else {
             sweeperEnter()
             counted = true
+            // Unswept partial spans first, then unswept full ones (sweeping may free
+            // slots in them); at most 100 spans, as Go's spanBudget.
             var budget = 100
-            while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.partialUnswept(sg)) {
-                if stopRequested() {
-                    c.pointee.push(MCentral.partialUnswept(sg), s)
-                    c.pointee.lock.unlock()
-                    sweeperExit()
-                    gcSafepoint(st!)
-                    return cacheSpan(spc, st)
-                }
-                if s.tryAcquireForSweep(sg) {
-                    c.pointee.lock.unlock()
-                    _ = sweepSpan(s, preserve: true)
-                    c.pointee.lock.lock()
-                    found = s
-                }
-                budget -= 1
-            }
-            while budget >= 0, found == nil, let s = c.pointee.pop(MCentral.fullUnswept(sg)) {
-                if stopRequested() {
-                    c.pointee.push(MCentral.fullUnswept(sg), s)
-                    c.pointee.lock.unlock()
-                    sweeperExit()
-                    gcSafepoint(st!)
-                    return cacheSpan(spc, st)
-                }
-                if s.tryAcquireForSweep(sg) {
-                    c.pointee.lock.unlock()
-                    _ = sweepSpan(s, preserve: true)
-                    c.pointee.lock.lock()
-                    if s.pointee.allocCount < s.pointee.nelems {
-                        found = s
-                    } else {
-                        c.pointee.push(MCentral.fullSwept(sg), s)
+            for pass in 0..<2 {
+                let set = pass == 0 ? MCentral.partialUnswept(sg) : MCentral.fullUnswept(sg)
+                while budget >= 0, found == nil, let s = c.pointee.pop(set) {
+                    if stopRequested() {
+                        c.pointee.push(set, s)
+                        c.pointee.lock.unlock()
+                        sweeperExit()
+                        gcSafepoint(st!)
+                        return cacheSpan(spc, st)
                     }
+                    if s.tryAcquireForSweep(sg) {
+                        c.pointee.lock.unlock()
+                        _ = sweepSpan(s, preserve: true)
+                        c.pointee.lock.lock()
+                        if s.pointee.allocCount < s.pointee.nelems {
+                            found = s
+                        } else {
+                            c.pointee.push(MCentral.fullSwept(sg), s)
+                        }
+                    }
+                    budget -= 1
                 }
-                budget -= 1
             }
         }
         c.pointee.lock.unlock()
