@@ -15,7 +15,10 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "TricolorFuzz",
-            dependencies: [.product(name: "Tricolor", package: "Tricolor")],
+            dependencies: [
+                .product(name: "Tricolor", package: "Tricolor"),
+                .product(name: "TricolorProfiling", package: "Tricolor"),
+            ],
             // No main.swift and no @main: the file with @_cdecl("LLVMFuzzerTestOneInput")
             // is compiled as a library file, and libFuzzer provides main.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

@@ -8,6 +8,7 @@
 
 import Glibc
 import Tricolor
+import TricolorProfiling
 
 final class Driver {
     let heap: Heap
