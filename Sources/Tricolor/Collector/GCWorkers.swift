@@ -19,7 +19,7 @@ extension Heap {
     /// Number of background mark workers and the utilization each aims at.
     var markWorkerPlan: (count: Int, utilization: Double) {
         if let n = configuration.markWorkers { return (n, n == 0 ? 0 : min(1, Pacer.goalUtilization * Double(gomaxprocs) / Double(n))) }
-        let goal = Pacer.goalUtilization * Double(gomaxprocs)
+        let goal = Pacer.goalUtilization * Double(workerProcs)   // threads: at most one per CPU
         var dedicated = Int(goal + 0.5)
         let err = Double(dedicated) / goal - 1
         if err < -0.3 || err > 0.3 {
@@ -34,32 +34,51 @@ extension Heap {
     /// Mark workers competing with mutators for CPUs (the dedicated ones).
     var backgroundThreadCountForPacing: Int { max(0, markWorkerPlan.count - 1) }
 
+    /// Start the mark workers and the background sweeper (with the first cycle).
+    ///
+    /// The threads hold no reference to the heap: a thread's body reaches it through an
+    /// unretained reference, so a heap whose last user drops it is freed (its deinit
+    /// stops these threads) instead of being kept alive by its own collector. A closure
+    /// capturing `self`, even `unowned(unsafe)`, retains it for as long as the loop it
+    /// calls runs, and that is the thread's lifetime.
+    /// At most one mark worker per usable CPU whatever GOMAXPROCS says (`workerProcs`).
     func startBackgroundThreadsIfNeeded() {
-        guard !backgroundStarted else { return }
+        bgLock.lock()
+        defer { bgLock.unlock() }
+        // Under bgLock: two threads may start cycles back to back and both get here.
+        guard !backgroundStarted && !shuttingDown else { return }
         backgroundStarted = true
         let plan = markWorkerPlan
-        let goal = Pacer.goalUtilization * Double(gomaxprocs)
+        let goal = Pacer.goalUtilization * Double(workerProcs)
+        let heap = Unmanaged.passUnretained(self)
         for i in 0..<plan.count {
             // Dedicated workers run flat out; a fractional one gets what is left of the goal.
             let share = min(1.0, goal - Double(i))
             let u = configuration.markWorkers != nil ? plan.utilization : max(0.05, share)
-            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { [unowned(unsafe) self] in self.markWorkerLoop(utilization: u) })
+            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { heap._withUnsafeGuaranteedRef { $0.markWorkerLoop(utilization: u) } })
         }
         // With markWorkers: 0 (tests stepping cycles by hand) there is no background
         // sweeper either: sweeping happens only on demand.
         if plan.count > 0 {
-            backgroundThreads.append(spawnThread(name: "tricolor-sweep") { [unowned(unsafe) self] in self.sweeperLoop() })
+            backgroundThreads.append(spawnThread(name: "tricolor-sweep") { heap._withUnsafeGuaranteedRef { $0.sweeperLoop() } })
         }
     }
 
+    /// Stop the collector threads and wait for them to end (the heap's deinit). A mark
+    /// phase in progress is abandoned; the threads step out of it at their next check.
     func stopBackgroundThreads() {
-        bgLock.withLock {
+        let threads: [pthread_t] = bgLock.withLock {
             shuttingDown = true
             bgCond.broadcast()
+            return backgroundThreads
         }
-        for t in backgroundThreads { pthread_join(t, nil) }
-        backgroundThreads = []
+        for t in threads { pthread_join(t, nil) }
+        bgLock.withLock { backgroundThreads = [] }
     }
+
+    /// Whether `stopBackgroundThreads` was called (checked by the threads' loops between
+    /// units of work).
+    func isShuttingDown() -> Bool { bgLock.withLock { shuttingDown } }
 
     func wakeMarkWorkers() {
         startBackgroundThreadsIfNeeded()
@@ -79,13 +98,14 @@ extension Heap {
         while true {
             bgLock.lock()
             while phase != .mark && !shuttingDown { bgCond.wait(bgLock) }
-            let stop = shuttingDown && phase != .mark
+            let stop = shuttingDown
             bgLock.unlock()
             if stop { return }
             let wallStart = tc_nanotime()
             let cpuStart = tc_thread_cputime_ns()
             var handoffStart: UInt64 = 0
             while phase == .mark {
+                if isShuttingDown() { return }
                 waitWhileWorldStopping()
                 let t0 = tc_thread_cputime_ns()
                 let done = drain(&gcw, budget: 256 << 10, preemptible: true)
@@ -173,7 +193,10 @@ extension Heap {
                 }
                 if !sweepOne() { scavengeForMemoryLimit(); break }
                 n += 1
-                if n % 10 == 0 { tc_yield() }
+                if n % 10 == 0 {
+                    if isShuttingDown() { return }
+                    tc_yield()
+                }
             }
         }
     }
@@ -197,7 +220,10 @@ extension Heap {
             b.f()
             return nil
         }, box)
-        precondition(rc == 0, "tricolor: cannot start a collector thread (pthread_create: \(rc))")
+        if rc != 0 {
+            Unmanaged<Box>.fromOpaque(box).release()
+            runtimeFatal("cannot start collector thread \(name) (pthread_create: \(String(cString: strerror(rc))))")
+        }
         return t
     }
 

@@ -60,7 +60,9 @@ enum SysMemory {
 /// Fixed-size allocator for runtime metadata (Go's fixalloc): carves 16 KiB chunks
 /// obtained from the OS into equal blocks and keeps a free list threaded through
 /// freed blocks. Not thread-safe: callers hold the lock that owns it (the heap lock).
-/// Blocks are zeroed when handed out.
+/// Blocks are zeroed when handed out. `destroy` gives every chunk back (the heap's
+/// deinit); Go never frees its fixallocs, but a Tricolor process may create and drop
+/// many heaps.
 @usableFromInline
 struct FixAlloc {
     let size: Int
@@ -69,6 +71,11 @@ struct FixAlloc {
     var freeList: UnsafeMutableRawPointer? = nil
     var inUse = 0
     var sys = 0
+    /// Every chunk taken from the OS (`chunkCount` of `chunkCapacity` entries), for
+    /// `destroy`. Outside the chunks, because a 16 KiB block fills a whole chunk.
+    var chunks: UnsafeMutablePointer<UnsafeMutableRawPointer>? = nil
+    var chunkCount = 0
+    var chunkCapacity = 0
     static let chunkBytes = 16 << 10
 
     init(size: Int) {
@@ -85,6 +92,7 @@ struct FixAlloc {
         }
         if chunkLeft < size {
             guard let c = SysMemory.allocMetadata(FixAlloc.chunkBytes) else { inUse -= size; return nil }
+            recordChunk(c)
             sys += FixAlloc.chunkBytes
             chunk = c
             chunkLeft = FixAlloc.chunkBytes
@@ -99,6 +107,37 @@ struct FixAlloc {
         inUse -= size
         p.storeBytes(of: freeList, as: UnsafeMutableRawPointer?.self)
         freeList = p
+    }
+
+    private mutating func recordChunk(_ c: UnsafeMutableRawPointer) {
+        if chunkCount == chunkCapacity {
+            let cap = max(16, chunkCapacity * 2)
+            let n = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: cap)
+            if let old = chunks {
+                n.moveInitialize(from: old, count: chunkCount)
+                old.deallocate()
+            }
+            chunks = n
+            chunkCapacity = cap
+        }
+        (chunks! + chunkCount).initialize(to: c)
+        chunkCount += 1
+    }
+
+    /// Give every chunk back to the OS. Every block is gone with them.
+    mutating func destroy() {
+        if let cs = chunks {
+            for i in 0..<chunkCount { SysMemory.free(cs[i], FixAlloc.chunkBytes) }
+            cs.deallocate()
+        }
+        chunks = nil
+        chunkCount = 0
+        chunkCapacity = 0
+        chunk = nil
+        chunkLeft = 0
+        freeList = nil
+        inUse = 0
+        sys = 0
     }
 }
 
@@ -121,6 +160,13 @@ struct MetaAlloc {
 
     func alloc(_ n: Int) -> UnsafeMutableRawPointer? { buckets[MetaAlloc.bucket(n)].alloc() }
     func free(_ p: UnsafeMutableRawPointer, _ n: Int) { buckets[MetaAlloc.bucket(n)].free(p) }
+
+    /// Give every bucket's chunks back to the OS, and the bucket table.
+    func destroy() {
+        for i in 0..<MetaAlloc.numBuckets { buckets[i].destroy() }
+        buckets.deinitialize(count: MetaAlloc.numBuckets)
+        buckets.deallocate()
+    }
 
     var sys: Int { (0..<MetaAlloc.numBuckets).reduce(0) { $0 + buckets[$1].sys } }
     var inUse: Int { (0..<MetaAlloc.numBuckets).reduce(0) { $0 + buckets[$1].inUse } }
