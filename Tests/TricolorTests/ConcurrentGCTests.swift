@@ -1035,10 +1035,10 @@ final class ConcurrentGCTests: XCTestCase {
                 let deadline = monotonicSeconds() + 30
                 while heap.debugPhase != "off" && monotonicSeconds() < deadline { m.safepoint(); usleep(100) }
                 m.safepoint()
-                XCTAssertEqual(heap.load(.stopRequested) & Attention.markDone, 0, "hand-off request left set after the cycles")
+                XCTAssertEqual(heap.sched.attention.load(.relaxed) & Attention.markDone, 0, "hand-off request left set after the cycles")
             }
         }
-        XCTAssertGreaterThan(heap.load(.markHandoffsTaken), 0, "no mark termination was handed to the mutator")
+        XCTAssertGreaterThan(heap.marking.markHandoffsTaken.load(.relaxed), 0, "no mark termination was handed to the mutator")
     }
 
     /// A mutator that takes the hand-off does not wait long for another mutator's stack
@@ -1057,9 +1057,9 @@ final class ConcurrentGCTests: XCTestCase {
                     // Once the other mutator spins, allocate until a hand-off has
                     // been taken and given back for its unscanned stack, then release it.
                     while sh.value != 2 { usleep(100) }
-                    let refused = heap.load(.handoffsRefused)
+                    let refused = heap.marking.handoffsRefused.load(.relaxed)
                     var rounds = 0
-                    while heap.load(.handoffsRefused) == refused && rounds < 20_000 {
+                    while heap.marking.handoffsRefused.load(.relaxed) == refused && rounds < 20_000 {
                         for k in 0..<1_000 { m.storeWord(m.allocate(N), 2, cgcChecksum(-k)) }
                         rounds += 1
                     }
@@ -1082,7 +1082,7 @@ final class ConcurrentGCTests: XCTestCase {
             }
         }
         XCTAssertFalse(sh.damaged, "the spinning mutator's object was damaged")
-        XCTAssertGreaterThan(heap.load(.handoffsRefused), 0, "no hand-off was given back: the case was not exercised (hand-offs taken \(heap.load(.markHandoffsTaken)), cycles \(heap.load(.numGC)))")
+        XCTAssertGreaterThan(heap.marking.handoffsRefused.load(.relaxed), 0, "no hand-off was given back: the case was not exercised (hand-offs taken \(heap.marking.markHandoffsTaken.load(.relaxed)), cycles \(heap.marking.numGC.load(.relaxed)))")
     }
 
     /// With every mutator in a blocking region there is no one to hand mark termination
@@ -1102,7 +1102,7 @@ final class ConcurrentGCTests: XCTestCase {
                     started = heap.phase == .mark
                 }
                 XCTAssertTrue(started, "no cycle started")
-                let handoffs = heap.load(.markHandoffsTaken)
+                let handoffs = heap.marking.markHandoffsTaken.load(.relaxed)
                 var finished = false
                 m.blocking {
                     let deadline = monotonicSeconds() + 30
@@ -1112,7 +1112,7 @@ final class ConcurrentGCTests: XCTestCase {
                     }
                 }
                 XCTAssertTrue(finished, "the cycle did not finish while the only mutator was blocked")
-                XCTAssertEqual(heap.load(.markHandoffsTaken), handoffs, "a blocked mutator took the hand-off")
+                XCTAssertEqual(heap.marking.markHandoffsTaken.load(.relaxed), handoffs, "a blocked mutator took the hand-off")
                 XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
             }
         }

@@ -23,7 +23,7 @@ extension Heap {
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
         deductSweepCredit(spanBytes)
         guard let s = cacheSpan(spc, st) else { return false }
-        add(.spansCached, 1)
+        heapStats.spansCached.add(1, .relaxed)
         if let ids = s.pointee.typeIDs {
             // The fast path stores a type id per object; bring the array in now, as the
             // zeroing of the span did for the objects, instead of one miss per 32 slots.
@@ -34,7 +34,7 @@ extension Heap {
         s.storeSweepgen(sg &+ 3)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         let claimed = (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize
-        add(.heapLive, claimed)
+        gcController.heapLive.add(claimed, .relaxed)
         if phase == .mark {
             preBlacken(s)
             slot.pointee = s
@@ -55,7 +55,7 @@ extension Heap {
         s.pointee.allocCount = s.countAllocated()
         let n = s.pointee.allocCount - s.pointee.allocCountBeforeCache
         _ = tc_fetch_add_relaxed(counter(HeapWord.smallAllocBase.rawValue + s.pointee.spanClass.sizeClass), n)
-        sub(.heapLive, (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize)
+        gcController.heapLive.sub((s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize, .relaxed)
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         if s.pointee.blackened != 0 {
             let marks = s.pointee.gcmarkBits!
@@ -63,7 +63,7 @@ extension Heap {
                 let free = ~s.allocatedWord(w) & s.validMask(UInt(w) * 64)
                 if free != 0 { _ = tc_and64(marks + w, ~free) }
             }
-            add(.bytesMarked, n * s.pointee.elemSize)
+            marking.bytesMarked.add(n * s.pointee.elemSize, .relaxed)
             s.pointee.blackened = 0
         }
     }
@@ -93,7 +93,7 @@ extension Heap {
         }
         st.pointee.tiny = 0
         st.pointee.tinyOffset = 0
-        add(.tinyAllocCount, st.pointee.tinyAllocs)
+        heapStats.tinyAllocCount.add(st.pointee.tinyAllocs, .relaxed)
         st.pointee.tinyAllocs = 0
     }
 }

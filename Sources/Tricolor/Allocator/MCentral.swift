@@ -68,7 +68,7 @@ extension Heap {
         let c = centrals + Int(spc.raw)
         let sg = sweepgen
         var found: UnsafeMutablePointer<MSpan>? = nil
-        func stopRequested() -> Bool { st != nil && load(.stopRequested) & Attention.stop != 0 }
+        func stopRequested() -> Bool { st != nil && sched.attention.load(.relaxed) & Attention.stop != 0 }
         // Counted as a sweeper from before it can take an unswept span until it is done
         // with it, so `collect()` never misses a sweep in flight (not while parked: sweep
         // termination waits for the count with the world stopped).
@@ -128,7 +128,7 @@ extension Heap {
 
     /// Give a cached span back to its central list (Go's uncacheSpan).
     func uncacheSpan(_ s: UnsafeMutablePointer<MSpan>) {
-        add(.spansUncached, 1)
+        heapStats.spansUncached.add(1, .relaxed)
         let sg = sweepgen
         let c = centrals + Int(s.pointee.spanClass.raw)
         if s.loadSweepgen() == sg &+ 1 {

@@ -79,9 +79,9 @@ extension Heap {
         s.initialize(to: span)
         s.loadWindow(0)
         let needzero = setSpans(s, base: base, npages: npages)
-        add(.heapInuse, bytes)
-        add(.spansCreated, 1)
-        store(.heapReleased, UInt(pages.scavengedPages) << SizeClassTable.pageShiftU)
+        heapStats.heapInuse.add(bytes, .relaxed)
+        heapStats.spansCreated.add(1, .relaxed)
+        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
         heapLock.unlock()
         if needzero {
             UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(bytes))
@@ -124,8 +124,8 @@ extension Heap {
         meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBits!), bw)
         if let t = s.pointee.typeIDs { meta.free(UnsafeMutableRawPointer(t), Int(s.pointee.nelems) * 2) }
         s.pointee.state = MSpanState.dead.rawValue
-        sub(.heapInuse, UInt(npages) << SizeClassTable.pageShiftU)
-        add(.spansFreed, 1)
+        heapStats.heapInuse.sub(UInt(npages) << SizeClassTable.pageShiftU, .relaxed)
+        heapStats.spansFreed.add(1, .relaxed)
         spanAlloc.free(UnsafeMutableRawPointer(s))
         heapLock.unlock()
     }
@@ -143,7 +143,7 @@ extension Heap {
         }
     }
 
-    var growingWord: UnsafeMutablePointer<UInt> { words + HeapWord.heapGrowing.rawValue }
+    var growingWord: UnsafeMutablePointer<UInt> { flags.heapGrowing.address }
 
     /// First half of growing the heap by at least `npages` pages, in whole 4 MiB chunks
     /// (Go's mheap.grow): maps arenas Reserved → Prepared as needed and the new range
@@ -176,9 +176,9 @@ extension Heap {
     /// Heap lock held.
     func growCommit(ask: Int, bytes: Int) {
         pages.grow(ask)
-        add(.heapSys, UInt(bytes))
-        add(.heapGrows, 1)
-        add(.heapGrowBytes, UInt(bytes))
+        heapStats.heapSys.add(UInt(bytes), .relaxed)
+        heapStats.heapGrows.add(1, .relaxed)
+        heapStats.heapGrowBytes.add(UInt(bytes), .relaxed)
         notePathLevel(.os)
         if pacer.memoryLimit != Int.max {
             // Growing past the memory limit: give back free pages first (Go scavenges
@@ -204,8 +204,8 @@ extension Heap {
                 }
                 p += 1
             }
-            precondition(UInt(inUsePages) << SizeClassTable.pageShiftU == load(.heapInuse), "heap: HeapInuse disagrees with the span table")
-            precondition(UInt(pages.grownPages) << SizeClassTable.pageShiftU == load(.heapSys), "heap: HeapSys disagrees with grown pages")
+            precondition(UInt(inUsePages) << SizeClassTable.pageShiftU == heapStats.heapInuse.load(.relaxed), "heap: HeapInuse disagrees with the span table")
+            precondition(UInt(pages.grownPages) << SizeClassTable.pageShiftU == heapStats.heapSys.load(.relaxed), "heap: HeapSys disagrees with grown pages")
         }
     }
 }
@@ -217,14 +217,14 @@ extension Heap {
     func scavengeLocked(toTarget target: UInt) {
         let metadata = UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8)
         let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
-        let mapped = load(.heapSys) + metadata - released
+        let mapped = heapStats.heapSys.load(.relaxed) + metadata - released
         if mapped <= target { return }
         let want = Int((mapped - target + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU)
         _ = pages.scavenge(want) { page, n in
-            add(.bytesReturnedToOS, UInt(n) << SizeClassTable.pageShiftU)
+            heapStats.bytesReturnedToOS.add(UInt(n) << SizeClassTable.pageShiftU, .relaxed)
             SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize)
         }
-        store(.heapReleased, UInt(pages.scavengedPages) << SizeClassTable.pageShiftU)
+        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
     }
 
     /// Under a memory limit, keep mapped memory at or below 95% of it when possible

@@ -18,13 +18,13 @@ extension Heap {
         s.pointee.allocCount = 1
         s.pointee.allocCache = 0
         let bytes = UInt(npages) << SizeClassTable.pageShiftU
-        add(.largeAllocCount, 1)
-        add(.largeAllocBytes, bytes)
-        add(.heapLive, bytes)
+        heapStats.largeAllocCount.add(1, .relaxed)
+        heapStats.largeAllocBytes.add(bytes, .relaxed)
+        gcController.heapLive.add(bytes, .relaxed)
         if phase != .off {
             // allocate black
             _ = tc_or64(s.pointee.gcmarkBits!, 1)
-            add(.bytesMarked, bytes)
+            marking.bytesMarked.add(bytes, .relaxed)
         }
         let c = centrals + Int(spc.raw)
         let sg = sweepgen
@@ -35,7 +35,7 @@ extension Heap {
     }
 
     func throwOutOfMemory(_ size: Int) -> Never {
-        let msg = "runtime: out of memory: cannot allocate \(size)-byte block (\(load(.heapInuse)) in use)\n"
+        let msg = "runtime: out of memory: cannot allocate \(size)-byte block (\(heapStats.heapInuse.load(.relaxed)) in use)\n"
         msg.withCString { p in _ = write(2, p, strlen(p)) }
         runtimeFatal("out of memory")
     }

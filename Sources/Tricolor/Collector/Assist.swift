@@ -8,16 +8,16 @@ extension Heap {
     /// gcAssistAlloc): first from background credit, then by draining grey objects.
     func assist(_ st: UnsafeMutablePointer<MutatorState>, bytes: UInt) {
         mutatorGCDuties(st)
-        let perByte = Double(bitPattern: UInt64(load(.assistWorkPerByte)))
+        let perByte = Double(bitPattern: UInt64(gcController.assistWorkPerByte.load(.relaxed)))
         st.pointee.assistDebt += Double(bytes) * perByte
         if st.pointee.assistDebt <= 0 { return }
         if cpuLimiterLimiting() { return }
         var owed = UInt(st.pointee.assistDebt)
         // Steal background credit.
-        let credit = load(.bgScanCredit)
+        let credit = marking.bgScanCredit.load(.relaxed)
         if credit > 0 {
             let take = min(credit, owed)
-            if tc_cas(words + HeapWord.bgScanCredit.rawValue, credit, credit - take) {
+            if tc_cas(marking.bgScanCredit.address, credit, credit - take) {
                 owed -= take
                 st.pointee.assistDebt -= Double(take)
             }
@@ -27,7 +27,7 @@ extension Heap {
         let done = drain(&st.pointee.gcw.pointee, budget: max(owed, Heap.overAssistWork), preemptible: true)
         st.pointee.assistDebt -= Double(done)
         let dt = tc_thread_cputime_ns() - t0
-        add(.assistTimeNs, UInt(dt))
+        marking.assistTimeNs.add(UInt(dt), .relaxed)
         limiterAddGC(dt)
         if markWorkerCount == 0 && work.isEmptyApprox {
             markDone(st)
@@ -40,8 +40,8 @@ extension Heap {
     /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
     func reviseAssistRatio() {
         // heapLive bounds the scannable heap from above (Go tracks heapScan exactly).
-        let live = load(.heapLive)
-        let r = pacer.revise(heapLive: live, heapScan: live, scanWorkDone: load(.scanWork), maxStackScan: maxStackScan)
-        store(.assistWorkPerByte, UInt(r.workPerByte.bitPattern))
+        let live = gcController.heapLive.load(.relaxed)
+        let r = pacer.revise(heapLive: live, heapScan: live, scanWorkDone: marking.scanWork.load(.relaxed), maxStackScan: maxStackScan)
+        gcController.assistWorkPerByte.store(UInt(r.workPerByte.bitPattern), .releasing)
     }
 }

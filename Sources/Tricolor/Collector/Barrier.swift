@@ -14,7 +14,7 @@ extension Heap {
             tc_store8_relaxed(st.stackScannedAddress, 1)
             did = true
         }
-        let gen = load(.flushGen)
+        let gen = marking.flushGen.load(.relaxed)
         if tc_load_relaxed(st.flushAckAddress) != gen {
             flushWriteBarrierBuffer(st)
             tc_store_relaxed(st.flushAckAddress, gen)
@@ -42,7 +42,7 @@ extension Heap {
         flushWriteBarrierBuffer(st)
         flushMarkedStats(&st.pointee.gcw.pointee)
         work.putAll(from: &st.pointee.gcw.pointee)
-        tc_store_relaxed(st.flushAckAddress, load(.flushGen))
+        tc_store_relaxed(st.flushAckAddress, marking.flushGen.load(.relaxed))
     }
 
     /// The write barrier's buffer is full: shade its contents (Go's wbBufFlush).

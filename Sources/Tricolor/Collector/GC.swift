@@ -50,7 +50,7 @@ extension Heap {
 
     @inline(__always)
     func maybeTriggerGC(_ st: UnsafeMutablePointer<MutatorState>?) {
-        if load(.heapLive) >= load(.trigger) && phase == .off {
+        if gcController.heapLive.load(.relaxed) >= gcController.trigger.load(.relaxed) && phase == .off {
             gcStart(.heap, caller: st)
         }
     }
@@ -63,13 +63,13 @@ extension Heap {
         // Cycles count as completed once their statistics are published (at the end of
         // pause #2); read the phase first: mark termination bumps the count before it.
         let idle = phase == .off
-        let target = load(.cyclesCompleted) + (idle ? 1 : 2)
+        let target = marking.cyclesCompleted.load(.relaxed) + (idle ? 1 : 2)
         while true {
             // Phase first: mark termination stores NumGC before it turns the phase off.
             let ph = phase
-            let done = load(.cyclesCompleted)
+            let done = marking.cyclesCompleted.load(.relaxed)
             if done >= target { break }
-            if load(.numGC) > done {
+            if marking.numGC.load(.relaxed) > done {
                 // A cycle is publishing its statistics inside its last pause.
                 if let c = caller { gcSafepoint(c) }
                 tc_yield()
@@ -85,8 +85,8 @@ extension Heap {
         // Like runtime.GC, return only when sweeping is complete, including spans other
         // threads are still sweeping, so that MemStats and the heap profile show every
         // free of this cycle. (A cycle started meanwhile by another thread ends the wait.)
-        while tc_load_acquire(words + HeapWord.activeSweepers.rawValue) != 0 && phase == .off {
-            if let c = caller, load(.stopRequested) & Attention.stop != 0 { gcSafepoint(c) }
+        while tc_load_acquire(sweep.activeSweepers.address) != 0 && phase == .off {
+            if let c = caller, sched.attention.load(.relaxed) & Attention.stop != 0 { gcSafepoint(c) }
             tc_yield()
         }
         memProfiler.postSweep()
@@ -96,7 +96,7 @@ extension Heap {
     func gcStart(_ trigger: GCTrigger, caller: UnsafeMutablePointer<MutatorState>?) {
         while true {
             if phase != .off { return }
-            if trigger == .heap && (load(.heapLive) < load(.trigger) || gcDisabled) { return }
+            if trigger == .heap && (gcController.heapLive.load(.relaxed) < gcController.trigger.load(.relaxed) || gcDisabled) { return }
             // Finish the previous cycle's sweep with the world running.
             finishSweep(caller: caller)
             if phase != .off { return }
@@ -107,7 +107,7 @@ extension Heap {
                 if trigger == .forced { return }
                 continue
             }
-            if phase != .off || (trigger == .heap && load(.heapLive) < load(.trigger)) {
+            if phase != .off || (trigger == .heap && gcController.heapLive.load(.relaxed) < gcController.trigger.load(.relaxed)) {
                 startTheWorld(caller)
                 return
             }
@@ -130,26 +130,26 @@ extension Heap {
         while let m = p { releaseAll(m); p = m.pointee.next }
         // The background sweeper is not stopped with the world: bar new sweeps, wait for
         // a span it may be sweeping, then sweep whatever is left (normally nothing).
-        store(.sweepBlocked, 1)
-        while tc_load_acquire(words + HeapWord.activeSweepers.rawValue) != 0 { tc_yield() }
+        sweep.sweepBlocked.store(1, .releasing)
+        while tc_load_acquire(sweep.activeSweepers.address) != 0 { tc_yield() }
         finishSweep(force: true)
         cycle = CycleTrace()
-        cycle.number = Int(load(.numGC)) + 1
+        cycle.number = Int(marking.numGC.load(.relaxed)) + 1
         cycle.tSweepTerm = t0
         cycle.forced = trigger == .forced
-        cycle.heap0 = load(.heapLive)
-        cycle.goal = load(.heapGoal)
-        store(.bytesMarked, 0)
-        store(.scanWork, 0)
-        store(.bgScanCredit, 0)
-        store(.assistTimeNs, 0)
-        store(.bgMarkTimeNs, 0)
-        store(.rootsClaimed, 0)
-        store(.rootsDone, 0)
-        store(.handoffRefused, 0)
-        store(.stackScanBytes, 0)
+        cycle.heap0 = gcController.heapLive.load(.relaxed)
+        cycle.goal = gcController.heapGoal.load(.relaxed)
+        marking.bytesMarked.store(0, .releasing)
+        marking.scanWork.store(0, .releasing)
+        marking.bgScanCredit.store(0, .releasing)
+        marking.assistTimeNs.store(0, .releasing)
+        marking.bgMarkTimeNs.store(0, .releasing)
+        marking.rootsClaimed.store(0, .releasing)
+        marking.rootsDone.store(0, .releasing)
+        marking.handoffRefused.store(0, .releasing)
+        marking.stackScanBytes.store(0, .releasing)
         work.reset()
-        pacer.triggered = load(.heapLive)
+        pacer.triggered = gcController.heapLive.load(.relaxed)
         markStartTime = tc_nanotime()
         reviseAssistRatio()
         // Turn the write barrier on and ask for stack scans.
@@ -163,7 +163,7 @@ extension Heap {
             p = m.pointee.next
         }
         maxStackScan = stackBytes
-        _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.gcDuties))
-        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.mark.rawValue)
+        _ = tc_or64(sched.attention.address, UInt64(Attention.gcDuties))
+        tc_store_release(marking.phase.address, GCPhase.mark.rawValue)
     }
 }

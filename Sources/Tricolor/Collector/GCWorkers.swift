@@ -110,10 +110,10 @@ extension Heap {
                 let t0 = tc_thread_cputime_ns()
                 let done = drain(&gcw, budget: 256 << 10, preemptible: true)
                 let dt = tc_thread_cputime_ns() - t0
-                add(.bgMarkTimeNs, UInt(dt))
-                if done > 0 { add(.bgScanCredit, done) }
+                marking.bgMarkTimeNs.add(UInt(dt), .relaxed)
+                if done > 0 { marking.bgScanCredit.add(done, .relaxed) }
                 if done < 256 << 10 {
-                    if load(.stopRequested) & Attention.stop != 0 { continue }   // preempted, not out of work
+                    if sched.attention.load(.relaxed) & Attention.stop != 0 { continue }   // preempted, not out of work
                     finishMarkOrHandOff(&handoffStart)
                     if phase == .mark { tc_sleep_ns(50_000) }   // waiting for mutators
                     continue
@@ -121,7 +121,7 @@ extension Heap {
                 handoffStart = 0
                 // Go's idle mark workers: while fewer mutators run than there are
                 // CPUs, the spare CPU marks flat out (counted as idle marking).
-                let idle = Int(load(.activeMutators)) + backgroundThreadCountForPacing < gomaxprocs
+                let idle = Int(sched.activeMutators.load(.relaxed)) + backgroundThreadCountForPacing < gomaxprocs
                 if utilization < 1 && !idle {
                     // Fractional: sleep while ahead of the share of wall time since mark start.
                     let wall = Double(tc_nanotime() - wallStart)
@@ -149,21 +149,21 @@ extension Heap {
     /// when a mutator gave it back (`markDone(handoff:)`).
     func finishMarkOrHandOff(_ handoffStart: inout UInt64) {
         let now = tc_nanotime()
-        if load(.handoffRefused) != 0 {
+        if marking.handoffRefused.load(.relaxed) != 0 {
             // A mutator found another mutator's stack unscanned and gave it back: wait
             // for the stacks here, where waiting holds up no mutator.
             handoffStart = 0
             markDone(nil)
             return
         }
-        let pending = load(.stopRequested) & Attention.markDone != 0
+        let pending = sched.attention.load(.relaxed) & Attention.markDone != 0
         if handoffStart != 0 && !pending {
             handoffStart = 0   // a mutator took it (and found work left, or finished)
             return
         }
-        if load(.activeMutators) > 0 && handoffStart == 0 {
+        if sched.activeMutators.load(.relaxed) > 0 && handoffStart == 0 {
             handoffStart = now
-            _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.markDone))
+            _ = tc_or64(sched.attention.address, UInt64(Attention.markDone))
             return
         }
         if handoffStart == 0 || now - handoffStart > 1_000_000 {
@@ -187,7 +187,7 @@ extension Heap {
                 waitWhileWorldStopping()
                 // Like Go's bgsweep, only use a CPU that no mutator wants; otherwise the
                 // mutators sweep on demand and in proportion to their allocation.
-                if Int(load(.activeMutators)) >= gomaxprocs {
+                if Int(sched.activeMutators.load(.relaxed)) >= gomaxprocs {
                     tc_sleep_ns(1_000_000)
                     continue
                 }
@@ -204,7 +204,7 @@ extension Heap {
     /// Background threads are not stopped with the world, but while a stop is pending
     /// they step aside so the CPUs go to the mutators that must reach a safepoint.
     func waitWhileWorldStopping() {
-        if load(.stopRequested) & Attention.stop == 0 { return }
+        if sched.attention.load(.relaxed) & Attention.stop == 0 { return }
         schedLock.lock()
         while stwActive { worldStarted.wait(schedLock) }
         schedLock.unlock()
@@ -232,30 +232,30 @@ extension Heap {
     func paceSweeper(trigger: UInt) {
         if trigger == UInt.max {
             // No trigger (GOGC off, no limit): no deadline to sweep by.
-            store(.sweepPagesPerByte, 0)
+            sweep.sweepPagesPerByte.store(0, .releasing)
             return
         }
-        let heapLive = load(.heapLive)
-        let inUsePages = load(.heapInuse) >> SizeClassTable.pageShiftU
+        let heapLive = gcController.heapLive.load(.relaxed)
+        let inUsePages = heapStats.heapInuse.load(.relaxed) >> SizeClassTable.pageShiftU
         var distance = Int(trigger) - Int(heapLive) - Int(Pacer.sweepMinHeapDistance)
         if distance < 8192 { distance = 8192 }
         let perByte = Double(inUsePages) / Double(distance)
-        store(.sweepPagesPerByte, UInt(perByte.bitPattern))
-        store(.sweepHeapLiveBasis, heapLive)
-        store(.pagesSweptBasis, load(.pagesSwept))
+        sweep.sweepPagesPerByte.store(UInt(perByte.bitPattern), .releasing)
+        sweep.sweepHeapLiveBasis.store(heapLive, .releasing)
+        sweep.pagesSweptBasis.store(sweep.pagesSwept.load(.relaxed), .releasing)
     }
 
     /// Before taking a span, sweep enough pages to stay on schedule.
     func deductSweepCredit(_ spanBytes: UInt) {
-        let perByte = Double(bitPattern: UInt64(load(.sweepPagesPerByte)))
+        let perByte = Double(bitPattern: UInt64(sweep.sweepPagesPerByte.load(.relaxed)))
         if perByte == 0 { return }
-        let live = load(.heapLive)
-        let basis = load(.sweepHeapLiveBasis)
+        let live = gcController.heapLive.load(.relaxed)
+        let basis = sweep.sweepHeapLiveBasis.load(.relaxed)
         let target = perByte * Double(spanBytes + (live > basis ? live - basis : 0))
-        while Double(load(.pagesSwept) &- load(.pagesSweptBasis)) < target {
-            if load(.stopRequested) & Attention.stop != 0 { break }   // don't hold up a pause
+        while Double(sweep.pagesSwept.load(.relaxed) &- sweep.pagesSweptBasis.load(.relaxed)) < target {
+            if sched.attention.load(.relaxed) & Attention.stop != 0 { break }   // don't hold up a pause
             if !sweepOne() {
-                store(.sweepPagesPerByte, 0)
+                sweep.sweepPagesPerByte.store(0, .releasing)
                 break
             }
         }
@@ -265,7 +265,7 @@ extension Heap {
 
     /// Add GC CPU time (assists, pauses × procs) to the limiter's bucket.
     func limiterAddGC(_ ns: UInt64) {
-        _ = tc_fetch_add_relaxed(words + HeapWord.limiterGCNs.rawValue, UInt(ns))
+        _ = tc_fetch_add_relaxed(limiter.gcNs.address, UInt(ns))
     }
 
     /// True when GC has used more than half of the CPU over the recent window; assists
@@ -273,15 +273,15 @@ extension Heap {
     func cpuLimiterLimiting() -> Bool {
         guard pacer.memoryLimit != Int.max else { return false }
         let now = tc_nanotime()
-        let start = UInt64(load(.limiterWindowStart))
+        let start = UInt64(limiter.windowStart.load(.relaxed))
         let window = now - start
-        let gcNs = load(.limiterGCNs)
+        let gcNs = limiter.gcNs.load(.relaxed)
         let capacity = Double(gomaxprocs) * Double(window)
         let gcShare = capacity > 0 ? (Double(gcNs) + Pacer.goalUtilization * capacity) / capacity : 0
         if window > 1_000_000_000 {
             // Start a new window, carrying half of the old one's state.
-            store(.limiterWindowStart, UInt(now - window / 2))
-            store(.limiterGCNs, gcNs / 2)
+            limiter.windowStart.store(UInt(now - window / 2), .releasing)
+            limiter.gcNs.store(gcNs / 2, .releasing)
         }
         return gcShare > 0.5
     }
@@ -301,17 +301,17 @@ extension Heap {
     func finishCycleStats() {
         let wallEnd = tc_walltime_ns()
         statsLock.withLock {
-            let i = Int((load(.numGC) &- 1) % 256)
+            let i = Int((marking.numGC.load(.relaxed) &- 1) % 256)
             pauseNs[i] = cyclePauseNs
             pauseEnd[i] = wallEnd
             pauseTotalNs += cyclePauseNs
             lastGC = wallEnd
             cyclePauseNs = 0
             let procs = UInt64(gomaxprocs)
-            gcCPUNs += (cycle.stw1Ns + cycle.stw2Ns) * procs + UInt64(load(.assistTimeNs)) + UInt64(load(.bgMarkTimeNs))
+            gcCPUNs += (cycle.stw1Ns + cycle.stw2Ns) * procs + UInt64(marking.assistTimeNs.load(.relaxed)) + UInt64(marking.bgMarkTimeNs.load(.relaxed))
         }
-        cycle.assistNs = UInt64(load(.assistTimeNs))
-        cycle.bgNs = UInt64(load(.bgMarkTimeNs))
-        store(.cyclesCompleted, load(.cyclesCompleted) + 1)
+        cycle.assistNs = UInt64(marking.assistTimeNs.load(.relaxed))
+        cycle.bgNs = UInt64(marking.bgMarkTimeNs.load(.relaxed))
+        marking.cyclesCompleted.store(marking.cyclesCompleted.load(.relaxed) + 1, .releasing)
     }
 }

@@ -74,10 +74,10 @@ extension Heap {
     /// world is being stopped, so an assist never holds up a pause for long.
     @discardableResult
     func drain(_ gcw: inout GCWork, budget: UInt = UInt.max, preemptible: Bool = false) -> UInt {
-        _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, 1)
+        _ = tc_fetch_add(marking.activeWorkers.address, 1)
         defer {
             work.putAll(from: &gcw)
-            _ = tc_fetch_add(words + HeapWord.activeWorkers.rawValue, UInt.max)  // -1
+            _ = tc_fetch_add(marking.activeWorkers.address, UInt.max)  // -1
         }
         let startWork = gcw.scanWork
         let ringSize = 16
@@ -90,7 +90,7 @@ extension Heap {
             while gcw.scanWork &- startWork < budget {
                 if preemptible {
                     polls &+= 1
-                    if polls & 63 == 0 && load(.stopRequested) & Attention.stop != 0 { break }
+                    if polls & 63 == 0 && sched.attention.load(.relaxed) & Attention.stop != 0 { break }
                 }
                 if let p = gcw.pop() {
                     tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
@@ -124,13 +124,13 @@ extension Heap {
 
     /// Move a marker's counters into the heap's.
     func flushMarkedStats(_ gcw: inout GCWork) {
-        if gcw.bytesMarked != 0 { add(.bytesMarked, gcw.bytesMarked); gcw.bytesMarked = 0 }
-        if gcw.scanWork != 0 { add(.scanWork, gcw.scanWork); gcw.scanWork = 0 }
+        if gcw.bytesMarked != 0 { marking.bytesMarked.add(gcw.bytesMarked, .relaxed); gcw.bytesMarked = 0 }
+        if gcw.scanWork != 0 { marking.scanWork.add(gcw.scanWork, .relaxed); gcw.scanWork = 0 }
     }
 
     /// Take the job of scanning globals and handles; true for exactly one caller per cycle.
     func claimRoots() -> Bool {
-        tc_load_relaxed(words + HeapWord.rootsClaimed.rawValue) == 0 && tc_cas(words + HeapWord.rootsClaimed.rawValue, 0, 1)
+        tc_load_relaxed(marking.rootsClaimed.address) == 0 && tc_cas(marking.rootsClaimed.address, 0, 1)
     }
 
     func scanGlobalRoots(_ gcw: inout GCWork) {
@@ -141,7 +141,7 @@ extension Heap {
             return globalSlots.bytes + handleSlots.bytes
         }
         gcw.scanWork &+= UInt(bytes)
-        store(.rootsDone, 1)
+        marking.rootsDone.store(1, .releasing)
     }
 
     /// Grey every root slot of a mutator's shadow stack.
@@ -150,7 +150,7 @@ extension Heap {
         let n = st.pointee.stackTop
         for i in 0..<n { greyObject(stack[i], &gcw) }
         gcw.scanWork &+= UInt(n * 8)
-        add(.stackScanBytes, UInt(n * 8))
+        marking.stackScanBytes.add(UInt(n * 8), .relaxed)
     }
 
     /// Shade a pointer from outside any marker (handle creation and release while marking).

@@ -34,7 +34,7 @@ extension Heap {
     func markDone(_ caller: UnsafeMutablePointer<MutatorState>?, handoff: Bool = false) {
         guard markDoneLock.tryLock() else { return }
         defer { markDoneLock.unlock() }
-        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
+        _ = tc_and64(sched.attention.address, ~UInt64(Attention.markDone))
         // While it waits for other mutators, the caller counts as blocked.
         if let c = caller {
             mutatorGCDuties(c)
@@ -43,12 +43,12 @@ extension Heap {
         }
         defer { if let c = caller { exitBlocking(c) } }
         while phase == .mark {
-            if !work.isEmptyApprox || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 || load(.rootsDone) == 0 { return }
+            if !work.isEmptyApprox || tc_load_relaxed(marking.activeWorkers.address) != 0 || marking.rootsDone.load(.relaxed) == 0 { return }
             let published = work.publishedCount
             // Ragged barrier: every mutator flushes its buffer and scans its stack.
-            let gen = load(.flushGen) + 1
-            store(.flushGen, gen)
-            _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.gcDuties))
+            let gen = marking.flushGen.load(.relaxed) + 1
+            marking.flushGen.store(gen, .releasing)
+            _ = tc_or64(sched.attention.address, UInt64(Attention.gcDuties))
             schedLock.lock()
             requestSafepoints()
             let barrierStart = tc_nanotime()
@@ -79,8 +79,8 @@ extension Heap {
                 if handoff {
                     let waited = tc_nanotime() - barrierStart
                     if waited >= Heap.handoffBarrierWaitNs {
-                        store(.handoffRefused, 1)
-                        add(.handoffsRefused, 1)
+                        marking.handoffRefused.store(1, .releasing)
+                        marking.handoffsRefused.add(1, .relaxed)
                         schedLock.unlock()
                         return
                     }
@@ -104,7 +104,7 @@ extension Heap {
                 flushMutatorGCWork(m)
                 p = m.pointee.next
             }
-            if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(words + HeapWord.activeWorkers.rawValue) != 0 { restart = true }
+            if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(marking.activeWorkers.address) != 0 { restart = true }
             if restart {
                 // Something turned grey after the ragged barrier (Go's issue 27993 case).
                 recordPause(tc_nanotime() - t0)
@@ -129,8 +129,8 @@ extension Heap {
     /// Pause #2, with the world stopped and no grey objects left.
     private func markTermination(start t0: UInt64) {
         cycle.tMarkTerm = t0
-        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.markTermination.rawValue)
-        cycle.heap1 = load(.heapLive)
+        tc_store_release(marking.phase.address, GCPhase.markTermination.rawValue)
+        cycle.heap1 = gcController.heapLive.load(.relaxed)
         var p = mutators
         while let m = p {
             releaseAll(m)
@@ -138,35 +138,35 @@ extension Heap {
             m.pointee.assistDebt = 0
             p = m.pointee.next
         }
-        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.gcDuties))
+        _ = tc_and64(sched.attention.address, ~UInt64(Attention.gcDuties))
         if configuration.checkmark { verifyMarks() }
-        let marked = load(.bytesMarked)
+        let marked = marking.bytesMarked.load(.relaxed)
         cycle.heap2 = marked
         // Pacer: measure this cycle, then set the next goal and trigger.
         let now = tc_nanotime()
         let markWall = Double(max(1, now - markStartTime))
         let procs = Double(gomaxprocs)
-        let u = Pacer.goalUtilization + Double(load(.assistTimeNs)) / (markWall * procs)
-        pacer.endCycle(heapLive: load(.heapLive), u: min(u, 0.99), idleU: 0, scanWork: load(.scanWork))
+        let u = Pacer.goalUtilization + Double(marking.assistTimeNs.load(.relaxed)) / (markWall * procs)
+        pacer.endCycle(heapLive: gcController.heapLive.load(.relaxed), u: min(u, 0.99), idleU: 0, scanWork: marking.scanWork.load(.relaxed))
         pacer.heapMarked = marked
-        pacer.lastHeapScan = load(.scanWork) &- min(load(.scanWork), load(.stackScanBytes))
-        pacer.lastStackScan = load(.stackScanBytes)
+        pacer.lastHeapScan = marking.scanWork.load(.relaxed) &- min(marking.scanWork.load(.relaxed), marking.stackScanBytes.load(.relaxed))
+        pacer.lastStackScan = marking.stackScanBytes.load(.relaxed)
         pacer.globalsScan = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
         pacer.triggered = UInt.max
         cycle.stacks = maxStackScan
         cycle.globals = pacer.globalsScan
-        store(.heapLive, marked)
+        gcController.heapLive.store(marked, .releasing)
         p = mutators
         while let m = p { shrinkStack(m); p = m.pointee.next }
         memProfiler.nextCycle()
-        store(.sweepgen, UInt(sweepgen &+ 2))
-        store(.pagesSwept, 0)
-        store(.sweepIndex, 0)
-        store(.sweepBlocked, 0)
+        sweep.sweepgen.store(UInt(sweepgen &+ 2), .releasing)
+        sweep.pagesSwept.store(0, .releasing)
+        sweep.sweepIndex.store(0, .releasing)
+        sweep.sweepBlocked.store(0, .releasing)
         // NumGC before the phase: a thread that sees the phase off sees the new count.
-        store(.numGC, load(.numGC) + 1)
+        marking.numGC.store(marking.numGC.load(.relaxed) + 1, .releasing)
         commitPacer(isSweepDone: false)
-        tc_store_release(words + HeapWord.gcPhase.rawValue, GCPhase.off.rawValue)
+        tc_store_release(marking.phase.address, GCPhase.off.rawValue)
         if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
     }
 

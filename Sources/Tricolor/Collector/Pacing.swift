@@ -4,10 +4,10 @@ import Glibc
 extension Heap {
     func commitPacer(isSweepDone: Bool) {
         refreshPacerMemoryInputs()
-        pacer.commit(isSweepDone: isSweepDone, heapLive: load(.heapLive))
+        pacer.commit(isSweepDone: isSweepDone, heapLive: gcController.heapLive.load(.relaxed))
         let (trig, goal) = pacer.trigger()
-        store(.trigger, gcDisabled ? UInt.max : trig)
-        store(.heapGoal, goal)
+        gcController.trigger.store(gcDisabled ? UInt.max : trig, .releasing)
+        gcController.heapGoal.store(goal, .releasing)
         paceSweeper(trigger: trig)
     }
 
@@ -16,24 +16,24 @@ extension Heap {
     /// heap has grown since the last computation.
     func refreshMemoryLimitTrigger() {
         guard pacer.memoryLimit != Int.max, phase == .off else { return }
-        let sys = load(.heapSys)
-        if sys == load(.limitTriggerHeapSys) { return }
+        let sys = heapStats.heapSys.load(.relaxed)
+        if sys == gcController.limitTriggerHeapSys.load(.relaxed) { return }
         statsLock.withLock {
-            store(.limitTriggerHeapSys, sys)
+            gcController.limitTriggerHeapSys.store(sys, .releasing)
             refreshPacerMemoryInputs()
             let (trig, goal) = pacer.trigger()
-            store(.trigger, trig)
-            store(.heapGoal, goal)
+            gcController.trigger.store(trig, .releasing)
+            gcController.heapGoal.store(goal, .releasing)
         }
     }
 
     func refreshPacerMemoryInputs() {
-        let heapSys = load(.heapSys)
-        let inuse = load(.heapInuse)
+        let heapSys = heapStats.heapSys.load(.relaxed)
+        let inuse = heapStats.heapInuse.load(.relaxed)
         let metadata = UInt(heapLock.withLock { spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8 })
-        let released = load(.heapReleased)
+        let released = heapStats.heapReleased.load(.relaxed)
         pacer.mappedReady = heapSys + metadata - released
         pacer.heapFree = heapSys - inuse - min(heapSys - inuse, released)
-        pacer.heapAlloc = load(.heapLive)
+        pacer.heapAlloc = gcController.heapLive.load(.relaxed)
     }
 }

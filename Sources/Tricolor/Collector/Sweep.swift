@@ -22,8 +22,8 @@ extension Heap {
     func sweepSpan(_ s: UnsafeMutablePointer<MSpan>, preserve: Bool) -> Bool {
         let sg = sweepgen
         precondition(s.loadSweepgen() == sg &- 1, "tricolor: sweeping a span not owned by the sweeper (sweepgen \(s.loadSweepgen()), heap \(sg))")
-        add(.pagesSwept, s.pointee.npages)
-        add(.spansSwept, 1)
+        sweep.pagesSwept.add(s.pointee.npages, .relaxed)
+        heapStats.spansSwept.add(1, .relaxed)
         let spc = s.pointee.spanClass
         if s.pointee.hasSpecials != 0 { memProfiler.sweepSpecials(s) }
         let freeHook = currentHooks()?.onFree
@@ -43,8 +43,8 @@ extension Heap {
                 freeHook(FreeEvent(address: s.pointee.startAddr, slotSize: bytes, sizeClass: 0,
                                    typeName: typeName(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit)))
             }
-            add(.largeFreeCount, 1)
-            add(.largeFreeBytes, s.pointee.npages << SizeClassTable.pageShiftU)
+            heapStats.largeFreeCount.add(1, .relaxed)
+            heapStats.largeFreeBytes.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
             if configuration.clobberFree { clobber(s.pointee.startAddr, size) }
             freeSpan(s)
             return false
@@ -118,8 +118,8 @@ extension Heap {
 
     /// Count the calling thread as a sweeper (activeSweepers), which sweep termination
     /// and `collect()` wait out. Never park in between.
-    @inline(__always) func sweeperEnter() { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, 1) }
-    @inline(__always) func sweeperExit() { _ = tc_fetch_add(words + HeapWord.activeSweepers.rawValue, UInt.max) }
+    @inline(__always) func sweeperEnter() { _ = tc_fetch_add(sweep.activeSweepers.address, 1) }
+    @inline(__always) func sweeperExit() { _ = tc_fetch_add(sweep.activeSweepers.address, UInt.max) }
 
     /// The free hook, for each dead slot in one 64-slot word of a span being swept.
     @inline(never)
@@ -147,11 +147,11 @@ extension Heap {
         // sweep termination has begun only it may sweep (force).
         sweeperEnter()
         defer { sweeperExit() }
-        if !force && (phase != .off || load(.sweepBlocked) != 0) { return false }
+        if !force && (phase != .off || sweep.sweepBlocked.load(.relaxed) != 0) { return false }
         // Walk the (span class, partial/full) unswept sets with an index that only moves
         // forward within a sweep phase (Go's sweep.centralIndex).
         let sg = sweepgen
-        let indexWord = words + HeapWord.sweepIndex.rawValue
+        let indexWord = sweep.sweepIndex.address
         while true {
             let i = tc_load_acquire(indexWord)
             if i >= UInt(2 * SpanClass.count) { return false }
@@ -180,7 +180,7 @@ extension Heap {
         defer { scavengeForMemoryLimit() }
         var n = 0
         while true {
-            if let c = caller, load(.stopRequested) & Attention.stop != 0 {
+            if let c = caller, sched.attention.load(.relaxed) & Attention.stop != 0 {
                 gcSafepoint(c)
                 if phase != .off { break }
             }

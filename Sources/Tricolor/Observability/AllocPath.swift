@@ -140,10 +140,10 @@ extension Heap {
         }
         return AllocPathStats(
             enabled: configuration.allocPathStats, levels: levels,
-            spansCreated: UInt64(load(.spansCreated)), spansCached: UInt64(load(.spansCached)),
-            spansUncached: UInt64(load(.spansUncached)), spansSwept: UInt64(load(.spansSwept)),
-            spansFreed: UInt64(load(.spansFreed)), heapGrows: UInt64(load(.heapGrows)),
-            heapGrowBytes: UInt64(load(.heapGrowBytes)), bytesReturnedToOS: UInt64(load(.bytesReturnedToOS)),
+            spansCreated: UInt64(heapStats.spansCreated.load(.relaxed)), spansCached: UInt64(heapStats.spansCached.load(.relaxed)),
+            spansUncached: UInt64(heapStats.spansUncached.load(.relaxed)), spansSwept: UInt64(heapStats.spansSwept.load(.relaxed)),
+            spansFreed: UInt64(heapStats.spansFreed.load(.relaxed)), heapGrows: UInt64(heapStats.heapGrows.load(.relaxed)),
+            heapGrowBytes: UInt64(heapStats.heapGrowBytes.load(.relaxed)), bytesReturnedToOS: UInt64(heapStats.bytesReturnedToOS.load(.relaxed)),
             locks: LockWaits.snapshot())
     }
 

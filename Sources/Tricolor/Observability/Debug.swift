@@ -74,10 +74,10 @@ extension Heap {
     public var debugSweepgen: UInt32 { sweepgen }
 
     /// The trigger and goal the pacer has set, in bytes.
-    public var debugTriggerAndGoal: (trigger: UInt, goal: UInt) { (load(.trigger), load(.heapGoal)) }
+    public var debugTriggerAndGoal: (trigger: UInt, goal: UInt) { (gcController.trigger.load(.relaxed), gcController.heapGoal.load(.relaxed)) }
 
     /// heapLive, Go's estimate of the live heap plus allocation since the last mark.
-    public var debugHeapLive: UInt { load(.heapLive) }
+    public var debugHeapLive: UInt { gcController.heapLive.load(.relaxed) }
 
     /// Check every component's invariants (heap, page allocator, spans in central lists).
     public func checkInvariants() {

@@ -69,7 +69,7 @@ extension Heap {
         var box: HookBox? = make(hooksLock.withLock { hooks })
         if box?.onAlloc == nil && box?.onFree == nil { box = nil }
         hooksLock.withLock { hooks = box }
-        tc_store_release(words + HeapWord.hooksInstalled.rawValue, box == nil ? 0 : 1)
+        tc_store_release(flags.hooksInstalled.address, box == nil ? 0 : 1)
         allocHookInstalled = box?.onAlloc != nil
         var p = mutators
         while let m = p {
@@ -82,7 +82,7 @@ extension Heap {
     /// The hooks, if any are installed (one atomic load when none are).
     @inline(__always)
     func currentHooks() -> HookBox? {
-        if tc_load_acquire(words + HeapWord.hooksInstalled.rawValue) == 0 { return nil }
+        if tc_load_acquire(flags.hooksInstalled.address) == 0 { return nil }
         return hooksLock.withLock { hooks }
     }
 

@@ -100,9 +100,9 @@ extension Heap {
             }
             m.bySize.append(.init(size: UInt32(size), mallocs: a, frees: f))
         }
-        mallocs += UInt64(load(.largeAllocCount)); frees += UInt64(load(.largeFreeCount))
-        totalAlloc += UInt64(load(.largeAllocBytes)); totalFree += UInt64(load(.largeFreeBytes))
-        let tinyAllocs = UInt64(load(.tinyAllocCount) + tiny)
+        mallocs += UInt64(heapStats.largeAllocCount.load(.relaxed)); frees += UInt64(heapStats.largeFreeCount.load(.relaxed))
+        totalAlloc += UInt64(heapStats.largeAllocBytes.load(.relaxed)); totalFree += UInt64(heapStats.largeFreeBytes.load(.relaxed))
+        let tinyAllocs = UInt64(heapStats.tinyAllocCount.load(.relaxed) + tiny)
         // Go counts tiny allocations as both allocated and freed: the 16-byte blocks are
         // the heap objects.
         m.mallocs = mallocs + tinyAllocs
@@ -111,10 +111,10 @@ extension Heap {
         m.heapAlloc = totalAlloc - totalFree
         m.alloc = m.heapAlloc
         m.heapObjects = m.mallocs - m.frees
-        m.heapSys = UInt64(load(.heapSys))
-        m.heapInuse = UInt64(load(.heapInuse))
+        m.heapSys = UInt64(heapStats.heapSys.load(.relaxed))
+        m.heapInuse = UInt64(heapStats.heapInuse.load(.relaxed))
         m.heapIdle = m.heapSys - m.heapInuse
-        m.heapReleased = UInt64(load(.heapReleased))
+        m.heapReleased = UInt64(heapStats.heapReleased.load(.relaxed))
         m.stackInuse = UInt64(stacks)
         m.stackSys = UInt64(stacks)
         heapLock.withLock {
@@ -126,7 +126,7 @@ extension Heap {
         m.mCacheSys = m.mCacheInuse
         m.otherSys = UInt64(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes }) + UInt64(typesLock.withLock { typeNames.count } * MemoryLayout<TypeInfo>.stride)
         m.sys = m.heapSys + m.stackSys + m.mSpanSys + m.mCacheSys + m.gcSys + m.otherSys
-        let goal = load(.heapGoal)
+        let goal = gcController.heapGoal.load(.relaxed)
         m.nextGC = goal == UInt.max ? 0 : UInt64(goal)
         statsLock.withLock {
             m.lastGC = lastGC
@@ -136,7 +136,7 @@ extension Heap {
             m.numForcedGC = numForcedGC
             m.gcCPUFraction = gcCPUFraction
         }
-        m.numGC = UInt32(load(.numGC))
+        m.numGC = UInt32(marking.numGC.load(.relaxed))
         m.enableGC = pacer.gcPercent != nil
         return m
     }
@@ -153,18 +153,18 @@ extension Heap {
     public func gcStats() -> GCStats {
         statsLock.withLock {
             var s = GCStats()
-            s.numGC = Int(load(.numGC))
+            s.numGC = Int(marking.numGC.load(.relaxed))
             s.lastGC = lastGC
             s.pauseTotal = pauseTotalNs
-            let n = min(Int(load(.numGC)), 256)
+            let n = min(Int(marking.numGC.load(.relaxed)), 256)
             // Most recent first, as in Go.
             for k in 0..<n {
-                let i = Int((load(.numGC) &- 1 &- UInt(k)) % 256)
+                let i = Int((marking.numGC.load(.relaxed) &- 1 &- UInt(k)) % 256)
                 s.pause.append(pauseNs[i])
                 s.pauseEnd.append(pauseEnd[i])
             }
             s.allPauses = pauses
-            s.stopRescues = Int(load(.stopRescues))
+            s.stopRescues = Int(sched.stopRescues.load(.relaxed))
             return s
         }
     }

@@ -49,9 +49,9 @@ extension Heap {
         setCacheMode(st)
         initSampling(st)
         if configuration.allocPathStats && st.pointee.pathCounters == nil { st.pointee.pathCounters = AllocPathCounters() }
-        add(.activeMutators, 1)
+        sched.activeMutators.add(1, .relaxed)
         tc_store8_relaxed(st.stackScannedAddress, 1)
-        tc_store_relaxed(st.flushAckAddress, load(.flushGen))
+        tc_store_relaxed(st.flushAckAddress, marking.flushGen.load(.relaxed))
         st.pointee.assistDebt = 0
         st.pointee.status = .running
         st.pointee.threadID = tc_thread_id()
@@ -125,7 +125,7 @@ extension Heap {
         st.pointee.status = .detached
         st.pointee.stackTop = 0
         st.storeFlags(MutatorState.flagDetached | (checked ? MutatorState.flagChecked : 0))
-        sub(.activeMutators, 1)
+        sched.activeMutators.sub(1, .relaxed)
         st.pointee.next = freeMutators
         freeMutators = st
         statusChanged()
@@ -158,5 +158,5 @@ extension Heap {
         }
     }
 
-    var phase: GCPhase { GCPhase(rawValue: tc_load_acquire(words + HeapWord.gcPhase.rawValue))! }
+    var phase: GCPhase { GCPhase(rawValue: tc_load_acquire(marking.phase.address))! }
 }

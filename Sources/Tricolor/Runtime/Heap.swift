@@ -179,12 +179,12 @@ public final class Heap: @unchecked Sendable {
 
         globalSlots = RootSlotTable()
         handleSlots = RootSlotTable()
-        words[HeapWord.sweepgen.rawValue] = 0
-        words[HeapWord.limiterWindowStart.rawValue] = UInt(tc_nanotime())
+        sweep.sweepgen.store(0, .relaxed)
+        limiter.windowStart.store(UInt(tc_nanotime()), .relaxed)
         pacer.commit(isSweepDone: true, heapLive: 0)
         let (trig, goal) = pacer.trigger()
-        words[HeapWord.trigger.rawValue] = gcDisabled ? UInt.max : trig
-        words[HeapWord.heapGoal.rawValue] = goal
+        gcController.trigger.store(gcDisabled ? UInt.max : trig, .relaxed)
+        gcController.heapGoal.store(goal, .relaxed)
     }
 
     let reservationStart: UnsafeMutableRawPointer
@@ -239,7 +239,7 @@ public final class Heap: @unchecked Sendable {
     @inline(__always) func store(_ w: HeapWord, _ v: UInt) { tc_store_release(words + w.rawValue, v) }
     @inline(__always) func add(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, v) }
     @inline(__always) func sub(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, 0 &- v) }
-    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: tc_load_acquire(words + HeapWord.sweepgen.rawValue)) }
+    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: tc_load_acquire(sweep.sweepgen.address)) }
 
     // MARK: types
 

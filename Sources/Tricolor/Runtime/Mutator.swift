@@ -98,7 +98,7 @@ struct MutatorState {
         stackCap = MutatorState.initialStackSlots
         shared = .allocate(capacity: 1)
         shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0))
-        stopFlag = heap.words + HeapWord.stopRequested.rawValue
+        stopFlag = heap.sched.attention.address
         wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
         gcw = .allocate(capacity: 1)
         gcw.initialize(to: GCWork(capacity: 256))

@@ -20,16 +20,16 @@ extension Heap {
         }
         stwActive = true
         let requested = tc_nanotime()
-        _ = tc_or64(words + HeapWord.stopRequested.rawValue, UInt64(Attention.stop))
+        _ = tc_or64(sched.attention.address, UInt64(Attention.stop))
         requestSafepoints()
         caller?.pointee.status = .parked
         // 1. A mutator on a CPU answers within a microsecond or so; waiting for that on
         //    the condition variable would add a futex wake-up (10–60 µs on this kind of
         //    VM) to the pause. Spin briefly on the park count first.
         if anyMutatorRunning() {
-            let parks = load(.parkEvents)
+            let parks = sched.parkEvents.load(.relaxed)
             schedLock.unlock()
-            while load(.parkEvents) == parks && tc_nanotime() < requested + 30_000 { tc_pause() }
+            while sched.parkEvents.load(.relaxed) == parks && tc_nanotime() < requested + 30_000 { tc_pause() }
             schedLock.lock()
         }
         // 2. Wait until the rescue deadline.
@@ -74,7 +74,7 @@ extension Heap {
             }
             p = m.rawNext
         }
-        if pulled > 0 { add(.stopRescues, 1) }
+        if pulled > 0 { sched.stopRescues.add(1, .relaxed) }
         return pulled
     }
 
@@ -99,7 +99,7 @@ extension Heap {
     /// A mutator left the running state (parked, blocking, detached): wake whoever waits
     /// for that, and end the spin of a stopper (`parkEvents`). Sched lock held.
     func statusChanged() {
-        add(.parkEvents, 1)
+        sched.parkEvents.add(1, .relaxed)
         stateChanged.broadcast()
     }
 
@@ -122,12 +122,12 @@ extension Heap {
 
     /// Whether a stop-the-world is requested or in force (a relaxed read of the
     /// attention word; for tests and spin loops).
-    var stopPending: Bool { load(.stopRequested) & Attention.stop != 0 }
+    var stopPending: Bool { sched.attention.load(.relaxed) & Attention.stop != 0 }
 
     func startTheWorld(_ caller: UnsafeMutablePointer<MutatorState>?) {
         schedLock.lock()
         stwActive = false
-        _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.stop))
+        _ = tc_and64(sched.attention.address, ~UInt64(Attention.stop))
         caller?.pointee.status = .running
         worldStarted.broadcast()
         schedLock.unlock()
@@ -159,24 +159,24 @@ extension Heap {
     /// `safepoint()`, holding nothing, and may run mark termination if the background
     /// worker handed it over (`Attention.markDone`).
     func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true, mayFinishMark: Bool = false) {
-        let a = load(.stopRequested)
+        let a = sched.attention.load(.relaxed)
         if a & Attention.gcDuties != 0 { mutatorGCDuties(st, scanStack: full) }
         if a & Attention.stop != 0 { park(st) }
         if a & Attention.markDone != 0 {
             if phase == .off {
                 // Set by a worker that saw the mark phase just before it ended.
-                _ = tc_and64(words + HeapWord.stopRequested.rawValue, ~UInt64(Attention.markDone))
+                _ = tc_and64(sched.attention.address, ~UInt64(Attention.markDone))
             } else if mayFinishMark && phase == .mark {
-                add(.markHandoffsTaken, 1)
+                marking.markHandoffsTaken.add(1, .relaxed)
                 markDone(st, handoff: true)
             }
         }
     }
 
     func enterBlocking(_ st: UnsafeMutablePointer<MutatorState>) {
-        if load(.stopRequested) & Attention.gcDuties != 0 { mutatorGCDuties(st) }
+        if sched.attention.load(.relaxed) & Attention.gcDuties != 0 { mutatorGCDuties(st) }
         schedLock.lock()
-        sub(.activeMutators, 1)
+        sched.activeMutators.sub(1, .relaxed)
         st.pointee.status = .blocking
         statusChanged()
         schedLock.unlock()
@@ -186,7 +186,7 @@ extension Heap {
         schedLock.lock()
         while stwActive { worldStarted.wait(schedLock) }
         st.pointee.status = .running
-        add(.activeMutators, 1)
+        sched.activeMutators.add(1, .relaxed)
         schedLock.unlock()
     }
 }
