@@ -17,7 +17,7 @@ extension Heap {
         let credit = marking.bgScanCredit.load(.relaxed)
         if credit > 0 {
             let take = min(credit, owed)
-            if tc_cas(marking.bgScanCredit.address, credit, credit - take) {
+            if marking.bgScanCredit.compareExchange(expected: credit, desired: credit - take) {
                 owed -= take
                 st.pointee.assistDebt -= Double(take)
             }

@@ -85,7 +85,7 @@ extension Heap {
         // Like runtime.GC, return only when sweeping is complete, including spans other
         // threads are still sweeping, so that MemStats and the heap profile show every
         // free of this cycle. (A cycle started meanwhile by another thread ends the wait.)
-        while tc_load_acquire(sweep.activeSweepers.address) != 0 && phase == .off {
+        while sweep.activeSweepers.load(.acquiring) != 0 && phase == .off {
             if let c = caller, sched.attention.load(.relaxed) & Attention.stop != 0 { gcSafepoint(c) }
             tc_yield()
         }
@@ -131,7 +131,7 @@ extension Heap {
         // The background sweeper is not stopped with the world: bar new sweeps, wait for
         // a span it may be sweeping, then sweep whatever is left (normally nothing).
         sweep.sweepBlocked.store(1, .releasing)
-        while tc_load_acquire(sweep.activeSweepers.address) != 0 { tc_yield() }
+        while sweep.activeSweepers.load(.acquiring) != 0 { tc_yield() }
         finishSweep(force: true)
         cycle = CycleTrace()
         cycle.number = Int(marking.numGC.load(.relaxed)) + 1
@@ -163,7 +163,7 @@ extension Heap {
             p = m.pointee.next
         }
         maxStackScan = stackBytes
-        _ = tc_or64(sched.attention.address, UInt64(Attention.gcDuties))
-        tc_store_release(marking.phase.address, GCPhase.mark.rawValue)
+        sched.attention.fetchOr(Attention.gcDuties)
+        marking.phase.store(GCPhase.mark.rawValue, .releasing)
     }
 }

@@ -163,7 +163,7 @@ extension Heap {
         }
         if sched.activeMutators.load(.relaxed) > 0 && handoffStart == 0 {
             handoffStart = now
-            _ = tc_or64(sched.attention.address, UInt64(Attention.markDone))
+            sched.attention.fetchOr(Attention.markDone)
             return
         }
         if handoffStart == 0 || now - handoffStart > 1_000_000 {
@@ -265,7 +265,7 @@ extension Heap {
 
     /// Add GC CPU time (assists, pauses × procs) to the limiter's bucket.
     func limiterAddGC(_ ns: UInt64) {
-        _ = tc_fetch_add_relaxed(limiter.gcNs.address, UInt(ns))
+        limiter.gcNs.add(UInt(ns), .relaxed)
     }
 
     /// True when GC has used more than half of the CPU over the recent window; assists

@@ -74,10 +74,10 @@ extension Heap {
     /// world is being stopped, so an assist never holds up a pause for long.
     @discardableResult
     func drain(_ gcw: inout GCWork, budget: UInt = UInt.max, preemptible: Bool = false) -> UInt {
-        _ = tc_fetch_add(marking.activeWorkers.address, 1)
+        marking.activeWorkers.add(1, .acquiringAndReleasing)
         defer {
             work.putAll(from: &gcw)
-            _ = tc_fetch_add(marking.activeWorkers.address, UInt.max)  // -1
+            marking.activeWorkers.sub(1, .acquiringAndReleasing)  // -1
         }
         let startWork = gcw.scanWork
         let ringSize = 16
@@ -130,7 +130,7 @@ extension Heap {
 
     /// Take the job of scanning globals and handles; true for exactly one caller per cycle.
     func claimRoots() -> Bool {
-        tc_load_relaxed(marking.rootsClaimed.address) == 0 && tc_cas(marking.rootsClaimed.address, 0, 1)
+        marking.rootsClaimed.load(.relaxed) == 0 && marking.rootsClaimed.compareExchange(expected: 0, desired: 1)
     }
 
     func scanGlobalRoots(_ gcw: inout GCWork) {

@@ -34,7 +34,7 @@ extension Heap {
     func markDone(_ caller: UnsafeMutablePointer<MutatorState>?, handoff: Bool = false) {
         guard markDoneLock.tryLock() else { return }
         defer { markDoneLock.unlock() }
-        _ = tc_and64(sched.attention.address, ~UInt64(Attention.markDone))
+        sched.attention.fetchAnd(~Attention.markDone)
         // While it waits for other mutators, the caller counts as blocked.
         if let c = caller {
             mutatorGCDuties(c)
@@ -43,12 +43,12 @@ extension Heap {
         }
         defer { if let c = caller { exitBlocking(c) } }
         while phase == .mark {
-            if !work.isEmptyApprox || tc_load_relaxed(marking.activeWorkers.address) != 0 || marking.rootsDone.load(.relaxed) == 0 { return }
+            if !work.isEmptyApprox || marking.activeWorkers.load(.relaxed) != 0 || marking.rootsDone.load(.relaxed) == 0 { return }
             let published = work.publishedCount
             // Ragged barrier: every mutator flushes its buffer and scans its stack.
             let gen = marking.flushGen.load(.relaxed) + 1
             marking.flushGen.store(gen, .releasing)
-            _ = tc_or64(sched.attention.address, UInt64(Attention.gcDuties))
+            sched.attention.fetchOr(Attention.gcDuties)
             schedLock.lock()
             requestSafepoints()
             let barrierStart = tc_nanotime()
@@ -104,7 +104,7 @@ extension Heap {
                 flushMutatorGCWork(m)
                 p = m.pointee.next
             }
-            if !work.isEmptyApprox || work.publishedCount != published || tc_load_relaxed(marking.activeWorkers.address) != 0 { restart = true }
+            if !work.isEmptyApprox || work.publishedCount != published || marking.activeWorkers.load(.relaxed) != 0 { restart = true }
             if restart {
                 // Something turned grey after the ragged barrier (Go's issue 27993 case).
                 recordPause(tc_nanotime() - t0)
@@ -129,7 +129,7 @@ extension Heap {
     /// Pause #2, with the world stopped and no grey objects left.
     private func markTermination(start t0: UInt64) {
         cycle.tMarkTerm = t0
-        tc_store_release(marking.phase.address, GCPhase.markTermination.rawValue)
+        marking.phase.store(GCPhase.markTermination.rawValue, .releasing)
         cycle.heap1 = gcController.heapLive.load(.relaxed)
         var p = mutators
         while let m = p {
@@ -138,7 +138,7 @@ extension Heap {
             m.pointee.assistDebt = 0
             p = m.pointee.next
         }
-        _ = tc_and64(sched.attention.address, ~UInt64(Attention.gcDuties))
+        sched.attention.fetchAnd(~Attention.gcDuties)
         if configuration.checkmark { verifyMarks() }
         let marked = marking.bytesMarked.load(.relaxed)
         cycle.heap2 = marked
@@ -166,7 +166,7 @@ extension Heap {
         // NumGC before the phase: a thread that sees the phase off sees the new count.
         marking.numGC.store(marking.numGC.load(.relaxed) + 1, .releasing)
         commitPacer(isSweepDone: false)
-        tc_store_release(marking.phase.address, GCPhase.off.rawValue)
+        marking.phase.store(GCPhase.off.rawValue, .releasing)
         if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
     }
 

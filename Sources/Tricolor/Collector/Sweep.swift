@@ -118,8 +118,8 @@ extension Heap {
 
     /// Count the calling thread as a sweeper (activeSweepers), which sweep termination
     /// and `collect()` wait out. Never park in between.
-    @inline(__always) func sweeperEnter() { _ = tc_fetch_add(sweep.activeSweepers.address, 1) }
-    @inline(__always) func sweeperExit() { _ = tc_fetch_add(sweep.activeSweepers.address, UInt.max) }
+    @inline(__always) func sweeperEnter() { sweep.activeSweepers.add(1, .acquiringAndReleasing) }
+    @inline(__always) func sweeperExit() { sweep.activeSweepers.sub(1, .acquiringAndReleasing) }
 
     /// The free hook, for each dead slot in one 64-slot word of a span being swept.
     @inline(never)

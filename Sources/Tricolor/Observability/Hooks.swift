@@ -82,7 +82,7 @@ extension Heap {
     /// The hooks, if any are installed (one atomic load when none are).
     @inline(__always)
     func currentHooks() -> HookBox? {
-        if tc_load_acquire(flags.hooksInstalled.address) == 0 { return nil }
+        if flags.hooksInstalled.load(.acquiring) == 0 { return nil }
         return hooksLock.withLock { hooks }
     }
 

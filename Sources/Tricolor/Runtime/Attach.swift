@@ -158,5 +158,5 @@ extension Heap {
         }
     }
 
-    var phase: GCPhase { GCPhase(rawValue: tc_load_acquire(marking.phase.address))! }
+    var phase: GCPhase { GCPhase(rawValue: marking.phase.load(.acquiring))! }
 }

@@ -239,7 +239,7 @@ public final class Heap: @unchecked Sendable {
     @inline(__always) func store(_ w: HeapWord, _ v: UInt) { tc_store_release(words + w.rawValue, v) }
     @inline(__always) func add(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, v) }
     @inline(__always) func sub(_ w: HeapWord, _ v: UInt) { _ = tc_fetch_add_relaxed(words + w.rawValue, 0 &- v) }
-    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: tc_load_acquire(sweep.sweepgen.address)) }
+    var sweepgen: UInt32 { UInt32(truncatingIfNeeded: sweep.sweepgen.load(.acquiring)) }
 
     // MARK: types
 

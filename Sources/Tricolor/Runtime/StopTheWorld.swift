@@ -20,7 +20,7 @@ extension Heap {
         }
         stwActive = true
         let requested = tc_nanotime()
-        _ = tc_or64(sched.attention.address, UInt64(Attention.stop))
+        sched.attention.fetchOr(Attention.stop)
         requestSafepoints()
         caller?.pointee.status = .parked
         // 1. A mutator on a CPU answers within a microsecond or so; waiting for that on
@@ -127,7 +127,7 @@ extension Heap {
     func startTheWorld(_ caller: UnsafeMutablePointer<MutatorState>?) {
         schedLock.lock()
         stwActive = false
-        _ = tc_and64(sched.attention.address, ~UInt64(Attention.stop))
+        sched.attention.fetchAnd(~Attention.stop)
         caller?.pointee.status = .running
         worldStarted.broadcast()
         schedLock.unlock()
@@ -165,7 +165,7 @@ extension Heap {
         if a & Attention.markDone != 0 {
             if phase == .off {
                 // Set by a worker that saw the mark phase just before it ended.
-                _ = tc_and64(sched.attention.address, ~UInt64(Attention.markDone))
+                sched.attention.fetchAnd(~Attention.markDone)
             } else if mayFinishMark && phase == .mark {
                 marking.markHandoffsTaken.add(1, .relaxed)
                 markDone(st, handoff: true)
