@@ -13,6 +13,56 @@ __thread void *tc_current_mutator = 0;
 
 uint64_t tc_thread_id(void) { return (uint64_t)syscall(SYS_gettid); }
 
+bool tc_thread_exists(uint64_t tid) {
+    // Signal 0 checks existence only; ESRCH: no such thread in this thread group.
+    return syscall(SYS_tgkill, (pid_t)getpid(), (pid_t)tid, 0) == 0 || errno != ESRCH;
+}
+
+int tc_thread_name(char *buf, size_t n) { return pthread_getname_np(pthread_self(), buf, n); }
+
+int tc_usable_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        return n < 1 ? 1 : n;
+    }
+    // More CPUs than a cpu_set_t holds (EINVAL): size the mask to the kernel's.
+    for (int ncpu = 2 * CPU_SETSIZE; ncpu <= (1 << 20); ncpu *= 2) {
+        cpu_set_t *big = CPU_ALLOC(ncpu);
+        if (big == 0) break;
+        size_t bytes = CPU_ALLOC_SIZE(ncpu);
+        if (sched_getaffinity(0, bytes, big) == 0) {
+            int n = CPU_COUNT_S(bytes, big);
+            CPU_FREE(big);
+            return n < 1 ? 1 : n;
+        }
+        CPU_FREE(big);
+        if (errno != EINVAL) break;
+    }
+    return tc_ncpu();
+}
+
+// Thread exit: one pthread key whose value is the mutator attached to the thread (NULL
+// when none); its destructor hands that mutator to the function attach registered.
+static pthread_key_t tc_exit_key;
+static int tc_exit_key_error;
+static pthread_once_t tc_exit_once = PTHREAD_ONCE_INIT;
+static tc_thread_exit_fn tc_exit_fn;   // the same function on every call; atomic accesses
+
+static void tc_exit_destructor(void *mutator) {
+    tc_thread_exit_fn fn = __atomic_load_n(&tc_exit_fn, __ATOMIC_ACQUIRE);
+    if (mutator != 0 && fn != 0) fn(mutator);
+}
+
+static void tc_exit_key_create(void) { tc_exit_key_error = pthread_key_create(&tc_exit_key, tc_exit_destructor); }
+
+int tc_watch_thread_exit(void *mutator, tc_thread_exit_fn fn) {
+    __atomic_store_n(&tc_exit_fn, fn, __ATOMIC_RELEASE);
+    pthread_once(&tc_exit_once, tc_exit_key_create);
+    if (tc_exit_key_error != 0) return tc_exit_key_error;
+    return pthread_setspecific(tc_exit_key, mutator);
+}
+
 int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) != 0) return -1;

@@ -78,27 +78,27 @@ extension Mutator {
     /// keeps one register for the type (see `ObjectType.bits`).
     @usableFromInline @inline(never)
     func allocateSlow(_ t: ObjectType) -> UInt {
-        state.pointee.heap.checkTypeOwner(t)
+        checkTypeOwner(t)
         return allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false)
     }
 
     /// Like `allocate`, but nil instead of a fatal error when memory cannot be had.
     public func tryAllocate(_ t: ObjectType) -> Ref? {
-        state.pointee.heap.checkTypeOwner(t)
+        checkTypeOwner(t)
         let p = allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: true)
         return p == 0 ? nil : Ref(address: p)
     }
 
     /// Allocate `count` consecutive zeroed objects of type `t` as one object.
     public func allocateArray(_ t: ObjectType, count: Int) -> Ref {
-        state.pointee.heap.checkTypeOwner(t)
+        checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { runtimeFatal("allocation size out of range: \(count) elements of \(t.size) bytes") }
         return Ref(address: allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: false))
     }
 
     public func tryAllocateArray(_ t: ObjectType, count: Int) -> Ref? {
-        state.pointee.heap.checkTypeOwner(t)
+        checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { return nil }
         let p = allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: true)
@@ -134,4 +134,18 @@ extension Mutator {
         return p == 0 ? nil : Ref(address: p)
     }
 
+}
+
+extension Mutator {
+    /// Traps unless `t` was registered with this mutator's heap: one compare, on the
+    /// typed slow paths in every mode (see `Heap.typeTag`).
+    @inline(__always)
+    func checkTypeOwner(_ t: ObjectType) {
+        if _slowPath(t.heapTag != state.pointee.typeTag) { foreignType(t) }
+    }
+
+    @inline(never)
+    func foreignType(_ t: ObjectType) -> Never {
+        runtimeFatal("allocate: type #\(t.id) (\(t.size) bytes) was registered with another heap; register it with this one")
+    }
 }

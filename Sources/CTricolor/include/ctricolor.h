@@ -1,7 +1,8 @@
 // C shims for Tricolor. Only what Swift cannot do cheaply or at all:
 // atomics on raw memory (heap words, bitmaps), the thread-local "current mutator"
-// pointer, thread stack bounds, thread names, a monotonic clock, and the frame-pointer
-// walk the profilers use to record call stacks.
+// pointer and the hook that detaches it when its thread exits, thread stack bounds,
+// thread names, CPU counts, a monotonic clock, and the frame-pointer walk the profilers
+// use to record call stacks.
 #ifndef CTRICOLOR_H
 #define CTRICOLOR_H
 
@@ -73,8 +74,22 @@ extern __thread void *tc_current_mutator;
 TC_INLINE void *tc_get_current_mutator(void) { return tc_current_mutator; }
 TC_INLINE void tc_set_current_mutator(void *m) { tc_current_mutator = m; }
 
+// ---- thread exit (Go's goexit dropping its P) ----
+// A thread that ends while attached must not stay listed as a mutator: stop-the-world
+// and mark termination would wait for it forever. attach() calls
+// tc_watch_thread_exit(mutator, fn); if the thread then exits before detach()
+// (tc_watch_thread_exit(NULL, fn)), a pthread key destructor calls fn(mutator) on the
+// exiting thread, while its thread-locals (tc_current_mutator among them) still hold.
+// One key for the process, created on first use. 0, or the errno of pthread_key_create
+// or pthread_setspecific.
+typedef void (*tc_thread_exit_fn)(void *mutator);
+int tc_watch_thread_exit(void *mutator, tc_thread_exit_fn fn);
+
 // ---- threads ----
 uint64_t tc_thread_id(void);                         // gettid()
+bool tc_thread_exists(uint64_t tid);                 // a thread of this process with that id exists
+int tc_thread_name(char *buf, size_t n);             // the calling thread's name (pthread_getname_np)
+int tc_usable_cpus(void);                            // CPUs this thread may run on (sched_getaffinity), >= 1
 int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 int tc_set_thread_name(const char *name);
 uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC

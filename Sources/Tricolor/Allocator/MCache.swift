@@ -103,7 +103,11 @@ extension UnsafeMutablePointer where Pointee == MCache {
     /// Replace the full span of class `spc` in the mutator's cache (Go's mcache.refill).
     /// May start a collection first and pay mark assists. False when no memory can be had.
     func refill(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>) -> Bool {
-        unowned(unsafe) let heap = pointee.heap
+        // The heap as a guaranteed (+0) reference: no retain/release on this path.
+        Unmanaged.passUnretained(pointee.heap)._withUnsafeGuaranteedRef { refill(spc, for: st, heap: $0) }
+    }
+
+    private func refill(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>, heap: Heap) -> Bool {
         let slot = pointee.spans + Int(spc.raw)
         let fastSlot = pointee.alloc + Int(spc.raw)
         let old = slot.pointee
@@ -148,7 +152,10 @@ extension UnsafeMutablePointer where Pointee == MCache {
 
     /// Flush a mutator's cache (Go's mcache.releaseAll).
     func releaseAll() {
-        unowned(unsafe) let heap = pointee.heap
+        Unmanaged.passUnretained(pointee.heap)._withUnsafeGuaranteedRef { releaseAll(heap: $0) }
+    }
+
+    private func releaseAll(heap: Heap) {
         for i in 0..<SpanClass.count {
             let s = pointee.spans[i]
             if s != heap.emptySpan {

@@ -17,37 +17,56 @@ extension Heap {
 
     /// The background mark workers and the CPU share each aims at (Go's startCycle plan).
     var markWorkerPlan: MarkWorkerPlan {
-        MarkWorkerPlan(.init(procs: gomaxprocs, configuredWorkers: configuration.markWorkers))
+        MarkWorkerPlan(.init(procs: workerProcs, configuredWorkers: configuration.markWorkers))
     }
 
     var markWorkerCount: Int { markWorkerPlan.count }
     /// Mark workers competing with mutators for CPUs (the dedicated ones).
     var backgroundThreadCountForPacing: Int { markWorkerPlan.dedicated }
 
+    /// Start the mark workers and the background sweeper (with the first cycle).
+    ///
+    /// The threads hold no reference to the heap: a thread's body reaches it through an
+    /// unretained reference, so a heap whose last user drops it is freed (its deinit
+    /// stops these threads) instead of being kept alive by its own collector. A closure
+    /// capturing `self`, even `unowned(unsafe)`, retains it for as long as the loop it
+    /// calls runs, and that is the thread's lifetime.
+    /// At most one mark worker per usable CPU whatever GOMAXPROCS says (`workerProcs`).
     func startBackgroundThreadsIfNeeded() {
-        guard !backgroundStarted else { return }
+        bgLock.lock()
+        defer { bgLock.unlock() }
+        // Under bgLock: two threads may start cycles back to back and both get here.
+        guard !backgroundStarted && !shuttingDown else { return }
         backgroundStarted = true
         let plan = markWorkerPlan
         if checked { plan.checkInvariants() }
+        let heap = Unmanaged.passUnretained(self)
         for i in 0..<plan.count {
             let u = plan.utilization(ofThread: i)
-            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { [unowned(unsafe) self] in self.markWorkerLoop(utilization: u) })
+            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { heap._withUnsafeGuaranteedRef { $0.markWorkerLoop(utilization: u) } })
         }
         // With markWorkers: 0 (tests stepping cycles by hand) there is no background
         // sweeper either: sweeping happens only on demand.
         if plan.count > 0 {
-            backgroundThreads.append(spawnThread(name: "tricolor-sweep") { [unowned(unsafe) self] in self.sweeperLoop() })
+            backgroundThreads.append(spawnThread(name: "tricolor-sweep") { heap._withUnsafeGuaranteedRef { $0.sweeperLoop() } })
         }
     }
 
+    /// Stop the collector threads and wait for them to end (the heap's deinit). A mark
+    /// phase in progress is abandoned; the threads step out of it at their next check.
     func stopBackgroundThreads() {
-        bgLock.withLock {
+        let threads: [pthread_t] = bgLock.withLock {
             shuttingDown = true
             bgCond.broadcast()
+            return backgroundThreads
         }
-        for t in backgroundThreads { pthread_join(t, nil) }
-        backgroundThreads = []
+        for t in threads { pthread_join(t, nil) }
+        bgLock.withLock { backgroundThreads = [] }
     }
+
+    /// Whether `stopBackgroundThreads` was called (checked by the threads' loops between
+    /// units of work).
+    func isShuttingDown() -> Bool { bgLock.withLock { shuttingDown } }
 
     func wakeMarkWorkers() {
         startBackgroundThreadsIfNeeded()
@@ -67,13 +86,14 @@ extension Heap {
         while true {
             bgLock.lock()
             while phase != .mark && !shuttingDown { bgCond.wait(bgLock) }
-            let stop = shuttingDown && phase != .mark
+            let stop = shuttingDown
             bgLock.unlock()
             if stop { return }
             let wallStart = tc_nanotime()
             let cpuStart = tc_thread_cputime_ns()
             var handoffStart: UInt64 = 0
             while phase == .mark {
+                if isShuttingDown() { return }
                 waitWhileWorldStopping()
                 let t0 = tc_thread_cputime_ns()
                 let done = drain(&gcw, budget: Tuning.markSliceWork, preemptible: true)
@@ -162,7 +182,10 @@ extension Heap {
                 }
                 if !sweepOne() { scavengeForMemoryLimit(); break }
                 n += 1
-                if n % Tuning.sweeperYieldEverySpans == 0 { tc_yield() }
+                if n % Tuning.sweeperYieldEverySpans == 0 {
+                    if isShuttingDown() { return }
+                    tc_yield()
+                }
             }
         }
     }
@@ -186,7 +209,10 @@ extension Heap {
             b.f()
             return nil
         }, box)
-        runtimeCheck(rc == 0, "tricolor: cannot start a collector thread (pthread_create: \(rc))")
+        if rc != 0 {
+            Unmanaged<Box>.fromOpaque(box).release()
+            runtimeFatal("cannot start collector thread \(name) (pthread_create: \(String(cString: strerror(rc))))")
+        }
         return t
     }
 }

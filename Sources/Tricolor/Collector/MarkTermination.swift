@@ -96,6 +96,8 @@ extension Heap {
                         return
                     }
                     waitNs = Heap.handoffBarrierWaitNs - waited
+                } else if tc_nanotime() - barrierStart > Heap.goneThreadCheckNs {
+                    failIfARunningMutatorsThreadIsGone()
                 }
                 _ = tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, waitNs)
             }

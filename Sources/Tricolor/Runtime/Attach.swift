@@ -4,8 +4,27 @@ import Glibc
 extension Heap {
     // MARK: attaching
 
+    // Lifetimes. An attached mutator holds one strong reference to its heap, taken
+    // here and dropped by `detach` (an Unmanaged retain; nothing is stored: the number
+    // of references held this way is the number of attached mutators). Dropping the
+    // heap's last other reference while a thread is attached therefore frees nothing:
+    // the heap is freed by that thread's detach, or by its exit (below). The other
+    // choice, failing at the drop, cannot be made reliable: the drop may happen on
+    // another thread while the attached one is inside an allocation, and the thread's
+    // current-mutator pointer would dangle either way. The reference costs one
+    // retain/release per attach/detach and nothing elsewhere: `Mutator` stays two
+    // pointers, and `MutatorState.heap` stays `unowned(unsafe)`.
+    //
+    // A thread that ends while attached is detached by its exit (Go's goexit drops the
+    // P): a pthread key destructor (CTricolor's tc_watch_thread_exit) runs
+    // `mutatorThreadExited` on the exiting thread, which gives the mutator's spans and
+    // grey work back and unlinks it. So no listed mutator ever belongs to a thread that
+    // is gone, and neither stop-the-world nor the ragged barrier can wait for one.
+
     /// Attach the calling thread as a mutator. Pair with `detach`. A thread can be
-    /// attached to one heap at a time.
+    /// attached to one heap at a time. The heap stays alive while the mutator is
+    /// attached; if the thread exits attached, its exit detaches it (in checked mode
+    /// with a warning on stderr).
     public func attach() -> Mutator {
         if let cur = tc_get_current_mutator() {
             let st = cur.assumingMemoryBound(to: MutatorState.self)
@@ -39,15 +58,57 @@ extension Heap {
         st.pointee.next = mutators
         mutators = st
         schedLock.unlock()
+        _ = Unmanaged.passRetained(self)   // released by detach (see "Lifetimes")
         tc_set_current_mutator(UnsafeMutableRawPointer(st))
+        let rc = tc_watch_thread_exit(UnsafeMutableRawPointer(st), { Heap.mutatorThreadExited($0) })
+        if rc != 0 { runtimeFatal("attach: cannot watch for the thread's exit (pthread key error \(rc))") }
         return Mutator(state: st)
     }
 
     /// Detach a mutator: its cache goes back to the heap and its frames stop being roots.
+    /// If the heap has no other reference left, it is freed here.
     public func detach(_ m: Mutator) {
         let st = m.state
         m.checkUsable("detach")
         if st.pointee.heap !== self { runtimeFatal("detach: mutator belongs to another heap") }
+        unlinkMutator(st)
+        // Last: this may be the heap's last reference (see "Lifetimes").
+        Unmanaged.passUnretained(self).release()
+    }
+
+    /// The exit of a thread still attached (the pthread key destructor, on that thread).
+    static func mutatorThreadExited(_ raw: UnsafeMutableRawPointer?) {
+        guard let raw, tc_get_current_mutator() == raw else { return }
+        let st = raw.assumingMemoryBound(to: MutatorState.self)
+        // A mutator detached from another thread (misuse) is not this thread's anymore.
+        if st.flags & MutatorState.flagDetached != 0 || st.pointee.threadID != tc_thread_id() { return }
+        let heap = Unmanaged<Heap>.passUnretained(st.pointee.heap)
+        heap._withUnsafeGuaranteedRef { $0.detachExitingThread(st) }
+        heap.release()   // the attach's reference; may free the heap
+    }
+
+    private func detachExitingThread(_ st: UnsafeMutablePointer<MutatorState>) {
+        if checked {
+            // Not a trap: the thread is past its last line of code, so a trap would
+            // point nowhere useful, and the detach below repairs the state.
+            var name = [CChar](repeating: 0, count: 64)
+            if tc_thread_name(&name, name.count) != 0 { name[0] = 0 }
+            let threadName = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let text = "tricolor: thread \(tc_thread_id()) \"\(threadName)\" exited while attached as mutator \(st.pointee.id); detaching it (pair every attach with a detach, or use withMutator)\n"
+            text.withCString { _ = write(2, $0, strlen($0)) }
+        }
+        // Ended inside a blocking region (pthread_exit): leave it first, which waits
+        // for a stopped world to restart (the collector may be scanning the stack of a
+        // blocking mutator).
+        if st.pointee.status == .blocking { exitBlocking(st) }
+        // Its frames died with the thread: they are roots no longer.
+        st.pointee.stackTop = 0
+        unlinkMutator(st)
+    }
+
+    /// Give the mutator's cache and grey work back and unlink it; the calling thread is
+    /// the mutator's and is attached no more.
+    private func unlinkMutator(_ st: UnsafeMutablePointer<MutatorState>) {
         gcSafepoint(st)
         schedLock.lock()
         // Flush under the sched lock so no stop-the-world falls between flush and unlink.
@@ -70,6 +131,7 @@ extension Heap {
         statusChanged()
         schedLock.unlock()
         tc_set_current_mutator(nil)
+        _ = tc_watch_thread_exit(nil, { Heap.mutatorThreadExited($0) })
     }
 
     /// Attach the calling thread, run `body`, detach.
@@ -84,6 +146,16 @@ extension Heap {
         guard let cur = tc_get_current_mutator() else { return nil }
         let st = cur.assumingMemoryBound(to: MutatorState.self)
         return st.pointee.heap === self ? st : nil
+    }
+
+    /// Mutators attached now (takes the sched lock). For tests and diagnostics.
+    var attachedMutatorCount: Int {
+        schedLock.withLock {
+            var n = 0
+            var p = mutators
+            while let m = p { n += 1; p = m.rawNext }
+            return n
+        }
     }
 
     var phase: GCPhase { GCPhase(rawValue: marking.phase.load(.acquiring))! }

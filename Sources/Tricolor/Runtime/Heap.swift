@@ -39,6 +39,10 @@ public final class Heap: @unchecked Sendable {
     // MARK: configuration
     public let configuration: Configuration
     let procs: Int
+    /// CPUs for the collector's own threads: min(GOMAXPROCS, CPUs this process may run
+    /// on). GOMAXPROCS can be any value (the pacer counts it as Go does), but the mark
+    /// workers are threads, and more of them than CPUs only compete with each other.
+    let workerProcs: Int
     let checked: Bool
     /// Stamped into every `ObjectType` this heap registers, so that a type used with
     /// another heap is caught (one compare on the typed slow paths, in every mode). 1…127,
@@ -95,12 +99,14 @@ public final class Heap: @unchecked Sendable {
     var markStartTime: UInt64 = 0
     var maxStackScan: UInt = 0
     var cycle = CycleTrace()
-    // Background threads.
+    // Background threads (started, the list, shutting down, sweep requested: bgLock).
     let bgLock = RuntimeLock(rank: .background)
     let bgCond = RuntimeCond()
     var backgroundStarted = false
     var backgroundThreads: [pthread_t] = []
     var shuttingDown = false
+    /// Collector threads running now (for tests and diagnostics).
+    var backgroundThreadCount: Int { bgLock.withLock { backgroundThreads.count } }
     var sweepRequested = false
     /// The GC CPU limiter's bucket (limiterLock); see Collector/Pacing.swift.
     var cpuLimiter: GCCPULimiter
@@ -129,7 +135,10 @@ public final class Heap: @unchecked Sendable {
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
         self.configuration = configuration
-        procs = configuration.gomaxprocs ?? max(1, Int(tc_ncpu()))
+        // Go's default GOMAXPROCS: the CPUs in the affinity mask.
+        let cpus = Int(tc_usable_cpus())
+        procs = configuration.gomaxprocs ?? cpus
+        workerProcs = min(procs, cpus)
         checked = configuration.checked
         typeTag = UInt8(tc_fetch_add(Heap.nextTypeTag, 1) % 127 + 1)
         internalChecks = configuration.internalChecks
@@ -139,16 +148,26 @@ public final class Heap: @unchecked Sendable {
         cpuLimiter = GCCPULimiter(now: tc_nanotime(), procs: procs,
                                   backgroundUtilization: MarkWorkerPlan(.init(procs: procs, configuredWorkers: configuration.markWorkers)).backgroundUtilization)
 
-        pathTotals = .allocate(capacity: AllocPathCounters.words)
-        pathTotals.initialize(repeating: 0, count: AllocPathCounters.words)
-        shared = HeapShared()
-
+        // What can fail comes first, each step undoing the ones before it when it
+        // fails, so that a failed init leaves nothing mapped.
         // Address space: one reservation, arena aligned.
         let arenaBytes = HeapArena.bytes
         let want = (configuration.reservedAddressSpace + arenaBytes - 1) / arenaBytes * arenaBytes
         guard let raw = SysMemory.reserve(want + arenaBytes) else {
             throw HeapError.outOfMemory("cannot reserve \(want) bytes of address space")
         }
+        guard let pa = PageAlloc(pages: want / SizeClassTable.pageSize) else {
+            SysMemory.free(raw, want + arenaBytes)
+            throw HeapError.outOfMemory("cannot map page allocator metadata")
+        }
+        let typesBytes = maxTypes * MemoryLayout<TypeInfo>.stride
+        guard let tp = SysMemory.allocMetadata(typesBytes) else {
+            pa.destroy()
+            SysMemory.free(raw, want + arenaBytes)
+            throw HeapError.outOfMemory("cannot map type registry")
+        }
+        types = tp.bindMemory(to: TypeInfo.self, capacity: maxTypes)
+        pages = pa
         let alignedBase = (UInt(bitPattern: raw) + UInt(arenaBytes) - 1) & ~UInt(arenaBytes - 1)
         arenaBase = alignedBase
         reservedBytes = UInt(want)
@@ -157,11 +176,10 @@ public final class Heap: @unchecked Sendable {
         reservationBytes = want + arenaBytes
         arenas = .allocate(capacity: numArenas)
         arenas.initialize(repeating: nil, count: numArenas)
-        guard let pa = PageAlloc(pages: want / SizeClassTable.pageSize) else {
-            throw HeapError.outOfMemory("cannot map page allocator metadata")
-        }
-        pages = pa
-        pages.internalChecks = configuration.internalChecks
+
+        pathTotals = .allocate(capacity: AllocPathCounters.words)
+        pathTotals.initialize(repeating: 0, count: AllocPathCounters.words)
+        shared = HeapShared()
 
         // Tables the fast path reads, copied out of Swift arrays once.
         sizeToClass8 = .allocate(capacity: SizeClassTable.sizeToClass8.count)
@@ -179,10 +197,6 @@ public final class Heap: @unchecked Sendable {
         centrals = .allocate(capacity: SpanClass.count)
         for i in 0..<SpanClass.count { (centrals + i).initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i)))) }
 
-        let typesBytes = maxTypes * MemoryLayout<TypeInfo>.stride
-        guard let tp = SysMemory.allocMetadata(typesBytes) else { throw HeapError.outOfMemory("cannot map type registry") }
-        types = tp.bindMemory(to: TypeInfo.self, capacity: maxTypes)
-
         globalSlots = RootSlotTable()
         handleSlots = RootSlotTable()
         sweep.sweepgen.store(0, .relaxed)
@@ -197,9 +211,18 @@ public final class Heap: @unchecked Sendable {
     let reservationStart: UnsafeMutableRawPointer
     let reservationBytes: Int
 
+    /// Frees everything the heap holds: its collector threads are stopped (a cycle in
+    /// progress is abandoned: nothing can reach its objects any more), and its memory
+    /// goes back to the OS: arenas, page allocator metadata, span and bitmap chunks,
+    /// the type registry, locks and tables.
+    ///
+    /// No mutator is attached here: each attached one holds a reference to the heap
+    /// (see `attach`). The collector threads hold none (`startBackgroundThreadsIfNeeded`).
     deinit {
         if backgroundStarted {
-            // Let a cycle that is still running finish, then stop the threads.
+            if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
+                runtimeFatal("a heap's last reference was dropped on its own collector thread")
+            }
             stopBackgroundThreads()
         }
         var m = freeMutators
@@ -210,8 +233,15 @@ public final class Heap: @unchecked Sendable {
         arenas.deallocate()
         pages.destroy()
         SysMemory.free(reservationStart, reservationBytes)
-        for i in 0..<SpanClass.count { centrals[i].lock.destroy() }
+        // Spans and their bitmaps live in these chunks.
+        spanAlloc.destroy()
+        meta.destroy()
+        for i in 0..<SpanClass.count { centrals[i].lock.destroy(); centrals[i].heads.deallocate() }
         centrals.deallocate()
+        for i in 0..<typeNames.count {
+            types[i].ptrWords?.deallocate()
+            types[i].ptrMask?.deallocate()
+        }
         SysMemory.free(UnsafeMutableRawPointer(types), maxTypes * MemoryLayout<TypeInfo>.stride)
         globalSlots.destroy(); handleSlots.destroy()
         sizeToClass8.deallocate(); sizeToClass128.deallocate(); emptySpan.deallocate()
@@ -219,9 +249,8 @@ public final class Heap: @unchecked Sendable {
         UnsafeMutableRawPointer(bitPattern: zeroBase)!.deallocate()
         shared.destroy()
         pathTotals.deallocate()
-        hooksLock.destroy()
-        spanAlloc.destroy()
-        meta.destroy()
+        for l in [heapLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock, hooksLock, limiterLock] { l.destroy() }
+        for c in [stateChanged, worldStarted, bgCond] { c.destroy() }
     }
 
     // MARK: atomic words
@@ -302,16 +331,4 @@ extension Heap {
         p.initialize(to: 0)
         return p
     }()
-
-    /// Traps unless `t` was registered with this heap. One compare; called on the typed
-    /// allocation slow paths in every mode.
-    @inline(__always)
-    func checkTypeOwner(_ t: ObjectType) {
-        if _slowPath(t.heapTag != typeTag) { foreignType(t) }
-    }
-
-    @inline(never)
-    func foreignType(_ t: ObjectType) -> Never {
-        runtimeFatal("allocate: type #\(t.id) (\(t.size) bytes) was registered with another heap; register it with this one")
-    }
 }

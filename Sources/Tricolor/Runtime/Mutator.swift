@@ -39,6 +39,9 @@ struct MutatorState {
     @usableFromInline var stackCap: Int
     @usableFromInline let stopFlag: UnsafeMutablePointer<UInt>
     @usableFromInline unowned(unsafe) let heap: Heap
+    /// The heap's `typeTag`, here so that the typed slow paths check a type's heap
+    /// without touching the heap object (no retain).
+    let typeTag: UInt8
     // -- collector --
     /// Write-barrier buffer (Go's wbBuf): old and new values of barriered stores.
     @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
@@ -67,6 +70,7 @@ struct MutatorState {
 
     init(heap: Heap, id: Int) {
         self.heap = heap
+        self.typeTag = heap.typeTag
         self.id = id
         mcache = .allocate(capacity: 1)
         mcache.initialize(to: MCache(heap: heap))

@@ -44,7 +44,9 @@ extension Heap {
         //    Move each late mutator onto this CPU; it runs as soon as this thread
         //    blocks, reaches a safepoint and parks.
         let pulled = anyMutatorRunning() ? pullRunningMutatorsHere() : 0
-        while anyMutatorRunning() { stateChanged.wait(schedLock) }
+        while anyMutatorRunning() {
+            if tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, Heap.goneThreadCheckNs) != 0 { failIfARunningMutatorsThreadIsGone() }
+        }
         for i in 0..<pulled {
             _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
         }
@@ -76,6 +78,24 @@ extension Heap {
         return pulled
     }
 
+    /// A running mutator whose thread no longer exists would be waited for forever.
+    /// Thread exit detaches (see "Lifetimes" in Attach.swift), so this happens only in
+    /// the child of a fork made while another thread was attached (the child has only
+    /// the forking thread): fail with a message instead of hanging. Sched lock held.
+    func failIfARunningMutatorsThreadIsGone() {
+        var p = mutators
+        while let m = p {
+            if m.rawStatus == .running && !tc_thread_exists(m.rawThreadID) {
+                runtimeFatal("mutator \(m.pointee.id) is attached, but its thread \(m.rawThreadID) no longer exists (did the process fork while it was attached?)")
+            }
+            p = m.rawNext
+        }
+    }
+
+    /// How long a stop or a ragged barrier waits between checks that the threads it
+    /// waits for still exist (a backstop; see `failIfARunningMutatorsThreadIsGone`).
+    static let goneThreadCheckNs: UInt64 = 100_000_000
+
     /// A mutator left the running state (parked, blocking, detached): wake whoever waits
     /// for that, and end the spin of a stopper (`parkEvents`). Sched lock held.
     func statusChanged() {
@@ -99,6 +119,10 @@ extension Heap {
             p = m.rawNext
         }
     }
+
+    /// Whether a stop-the-world is requested or in force (a relaxed read of the
+    /// attention word; for tests and spin loops).
+    var stopPending: Bool { sched.attention.load(.relaxed) & Attention.stop != 0 }
 
     func startTheWorld(_ caller: UnsafeMutablePointer<MutatorState>?) {
         schedLock.lock()

@@ -1,0 +1,483 @@
+import CTricolor
+import Glibc
+import XCTest
+@_spi(Testing) @testable import Tricolor
+
+// Lifetimes of threads, mutators and heaps: a thread that exits while attached, a heap
+// dropped after automatic cycles (its threads and memory), a heap dropped while a thread
+// is attached, GOMAXPROCS far above the CPU count, a throwing `withMutator` body, and
+// attach/detach racing with collect().
+//
+// Tests whose failure mode is a hang or a crash run in a child process (checkInChild),
+// whose alarm turns a hang into a failure of that test alone. No test times anything:
+// every wait is on a hand-shake, and the alarms are hang guards only.
+
+private struct Boom: Error {}
+
+final class HeapLifetimeTests: WatchdogTestCase {
+
+    /// The children's alarms (up to 120 s) are the hang guards here; the process
+    /// watchdog only has to outlast them.
+    override func setUp() {
+        super.setUp()
+        armWatchdog(300)
+    }
+
+    private static func nodeType(_ heap: Heap) -> ObjectType {
+        try! heap.register(TypeLayout(name: "life.Node", size: 24, pointerWords: [0, 1]))
+    }
+
+    // MARK: a thread that exits while attached
+
+    /// The repro: attach on a thread, allocate, let the thread end, collect() on another
+    /// thread. Before the fix collect() waited forever for the gone mutator.
+    func testThreadExitWhileAttachedDetachesItsMutator() {
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration())
+            let node = Self.nodeType(heap)
+            let t = lifeStartThread(name: "life-exit") {
+                let m = heap.attach()
+                let f = m.pushFrame(slots: 4)   // left on the stack: must stop being roots
+                for i in 0..<20_000 { f[i % 4] = m.allocate(node) }
+                _ = m.allocateBytes(100_000)   // a large object too
+                // Returns without detaching.
+            }
+            lifeJoin(t)
+            heap.collect()
+            c.expectEqual(heap.attachedMutatorCount, 0, "the exited thread's mutator is still attached")
+            c.expectEqual(heap.memStats().heapObjects, 0, "the exited thread's frames are still roots")
+            heap.withMutator { m in _ = m.allocate(node) }   // this thread attaches as usual
+            heap.collect()
+            heap.checkInvariants()
+        }
+    }
+
+    /// A thread that exits attached in the middle of a mark phase, its stack not yet
+    /// scanned: the ragged barrier of mark termination must not wait for it.
+    func testThreadExitDuringMarkDoesNotHoldUpMarkTermination() {
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            let node = Self.nodeType(heap)
+            let ready = LifeFlag(), go = LifeFlag()
+            let t = lifeStartThread {
+                let m = heap.attach()
+                let f = m.pushFrame(slots: 1)
+                f[0] = m.allocate(node)
+                ready.set(1)
+                m.blocking { go.wait() }            // pause #1 happens meanwhile
+                m.store(f[0], 0, f[0])              // a partial safepoint: no stack scan
+                // Exits attached, during marking.
+            }
+            ready.wait()
+            heap.debugStartCycle()
+            go.set(1)
+            lifeJoin(t)
+            c.expectEqual(heap.debugPhase, "mark", "the cycle should still be marking")
+            heap.debugFinishCycle()
+            c.expectEqual(heap.debugPhase, "off")
+            c.expectEqual(heap.attachedMutatorCount, 0)
+            heap.collect()
+            c.expectEqual(heap.memStats().heapObjects, 0)
+            heap.checkInvariants()
+        }
+    }
+
+    /// A thread that exits attached while another thread is stopping the world (it
+    /// never reaches a safepoint before it exits): the stop must complete.
+    func testThreadExitWhileTheWorldIsBeingStopped() {
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            let node = Self.nodeType(heap)
+            let ready = LifeFlag()
+            let t = lifeStartThread {
+                let m = heap.attach()
+                _ = m.allocate(node)
+                ready.set(1)
+                // Running, no safepoint, until a stop is requested; then exit attached.
+                while !heap.stopPending { tc_pause() }
+            }
+            ready.wait()
+            heap.collect()   // stops the world while the thread runs
+            lifeJoin(t)
+            heap.collect()
+            c.expectEqual(heap.attachedMutatorCount, 0)
+            c.expectEqual(heap.memStats().heapObjects, 0)
+            heap.checkInvariants()
+        }
+    }
+
+    /// A thread that ends (pthread_exit) inside a blocking region while the world is
+    /// stopped: its detach waits for the world to restart, then detaches.
+    func testThreadExitInsideBlockingRegionWhileWorldStopped() {
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            let node = Self.nodeType(heap)
+            let ready = LifeFlag(), go = LifeFlag(), exiting = LifeFlag()
+            let t = lifeStartThread {
+                let m = heap.attach()
+                let f = m.pushFrame(slots: 1)
+                f[0] = m.allocate(node)
+                ready.set(1)
+                m.blocking {
+                    go.wait()
+                    exiting.set(1)
+                    pthread_exit(nil)
+                }
+            }
+            ready.wait()
+            c.expect(heap.stopTheWorld(nil), "stopTheWorld")
+            go.set(1)
+            exiting.wait()
+            for _ in 0..<100 { tc_yield() }   // let it reach its exit (not required for correctness)
+            heap.startTheWorld(nil)
+            lifeJoin(t)
+            heap.collect()
+            c.expectEqual(heap.attachedMutatorCount, 0)
+            c.expectEqual(heap.memStats().heapObjects, 0)
+            heap.checkInvariants()
+        }
+    }
+
+    /// Checked mode names the thread that forgot to detach (and still detaches it).
+    func testCheckedModeWarnsAboutAThreadExitingAttached() {
+        let r = runInChild {
+            let heap = try! Heap(configuration: Configuration(checked: true))
+            let node = Self.nodeType(heap)
+            let tid = LifeFlag()
+            let t = lifeStartThread(name: "life-forgetful") {
+                let m = heap.attach()
+                _ = m.allocate(node)
+                tid.set(UInt(tc_thread_id()))
+            }
+            lifeJoin(t)
+            heap.collect()
+            let text = "tid=\(tid.value) attached=\(heap.attachedMutatorCount)\n"
+            text.withCString { _ = write(2, $0, strlen($0)) }
+        }
+        XCTAssertEqual(r.exitStatus, 0, r.stderr)
+        let tid = r.stderr.split(separator: "\n").last { $0.hasPrefix("tid=") }.map { String($0.dropFirst(4).prefix { $0 != " " }) } ?? "?"
+        XCTAssertTrue(r.stderr.contains("attached=0"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("thread \(tid) \"life-forgetful\" exited while attached"), r.stderr)
+    }
+
+    /// Without checked mode the detach is silent.
+    func testUncheckedThreadExitIsSilent() {
+        let r = runInChild {
+            let heap = try! Heap(configuration: Configuration())
+            let t = lifeStartThread { _ = heap.attach() }
+            lifeJoin(t)
+            heap.collect()
+        }
+        XCTAssertEqual(r.exitStatus, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "")
+    }
+
+    /// The one way a listed mutator can lose its thread: a fork while another thread is
+    /// attached (the child has only the forking thread, and no thread exit ran). A stop
+    /// in the child then fails with a message instead of waiting forever.
+    func testStopInAForkedChildFailsInsteadOfWaitingForAThreadThatIsGone() {
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+            let ready = LifeFlag(), stop = LifeFlag()
+            let t = lifeStartThread {
+                let m = heap.attach()
+                ready.set(1)
+                while stop.value == 0 { m.safepoint() }
+                heap.detach(m)
+            }
+            ready.wait()
+            let r = runInChild { heap.collect() }
+            stop.set(1)
+            lifeJoin(t)
+            c.expectEqual(r.exitStatus, 2, "the forked child should fail: \(r.stderr)")
+            c.expect(r.stderr.contains("no longer exists"), "message: \(r.stderr)")
+            heap.collect()   // here, where the thread exists, the stop works
+        }
+    }
+
+    // MARK: throwing bodies
+
+    func testWithMutatorBodyThrowingDetaches() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+        let node = Self.nodeType(heap)
+        XCTAssertThrowsError(try heap.withMutator { m in
+            try m.withFrame(slots: 1) { f in
+                f[0] = m.allocate(node)
+                try m.blocking { throw Boom() }
+            }
+        })
+        XCTAssertNil(tc_get_current_mutator())
+        XCTAssertEqual(heap.attachedMutatorCount, 0)
+        heap.collect()
+        XCTAssertEqual(heap.memStats().heapObjects, 0)
+        XCTAssertThrowsError(try heap.withMutator { _ in throw Boom() })
+        heap.withMutator { m in _ = m.allocate(node) }
+        XCTAssertEqual(heap.attachedMutatorCount, 0)
+    }
+
+    // MARK: a heap dropped while a thread is attached
+
+    /// An attached mutator keeps its heap alive: dropping the last reference while a
+    /// thread is attached frees nothing until that thread detaches.
+    func testHeapDroppedWhileAttachedLivesUntilDetach() {
+        checkInChild { c in
+            weak var weakHeap: Heap?
+            var node: ObjectType
+            let m: Mutator
+            do {
+                let heap = try! Heap(configuration: Configuration())
+                node = Self.nodeType(heap)
+                m = heap.attach()
+                weakHeap = heap
+            }
+            c.expect(weakHeap != nil, "the heap was freed while a thread was attached to it")
+            m.withFrame(slots: 1) { f in
+                for _ in 0..<10_000 { f[0] = m.allocate(node) }
+            }
+            m.heap.collect()
+            m.heap.detach(m)
+            c.expect(weakHeap == nil, "the last detach should free the dropped heap")
+            c.expect(tc_get_current_mutator() == nil, "the thread-local still names a mutator")
+            // The thread attaches to another heap as if nothing happened.
+            let other = try! Heap(configuration: Configuration())
+            let otherNode = Self.nodeType(other)
+            other.withMutator { m in _ = m.allocate(otherNode) }
+        }
+    }
+
+    /// The same, where the attached thread exits instead of detaching: its exit frees
+    /// the heap, threads included.
+    func testHeapDroppedWhileAttachedIsFreedByTheThreadsExit() {
+        checkInChild { c in
+            let threadsBefore = procStatus("Threads")
+            weak var weakHeap: Heap?
+            let attached = LifeFlag(), go = LifeFlag()
+            var t = pthread_t()
+            do {
+                let heap = try! Heap(configuration: Configuration(gcPercent: 10))
+                let node = Self.nodeType(heap)
+                weakHeap = heap
+                t = lifeStartThread {
+                    let m = heap.attach()
+                    for _ in 0..<50_000 { _ = m.allocate(node) }   // automatic cycles: background threads
+                    attached.set(1)
+                    m.blocking { go.wait() }
+                }
+                attached.wait()
+            }
+            c.expect(weakHeap != nil, "the heap was freed while a thread was attached to it")
+            go.set(1)
+            lifeJoin(t)
+            c.expect(weakHeap == nil, "the exiting thread's detach should free the dropped heap")
+            c.expectEqual(procStatus("Threads"), threadsBefore, "threads left behind")
+        }
+    }
+
+    /// Attaching to a second heap while still attached to a dropped one is misuse, and
+    /// reported as such (not a read of freed memory).
+    func testAttachWhileAttachedToADroppedHeapTraps() {
+        expectFatal("thread already attached as mutator 1 of another heap") {
+            do {
+                let heap = try! Heap(configuration: Configuration())
+                _ = heap.attach()
+            }
+            let other = try! Heap(configuration: Configuration())
+            _ = other.attach()
+        }
+    }
+
+    /// The reference an attached mutator holds costs one retain at attach and one
+    /// release at detach, and nothing on the paths between: `Mutator` stays trivially
+    /// copyable, and allocation, loads, stores, frames and safepoints neither retain
+    /// nor release the heap. (Heap-profile sampling is off: a sampled allocation, one
+    /// per 512 KiB by default, retains the heap once in `allocateSlow`.)
+    func testAttachedMutatorAddsNoARCTrafficToHotPaths() {
+        XCTAssertTrue(_isPOD(Mutator.self), "Mutator must stay trivially copyable")
+        XCTAssertEqual(MemoryLayout<Mutator>.size, 2 * MemoryLayout<UInt>.size)
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0, memProfileRate: 0))
+            let node = Self.nodeType(heap)
+            var m: Mutator? = nil
+            let attach = RetainCounter.count(heap) { m = heap.attach() }
+            guard let attach, let m else { c.expect(false, "no retain hooks in this Swift runtime"); return }
+            c.expectEqual(attach.retains - attach.releases, 1, "attach: the mutator's reference")
+            func work() {
+                m.withFrame(slots: 2) { f in
+                    for i in 0..<100_000 {
+                        let n = m.allocate(node)       // fast path and, every span, refill
+                        m.store(n, 0, f[0])
+                        m.storeWord(n, 2, i)
+                        _ = m.load(n, 0)
+                        _ = m.loadWord(n, 2)
+                        f[i & 1] = n
+                        m.safepoint()
+                        _ = m.allocateBytes(48)
+                    }
+                }
+            }
+            // Once with the heap growing (a rare slow path); then after a collection,
+            // once to answer its leftover safepoint request (answering one retains the
+            // heap in `slowPathSafepoint`: once per stop, not per operation), and once
+            // measured, with refills sweeping and reusing spans and the heap growing.
+            let growing = RetainCounter.count(heap) { work() }!
+            heap.collect()
+            work()
+            let hot = RetainCounter.count(heap) { work() }!
+            c.expectEqual(hot.retains, 0, "retains of the heap on hot paths (\(growing.retains) while the heap grew)")
+            c.expectEqual(hot.releases, 0, "releases of the heap on hot paths (\(growing.releases) while the heap grew)")
+            let detach = RetainCounter.count(heap) { heap.detach(m) }!
+            c.expectEqual(detach.releases - detach.retains, 1, "detach: the mutator's reference")
+        }
+    }
+
+    // MARK: dropped heaps free everything
+
+    /// 2,000 heaps, each running automatic (pacer-started) cycles with background
+    /// workers, created and dropped in a row: threads, RSS and address space return to
+    /// where they started.
+    func testDroppedHeapsLeaveNoThreadsMemoryOrAddressSpace() {
+        let r = runInChild(timeout: 120) {
+            var failures: [String] = []
+            var autoCycles = 0, finished = 0
+            func useAndDrop(reserve: Int) {
+                let heap = try! Heap(configuration: Configuration(gcPercent: 10, reservedAddressSpace: reserve))
+                let node = Self.nodeType(heap)
+                heap.withMutator { m in
+                    m.withFrame(slots: 1) { f in
+                        // 32-byte nodes, 1 in 64 kept, until a pacer-started cycle has
+                        // finished (heapMinimum is 4 MiB × 10%: ~0.4 MiB), at most 32 MiB.
+                        for _ in 0..<256 {
+                            for i in 0..<4096 {
+                                let n = m.allocate(node)
+                                if i % 64 == 0 { m.store(n, 0, f[0]); f[0] = n }
+                            }
+                            if heap.memStats().numGC > 0 { break }
+                        }
+                    }
+                }
+                // A pacer-started cycle (no forced one ran) and its background threads.
+                // Normally it has finished; if the OS kept the mark worker off the CPU it
+                // may still be marking: dropping the heap must handle both.
+                let s = heap.memStats()
+                if heap.backgroundThreadCount > 0 && (s.numGC > 0 || heap.debugPhase != "off") && s.numForcedGC == 0 {
+                    autoCycles += 1
+                    if s.numGC > 0 { finished += 1 }
+                } else if failures.count < 5 {
+                    failures.append("no automatic cycle: numGC \(s.numGC), forced \(s.numForcedGC), threads \(heap.backgroundThreadCount), phase \(heap.debugPhase)")
+                }
+            }
+            // One malloc arena: glibc otherwise creates a new one (a 64 MiB mapping) when a
+            // new thread finds the others busy, which would show as address space here.
+            _ = lifeMallopt(lifeMArenaMax, 1)
+            // Warm up: glibc's cache of thread stacks, Swift's metadata caches.
+            for _ in 0..<50 { useAndDrop(reserve: 64 << 20) }
+            autoCycles = 0
+            finished = 0
+            let threads0 = procStatus("Threads"), rss0 = procResidentBytes(), vm0 = procStatus("VmSize")
+            for i in 0..<2000 { useAndDrop(reserve: i % 100 == 0 ? 256 << 30 : 64 << 20) }
+            let threads1 = procStatus("Threads"), rss1 = procResidentBytes(), vm1 = procStatus("VmSize")
+            let report = "threads \(threads0) -> \(threads1), RSS \(rss0 >> 10) -> \(rss1 >> 10) KiB, VmSize \(vm0) -> \(vm1) KiB, heaps with automatic cycles \(autoCycles) (finished in \(finished))\n"
+            report.withCString { _ = write(2, $0, strlen($0)) }
+            if autoCycles < 2000 { failures.append("only \(autoCycles) of 2000 heaps ran an automatic cycle with background workers") }
+            if threads1 != threads0 { failures.append("threads \(threads0) -> \(threads1)") }
+            // RSS and address space: malloc may keep a little more in its free lists and
+            // at the top of its heap (a leaked heap would cost at least its 64 MiB
+            // reservation, two 8 MiB thread stacks and its touched arena pages).
+            // Not under a sanitizer: ASan keeps freed memory in quarantine.
+            if !lifeUnderSanitizer {
+                if rss1 - rss0 > 4 << 20 { failures.append("RSS grew by \((rss1 - rss0) >> 10) KiB") }
+                if vm1 - vm0 > 4 << 10 { failures.append("VmSize grew by \(vm1 - vm0) KiB") }
+            }
+            if !failures.isEmpty {
+                let text = failures.map { "expectation failed: " + $0 }.joined(separator: "\n") + "\n"
+                text.withCString { _ = write(2, $0, strlen($0)) }
+                _exit(1)
+            }
+        }
+        XCTAssertEqual(r.exitStatus, 0, r.stderr)
+        print("testDroppedHeapsLeaveNoThreadsMemoryOrAddressSpace: \(r.stderr)", terminator: "")
+    }
+
+    // MARK: GOMAXPROCS above the CPU count
+
+    /// A huge GOMAXPROCS starts at most one mark worker per usable CPU, and cycles
+    /// complete.
+    func testHugeGomaxprocsStartsAtMostOneMarkWorkerPerCPU() {
+        checkInChild { c in
+            let cpus = affinityCPUCount()
+            for procs in [100_000, Int(Int32.max)] {   // Int32.max: the largest GOMAXPROCS Go parses
+                let threadsBefore = procTaskCount()
+                let heap = try! Heap(configuration: Configuration(gcPercent: 10, gomaxprocs: procs))
+                let node = Self.nodeType(heap)
+                heap.withMutator { m in
+                    for _ in 0..<50_000 { _ = m.allocate(node) }   // automatic cycles
+                    heap.collect()
+                }
+                // The heap's threads: its mark workers and one background sweeper.
+                let workers = procTaskCount() - threadsBefore - 1
+                c.expect(workers >= 1 && workers <= cpus, "gomaxprocs \(procs): \(workers) mark worker threads on \(cpus) CPUs")
+                c.expectEqual(workers, heap.backgroundThreadCount - 1, "gomaxprocs \(procs): threads in /proc vs the heap's list")
+                c.expect(heap.memStats().numGC > heap.memStats().numForcedGC, "gomaxprocs \(procs): no automatic cycle")
+                c.expectEqual(heap.gomaxprocs, min(procs, Configuration.maxGomaxprocs), "the pacer counts GOMAXPROCS as configured (clamped as the configuration documents)")
+            }
+        }
+    }
+
+    // MARK: attach/detach racing with collect()
+
+    /// 16 threads attach, allocate and detach many times (some leave by exiting
+    /// attached) while another thread runs collect() in a loop. Bounded in iterations;
+    /// not a benchmark.
+    func testAttachDetachRacingWithCollect() {
+        checkInChild(timeout: 120) { c in
+            // gccheckmark: every cycle's marks are verified by a second, stop-the-world mark.
+            let heap = try! Heap(configuration: Configuration(gcPercent: 20, checkmark: true))
+            let node = Self.nodeType(heap)
+            let threads = 16, rounds = 500
+            let done = LifeFlag(), failures = LifeFlag()
+            let collector = lifeStartThread {
+                while done.value < UInt(threads) { heap.collect() }
+            }
+            var workers: [pthread_t] = []
+            for w in 0..<threads {
+                workers.append(lifeStartThread {
+                    for r in 0..<rounds {
+                        let body: @Sendable () -> Void = {
+                            let m = heap.attach()
+                            let f = m.pushFrame(slots: 2)
+                            for i in 0..<200 {
+                                let n = m.allocate(node)
+                                m.storeWord(n, 2, w &* 1_000_000 &+ i)
+                                m.store(n, 0, f[0])
+                                f[0] = n
+                                if i % 50 == 0 { m.safepoint() }
+                            }
+                            // The list must be intact whatever the collector did meanwhile.
+                            var p = f[0], i = 199
+                            while !p.isNull {
+                                if m.loadWord(p, 2) != w &* 1_000_000 &+ i { failures.increment() }
+                                p = m.load(p, 0); i -= 1
+                            }
+                            if i != -1 { failures.increment() }
+                            if r % 8 != 7 { m.popFrame(f); heap.detach(m) }   // else: exit attached
+                        }
+                        if r % 8 == 7 {
+                            lifeJoin(lifeStartThread(body))
+                        } else {
+                            body()
+                        }
+                    }
+                    done.increment()
+                })
+            }
+            for t in workers { lifeJoin(t) }
+            lifeJoin(collector)
+            c.expectEqual(failures.value, 0, "damaged lists")
+            c.expect(heap.memStats().numForcedGC > 0, "collect() never ran")
+            c.expectEqual(heap.attachedMutatorCount, 0)
+            heap.collect()
+            c.expectEqual(heap.memStats().heapObjects, 0)
+            heap.checkInvariants()
+        }
+    }
+}
