@@ -110,7 +110,6 @@ static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); 
 uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }
 uint64_t tc_walltime_ns(void) { return ts_ns(CLOCK_REALTIME); }
 uint64_t tc_thread_cputime_ns(void) { return ts_ns(CLOCK_THREAD_CPUTIME_ID); }
-uint64_t tc_process_cputime_ns(void) { return ts_ns(CLOCK_PROCESS_CPUTIME_ID); }
 int tc_ncpu(void) { long n = sysconf(_SC_NPROCESSORS_ONLN); return n < 1 ? 1 : (int)n; }
 void tc_yield(void) { sched_yield(); }
 void tc_sleep_ns(uint64_t ns) { struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) }; nanosleep(&ts, 0); }
@@ -145,30 +144,10 @@ int tc_cond_timedwait_ns(tc_cond *c, tc_lock *l, uint64_t ns) {
     return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
-void *tc_mmap_reserve(size_t n) {
-    void *p = mmap(0, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? 0 : p;
-}
-int tc_mmap_commit(void *p, size_t n) { return mprotect(p, n, PROT_READ | PROT_WRITE); }
-int tc_madvise_hugepage(void *p, size_t n) { return madvise(p, n, MADV_HUGEPAGE); }
-int tc_madvise_dontneed(void *p, size_t n) { return madvise(p, n, MADV_DONTNEED); }
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-void tc_populate_write(void *p, size_t n) {
-    if (madvise(p, n, MADV_POPULATE_WRITE) == 0) return;
-    // Older kernels: write-fault each 4 KiB page with an atomic add of zero, which leaves
-    // the contents alone even if another thread is already using the memory.
-    for (size_t off = 0; off < n; off += 4096) {
-        __atomic_fetch_add((uint64_t *)((char *)p + off), 0, __ATOMIC_RELAXED);
-    }
-}
-int tc_munmap(void *p, size_t n) { return munmap(p, n); }
-void *tc_mmap_anon(size_t n) {
-    void *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? 0 : p;
-}
 
 // Stop-the-world rescue (see Heap.stopTheWorld): move thread `tid`, runnable but kept off
 // its CPU, onto the CPU the caller is about to give up. Its previous CPU mask is saved

@@ -22,20 +22,15 @@ TC_INLINE bool tc_cas(void *p, uintptr_t expected, uintptr_t desired) {
 }
 TC_INLINE uintptr_t tc_fetch_add(void *p, uintptr_t v) { return __atomic_fetch_add((uintptr_t *)p, v, __ATOMIC_ACQ_REL); }
 TC_INLINE uintptr_t tc_fetch_add_relaxed(void *p, uintptr_t v) { return __atomic_fetch_add((uintptr_t *)p, v, __ATOMIC_RELAXED); }
-TC_INLINE uint32_t tc_load32_relaxed(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED); }
 TC_INLINE uint32_t tc_load32_acquire(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }
 TC_INLINE void tc_store32_release(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); }
-TC_INLINE void tc_store32_relaxed(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED); }
 TC_INLINE bool tc_cas32(void *p, uint32_t expected, uint32_t desired) {
     return __atomic_compare_exchange_n((uint32_t *)p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 TC_INLINE uint64_t tc_or64(void *p, uint64_t v) { return __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
 TC_INLINE uint64_t tc_load64_relaxed(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
 TC_INLINE uint64_t tc_and64(void *p, uint64_t v) { return __atomic_fetch_and((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
-TC_INLINE uint64_t tc_or64_relaxed(void *p, uint64_t v) { return __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_RELAXED); }
-TC_INLINE void tc_store64_relaxed(void *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED); }
 TC_INLINE uint16_t tc_load16_relaxed(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); }
-TC_INLINE void tc_store16_relaxed(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); }
 TC_INLINE uint8_t tc_load8_relaxed(const void *p) { return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED); }
 TC_INLINE void tc_store8_relaxed(void *p, uint8_t v) { __atomic_store_n((uint8_t *)p, v, __ATOMIC_RELAXED); }
 TC_INLINE uint8_t tc_or8(void *p, uint8_t v) { return __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_SEQ_CST); }
@@ -95,7 +90,6 @@ int tc_set_thread_name(const char *name);
 uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC
 uint64_t tc_walltime_ns(void);                       // CLOCK_REALTIME
 uint64_t tc_thread_cputime_ns(void);                 // CLOCK_THREAD_CPUTIME_ID
-uint64_t tc_process_cputime_ns(void);                // CLOCK_PROCESS_CPUTIME_ID
 int tc_ncpu(void);                                   // online CPUs
 void tc_yield(void);                                 // sched_yield
 void tc_sleep_ns(uint64_t ns);
@@ -134,12 +128,5 @@ int tc_restore_affinity(uint64_t tid, const void *saved);
 int tc_current_affinity(void *mask);                  // the calling thread's mask (tests)
 
 // ---- OS memory ----
-void *tc_mmap_reserve(size_t n);                     // PROT_NONE, NORESERVE; NULL on failure
-int tc_mmap_commit(void *p, size_t n);               // PROT_READ|WRITE; 0 on success
-int tc_madvise_hugepage(void *p, size_t n);
-int tc_madvise_dontneed(void *p, size_t n);
-void tc_populate_write(void *p, size_t n);            // fault pages in for writing
-int tc_munmap(void *p, size_t n);
-void *tc_mmap_anon(size_t n);                        // RW, NORESERVE; NULL on failure
 
 #endif
