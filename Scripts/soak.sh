@@ -11,8 +11,8 @@
 # 3 minutes is a hang: it is sent SIGABRT (the Swift runtime prints every thread's
 # backtrace) and the script fails.
 #
-# Flags for known defects (off by default; see the top of main.swift):
-#   TRICOLOR_SOAK_DROP_HEAPS=1, TRICOLOR_SOAK_DROP_COLLECTED_HEAPS=1
+# Heaps are created and dropped by default; TRICOLOR_SOAK_DROP_HEAPS=0 and
+# TRICOLOR_SOAK_DROP_COLLECTED_HEAPS=0 leave that out (see the top of main.swift).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 minutes=${1:-1}

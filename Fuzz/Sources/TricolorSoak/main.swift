@@ -18,17 +18,15 @@
 // address space (VmSize). It exits 1 if an object was lost or the end is not flat against
 // the baseline (tolerances in `Tolerance`), 0 otherwise.
 //
-// Defects the default run avoids (TODO: make each flag the default once its defect is fixed):
-//   TRICOLOR_SOAK_DROP_HEAPS=1  drop heaps: each round gets a heap of its own, dropped at
-//       its end, and a heap thread creates, uses and drops small heaps as fast as it can.
-//       Each dropped heap leaves its metadata mapped (FixAlloc/MetaAlloc chunks: span
-//       structs, mark and allocation bitmaps, per-slot type arrays; the type pointer maps),
-//       about a sixth of its peak heap in resident memory, so this fails the flatness check
-//       within seconds. Off: the second heap lives for the whole run too.
-//   TRICOLOR_SOAK_DROP_COLLECTED_HEAPS=1  (with DROP_HEAPS) the dropped heaps run automatic
-//       collections with background mark workers (known defect: dropping such a heap leaks
-//       its threads and its whole reservation). Off: they have no mark workers and GOGC off,
-//       and are collected by explicit collect() calls only.
+// Heaps come and go by default (both were once defects, now fixed: dropped heaps kept
+// their metadata mapped, and a heap that had run automatic collections kept its threads
+// and reservation). Set a flag to 0 to leave that part out:
+//   TRICOLOR_SOAK_DROP_HEAPS=0  no dropped heaps: the second heap lives for the whole run
+//       too (otherwise each round gets a heap of its own, dropped at its end, and a heap
+//       thread creates, uses and drops small heaps as fast as it can).
+//   TRICOLOR_SOAK_DROP_COLLECTED_HEAPS=0  the dropped heaps have no mark workers and GOGC
+//       off, and are collected by explicit collect() calls only (otherwise they run
+//       automatic collections with background mark workers).
 
 import Glibc
 import Synchronization
@@ -41,8 +39,8 @@ struct Options {
     var threads = 4
     var seed: UInt64 = 1
     var roundSeconds = 2.0
-    var dropHeaps = envFlag("TRICOLOR_SOAK_DROP_HEAPS")
-    var dropCollectedHeaps = envFlag("TRICOLOR_SOAK_DROP_COLLECTED_HEAPS")
+    var dropHeaps = envFlag("TRICOLOR_SOAK_DROP_HEAPS", default: true)
+    var dropCollectedHeaps = envFlag("TRICOLOR_SOAK_DROP_COLLECTED_HEAPS", default: true)
 
     static func parse() -> Options {
         var o = Options()
@@ -66,8 +64,8 @@ struct Options {
     }
 }
 
-func envFlag(_ name: String) -> Bool {
-    guard let v = getenv(name) else { return false }
+func envFlag(_ name: String, default value: Bool = false) -> Bool {
+    guard let v = getenv(name) else { return value }
     return ["1", "true", "on", "yes"].contains(String(cString: v))
 }
 
