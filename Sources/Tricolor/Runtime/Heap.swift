@@ -36,6 +36,12 @@ public final class Heap: @unchecked Sendable {
     let rescueMasks: UnsafeMutableRawPointer
     static let maxRescues = 16
 
+    // Stored `var`s below are marked `@exclusivity(unchecked)`: each is protected by a
+    // runtime lock or a stopped world (written next to it), which Swift's dynamic
+    // exclusivity checks cannot see and would only add a call per access to (measured:
+    // the allocation slow path reads several of them per refill). The package sets no
+    // compiler flags (it must be usable by version), so this is per property.
+
     // MARK: configuration
     public let configuration: Configuration
     let procs: Int
@@ -61,9 +67,9 @@ public final class Heap: @unchecked Sendable {
     let numArenas: Int
     /// One entry per 64 MiB arena of the reservation; nil until the arena is mapped.
     let arenas: UnsafeMutablePointer<UnsafeMutablePointer<HeapArena>?>
-    var mappedArenas = 0
-    var pages: PageAlloc
-    var spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
+    @exclusivity(unchecked) var mappedArenas = 0
+    @exclusivity(unchecked) var pages: PageAlloc
+    @exclusivity(unchecked) var spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
     let meta = MetaAlloc()
     let heapLock = RuntimeLock(rank: .mheap)
 
@@ -72,65 +78,65 @@ public final class Heap: @unchecked Sendable {
 
     // MARK: types (types lock)
     let types: UnsafeMutablePointer<TypeInfo>
-    var typeNames: [String] = ["<bytes>"]
+    @exclusivity(unchecked) var typeNames: [String] = ["<bytes>"]
     let typesLock = RuntimeLock(rank: .types)
 
     // MARK: world stop (sched lock)
     let schedLock = RuntimeLock(rank: .sched)
     let stateChanged = RuntimeCond()
     let worldStarted = RuntimeCond()
-    var stwActive = false
-    var mutators: UnsafeMutablePointer<MutatorState>? = nil   // attached, linked by `next`
-    var freeMutators: UnsafeMutablePointer<MutatorState>? = nil
+    @exclusivity(unchecked) var stwActive = false
+    @exclusivity(unchecked) var mutators: UnsafeMutablePointer<MutatorState>? = nil   // attached, linked by `next`
+    @exclusivity(unchecked) var freeMutators: UnsafeMutablePointer<MutatorState>? = nil
 
     // MARK: roots
     let globalsLock = RuntimeLock(rank: .globals)
-    var globalSlots: RootSlotTable
-    var handleSlots: RootSlotTable
+    @exclusivity(unchecked) var globalSlots: RootSlotTable
+    @exclusivity(unchecked) var handleSlots: RootSlotTable
 
     // MARK: collector state
     /// Goal, trigger and cons/mark (gc: the thread that owns the stopped world, or the
     /// setters under statsLock).
-    var pacer: Pacer
+    @exclusivity(unchecked) var pacer: Pacer
     /// The global grey list.
     let work = WorkList()
     /// Held by the one thread trying to finish the mark phase (tryLock only).
     let markDoneLock = RuntimeLock(rank: .markDone)
-    var markStartTime: UInt64 = 0
-    var maxStackScan: UInt = 0
-    var cycle = CycleTrace()
+    @exclusivity(unchecked) var markStartTime: UInt64 = 0
+    @exclusivity(unchecked) var maxStackScan: UInt = 0
+    @exclusivity(unchecked) var cycle = CycleTrace()
     // Background threads (started, the list, shutting down, sweep requested: bgLock).
     let bgLock = RuntimeLock(rank: .background)
     let bgCond = RuntimeCond()
-    var backgroundStarted = false
-    var backgroundThreads: [pthread_t] = []
-    var shuttingDown = false
+    @exclusivity(unchecked) var backgroundStarted = false
+    @exclusivity(unchecked) var backgroundThreads: [pthread_t] = []
+    @exclusivity(unchecked) var shuttingDown = false
     /// Collector threads running now (for tests and diagnostics).
     var backgroundThreadCount: Int { bgLock.withLock { backgroundThreads.count } }
-    var sweepRequested = false
+    @exclusivity(unchecked) var sweepRequested = false
     /// The GC CPU limiter's bucket (limiterLock); see Collector/Pacing.swift.
-    var cpuLimiter: GCCPULimiter
+    @exclusivity(unchecked) var cpuLimiter: GCCPULimiter
     let limiterLock = RuntimeLock(rank: .limiter)
     // Statistics (statsLock).
-    var numForcedGC: UInt32 = 0
-    var pauseNs = [UInt64](repeating: 0, count: 256)
-    var pauseEnd = [UInt64](repeating: 0, count: 256)
-    var pauseTotalNs: UInt64 = 0
-    var cyclePauseNs: UInt64 = 0
-    var lastGC: UInt64 = 0
-    var pauses: [UInt64] = []            // every stop-the-world pause, for quantiles
+    @exclusivity(unchecked) var numForcedGC: UInt32 = 0
+    @exclusivity(unchecked) var pauseNs = [UInt64](repeating: 0, count: 256)
+    @exclusivity(unchecked) var pauseEnd = [UInt64](repeating: 0, count: 256)
+    @exclusivity(unchecked) var pauseTotalNs: UInt64 = 0
+    @exclusivity(unchecked) var cyclePauseNs: UInt64 = 0
+    @exclusivity(unchecked) var lastGC: UInt64 = 0
+    @exclusivity(unchecked) var pauses: [UInt64] = []            // every stop-the-world pause, for quantiles
     let startTime = tc_nanotime()
     let statsLock = RuntimeLock(rank: .stats)
-    var nextMutatorID = 0
-    var gcCPUNs: UInt64 = 0
+    @exclusivity(unchecked) var nextMutatorID = 0
+    @exclusivity(unchecked) var gcCPUNs: UInt64 = 0
     /// Allocation-path counts of detached mutators (statsLock).
     let pathTotals: UnsafeMutablePointer<UInt64>
 
     // MARK: profiling and hooks
     let memProfiler = MemProfiler()
     let hooksLock = RuntimeLock(rank: .hooks)
-    var hooks: HookBox? = nil                  // hooksLock
-    var allocHookInstalled = false             // changed with the world stopped
+    @exclusivity(unchecked) var hooks: HookBox? = nil                  // hooksLock
+    @exclusivity(unchecked) var allocHookInstalled = false             // changed with the world stopped
 
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
