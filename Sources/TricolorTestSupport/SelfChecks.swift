@@ -1,5 +1,7 @@
 import Tricolor
 
+// The runtime's tiered self-checks, on together for stress tests.
+
 extension Configuration {
     /// This configuration with both tiers of the runtime's self-checks on
     /// (`internalChecks`, `expensiveChecks`), as the model-based stress tests run.

@@ -1,6 +1,18 @@
 import CTricolor
 import Glibc
 
+// Attaching and detaching threads (Go's acquirep/releasep, and goexit dropping its P).
+//
+// A thread that touches the heap attaches as a mutator: it gets a MutatorState (Go's P:
+// an mcache, grey work, a write-barrier buffer, a shadow stack, a status), linked into
+// the heap's list under the sched lock, and a thread-local pointer to it. Detaching
+// flushes the cache and the grey work back to the heap and unlinks it; a thread that
+// exits attached is detached by its exit (see "Lifetimes" below).
+//
+// Invariants: a thread is attached to at most one heap; every listed mutator belongs to
+// a live thread; the list changes only under the sched lock and never while the world
+// is stopped; an attached mutator holds one reference to its heap.
+
 extension Heap {
     // MARK: attaching
 
@@ -152,8 +164,7 @@ extension Heap {
     var attachedMutatorCount: Int {
         schedLock.withLock {
             var n = 0
-            var p = mutators
-            while let m = p { n += 1; p = m.rawNext }
+            forEachMutator { _ in n += 1 }
             return n
         }
     }

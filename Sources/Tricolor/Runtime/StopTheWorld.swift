@@ -1,6 +1,22 @@
 import CTricolor
 import Glibc
 
+// Stop-the-world and parking (the part of Go's proc.go the collector needs:
+// stopTheWorldWithSema, startTheWorldWithSema, entersyscall/exitsyscall).
+//
+// Stopping is cooperative: the stopper sets the `stop` bit of the attention word and
+// asks every running mutator to take its slow path, then waits until each is parked at
+// a safepoint or in a blocking region (first spinning briefly, then on a condition
+// variable, moving a mutator the OS keeps off its CPU onto the stopper's own). Mutators
+// answer in `gcSafepoint`, which also does what the collector asked of them while
+// marking (scan the stack, flush the barrier buffer, run mark termination for the
+// worker).
+//
+// Invariants: at most one thread stops the world at a time (`stwActive`, sched lock);
+// while the world is stopped no mutator is `.running`; a mutator in a blocking region
+// touches no heap memory; every status change out of `.running` is broadcast
+// (`statusChanged`).
+
 extension Heap {
     // MARK: stop the world
 
@@ -56,9 +72,9 @@ extension Heap {
 
     /// Whether an attached mutator is still running (sched lock held).
     private func anyMutatorRunning() -> Bool {
-        var p = mutators
-        while let m = p { if m.rawStatus == .running { return true }; p = m.rawNext }
-        return false
+        var running = false
+        forEachMutator { if $0.rawStatus == .running { running = true } }
+        return running
     }
 
     /// Move every running mutator onto the calling thread's CPU, saving its CPU mask in
@@ -83,12 +99,10 @@ extension Heap {
     /// the child of a fork made while another thread was attached (the child has only
     /// the forking thread): fail with a message instead of hanging. Sched lock held.
     func failIfARunningMutatorsThreadIsGone() {
-        var p = mutators
-        while let m = p {
+        forEachMutator { m in
             if m.rawStatus == .running && !tc_thread_exists(m.rawThreadID) {
                 runtimeFatal("mutator \(m.pointee.id) is attached, but its thread \(m.rawThreadID) no longer exists (did the process fork while it was attached?)")
             }
-            p = m.rawNext
         }
     }
 
@@ -113,10 +127,8 @@ extension Heap {
     /// operation (as well as at allocation slow paths and `safepoint()`), so a stop or a
     /// ragged barrier does not wait for its next allocation. Sched lock held.
     func requestSafepoints() {
-        var p = mutators
-        while let m = p {
+        forEachMutator { m in
             if m.rawStatus == .running { m.setFlags(MutatorState.flagSafepoint) }
-            p = m.rawNext
         }
     }
 
