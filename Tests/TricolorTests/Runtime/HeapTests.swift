@@ -685,7 +685,11 @@ final class HeapTests: WatchdogTestCase {
             heap.withMutator { m in
                 for _ in 0..<5_000 { _ = m.allocateBytes(4096) }   // back on: cycles start
             }
-            c.expect(heap.memStats().numGC > 0, "no cycle after GOGC went back to 100")
+            // The allocating thread starts a cycle itself when heapLive crosses the trigger
+            // (gcStart runs on it); whether the background worker has also finished that
+            // cycle by now depends on scheduling, so look for a started one.
+            let started = heap.memStats().numGC > 0 || heap.debugPhase != "off"
+            c.expect(started, "no cycle started after GOGC went back to 100")
             c.expect(heap.memStats().enableGC, "enableGC after GOGC=100")
         }
     }
