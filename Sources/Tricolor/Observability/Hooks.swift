@@ -99,7 +99,7 @@ extension Heap {
 /// (allocates, or calls `collect()`, which would wait for the sweep the hook is part of)
 /// traps with a message instead of deadlocking. A pthread key: nil outside hooks.
 enum HookGuard {
-    nonisolated(unsafe) static let key: pthread_key_t = {
+    static let key: pthread_key_t = {
         var k = pthread_key_t()
         let rc = pthread_key_create(&k, nil)
         runtimeCheck(rc == 0, "pthread_key_create failed: \(rc)")

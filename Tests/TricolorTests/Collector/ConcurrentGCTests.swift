@@ -36,14 +36,54 @@ private final class CGCFailures: @unchecked Sendable {
 /// what a thread reports back after the hand-shake.
 private final class CGCShared: @unchecked Sendable {
     let word = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
-    var damaged = false
+    let flagWord = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
     var before = [UInt8](repeating: 0, count: Int(TC_CPU_MASK_BYTES))
     var after = [UInt8](repeating: 1, count: Int(TC_CPU_MASK_BYTES))
-    init() { word.initialize(to: 0) }
-    deinit { word.deallocate() }
+    init() { word.initialize(to: 0); flagWord.initialize(to: 0) }
+    deinit { word.deallocate(); flagWord.deallocate() }
     var value: UInt { tc_load_acquire(word) }
     func set(_ v: UInt) { tc_store_release(word, v) }
+    /// A second word, for "gave up waiting" (set once, read by the other thread).
+    var flagged: Bool { tc_load_acquire(flagWord) != 0 }
+    func flag() { tc_store_release(flagWord, 1) }
 }
+
+/// Whether the hand-off request (`Attention.markDone`) is posted.
+private func cgcHandOffRequested(_ heap: Heap) -> Bool {
+    heap.sched.attention.load(.relaxed) & Attention.markDone != 0
+}
+
+/// Post the request a background worker posts when it runs out of grey objects
+/// (`finishMarkOrHandOff`), on a heap without workers.
+private func cgcPostHandOffRequest(_ heap: Heap) {
+    heap.sched.attention.fetchOr(Attention.markDone)
+}
+
+/// During a mark phase, wait, computing at no safepoint, until the background worker
+/// posts the hand-off request (true), or until it has withdrawn it and runs mark
+/// termination itself (false: the OS kept this thread off its CPU for the worker's
+/// whole hand-off wait). The worker running it itself shows as its ragged barrier
+/// waiting for this mutator's answer, or — when this mutator answered that barrier
+/// at an allocation before the call — as its stop request for pause #2. One of these
+/// must happen, and the cycle cannot end meanwhile: it needs this mutator.
+private func cgcAwaitHandOffRequest(_ heap: Heap, _ m: Mutator, onHang: (String) -> Void) -> Bool {
+    let deadline = monotonicSeconds() + cgcHangBound
+    while heap.phase == .mark {
+        if cgcHandOffRequested(heap) { return true }
+        if heap.marking.flushGen.load(.relaxed) != tc_load_relaxed(m.state.flushAckAddress) { return false }
+        if heap.sched.attention.load(.relaxed) & Attention.stop != 0 { return false }
+        if monotonicSeconds() > deadline {
+            onHang("hang: the worker neither posted the hand-off request nor ran mark termination itself")
+            return false
+        }
+    }
+    return false
+}
+
+/// How long a wait for something the runtime must eventually do may last before the
+/// test calls it a hang. Never reached unless the runtime is broken: it bounds a hang,
+/// it decides no outcome.
+private let cgcHangBound = 60.0
 
 /// Ends the process with a message if a test hangs (a stop-the-world that never
 /// completes, say), instead of hanging the whole run.
@@ -537,7 +577,9 @@ final class ConcurrentGCTests: XCTestCase {
     /// node, then drop the root" (insertion). Each graph starts as 48 chains of ~170
     /// nodes: much more than one assist drains, so marking a graph takes a while and the
     /// mutator works deep in it (walks follow word 0 four times out of five) while its
-    /// stack is already scanned and its graph is not yet marked.
+    /// stack is already scanned and its graph is not yet marked. At five points of its
+    /// run each thread waits for a cycle to have completed since its previous wait, so
+    /// cycles run during the run whenever the OS gets round to the background worker.
     func testMultiThreadedStressWithCheckmarkAndClobberfree() throws {
         let heap = try Heap(configuration: Configuration(gcPercent: 50, clobberFree: true, checkmark: true))
         // Words 0 and 1: pointers; word 2: id; word 3: checksum(id).
@@ -587,6 +629,24 @@ final class ConcurrentGCTests: XCTestCase {
                 func emptySlot(_ fallback: Int) -> Int {
                     for _ in 0..<4 { let i = rng.int(rootsPerThread); if roots[i].isNull { return i } }
                     return fallback
+                }
+                /// Wait until a cycle has completed since this thread's previous call:
+                /// garbage while no cycle runs (the heap goal starts one), safepoints while
+                /// one marks. Called at five points of the run, so at least five cycles run
+                /// while the graphs are being rewired, whenever the OS runs the background
+                /// worker; if the heap goal never starts a cycle or a cycle never ends, the
+                /// wait is a hang and fails after `cgcHangBound`.
+                var cyclesSeen: UInt = 0
+                func awaitCycle(_ op: Int) {
+                    let deadline = monotonicSeconds() + cgcHangBound
+                    while heap.marking.numGC.load(.relaxed) <= cyclesSeen {
+                        if heap.phase == .off { _ = m.allocateBytes(4_096) } else { m.safepoint(); tc_yield() }
+                        if monotonicSeconds() > deadline {
+                            failures.fail("hang: thread \(t) at op \(op): no cycle completed in \(cgcHangBound) s (phase \(heap.debugPhase))")
+                            break
+                        }
+                    }
+                    cyclesSeen = heap.marking.numGC.load(.relaxed)
                 }
                 /// Everything reachable from the roots, checked; returns the count.
                 func verifyAll(_ what: String) -> Int {
@@ -667,6 +727,7 @@ final class ConcurrentGCTests: XCTestCase {
                         m.safepoint()
                         _ = walk(100)
                     }
+                    if op % (ops / 5) == ops / 5 - 1 { awaitCycle(op) }
                     if op % 2_000 == 1_999 {
                         let n = verifyAll("periodic check at op \(op)")
                         failures.add("sampled", n); failures.add("samples", 1)
@@ -683,6 +744,9 @@ final class ConcurrentGCTests: XCTestCase {
         }
         XCTAssertEqual(failures.all, [], "damaged objects (freed while reachable?)")
         let s = heap.memStats()
+        // Both follow from the five waits for a cycle in each thread's run (a wait that
+        // sees none fails the test): five cycles at least, of which at most three (one
+        // per thread's final collect()) were forced.
         XCTAssertGreaterThanOrEqual(s.numGC, 5, "the heap goal should have started several cycles")
         XCTAssertGreaterThan(s.numGC, s.numForcedGC)
         XCTAssertGreaterThan(failures.counter("checked"), threads * ops)
@@ -911,7 +975,14 @@ final class ConcurrentGCTests: XCTestCase {
         XCTAssertEqual(ms.numGC, UInt32(n), "exactly one cycle per collect()")
         XCTAssertEqual(ms.numForcedGC, UInt32(n))
     }
+
     // MARK: mark termination handed to mutators
+    //
+    // Nothing below is timed. A wall-clock deadline appears only as a bound on a hang
+    // (the test then fails with a message saying what never happened). The hand-off
+    // cases are stepped by hand on heaps without workers; where the real worker takes
+    // part, the race it runs against its own 1 ms hand-off wait is played in rounds
+    // bounded by count, each of which can exercise the path, and one of them must.
 
     /// A list of `n` nodes rooted in `f[0]`, ids 0..<n; checked by `listIntact`.
     private func buildList(_ m: Mutator, _ t: ObjectType, _ f: Frame, _ n: Int) {
@@ -928,81 +999,267 @@ final class ConcurrentGCTests: XCTestCase {
         return ok && i == -1
     }
 
-    /// With a mutator allocating, the background worker does not stop the world itself
-    /// when it runs out of grey objects: it hands mark termination to the mutator, which
-    /// runs it at its next allocation slow path. Cycles keep completing, live data
-    /// survives (under gccheckmark), and the hand-off is taken.
-    func testWorkerHandsMarkTerminationToAllocatingMutator() throws {
-        let heap = try Heap(configuration: Configuration(checkmark: true))
-        let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
-        heap.withMutator { m in
-            m.withFrame(slots: 1) { f in
-                buildList(m, N, f, 2_000)
-                let start = heap.memStats().numGC
-                var rounds = 0
-                while heap.memStats().numGC < start + 8 && rounds < 2_000 {
-                    for i in 0..<20_000 { _ = node(m, N, -i) }   // garbage: cycles start by GOGC
-                    rounds += 1
-                }
-                XCTAssertGreaterThanOrEqual(heap.memStats().numGC, start + 8, "cycles did not complete")
-                XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
-                // A cycle may still be running: let it finish (answering at full
-                // safepoints), then a request left from it is cleared at the next one.
-                let deadline = monotonicSeconds() + 30
-                while heap.debugPhase != "off" && monotonicSeconds() < deadline { m.safepoint(); usleep(100) }
-                m.safepoint()
-                XCTAssertEqual(heap.sched.attention.load(.relaxed) & Attention.markDone, 0, "hand-off request left set after the cycles")
+    /// Answer safepoints until the current cycle is over.
+    private func finishCycle(_ heap: Heap, _ m: Mutator, file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = monotonicSeconds() + cgcHangBound
+        while heap.phase != .off {
+            m.safepoint()
+            tc_yield()
+            if monotonicSeconds() > deadline {
+                XCTFail("hang: the cycle never finished", file: file, line: line)
+                return
             }
         }
-        XCTAssertGreaterThan(heap.marking.markHandoffsTaken.load(.relaxed), 0, "no mark termination was handed to the mutator")
+    }
+
+    /// With a mutator allocating, the background worker does not stop the world itself
+    /// when it runs out of grey objects: it posts a hand-off request (`Attention.markDone`)
+    /// and the mutator runs mark termination at its next allocation slow path.
+    ///
+    /// Driven round by round instead of hoped for: a cycle starts, then the mutator
+    /// waits at no safepoint — so the worker cannot end the cycle by itself (its
+    /// ragged barrier needs this mutator) — until the worker posts the request, and
+    /// allocates until the request is taken. The worker withdraws an untaken request after
+    /// `Tuning.markHandOffWaitNs` (1 ms); if the OS keeps this thread off its CPU for all
+    /// of that, the round misses (the worker then ends the cycle). So the rounds are
+    /// bounded by count, and at least one of up to 200 must take the hand-off (on an idle
+    /// machine nearly every round does; with both CPUs kept busy about 40% miss). Fails if the worker stops the world itself instead of
+    /// posting the request (every round then sees the worker's own ragged barrier), or
+    /// if the allocation slow path ignores the request (it stays untaken until the worker
+    /// withdraws it). Cycles keep completing, and the live list survives under
+    /// gccheckmark.
+    ///
+    /// The mutator's half alone, without the worker: on a heap without workers the
+    /// request is posted by hand, and the next allocation slow path must run mark
+    /// termination; a request left from a cycle that has ended must be dropped by the
+    /// next safepoint without taking anything.
+    func testWorkerHandsMarkTerminationToAllocatingMutator() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil, checkmark: true, markWorkers: 1))
+        let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
+        let global = heap.makeGlobal()
+        var rounds = 0, taken = 0, missed = 0
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                // The live list hangs off a global (a root the worker scans), so this
+                // mutator's stack scan finds nothing to mark and the mutator taking the
+                // hand-off goes on to run the whole of mark termination.
+                buildList(m, N, f, 2_000)
+                m.store(global, f[0])
+                f[0] = .null
+                let start = heap.memStats().numGC
+                while rounds < 200 && (taken == 0 || rounds < 8) {
+                    rounds += 1
+                    // 1. A cycle, started without this mutator doing any marking (a cycle
+                    //    the heap goal starts begins with an assist on the allocating
+                    //    thread, which under ThreadSanitizer outlasts the worker's wait).
+                    heap.debugStartCycle()
+                    // 2. The worker's request.
+                    if cgcAwaitHandOffRequest(heap, m, onHang: { XCTFail($0) }) {
+                        // 3. Allocate: a slow path comes within one span's worth of objects.
+                        let before = heap.marking.markHandoffsTaken.load(.relaxed)
+                        var k = 0
+                        while k < 100_000 && heap.marking.markHandoffsTaken.load(.relaxed) == before && cgcHandOffRequested(heap) {
+                            _ = node(m, N, -k)
+                            k += 1
+                        }
+                        if heap.marking.markHandoffsTaken.load(.relaxed) != before { taken += 1 } else { missed += 1 }
+                    } else {
+                        missed += 1
+                    }
+                    finishCycle(heap, m)
+                }
+                XCTAssertEqual(heap.memStats().numGC, start + UInt32(rounds), "every round completes its cycle")
+                f[0] = global.value
+                XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
+            }
+        }
+        XCTAssertGreaterThan(taken, 0, "in \(rounds) rounds no mark termination was handed to the allocating mutator (\(missed) missed)")
+        print("hand-off: taken in \(taken) of \(rounds) rounds")
+
+        // The mutator's half, on a heap without workers.
+        let (stepped, M) = try steppedHeap(Configuration(gcPercent: nil, checkmark: true, markWorkers: 0))
+        stepped.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                buildList(m, M, f, 2_000)
+                stepped.debugStartCycle()
+                m.safepoint()                            // stack scanned
+                stepped.debugMarkSome(Int.max)           // no grey objects left
+                XCTAssertEqual(stepped.debugPhase, "mark")
+                let taken0 = stepped.marking.markHandoffsTaken.load(.relaxed)
+                cgcPostHandOffRequest(stepped)
+                // Pause #1 emptied this mutator's cache: the first allocation takes the
+                // slow path, and a span's worth later another one would.
+                var k = 0
+                while k < 1_000 && stepped.debugPhase == "mark" { _ = node(m, M, -k); k += 1 }
+                XCTAssertEqual(stepped.marking.markHandoffsTaken.load(.relaxed), taken0 + 1, "the allocation slow path did not take the posted hand-off")
+                XCTAssertEqual(stepped.debugPhase, "off", "the mutator that took the hand-off did not finish the cycle")
+                XCTAssertFalse(cgcHandOffRequested(stepped), "the request was not cleared by the mark termination it asked for")
+                XCTAssertEqual(stepped.memStats().numGC, 1)
+
+                // A request left from a cycle that has ended (a worker that saw the mark
+                // phase just before it ended) is dropped at the next safepoint.
+                cgcPostHandOffRequest(stepped)
+                m.safepoint()
+                XCTAssertFalse(cgcHandOffRequested(stepped), "hand-off request left set after the cycle")
+                XCTAssertEqual(stepped.marking.markHandoffsTaken.load(.relaxed), taken0 + 1, "a request left from an ended cycle was taken")
+                XCTAssertEqual(stepped.debugPhase, "off")
+                XCTAssertEqual(stepped.memStats().numGC, 1)
+                stepped.debugSweepSome(Int.max)
+                XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
+            }
+        }
+        stepped.checkInvariants()
     }
 
     /// A mutator that takes the hand-off does not wait long for another mutator's stack
-    /// scan: here the other mutator spins at partial safepoints (loads) until the first
-    /// one sees a hand-off given back (after 200 µs) and sets a flag. Before the bound on
-    /// the hand-off's ragged barrier this deadlocked (the first mutator waited in
-    /// `markDone` for a stack scan that only its own progress would allow). The worker finishes the
-    /// cycle once the spinning mutator reaches a full safepoint.
+    /// scan: the other mutator may be waiting for this one between full safepoints. Before
+    /// the bound on the hand-off's ragged barrier this deadlocked (the first mutator waited
+    /// in `markDone` for a stack scan that only its own progress would allow).
+    ///
+    /// Stepped, on a heap without workers, so nothing is left to chance: B spins at
+    /// partial safepoints (loads, which never scan a stack) until A releases it. A starts
+    /// a cycle, scans its own stack and drains every grey object, posts the request a
+    /// worker posts when it runs out of work, and takes it at `safepoint()`. Its ragged
+    /// barrier finds B's stack unscanned, and must give the hand-off back
+    /// (`handoffsRefused`, and `handoffRefused` set for the worker) instead of waiting
+    /// for B. Then A releases B and finishes the cycle itself; B's object survives
+    /// (gccheckmark verifies the marking). If the bound breaks, A waits for B forever:
+    /// B gives up after `hangBound`, reaches a full safepoint so that the run ends, and the
+    /// test fails saying so.
     func testHandOffDoesNotWaitForAMutatorThatWaitsForIt() throws {
-        let heap = try Heap(configuration: Configuration(checkmark: true))
-        let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
-        let sh = CGCShared()
+        let (heap, N) = try steppedHeap(Configuration(gcPercent: nil, checkmark: true, markWorkers: 0))
+        let sh = CGCShared()            // 2: B spins at loads; 1: B released; 3: the cycle is over
+        let failures = CGCFailures()
         runThreads(2) { i in
             heap.withMutator { m in
                 if i == 0 {
-                    // Once the other mutator spins, allocate until a hand-off has
-                    // been taken and given back for its unscanned stack, then release it.
-                    while sh.value != 2 { usleep(100) }
+                    while sh.value != 2 { tc_yield() }
+                    heap.debugStartCycle()               // B parks at a load for pause #1
+                    m.safepoint()                        // A's stack scanned
+                    heap.debugMarkSome(Int.max)          // no grey objects left; B's stack unscanned
+                    let taken = heap.marking.markHandoffsTaken.load(.relaxed)
                     let refused = heap.marking.handoffsRefused.load(.relaxed)
-                    var rounds = 0
-                    while heap.marking.handoffsRefused.load(.relaxed) == refused && rounds < 20_000 {
-                        for k in 0..<1_000 { m.storeWord(m.allocate(N), 2, cgcChecksum(-k)) }
-                        rounds += 1
+                    cgcPostHandOffRequest(heap)
+                    m.safepoint()                        // takes it; must give it back
+                    if heap.marking.markHandoffsTaken.load(.relaxed) != taken + 1 { failures.fail("the hand-off was not taken at safepoint()") }
+                    if heap.marking.handoffsRefused.load(.relaxed) != refused + 1 {
+                        failures.fail(sh.flagged
+                            ? "the mutator that took the hand-off waited for the other mutator's stack (the other one gave up after \(cgcHangBound) s)"
+                            : "the hand-off was not given back although another mutator's stack was unscanned")
                     }
-                    sh.set(1)
+                    if heap.marking.handoffRefused.load(.relaxed) == 0 && !sh.flagged { failures.fail("handoffRefused not set for the worker") }
+                    if heap.debugPhase != "mark" && !sh.flagged { failures.fail("the cycle ended (\(heap.debugPhase)) while a stack was unscanned") }
+                    sh.set(1)                            // release B
+                    heap.debugFinishCycle()              // waits for B's full safepoint
+                    if heap.debugPhase != "off" { failures.fail("the cycle did not finish: \(heap.debugPhase)") }
+                    sh.set(3)
                 } else {
                     m.withFrame(slots: 1) { f in
                         f[0] = m.allocate(N)
                         m.storeWord(f[0], 2, cgcChecksum(7))
-                        // Loads only (partial safepoints) until released.
                         sh.set(2)
+                        // Loads only (partial safepoints) until released.
+                        let deadline = monotonicSeconds() + cgcHangBound
                         var spins = 0
-                        while sh.value != 1 {
+                        while sh.value == 2 {
                             _ = m.load(f[0], 0)
                             spins += 1
-                            if spins % 1024 == 0 { usleep(50) }
+                            if spins & 255 == 0 {
+                                tc_yield()
+                                if monotonicSeconds() > deadline { sh.flag(); break }   // hang bound
+                            }
                         }
-                        sh.damaged = m.loadWord(f[0], 2) != cgcChecksum(7)
+                        while sh.value != 3 { m.safepoint(); tc_yield() }
+                        if m.loadWord(f[0], 2) != cgcChecksum(7) { failures.fail("the spinning mutator's object was damaged") }
                     }
                 }
             }
         }
-        XCTAssertFalse(sh.damaged, "the spinning mutator's object was damaged")
-        XCTAssertGreaterThan(heap.marking.handoffsRefused.load(.relaxed), 0, "no hand-off was given back: the case was not exercised (hand-offs taken \(heap.marking.markHandoffsTaken.load(.relaxed)), cycles \(heap.marking.numGC.load(.relaxed)))")
+        XCTAssertEqual(failures.all, [])
+        XCTAssertEqual(heap.memStats().numGC, 1)
+        heap.checkInvariants()
+
+        // The same with the background worker posting the request and, once it is given
+        // back, running mark termination itself when B reaches a full safepoint. Rounds:
+        // B spins at loads (acknowledged before the cycle starts, so its stack stays
+        // unscanned), A starts a cycle, waits for the worker's request and allocates
+        // until it takes it. A round misses if the OS keeps A off its CPU for the
+        // worker's whole hand-off wait, or if A takes the request while the worker is
+        // between two slices (it then finds a marker active and returns); at least one
+        // of up to 200 rounds must give the hand-off back. Every round's cycle must end
+        // once B is let through to full safepoints.
+        let heap2 = try Heap(configuration: Configuration(gcPercent: nil, checkmark: true, markWorkers: 1))
+        let N2 = try heap2.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
+        let mode = CGCShared(), ack = CGCShared()    // B's mode: 1 loads only, 3 exit, else full safepoints
+        let failures2 = CGCFailures()
+        runThreads(2) { i in
+            heap2.withMutator { m in
+                if i == 0 {
+                    var rounds = 0, refusedRounds = 0
+                    defer { failures2.add("rounds", rounds); failures2.add("refused", refusedRounds) }
+                    while rounds < 200 && (refusedRounds == 0 || rounds < 4) && !ack.flagged {
+                        rounds += 1
+                        mode.set(1)
+                        while ack.value != 1 && !ack.flagged { tc_yield() }
+                        heap2.debugStartCycle()
+                        let refused = heap2.marking.handoffsRefused.load(.relaxed)
+                        if cgcAwaitHandOffRequest(heap2, m, onHang: { failures2.fail($0) }) {
+                            let taken = heap2.marking.markHandoffsTaken.load(.relaxed)
+                            var k = 0
+                            while k < 100_000 && heap2.marking.markHandoffsTaken.load(.relaxed) == taken && cgcHandOffRequested(heap2) {
+                                m.storeWord(m.allocate(N2), 2, cgcChecksum(-k))
+                                k += 1
+                            }
+                        }
+                        if heap2.marking.handoffsRefused.load(.relaxed) != refused { refusedRounds += 1 }
+                        mode.set(2)
+                        let deadline = monotonicSeconds() + cgcHangBound
+                        while heap2.phase != .off {
+                            m.safepoint()
+                            tc_yield()
+                            if monotonicSeconds() > deadline { failures2.fail("hang: the cycle of round \(rounds) never finished"); break }
+                        }
+                    }
+                    mode.set(3)
+                } else {
+                    m.withFrame(slots: 1) { f in
+                        f[0] = m.allocate(N2)
+                        m.storeWord(f[0], 2, cgcChecksum(7))
+                        var deadline = 0.0, wasPartial = false
+                        while true {
+                            let md = mode.value
+                            if md == 3 { break }
+                            if md == 1 && !ack.flagged {
+                                if !wasPartial { deadline = monotonicSeconds() + cgcHangBound; wasPartial = true }
+                                ack.set(1)
+                                for _ in 0..<256 { _ = m.load(f[0], 0) }   // partial safepoints only
+                                if monotonicSeconds() > deadline { ack.flag() }   // hang bound
+                            } else {
+                                wasPartial = false
+                                ack.set(md)
+                                m.safepoint()
+                            }
+                            tc_yield()
+                        }
+                        if m.loadWord(f[0], 2) != cgcChecksum(7) { failures2.fail("the spinning mutator's object was damaged") }
+                    }
+                }
+            }
+        }
+        let rounds = failures2.counter("rounds"), refusedRounds = failures2.counter("refused")
+        XCTAssertFalse(ack.flagged, "hang: a mutator that took the hand-off waited for the other mutator's stack (the other one gave up after \(cgcHangBound) s)")
+        XCTAssertEqual(failures2.all, [])
+        XCTAssertGreaterThan(refusedRounds, 0, "in \(rounds) rounds no hand-off was given back (hand-offs taken \(heap2.marking.markHandoffsTaken.load(.relaxed)))")
+        XCTAssertEqual(heap2.memStats().numGC, UInt32(rounds), "one cycle per round, each ended by the worker or a hand-off")
+        print("hand-off given back in \(refusedRounds) of \(rounds) rounds")
+        heap2.checkInvariants()
     }
 
     /// With every mutator in a blocking region there is no one to hand mark termination
-    /// to: the worker runs it itself (scanning the blocked mutator's stack).
+    /// to: the worker runs it itself (scanning the blocked mutator's stack). Deterministic:
+    /// with no mutator running the worker does not post the request (or withdraws one
+    /// posted before the mutator blocked) and a blocked mutator cannot take it; the
+    /// deadline only bounds a hang (the worker never finishing the cycle).
     func testWorkerFinishesMarkItselfWhenMutatorsAreBlocked() throws {
         let heap = try Heap(configuration: Configuration(checkmark: true))
         let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
@@ -1021,46 +1278,54 @@ final class ConcurrentGCTests: XCTestCase {
                 let handoffs = heap.marking.markHandoffsTaken.load(.relaxed)
                 var finished = false
                 m.blocking {
-                    let deadline = monotonicSeconds() + 30
+                    let deadline = monotonicSeconds() + cgcHangBound
                     while !finished && monotonicSeconds() < deadline {
                         finished = heap.debugPhase == "off"
-                        if !finished { usleep(1_000) }
+                        if !finished { tc_yield() }
                     }
                 }
-                XCTAssertTrue(finished, "the cycle did not finish while the only mutator was blocked")
+                XCTAssertTrue(finished, "hang: the cycle did not finish while the only mutator was blocked")
                 XCTAssertEqual(heap.marking.markHandoffsTaken.load(.relaxed), handoffs, "a blocked mutator took the hand-off")
                 XCTAssertTrue(listIntact(m, f, 2_000), "live list damaged")
             }
         }
     }
 
-    /// A mutator that does not reach a safepoint for 50 µs after a stop request is
-    /// moved onto the stopping thread's CPU (the stop-the-world rescue), and its CPU mask
-    /// is put back once the world is stopped. Here the late mutator is simply busy for
-    /// 20 ms without a safepoint, which the stop cannot tell from one the OS keeps off
-    /// its CPU: the rescue must happen, the stop must complete when the mutator reaches
-    /// its safepoint, and the mutator's CPU mask must be what it was.
+    /// A mutator that does not reach a safepoint for 50 µs after a stop request is moved
+    /// onto the stopping thread's CPU (the stop-the-world rescue), and its CPU mask is put
+    /// back once the world is stopped.
+    ///
+    /// Forced rather than timed: the late mutator computes at no safepoint until the
+    /// rescue counter moves, so whichever thread the OS runs when, the stopper passes its
+    /// rescue deadline with the mutator still running and must move it; only then does
+    /// the mutator reach its safepoint. The stop must complete and the mutator's CPU mask
+    /// must be what it was. If the rescue is gone, the mutator waits until `hangBound`
+    /// and the test fails saying the mutator was not moved.
     func testStopRescuesLateMutatorAndRestoresItsCPUMask() throws {
         let heap = try Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
         let sh = CGCShared()
-        let rescuesBefore = heap.gcStats().stopRescues
+        let rescuesBefore = heap.sched.stopRescues.load(.relaxed)
         runThreads(2) { i in
             if i == 0 {
                 heap.withMutator { m in
                     _ = sh.before.withUnsafeMutableBytes { tc_current_affinity($0.baseAddress!) }
                     sh.set(1)
-                    let end = monotonicSeconds() + 0.02
-                    while monotonicSeconds() < end {}            // no safepoint for 20 ms
-                    while sh.value != 2 { m.safepoint(); usleep(100) }
+                    let deadline = monotonicSeconds() + cgcHangBound
+                    while heap.sched.stopRescues.load(.relaxed) == rescuesBefore {   // no safepoint
+                        if monotonicSeconds() > deadline { sh.flag(); break }   // hang bound
+                    }
+                    while sh.value != 2 { m.safepoint(); tc_yield() }
                     _ = sh.after.withUnsafeMutableBytes { tc_current_affinity($0.baseAddress!) }
                 }
             } else {
-                while sh.value != 1 { usleep(100) }
+                while sh.value != 1 { tc_yield() }
                 heap.collect()                                    // stops the world
                 sh.set(2)
             }
         }
-        XCTAssertGreaterThan(heap.gcStats().stopRescues, rescuesBefore, "the late mutator was not moved")
+        XCTAssertFalse(sh.flagged, "the late mutator was not moved: no rescue in \(cgcHangBound) s")
+        XCTAssertGreaterThan(heap.gcStats().stopRescues, Int(rescuesBefore), "the late mutator was not moved")
+        XCTAssertEqual(heap.memStats().numGC, 1, "the stops completed")
         XCTAssertEqual(sh.after, sh.before, "the mutator's CPU mask was not restored")
     }
 }

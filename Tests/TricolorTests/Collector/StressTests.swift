@@ -542,8 +542,13 @@ final class StressTests: WatchdogTestCase {
     /// Small objects only, collections triggered by the heap goal (GOGC=20) and never
     /// explicitly during the run; the graph is verified between cycles, and HeapObjects
     /// is checked with explicit collections at two checkpoints only.
+    ///
+    /// No background workers: the mutator's assists mark and finish every cycle, so how
+    /// many cycles the run sees is set by what it allocates, not by when the OS runs a
+    /// worker thread (a starved worker finished fewer than three on a busy machine).
+    /// The other stress tests run with workers and the background sweeper.
     func testRandomGraphWithAutomaticCollectionsOnly() throws {
-        let heap = try Heap(configuration: Configuration(gcPercent: 20).withSelfChecks)
+        let heap = try Heap(configuration: Configuration(gcPercent: 20, markWorkers: 0).withSelfChecks)
         let types = try StressTypes(heap)
         let globals = (0..<4).map { _ in heap.makeGlobal() }
         heap.withMutator { m in
@@ -661,6 +666,11 @@ final class StressTests: WatchdogTestCase {
 extension StressTests {
     /// Two mutator threads run their graphs while a third thread, never attached, calls
     /// `collect()` over and over: cycles started and helped from outside any mutator.
+    /// Halfway through its run each mutator waits (answering safepoints) until two more
+    /// calls have returned, so whole `collect()` calls run while both graphs are live,
+    /// however the OS schedules the threads (a collector thread that started late could
+    /// find both mutators done and make no call at all). A collect() from outside that
+    /// never returns shows as a hang (60 s bound, then the test fails).
     func testRandomGraphsWhileAnUnattachedThreadCollects() throws {
         let mutators = 2
         let heap = try Heap(configuration: Configuration(gcPercent: 50).withSelfChecks)
@@ -669,32 +679,38 @@ extension StressTests {
         let box = ModelBox(count: mutators)
         runThreads(mutators + 1) { t in
             if t == mutators {
-                var n = 0
-                while box.finished < mutators {
+                repeat {
                     heap.collect()
-                    n += 1
-                    usleep(500)
-                }
-                box.collectorCalls = n
+                    box.collected()
+                    usleep(500)          // spacing only: lets the mutators run between calls
+                } while box.finished < mutators
                 return
             }
             heap.withMutator { tm in
                 var o = StressOptions()
-                o.ops = 10_000
+                o.ops = 5_000            // twice
                 o.collectEvery = nil
                 o.verifyEvery = 500
                 o.maxLive = 1_200
                 o.checkHeapObjects = false
                 let g = GraphModel(heap: heap, mutator: tm, types: types, options: o,
                                    seed: 2_000 + UInt64(t), globals: globals[t])
-                g.run("mutator \(t)")
+                g.run("mutator \(t) part 1")
+                let calls = box.collectorCalls
+                let deadline = monotonicSeconds() + 60     // bounds a hang only
+                while box.collectorCalls < calls + 2 && monotonicSeconds() < deadline {
+                    tm.safepoint()
+                    sched_yield()
+                }
+                if box.collectorCalls < calls + 2 { g.fail("hang: collect() from the unattached thread did not return in 60 s") }
+                g.run("mutator \(t) part 2")
                 g.verify("mutator \(t) end")
                 g.releaseFrame()
                 box.set(t, g)
             }
             box.finish()
         }
-        XCTAssertGreaterThan(box.collectorCalls, 0)
+        XCTAssertGreaterThanOrEqual(box.collectorCalls, 2)
         heap.collect()
         heap.withMutator { m in
             var total = 0
@@ -723,6 +739,7 @@ final class ModelBox: @unchecked Sendable {
     private var finishedCount = 0
     private var calls = 0
     func finish() { lock.lock(); finishedCount += 1; lock.unlock() }
+    func collected() { lock.lock(); calls += 1; lock.unlock() }
     var finished: Int { lock.lock(); defer { lock.unlock() }; return finishedCount }
     var collectorCalls: Int {
         get { lock.lock(); defer { lock.unlock() }; return calls }

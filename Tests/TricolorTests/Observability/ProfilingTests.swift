@@ -337,6 +337,13 @@ final class ProfilingTests: WatchdogTestCase {
 
     /// A wait on a runtime lock is counted for its kind and, at fraction 1, recorded
     /// with the waiter's stack; the mutex profile file decodes with Go's sample types.
+    ///
+    /// The lock is released only once the waiter is known to be waiting for it, not
+    /// after a sleep: glibc marks a mutex a thread sleeps on (its futex word, the
+    /// first int of the pthread_mutex_t, goes from 1, locked, to 2, locked with
+    /// waiters), and only a thread whose attempt to take it failed does that. Fails if
+    /// a contended lock() is not counted or recorded, or if lock() does not wait at
+    /// all (the waiter then finishes while the lock is still held).
     func testRuntimeLockWaitIsProfiled() throws {
         let old = Heap.setMutexProfileFraction(1)
         defer { Heap.setMutexProfileFraction(old) }
@@ -357,7 +364,12 @@ final class ProfilingTests: WatchdogTestCase {
         }
         waiter.start()
         while tc_load_acquire(UnsafeRawPointer(bitPattern: startedAddr)!) == 0 { tc_yield() }
-        usleep(50_000)   // let the waiter block on the lock
+        // The futex word (low half of the first 8 bytes on a little-endian machine).
+        let futexWord = { UInt32(truncatingIfNeeded: tc_load_acquire(UnsafeRawPointer(lock.raw))) }
+        let deadline = monotonicSeconds() + 60   // bounds a hang only
+        while futexWord() != 2 && !waiter.isFinished && monotonicSeconds() < deadline { tc_yield() }
+        XCTAssertFalse(waiter.isFinished, "the waiter took the lock while it was held")
+        XCTAssertEqual(futexWord(), 2, "the waiter never waited for the held lock")
         lock.unlock()
         while !waiter.isFinished { usleep(1_000) }
         let after = LockWaits.snapshot().first { $0.lock == "mcentral" }

@@ -116,7 +116,7 @@ final class MisuseTests: WatchdogTestCase {
             let other = Thread {
                 let fresh = heap.attach()       // recycles the detached state
                 withUnsafeMutablePointer(to: &step.attached) { tc_store_release($0, 1) }
-                while true { fresh.blocking { usleep(1_000) } }   // stays attached until the process ends
+                while true { _ = fresh.blocking { usleep(1_000) } }   // stays attached until the process ends
             }
             other.start()
             while withUnsafeMutablePointer(to: &step.attached, { tc_load_acquire($0) }) == 0 { usleep(100) }
