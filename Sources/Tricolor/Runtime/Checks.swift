@@ -24,8 +24,23 @@ extension Heap {
         if base != p && s.pointee.spanClass != .tiny {
             runtimeFatal("invalid pointer \(r) \(what): points inside an object (object starts at \(Ref(address: base)))")
         }
-        let unswept = s.loadSweepgen() == sweepgen &- 2
-        let live = s.isAllocated(idx) && !(unswept && !s.isMarked(idx))
+        // The span may be swept by another thread (the background sweeper, another
+        // mutator) while we read its bits: its mark bits become the alloc bits and fresh
+        // zero mark bits are installed. Read the bits between two reads of the span's
+        // sweepgen, and wait out a sweep in progress (sweepgen == heap's − 1), so that a
+        // live object is never judged from a half-swept span. (The heap's sweepgen cannot
+        // move meanwhile: that needs a stopped world, and this mutator is not at a
+        // safepoint.) Found by the fuzzer in checked mode: "the object was freed" for an
+        // object read from a live chain.
+        let sg = sweepgen
+        var live = false
+        while true {
+            let before = s.loadSweepgen()
+            if before == sg &- 1 { tc_yield(); continue }
+            let unswept = before == sg &- 2
+            live = s.isAllocated(idx) && !(unswept && !s.isMarked(idx))
+            if s.loadSweepgen() == before { break }
+        }
         if !live {
             runtimeFatal("invalid pointer \(r) \(what): the object was freed (use after free)")
         }
