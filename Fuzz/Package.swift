@@ -5,7 +5,7 @@
 //   swift build -c release --sanitize=fuzzer --sanitize=address --product TricolorFuzz --scratch-path .build-fuzz
 //   swift build -c release --product TricolorSoak --scratch-path .build-soak
 //
-// TricolorFuzz has no main: with -sanitize=fuzzer swiftc links libFuzzer's, which calls
+// TricolorFuzz has no main (SwiftPM parses it as library files): with -sanitize=fuzzer swiftc links libFuzzer's, which calls
 // LLVMFuzzerTestOneInput. Use run.sh / ci.sh here and ../Scripts/soak.sh.
 import PackageDescription
 
@@ -18,10 +18,9 @@ let package = Package(
             dependencies: [
                 .product(name: "Tricolor", package: "Tricolor"),
                 .product(name: "TricolorProfiling", package: "Tricolor"),
-            ],
+            ]
             // No main.swift and no @main: the file with @_cdecl("LLVMFuzzerTestOneInput")
-            // is compiled as a library file, and libFuzzer provides main.
-            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            // is a library file, and libFuzzer (-sanitize=fuzzer) provides main.
         ),
         .executableTarget(
             name: "TricolorSoak",
