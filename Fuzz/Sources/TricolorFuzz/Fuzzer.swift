@@ -6,7 +6,7 @@
 // Build and run: Fuzz/run.sh MODE SECONDS (MODE: unchecked, checked, checkmark).
 //
 // How this target is built (Swift 6.3.1, Linux): an executableTarget with no main.swift
-// and no @main, compiled with -parse-as-library (set in Package.swift), and built with
+// and no @main, parsed as library files (no main.swift), and built with
 // `swift build -c release --sanitize=fuzzer --sanitize=address --product TricolorFuzz`.
 // `-sanitize=fuzzer` makes swiftc link libFuzzer's main, which calls the
 // @_cdecl("LLVMFuzzerTestOneInput") function below. (`--sanitize=fuzzer,address` in one
