@@ -19,7 +19,7 @@ extension Mutator {
         // Misuse that one compare on this slow path catches in every mode: a Mutator used
         // on a thread it is not attached to (detached, or its state since recycled for
         // another thread's attach), allocation inside `blocking { }` or inside a hook.
-        if _slowPath(tc_get_current_mutator() != UnsafeMutableRawPointer(st)) { checkUsable("allocate"); wrongThread() }
+        if _slowPath(tc_get_current_mutator() != UnsafeMutableRawPointer(st)) { wrongThread() }
         if _slowPath(st.pointee.status == .blocking) {
             runtimeFatal("allocation inside a blocking region: the body of blocking { } must not touch the heap")
         }
