@@ -12,3 +12,16 @@ extension Configuration {
         return c
     }
 }
+
+extension Configuration {
+    /// The same configuration with precise roots only (conservative stack scanning off).
+    /// For tests that assert that an object dropped from every frame, global and handle
+    /// is freed by the next cycle: with the native stack scanned, a stale copy of its
+    /// address in a dead part of a frame could keep it (false retention, harmless, but
+    /// not what those tests measure).
+    public var precise: Configuration {
+        var c = self
+        c.conservativeStackScan = false
+        return c
+    }
+}

@@ -94,6 +94,30 @@ int tc_ncpu(void);                                   // online CPUs
 void tc_yield(void);                                 // sched_yield
 void tc_sleep_ns(uint64_t ns);
 
+// ---- conservative scanning of native stacks (Boehm GC's GC_push_regs, Go's scanConservative) ----
+// tc_spill_registers stores the calling thread's callee-saved registers (x86_64: rbx,
+// rbp, r12-r15; aarch64: x19-x29, lr) into buf (TC_SPILL_WORDS words, in the caller's
+// frame) and returns the caller's stack pointer: every value live in the caller or its
+// callers is then at an address >= that pointer, on the stack or in buf. Written in
+// assembly so that no prologue clobbers a register before it is stored.
+#define TC_SPILL_WORDS 16
+uintptr_t tc_spill_registers(uintptr_t *buf);
+// The calling thread's stack top (highest address + 1), cached per thread; 0 if unknown.
+// lo receives the lowest address. Same cache as tc_callers.
+uintptr_t tc_thread_stack_top(uintptr_t *lo);
+// Copy into out[] (at most cap) the 8-byte-aligned words of [lo, hi) whose value v has
+// min <= v < max, starting at *cursor, which is advanced past the last word read.
+// Reads memory another thread may be writing (a blocked mutator's frames) or that a
+// sanitizer has poisoned (stack redzones), so it is not instrumented.
+size_t tc_scan_words(uintptr_t *cursor, uintptr_t hi, uintptr_t min, uintptr_t max, uintptr_t *out, size_t cap);
+// A load the thread sanitizer does not see: for the conservative scanner's reads of a
+// span's allocation state, which may race with a refill (a race whose outcomes are all
+// safe; see Collector/ConservativeScan.swift).
+uint64_t tc_peek64(const void *p);
+// A function the optimiser cannot see into, which may read and write *p (tests: make a
+// value exist in memory at the call).
+void tc_compiler_use(void *p);
+
 // ---- call stacks (profilers) ----
 // Walks the frame-pointer chain of the calling thread and stores up to `max` return
 // addresses in `buf`, innermost first; returns how many it stored. Entry 0 (with

@@ -46,6 +46,8 @@ struct MCache {
     var rngState: UInt64 = 1
     /// The heap's MemProfileRate (0: off), here so the slow path need not touch the heap.
     var profRate = 0
+    /// Free stacks per order (Go's mcache.stackcache; Allocator/StackAlloc.swift).
+    let stackCache: UnsafeMutablePointer<StackFreeList>
     unowned(unsafe) let heap: Heap
 
     init(heap: Heap) {
@@ -56,12 +58,15 @@ struct MCache {
         spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
         toSample = .allocate(capacity: SpanClass.count)
         toSample.initialize(repeating: 0, count: SpanClass.count)
+        stackCache = .allocate(capacity: StackAlloc.orders)
+        stackCache.initialize(repeating: StackFreeList(), count: StackAlloc.orders)
     }
 
     func destroy() {
         alloc.deallocate()
         spans.deallocate()
         toSample.deallocate()
+        stackCache.deallocate()
     }
 }
 

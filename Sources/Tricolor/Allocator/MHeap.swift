@@ -24,25 +24,7 @@ extension Heap {
     /// - Precondition: the heap lock is NOT held.
     func allocSpan(npages: Int, spanClass spc: SpanClass) -> UnsafeMutablePointer<MSpan>? {
         heapLock.lock()
-        var got = pages.allocReportingScavenged(npages)
-        while got == nil {
-            if tc_load_acquire(growingWord) != 0 {   // set and cleared under the heap lock
-                // Another thread is growing with the lock dropped (below): wait for it,
-                // as a blocking region, then look again.
-                heapLock.unlock()
-                asBlocking { while tc_load_acquire(growingWord) != 0 { tc_sleep_ns(20_000) } }
-                heapLock.lock()
-            } else if spc.sizeClass != 0 {
-                guard growForSmallSpans(npages: npages) else { break }
-            } else {
-                // A large object: its pages are handed out untouched (fresh OS memory is
-                // zero), so growing is two quick system calls under the lock.
-                guard let g = growPrepare(npages: npages) else { break }
-                growCommit(g)
-            }
-            got = pages.allocReportingScavenged(npages)
-        }
-        guard let (page, scavengedPages) = got else {
+        guard let (page, scavengedPages) = allocPages(npages, prefault: spc.sizeClass != 0) else {
             heapLock.unlock()
             return nil
         }
@@ -99,6 +81,77 @@ extension Heap {
         return s
     }
 
+    /// Take `npages` free pages, growing the heap if needed: the first page's index and
+    /// how many of the pages were returned to the OS (and so read as zero). nil when the
+    /// heap cannot grow. `prefault`: grow as for small-object spans (see
+    /// `growForSmallSpans`); otherwise the new pages are handed out untouched.
+    /// - Precondition: the heap lock is held; it may be dropped and retaken.
+    private func allocPages(_ npages: Int, prefault: Bool) -> (Int, Int)? {
+        var got = pages.allocReportingScavenged(npages)
+        while got == nil {
+            if tc_load_acquire(growingWord) != 0 {   // set and cleared under the heap lock
+                // Another thread is growing with the lock dropped (below): wait for it,
+                // as a blocking region, then look again.
+                heapLock.unlock()
+                asBlocking { while tc_load_acquire(growingWord) != 0 { tc_sleep_ns(20_000) } }
+                heapLock.lock()
+            } else if prefault {
+                guard growForSmallSpans(npages: npages) else { return nil }
+            } else {
+                // A large object or a stack: its pages are handed out untouched (fresh OS
+                // memory is zero), so growing is two quick system calls under the lock.
+                guard let g = growPrepare(npages: npages) else { return nil }
+                growCommit(g)
+            }
+            got = pages.allocReportingScavenged(npages)
+        }
+        return got
+    }
+
+    /// Allocate a span of `npages` for stack memory (Go's allocManual): in the manual
+    /// state, with no bitmaps, counted in StackInuse rather than HeapInuse. Its memory
+    /// is not zeroed. nil when the heap cannot grow.
+    /// - Precondition: the heap lock is NOT held.
+    func allocManual(npages: Int) -> UnsafeMutablePointer<MSpan>? {
+        heapLock.lock()
+        defer { heapLock.unlock() }
+        guard let (page, _) = allocPages(npages, prefault: false) else { return nil }
+        guard let raw = spanAlloc.alloc() else {
+            pages.free(page, npages)
+            return nil
+        }
+        let s = raw.bindMemory(to: MSpan.self, capacity: 1)
+        var span = MSpan.empty
+        span.startAddr = arenaBase + UInt(page) << SizeClassTable.pageShiftU
+        span.npages = UInt(npages)
+        span.elemSize = UInt(npages) << SizeClassTable.pageShiftU
+        span.nelems = 1
+        span.limit = span.startAddr + span.elemSize
+        span.state = MSpanState.manual.rawValue
+        s.initialize(to: span)
+        _ = setSpans(s, base: span.startAddr, npages: npages)
+        heapStats.stackInuse.add(span.elemSize, .relaxed)
+        heapStats.spansCreated.add(1, .relaxed)
+        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+        return s
+    }
+
+    /// Return a stack span's pages to the page heap (Go's freeManual).
+    /// - Precondition: the heap lock is NOT held; `s` is a manual span.
+    func freeManual(_ s: UnsafeMutablePointer<MSpan>) {
+        heapLock.lock()
+        runtimeCheck(s.pointee.state == MSpanState.manual.rawValue, "freeManual: span is not a stack span")
+        let base = s.pointee.startAddr
+        let npages = Int(s.pointee.npages)
+        _ = setSpans(nil, base: base, npages: npages)
+        pages.free(Int((base - arenaBase) >> SizeClassTable.pageShiftU), npages)
+        s.pointee.state = MSpanState.dead.rawValue
+        heapStats.stackInuse.sub(UInt(npages) << SizeClassTable.pageShiftU, .relaxed)
+        heapStats.spansFreed.add(1, .relaxed)
+        spanAlloc.free(UnsafeMutableRawPointer(s))
+        heapLock.unlock()
+    }
+
     /// Grow for small-object spans: the new memory is faulted in before its pages become
     /// allocatable, with the heap lock dropped and, when the caller is a mutator, inside
     /// a blocking region: the first write to fresh memory can take milliseconds in the
@@ -136,7 +189,10 @@ extension Heap {
             let arenaStart = off & ~UInt(HeapArena.bytes - 1)
             let pageIdx = Int((off >> SizeClassTable.pageShiftU) & UInt(HeapArena.pagesPerArena - 1))
             let n = min(HeapArena.pagesPerArena - pageIdx, Int((end - p) >> SizeClassTable.pageShiftU))
-            for i in 0..<n { a.pointee.spans[pageIdx + i] = s }
+            // Release stores: a conservative scanner may look a page up at any time
+            // (`spanOfAcquiring`) and must find the span initialized.
+            let bits = UInt(bitPattern: s)
+            for i in 0..<n { tc_store_release(UnsafeMutableRawPointer(a.pointee.spans + pageIdx + i), bits) }
             if s != nil {
                 let lo = off - arenaStart
                 let hi = lo + UInt(n) << SizeClassTable.pageShiftU
@@ -171,9 +227,15 @@ extension Heap {
     /// or the mutator's cache.
     func asBlocking(_ body: () -> Void) {
         if let st = currentMutator(), st.pointee.status == .running {
-            enterBlocking(st)
-            body()
-            exitBlocking(st)
+            // unowned(unsafe): the closure must not retain the heap (growth is on
+            // allocation paths, which take no reference counts).
+            let heap = Unmanaged.passUnretained(self)
+            withRegistersSpilled { sp in
+                st.pointee.nativeSP = sp
+                heap._withUnsafeGuaranteedRef { $0.enterBlocking(st) }
+                body()
+                heap._withUnsafeGuaranteedRef { $0.exitBlocking(st) }
+            }
         } else {
             body()
         }
@@ -221,7 +283,7 @@ extension Heap {
             }
             let h = UnsafeMutablePointer<HeapArena>.allocate(capacity: 1)
             h.initialize(to: meta)
-            arenas[ai] = h
+            tc_store_release(UnsafeMutableRawPointer(arenas + ai), UInt(bitPattern: h))   // see setSpans
             mappedArenas += 1
         }
         SysMemory.used(p, bytes)
@@ -255,21 +317,26 @@ extension Heap {
     func checkHeapInvariants() {
         heapLock.withLock {
             pages.checkInvariants()
-            var inUsePages = 0
+            var inUsePages = 0, stackPages = 0
             var p = 0
             while p < pages.grownPages {
                 let addr = arenaBase + UInt(p) << SizeClassTable.pageShiftU
                 if let s = spanOf(addr) {
                     runtimeCheck(pages.isUsed(p), "heap: page \(p) has a span but is free in the page allocator")
                     runtimeCheck(s.pointee.startAddr <= addr && addr < s.pointee.endAddr, "heap: page \(p) maps to a span that does not cover it")
-                    if s.pointee.startAddr == addr { s.checkInvariants() }
-                    inUsePages += 1
+                    if s.pointee.state == MSpanState.manual.rawValue {
+                        stackPages += 1
+                    } else {
+                        if s.pointee.startAddr == addr { s.checkInvariants() }
+                        inUsePages += 1
+                    }
                 } else {
                     runtimeCheck(!pages.isUsed(p), "heap: page \(p) in use but has no span")
                 }
                 p += 1
             }
             runtimeCheck(UInt(inUsePages) << SizeClassTable.pageShiftU == heapStats.heapInuse.load(.relaxed), "heap: HeapInuse disagrees with the span table")
+            runtimeCheck(UInt(stackPages) << SizeClassTable.pageShiftU == heapStats.stackInuse.load(.relaxed), "heap: StackInuse disagrees with the span table")
             runtimeCheck(UInt(pages.grownPages) << SizeClassTable.pageShiftU == heapStats.heapSys.load(.relaxed), "heap: HeapSys disagrees with grown pages")
             runtimeCheck(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU == heapStats.heapReleased.load(.relaxed), "heap: HeapReleased disagrees with the pages returned to the OS")
         }

@@ -36,6 +36,9 @@ import CTricolor
 enum MSpanState: UInt8 {
     case dead = 0      // free pages or recycled metadata
     case inUse = 1     // holds GC'd objects
+    /// Stack memory (Go's mSpanManual): allocated and freed explicitly by the stack
+    /// allocator, never swept, never in an mcentral, never marked through.
+    case manual = 2
 }
 
 @usableFromInline
@@ -71,6 +74,9 @@ struct MSpan: @unchecked Sendable {
     /// Free slots of the current window withheld from the fast path until the next heap
     /// profile sample (see MemProfile.swift); nonzero only while cached.
     var heldCache: UInt64
+    /// Manual (stack) spans of the stack pool: the first free stack, each free stack's
+    /// first word linking the next (Go's manualFreeList). Stack lock.
+    var manualFreeList: UInt
 
     var base: UInt { startAddr }
     var isLarge: Bool { spanClass.sizeClass == 0 }
@@ -80,7 +86,7 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0)
+        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0, manualFreeList: 0)
 }
 
 /// Size class and "no pointers" bit: `sizeClass << 1 | noscan` (Go's spanClass).

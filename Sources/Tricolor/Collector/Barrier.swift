@@ -27,6 +27,9 @@ extension Heap {
         if canScan && tc_load8_relaxed(st.stackScannedAddress) == 0 {
             scanStack(st, &st.pointee.gcw.pointee)
             tc_store8_relaxed(st.stackScannedAddress, 1)
+            // Shrink where Go does, at the stack scan: the owner is at a full safepoint,
+            // so nothing holds an address inside its stack.
+            shrinkStack(st)
             did = true
         }
         let gen = marking.flushGen.load(.relaxed)

@@ -5,6 +5,10 @@ import Glibc
 // mark again from the roots with the world stopped, into a separate set, and compare:
 // any object reachable from the roots that the concurrent mark left white is a
 // collector bug, and fatal. Slow (a second full mark per cycle); for verification.
+//
+// Conservative roots: a native stack word found now may be a stale value that was not on
+// the stack when the concurrent mark scanned it, so an unmarked object it points to is
+// not an error. A marked one is traversed: everything reachable from it must be marked.
 
 extension Heap {
     // MARK: verification
@@ -21,6 +25,16 @@ extension Heap {
             if seen.insert(base).inserted { stack.append(base) }
         }
         forEachMutator { m in for i in 0..<m.pointee.stackTop { visit(m.pointee.stack[i]) } }
+        if conservativeStacks {
+            forEachMutator { m in
+                let own = tc_get_current_mutator() == UnsafeMutableRawPointer(m)
+                if own {
+                    withRegistersSpilled { sp in forEachMarkedConservativeRoot(m, from: sp, visit) }
+                } else {
+                    forEachMarkedConservativeRoot(m, from: m.pointee.nativeSP, visit)
+                }
+            }
+        }
         globalsLock.withLock { globalSlots.forEach(visit); handleSlots.forEach(visit) }
         while let obj = stack.popLast() {
             let s = spanOf(obj)!
@@ -40,4 +54,22 @@ extension Heap {
         }
     }
 
+    /// Call `body` with the base of each marked object a word of `st`'s native stack
+    /// points into (world stopped).
+    private func forEachMarkedConservativeRoot(_ st: UnsafeMutablePointer<MutatorState>, from sp: UInt, _ body: (UInt) -> Void) {
+        let lo = st.pointee.nativeStackLo, hi = st.pointee.nativeStackHi
+        guard hi != 0, sp >= lo, sp < hi else { return }
+        var cursor = sp
+        var buf = [UInt](repeating: 0, count: 256)
+        while cursor < hi {
+            let n = buf.withUnsafeMutableBufferPointer { tc_scan_words(&cursor, hi, arenaBase, arenaBase &+ reservedBytes, $0.baseAddress!, 256) }
+            for i in 0..<n {
+                let p = buf[i]
+                guard let s = spanOfAcquiring(p), s.pointee.state == MSpanState.inUse.rawValue,
+                      p >= s.pointee.startAddr, p < s.pointee.limit else { continue }
+                let idx = s.objectIndex(p)
+                if s.isMarked(idx) { body(s.pointee.startAddr + idx * s.pointee.elemSize) }
+            }
+        }
+    }
 }

@@ -127,7 +127,10 @@ extension Heap {
 
     /// Pause #1, with the world stopped.
     private func sweepTermination(_ trigger: GCTrigger, start t0: UInt64) {
-        forEachMutator { $0.pointee.mcache.releaseAll() }
+        forEachMutator { m in
+            m.pointee.mcache.releaseAll()
+            stackCacheClear(m.pointee.mcache)
+        }
         // The background sweeper is not stopped with the world: bar new sweeps, wait for
         // a span it may be sweeping, then sweep whatever is left (normally nothing).
         sweep.sweepBlocked.store(1, .releasing)
@@ -148,6 +151,8 @@ extension Heap {
         marking.rootsDone.store(0, .releasing)
         marking.handoffRefused.store(0, .releasing)
         marking.stackScanBytes.store(0, .releasing)
+        marking.nativeScanBytes.store(0, .releasing)
+        marking.conservativeRoots.store(0, .releasing)
         work.reset()
         pacer.startCycle(heapLive: gcController.heapLive.load(.relaxed))
         markStartTime = tc_nanotime()
@@ -158,7 +163,9 @@ extension Heap {
             m.setFlags(MutatorState.flagBarrier)
             tc_store8_relaxed(m.stackScannedAddress, 0)
             m.pointee.assistDebt = 0
-            stackBytes += UInt(m.pointee.stackCap * 8)
+            // Go's maxStackScan: the stack memory that may need scanning. Shadow stacks
+            // count whole; a native stack counts what its last scan read.
+            stackBytes += UInt(m.pointee.stackCap * 8) + m.pointee.lastNativeScan
         }
         maxStackScan = stackBytes
         sched.attention.fetchOr(Attention.gcDuties)

@@ -164,13 +164,23 @@ extension Heap {
         marking.rootsDone.store(1, .releasing)
     }
 
-    /// Grey every root slot of a mutator's shadow stack.
+    /// Grey every root slot of a mutator's shadow stack and, with conservative scanning
+    /// on, every object its native stack points into (Collector/ConservativeScan.swift).
+    /// Called by the mutator itself at a full safepoint, or by a collector holding the
+    /// sched lock while the mutator is in a blocking region.
     func scanStack(_ st: UnsafeMutablePointer<MutatorState>, _ gcw: inout GCWork) {
         let stack = st.pointee.stack
         let n = st.pointee.stackTop
         for i in 0..<n { greyObject(stack[i], &gcw) }
-        gcw.scanWork &+= UInt(n * 8)
-        marking.stackScanBytes.add(UInt(n * 8), .relaxed)
+        var bytes = UInt(n * 8)
+        if conservativeStacks {
+            let own = tc_get_current_mutator() == UnsafeMutableRawPointer(st)
+            let native = own ? scanOwnNativeStack(st, &gcw) : scanNativeStack(st, from: st.pointee.nativeSP, &gcw)
+            st.pointee.lastNativeScan = native
+            bytes &+= native
+        }
+        gcw.scanWork &+= bytes
+        marking.stackScanBytes.add(bytes, .relaxed)
     }
 
     /// Shade a pointer from outside any marker (handle creation and release while marking).

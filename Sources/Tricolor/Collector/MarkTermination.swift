@@ -153,9 +153,15 @@ extension Heap {
         // Pacer: measure this cycle, then set the next goal and trigger.
         endPacerCycle(marked: marked)
         cycle.stacks = maxStackScan
+        let native = marking.nativeScanBytes.load(.relaxed)
+        let found = marking.conservativeRoots.load(.relaxed)
+        statsLock.withLock {
+            lastNativeScanBytes = native
+            lastConservativeRoots = found
+            totalNativeScanBytes &+= native
+        }
         cycle.globals = pacer.globalsScan
         gcController.heapLive.store(marked, .releasing)
-        forEachMutator { shrinkStack($0) }
         memProfiler.nextCycle()
         sweep.sweepgen.store(UInt(sweepgen &+ 2), .releasing)
         sweep.pagesSwept.store(0, .releasing)
@@ -165,6 +171,8 @@ extension Heap {
         marking.numGC.store(marking.numGC.load(.relaxed) + 1, .releasing)
         commitPacer(isSweepDone: false)
         marking.phase.store(GCPhase.off.rawValue, .releasing)
+        // Stack spans emptied while marking go back to the page heap now.
+        freeStackSpans()
         if cycle.forced { statsLock.withLock { numForcedGC += 1 } }
     }
 

@@ -25,7 +25,8 @@ public struct MemStats: Sendable, Codable, Equatable {
     /// Bytes of idle spans returned to the OS (the scavenger runs under a memory limit).
     public var heapReleased: UInt64 = 0
     public var heapObjects: UInt64 = 0
-    /// Bytes of shadow stacks.
+    /// Bytes in stack spans: the shadow stacks (Go's StackInuse), including free stacks
+    /// cached for reuse. StackSys is the same (Tricolor allocates no OS thread stacks).
     public var stackInuse: UInt64 = 0
     public var stackSys: UInt64 = 0
     /// Bytes of span structures and their bitmaps.
@@ -70,7 +71,6 @@ extension Heap {
         // Objects handed out from spans still cached, not yet counted by uncacheAccounting.
         var cachedAllocs = [UInt](repeating: 0, count: SizeClassTable.numSizeClasses)
         var tiny: UInt = 0
-        var stacks: UInt = 0
         var nMutators: UInt = 0
         forEachMutator { st in
             for i in 0..<SpanClass.count {
@@ -80,7 +80,6 @@ extension Heap {
                 }
             }
             tiny += st.pointee.mcache.pointee.tinyAllocs
-            stacks += UInt(st.pointee.stackCap * 8)
             nMutators += 1
         }
         var totalAlloc: UInt64 = 0, totalFree: UInt64 = 0, mallocs: UInt64 = 0, frees: UInt64 = 0
@@ -106,12 +105,15 @@ extension Heap {
         m.heapAlloc = totalAlloc - totalFree
         m.alloc = m.heapAlloc
         m.heapObjects = m.mallocs - m.frees
-        m.heapSys = UInt64(heapStats.heapSys.load(.relaxed))
+        // Stack spans come out of the heap's pages: Go counts them in StackInuse and
+        // not in HeapSys (HeapSys = HeapInuse + HeapIdle, heap memory proper).
+        let stacks = UInt64(heapStats.stackInuse.load(.relaxed))
+        m.heapSys = UInt64(heapStats.heapSys.load(.relaxed)) - stacks
         m.heapInuse = UInt64(heapStats.heapInuse.load(.relaxed))
         m.heapIdle = m.heapSys - m.heapInuse
         m.heapReleased = UInt64(heapStats.heapReleased.load(.relaxed))
-        m.stackInuse = UInt64(stacks)
-        m.stackSys = UInt64(stacks)
+        m.stackInuse = stacks
+        m.stackSys = stacks
         heapLock.withLock {
             m.mSpanInuse = UInt64(spanAlloc.inUse + meta.inUse)
             m.mSpanSys = UInt64(spanAlloc.sys + meta.sys)
@@ -161,6 +163,12 @@ extension Heap {
             }
             s.allPauses = pauses
             s.stopRescues = Int(sched.stopRescues.load(.relaxed))
+            s.lastNativeStackScanBytes = UInt64(lastNativeScanBytes)
+            s.lastConservativeRoots = Int(lastConservativeRoots)
+            s.nativeStackScanBytes = UInt64(totalNativeScanBytes)
+            s.nativeStackScansSkipped = Int(marking.nativeScansSkipped.load(.relaxed))
+            s.stacksGrown = Int(marking.stacksGrown.load(.relaxed))
+            s.stacksShrunk = Int(marking.stacksShrunk.load(.relaxed))
             s.pauseQuantiles = GCStats.quantiles(of: s.pause, count: q)
             return s
         }
@@ -216,6 +224,17 @@ public struct GCStats: Sendable, Codable, Equatable {
     /// Stops that found a mutator runnable but kept off its CPU by the OS for 50 µs and
     /// moved it onto the stopping thread's CPU (see `Heap.stopTheWorld`). Not in Go.
     public var stopRescues: Int = 0
+    /// Native stack bytes the last cycle scanned conservatively, and the objects it
+    /// found that way (conservative roots); cumulative bytes over all cycles. Not in Go.
+    public var lastNativeStackScanBytes: UInt64 = 0
+    public var lastConservativeRoots: Int = 0
+    public var nativeStackScanBytes: UInt64 = 0
+    /// Native stack scans skipped because a mutator's stack pointer was outside its
+    /// thread's stack (a signal or fiber stack). Not in Go.
+    public var nativeStackScansSkipped: Int = 0
+    /// Shadow stacks grown and shrunk by copying (Go's copystack calls). Not in Go.
+    public var stacksGrown: Int = 0
+    public var stacksShrunk: Int = 0
 
     /// `count` quantiles of `pauses` by Go's ReadGCStats formula: sorted ascending,
     /// entry i < count−1 is sorted[len × i / (count−1)] and the last is the maximum

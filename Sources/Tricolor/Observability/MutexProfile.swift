@@ -103,6 +103,7 @@ extension LockRank {
         case .globals: return "globals"
         case .types: return "types"
         case .mcentral: return "mcentral"
+        case .stackpool: return "stackpool"
         case .mheap: return "mheap"
         case .work: return "work"
         case .stats: return "stats"

@@ -74,6 +74,11 @@ extension Heap {
         tc_set_current_mutator(UnsafeMutableRawPointer(st))
         let rc = tc_watch_thread_exit(UnsafeMutableRawPointer(st), { Heap.mutatorThreadExited($0) })
         if rc != 0 { runtimeFatal("attach: cannot watch for the thread's exit (pthread key error \(rc))") }
+        var lo: UInt = 0
+        st.pointee.nativeStackHi = UInt(tc_thread_stack_top(&lo))
+        st.pointee.nativeStackLo = lo
+        st.pointee.lastNativeScan = 0
+        allocInitialStack(st)
         return Mutator(state: st)
     }
 
@@ -122,6 +127,7 @@ extension Heap {
     /// the mutator's and is attached no more.
     private func unlinkMutator(_ st: UnsafeMutablePointer<MutatorState>) {
         gcSafepoint(st)
+        freeStack(st)
         schedLock.lock()
         // Flush under the sched lock so no stop-the-world falls between flush and unlink.
         flushMutatorGCWork(st)

@@ -68,6 +68,15 @@ public struct Configuration: Sendable, Equatable {
     /// histograms (`Heap.allocPathStats()`, `tricolor run … --alloc-path`). Sends every
     /// allocation through the outlined slow path; off by default.
     public var allocPathStats: Bool
+    /// Scan each mutator's native stack and registers conservatively, once per cycle
+    /// (Boehm GC's and cppgc's stack scanning): a `Ref` held in a Swift local, a
+    /// parameter or a register is a root. On by default; `GODEBUG=tricolorconservative=0`
+    /// turns it off for programs that keep every live `Ref` in frames, globals and
+    /// handles (precise roots only). See Collector/ConservativeScan.swift.
+    public var conservativeStackScan: Bool = true
+    /// Halve a shadow stack that uses less than a quarter of itself when it is scanned
+    /// (Go's shrinkstack). `GODEBUG=gcshrinkstackoff=1` turns it off, as in Go.
+    public var shrinkStacks: Bool = true
 
     public init(gcPercent: Int? = 100, checked: Bool = false, gctrace: Bool = false,
                 clobberFree: Bool = false, checkmark: Bool = false,
@@ -156,6 +165,8 @@ public struct Configuration: Sendable, Equatable {
                 case "gccheckmark": c.checkmark = try flag()
                 case "tricolorinternalchecks": c.internalChecks = try flag()
                 case "tricolorexpensivechecks": c.expensiveChecks = try flag()
+                case "tricolorconservative": c.conservativeStackScan = try flag()
+                case "gcshrinkstackoff": c.shrinkStacks = !(try flag())
                 case "memprofilerate":
                     switch DecimalInteger(value) {
                     case .value(let n) where n >= 0: c.memProfileRate = n

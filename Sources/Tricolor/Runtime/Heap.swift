@@ -73,6 +73,18 @@ public final class Heap: @unchecked Sendable {
     let meta = MetaAlloc()
     let heapLock = RuntimeLock(rank: .mheap)
 
+    // MARK: stacks (stack lock; Allocator/StackAlloc.swift)
+    let stackLock = RuntimeLock(rank: .stackpool)
+    /// Per order (2, 4, 8, 16 KiB): stack-pool spans with at least one free stack,
+    /// linked by `MSpan.next` (Go's stackpool).
+    let stackPool: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+    /// Per log2(pages): free large stack spans kept while marking (Go's stackLarge).
+    let stackLarge: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+    /// Scan native stacks conservatively (`Configuration.conservativeStackScan`).
+    let conservativeStacks: Bool
+    /// Halve mostly unused shadow stacks at GC (`GODEBUG=gcshrinkstackoff=1` clears it).
+    let shrinkStacks: Bool
+
     // MARK: central lists (one per span class)
     let centrals: UnsafeMutablePointer<MCentral>
 
@@ -125,6 +137,9 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var cyclePauseNs: UInt64 = 0
     @exclusivity(unchecked) var lastGC: UInt64 = 0
     @exclusivity(unchecked) var pauses: [UInt64] = []            // every stop-the-world pause, for quantiles
+    @exclusivity(unchecked) var lastNativeScanBytes: UInt = 0     // conservative scan of the last cycle
+    @exclusivity(unchecked) var lastConservativeRoots: UInt = 0
+    @exclusivity(unchecked) var totalNativeScanBytes: UInt = 0
     let startTime = tc_nanotime()
     let statsLock = RuntimeLock(rank: .stats)
     @exclusivity(unchecked) var nextMutatorID = 0
@@ -150,6 +165,12 @@ public final class Heap: @unchecked Sendable {
         internalChecks = configuration.internalChecks
         expensiveChecks = configuration.expensiveChecks
         debugSlowPath = configuration.checked || configuration.clobberFree
+        conservativeStacks = configuration.conservativeStackScan
+        shrinkStacks = configuration.shrinkStacks
+        stackPool = .allocate(capacity: StackAlloc.orders)
+        stackPool.initialize(repeating: nil, count: StackAlloc.orders)
+        stackLarge = .allocate(capacity: StackAlloc.largeBuckets)
+        stackLarge.initialize(repeating: nil, count: StackAlloc.largeBuckets)
         pacer = Pacer(gcPercent: configuration.gcPercent, memoryLimit: configuration.memoryLimit ?? Int.max)
         cpuLimiter = GCCPULimiter(now: tc_nanotime(), procs: procs,
                                   backgroundUtilization: MarkWorkerPlan(.init(procs: procs, configuredWorkers: configuration.markWorkers)).backgroundUtilization)
@@ -207,6 +228,7 @@ public final class Heap: @unchecked Sendable {
         handleSlots = RootSlotTable()
         sweep.sweepgen.store(0, .relaxed)
         limiter.windowStart.store(UInt(cpuLimiter.lastUpdate), .relaxed)
+        flags.maxStack.store(UInt(StackAlloc.defaultMaxStack), .relaxed)
         let (trig, goal) = pacer.trigger()
         gcController.trigger.store(gcDisabled ? UInt.max : trig, .relaxed)
         gcController.heapGoal.store(goal, .relaxed)
@@ -255,7 +277,8 @@ public final class Heap: @unchecked Sendable {
         UnsafeMutableRawPointer(bitPattern: zeroBase)!.deallocate()
         shared.destroy()
         pathTotals.deallocate()
-        for l in [heapLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock, hooksLock, limiterLock] { l.destroy() }
+        stackPool.deallocate(); stackLarge.deallocate()
+        for l in [heapLock, stackLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock, hooksLock, limiterLock] { l.destroy() }
         for c in [stateChanged, worldStarted, bgCond] { c.destroy() }
     }
 

@@ -158,6 +158,18 @@ struct MarkingShared {
     let handoffRefused: AtomicWord
     /// Cumulative count of those; relaxed add, statistics only.
     let handoffsRefused: AtomicWord
+    /// Native stack bytes scanned conservatively this cycle, and objects found that way
+    /// (conservative roots); relaxed adds by stack scanners, reset in pause #1, read in
+    /// pause #2 (Collector/ConservativeScan.swift).
+    let nativeScanBytes: AtomicWord
+    let conservativeRoots: AtomicWord
+    /// Native stack scans skipped because the stack pointer was outside the thread's
+    /// stack (cumulative; relaxed add, statistics only).
+    let nativeScansSkipped: AtomicWord
+    /// Shadow stacks grown and shrunk by copying (cumulative; relaxed adds by their
+    /// owners, statistics only).
+    let stacksGrown: AtomicWord
+    let stacksShrunk: AtomicWord
 
     init(_ c: inout SharedWordCarver) {
         c.nextLine()
@@ -166,6 +178,8 @@ struct MarkingShared {
         assistTimeNs = c.word(); bgMarkTimeNs = c.word(); rootsClaimed = c.word(); rootsDone = c.word()
         flushGen = c.word(); activeWorkers = c.word(); markHandoffsTaken = c.word()
         handoffRefused = c.word(); handoffsRefused = c.word()
+        nativeScanBytes = c.word(); conservativeRoots = c.word(); nativeScansSkipped = c.word()
+        stacksGrown = c.word(); stacksShrunk = c.word()
     }
 }
 
@@ -258,6 +272,9 @@ struct HeapStatsShared {
     let heapSys: AtomicWord
     /// Bytes of free pages returned to the OS (heap lock).
     let heapReleased: AtomicWord
+    /// Bytes in stack spans (Go's stacks_inuse, MemStats.StackInuse): written under the
+    /// heap lock by `allocManual`/`freeManual` (relaxed adds), read relaxed.
+    let stackInuse: AtomicWord
     /// Span lifecycle and page-heap events (AllocPath.swift).
     let spansCreated: AtomicWord, spansCached: AtomicWord, spansUncached: AtomicWord
     let spansSwept: AtomicWord, spansFreed: AtomicWord
@@ -272,6 +289,7 @@ struct HeapStatsShared {
         tinyAllocCount = c.word(); heapInuse = c.word(); heapSys = c.word(); heapReleased = c.word()
         spansCreated = c.word(); spansCached = c.word(); spansUncached = c.word(); spansSwept = c.word()
         spansFreed = c.word(); heapGrows = c.word(); heapGrowBytes = c.word(); bytesReturnedToOS = c.word()
+        stackInuse = c.word()
         smallAllocs = c.counters(SizeClassTable.numSizeClasses)
         smallFrees = c.counters(SizeClassTable.numSizeClasses)
     }
@@ -285,10 +303,14 @@ struct FlagsShared {
     /// 1 while a thread grows the heap (MHeap.allocSpan); compare-and-swap by the grower,
     /// release store to clear; read relaxed by others who then wait on the heap lock.
     let heapGrowing: AtomicWord
+    /// The largest shadow stack in bytes (Go's maxstacksize; `Heap.setMaxStack`):
+    /// stored (relaxed) by the setter under the stats lock, read relaxed by a mutator
+    /// growing its stack.
+    let maxStack: AtomicWord
 
     init(_ c: inout SharedWordCarver) {
         c.nextLine()
-        hooksInstalled = c.word(); heapGrowing = c.word()
+        hooksInstalled = c.word(); heapGrowing = c.word(); maxStack = c.word()
     }
 }
 

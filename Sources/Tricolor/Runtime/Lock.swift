@@ -21,12 +21,13 @@ import Glibc
 //   3 globals    global root slots and handles
 //   4 types      the type registry
 //   5 mcentral   one per span class
-//   6 mheap      page heap, arenas, span metadata, bitmap pool
-//   7 work       the global grey list
-//   8 stats      pause ring, stats snapshots, pacer settings and memory inputs
-//   9 prof       heap profile buckets and specials
-//  10 hooks      the installed allocation/free hooks
-//  11 limiter    the GC CPU limiter's bucket (a leaf: nothing is taken under it)
+//   6 stackpool  the stack pool and the free large stacks (Allocator/StackAlloc.swift)
+//   7 mheap      page heap, arenas, span metadata, bitmap pool
+//   8 work       the global grey list
+//   9 stats      pause ring, stats snapshots, pacer settings and memory inputs
+//  10 prof       heap profile buckets and specials
+//  11 hooks      the installed allocation/free hooks
+//  12 limiter    the GC CPU limiter's bucket (a leaf: nothing is taken under it)
 //
 // mheap below stats is what Go's lockrank.go has too (mheap before the stats/trace
 // leaves): code that needs heap-lock data for pacing reads it first, then takes the
@@ -34,7 +35,7 @@ import Glibc
 // in `Heap.enableLockRanking`.
 @usableFromInline
 enum LockRank: Int, CaseIterable {
-    case markDone = 0, sched, background, globals, types, mcentral, mheap, work, stats, prof, hooks, limiter
+    case markDone = 0, sched, background, globals, types, mcentral, stackpool, mheap, work, stats, prof, hooks, limiter
 }
 
 @usableFromInline
@@ -143,7 +144,7 @@ enum LockRanking {
 extension Heap {
     /// Checked mode: rank every lock of this heap. Called once, at the end of `init`.
     func enableLockRanking() {
-        for l in [heapLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock,
+        for l in [heapLock, stackLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock,
                   hooksLock, limiterLock, work.lock, memProfiler.lock] {
             l.enableRanking()
         }

@@ -34,9 +34,27 @@ struct MutatorState {
     var slowTiming = false
     var slowTicks: UInt64 = 0
     var slowCalls: UInt64 = 0
-    @usableFromInline var stack: UnsafeMutablePointer<UInt>    // shadow stack slots
+    /// The shadow stack's slots (memory from the stack allocator), the slots in use and
+    /// the capacity in slots. Owner thread; replaced (grown, shrunk) only by the owner,
+    /// publishing under the sched lock, since a collector may read the stack of a
+    /// blocking mutator. stackCap is 0 while detached.
+    @usableFromInline var stack: UnsafeMutablePointer<UInt>
     @usableFromInline var stackTop: Int
     @usableFromInline var stackCap: Int
+    // -- the native stack (Collector/ConservativeScan.swift) --
+    /// The thread's stack [lo, hi), recorded at attach by the owner.
+    var nativeStackLo: UInt = 0
+    var nativeStackHi: UInt = 0
+    /// The stack pointer below which nothing of the mutator's callers lies, recorded
+    /// (registers spilled) by the owner before it enters a blocking region or parks,
+    /// under or before the status change made under the sched lock; read by a
+    /// collector holding the sched lock while the mutator is not running.
+    var nativeSP: UInt = 0
+    /// Native bytes scanned at this mutator's last stack scan (for the pacer's stack
+    /// estimate). Written by the scanner, read in pause #1.
+    var lastNativeScan: UInt = 0
+    /// Candidate words of a conservative scan (allocated on first use).
+    var conservativeCandidates: UnsafeMutablePointer<UInt>? = nil
     @usableFromInline let stopFlag: UnsafeMutablePointer<UInt>
     @usableFromInline unowned(unsafe) let heap: Heap
     /// The heap's `typeTag`, here so that the typed slow paths check a type's heap
@@ -58,7 +76,11 @@ struct MutatorState {
     var threadID: UInt64 = 0
     let id: Int
 
-    static let initialStackSlots = 2048 / 8   // 2 KiB, Go's _StackMin
+    static let initialStackSlots = StackAlloc.minStack / 8   // 2 KiB, Go's _StackMin
+    /// The stack of a detached mutator (capacity 0): a valid address nothing reads.
+    nonisolated(unsafe) static let noStack = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+    /// Candidate words gathered per call of the native stack scanner.
+    static let conservativeBufferWords = 256
     static let flagChecked: UInt8 = 1
     static let flagDetached: UInt8 = 2
     @usableFromInline static let flagBarrier: UInt8 = 4
@@ -74,9 +96,9 @@ struct MutatorState {
         self.id = id
         mcache = .allocate(capacity: 1)
         mcache.initialize(to: MCache(heap: heap))
-        stack = .allocate(capacity: MutatorState.initialStackSlots)
+        stack = MutatorState.noStack
         stackTop = 0
-        stackCap = MutatorState.initialStackSlots
+        stackCap = 0
         shared = .allocate(capacity: 1)
         shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0))
         stopFlag = heap.sched.attention.address
@@ -89,7 +111,7 @@ struct MutatorState {
         mcache.pointee.destroy()
         mcache.deallocate()
         pathCounters?.destroy()
-        stack.deallocate()
+        conservativeCandidates?.deallocate()
         wbBuf.deallocate()
         gcw.pointee.destroy()
         gcw.deallocate()
@@ -179,11 +201,17 @@ public struct Mutator {
     func parkSlow() { state.pointee.heap.gcSafepoint(state, mayFinishMark: true) }
 
     /// Run `body`, which must not touch the heap, without holding up collections
-    /// (Go's entersyscall/exitsyscall). Roots in frames stay roots.
+    /// (Go's entersyscall/exitsyscall). Roots in frames stay roots, and so do `Ref`s in
+    /// the locals of the callers (the native stack up to here is scanned while `body`
+    /// runs); `body` itself must not hold or move `Ref`s.
     public func blocking<R>(_ body: () throws -> R) rethrows -> R {
-        state.pointee.heap.enterBlocking(state)
-        defer { state.pointee.heap.exitBlocking(state) }
-        return try body()
+        let st = state
+        return try withRegistersSpilled { sp in
+            st.pointee.nativeSP = sp
+            st.pointee.heap.enterBlocking(st)
+            defer { st.pointee.heap.exitBlocking(st) }
+            return try body()
+        }
     }
 
 }

@@ -3,25 +3,84 @@ import Glibc
 
 // The shadow stack: a mutator's precise roots, Tricolor's analogue of a goroutine stack
 // (Go's stack.go). Frames of root slots are pushed and popped in LIFO order; the
-// collector scans slots 0..<stackTop. The stack starts at 2 KiB (Go's _StackMin),
-// doubles by copying when a push does not fit (Go's copystack; a `Frame` holds an
-// offset, so it stays valid), and is halved at GC when less than a quarter is used
-// (Go's shrinkstack).
+// collector scans slots 0..<stackTop. Its memory comes from the stack allocator
+// (Allocator/StackAlloc.swift: manual spans of the page heap, counted in StackInuse).
+// The stack starts at 2 KiB (Go's _StackMin), is copied into one twice as large when a
+// push does not fit (Go's newstack/copystack; a `Frame` holds an offset, so it stays
+// valid), is halved when it is scanned using less than a quarter of itself (Go's
+// shrinkstack; `GODEBUG=gcshrinkstackoff=1` turns that off), and is freed at detach.
+// Growing past the heap's maximum (`Heap.setMaxStack`, Go's debug.SetMaxStack) is
+// fatal, as in Go.
 //
-// Invariants: 0 ≤ stackTop ≤ stackCap; frames are popped in reverse order of their
-// pushes; the stack memory is replaced only under the sched lock, so a collector
-// scanning a blocked mutator's stack never reads freed memory.
+// Invariants: 0 ≤ stackTop ≤ stackCap; stackCap × 8 is a power of two ≥ 2 KiB while
+// attached (0 while detached); frames are popped in reverse order of their pushes; the
+// stack memory is replaced only by its owner, under the sched lock, so a collector
+// scanning a blocking mutator's stack never reads freed memory.
 
 extension Heap {
-    /// Halve a shadow stack that uses less than a quarter of itself (Go's shrinkstack).
-    func shrinkStack(_ m: UnsafeMutablePointer<MutatorState>) {
-        let cap = m.pointee.stackCap
-        if cap / 2 >= MutatorState.initialStackSlots && m.pointee.stackTop < cap / 4 {
-            let n = UnsafeMutablePointer<UInt>.allocate(capacity: cap / 2)
-            n.moveInitialize(from: m.pointee.stack, count: m.pointee.stackTop)
-            m.pointee.stack.deallocate()
-            m.pointee.stack = n
-            m.pointee.stackCap = cap / 2
+    /// Give a new mutator its first stack. Owner thread, at attach.
+    func allocInitialStack(_ st: UnsafeMutablePointer<MutatorState>) {
+        guard let s = stackAlloc(StackAlloc.minStack, cache: st.pointee.mcache) else {
+            runtimeFatal("out of memory: cannot allocate a \(StackAlloc.minStack)-byte stack for a new mutator")
+        }
+        st.pointee.stack = s
+        st.pointee.stackTop = 0
+        st.pointee.stackCap = MutatorState.initialStackSlots
+    }
+
+    /// Free a detaching mutator's stack and empty its stack cache. Owner thread; the
+    /// mutator is running (no collector reads its stack).
+    func freeStack(_ st: UnsafeMutablePointer<MutatorState>) {
+        let old = st.pointee.stack
+        let bytes = st.pointee.stackCap * 8
+        schedLock.withLock {
+            st.pointee.stack = MutatorState.noStack
+            st.pointee.stackTop = 0
+            st.pointee.stackCap = 0
+        }
+        if bytes > 0 { stackFree(old, bytes, cache: st.pointee.mcache) }
+        stackCacheClear(st.pointee.mcache)
+    }
+
+    /// Move a mutator's frames to a stack of `newSlots` slots (Go's copystack). Owner
+    /// thread. Returns false when no memory can be had (the stack is unchanged).
+    func copyStack(_ st: UnsafeMutablePointer<MutatorState>, newSlots: Int) -> Bool {
+        guard let n = stackAlloc(newSlots * 8, cache: st.pointee.mcache) else { return false }
+        let old = st.pointee.stack
+        let oldBytes = st.pointee.stackCap * 8
+        n.update(from: old, count: st.pointee.stackTop)
+        // Publish under the sched lock: a collector may be reading stacks of blocked mutators.
+        schedLock.withLock {
+            st.pointee.stack = n
+            st.pointee.stackCap = newSlots
+        }
+        stackFree(old, oldBytes, cache: st.pointee.mcache)
+        return true
+    }
+
+    /// Halve a shadow stack that uses less than a quarter of itself (Go's shrinkstack),
+    /// when its owner scans it. Owner thread, at a full safepoint.
+    func shrinkStack(_ st: UnsafeMutablePointer<MutatorState>) {
+        guard shrinkStacks else { return }
+        let cap = st.pointee.stackCap
+        if cap / 2 >= MutatorState.initialStackSlots && st.pointee.stackTop < cap / 4 {
+            if copyStack(st, newSlots: cap / 2) { marking.stacksShrunk.add(1, .relaxed) }
+        }
+    }
+
+    /// Set the largest shadow stack a mutator may grow, in bytes, and return the previous
+    /// setting (Go's debug.SetMaxStack; default 1 GB). A mutator growing past it ends
+    /// the program ("stack exceeds N-byte limit"). Values below 2 KiB or above 2^40 are
+    /// rejected with `HeapError.invalidArgument`.
+    @discardableResult
+    public func setMaxStack(_ bytes: Int) throws -> Int {
+        guard bytes >= StackAlloc.minStack && bytes <= StackAlloc.maxStackCeiling else {
+            throw HeapError.invalidArgument("setMaxStack(\(bytes)): must be in \(StackAlloc.minStack)...\(StackAlloc.maxStackCeiling)")
+        }
+        return statsLock.withLock {
+            let old = Int(flags.maxStack.load(.relaxed))
+            flags.maxStack.store(UInt(bytes), .relaxed)
+            return old
         }
     }
 }
@@ -57,33 +116,31 @@ extension Mutator {
         state.pointee.stackTop = f.offset
     }
 
-    /// The largest shadow stack, in bytes (Go's maxstacksize on 64-bit: 1 GB).
-    static let maxStackBytes = 1_000_000_000
-
-    /// Grow the shadow stack by copying it into one twice as large (Go's copystack).
+    /// Grow the shadow stack by copying it into one twice as large, or larger if the
+    /// push needs it (Go's newstack + copystack).
     @usableFromInline @inline(never)
     func growStack(_ slots: Int) {
         let st = state
         slowPathSafepoint()
         if st.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 { checkUsable("push a frame") }
+        let heap = st.pointee.heap
+        let maxBytes = Int(heap.flags.maxStack.load(.relaxed))
         // A count no stack could hold is a bad argument, not an overflow; checked before
         // any arithmetic on it, in every mode.
-        if slots < 0 || slots > Mutator.maxStackBytes / 8 {
-            runtimeFatal("pushFrame: invalid slot count \(slots) (must be 0...\(Mutator.maxStackBytes / 8))")
+        if slots < 0 || slots > StackAlloc.maxStackCeiling / 8 {
+            runtimeFatal("pushFrame: invalid slot count \(slots) (must be 0...\(StackAlloc.maxStackCeiling / 8))")
         }
         let need = st.pointee.stackTop + slots
         if need <= st.pointee.stackCap { return }
-        var cap = st.pointee.stackCap
+        var cap = Swift.max(st.pointee.stackCap, MutatorState.initialStackSlots)
         while cap < need { cap *= 2 }
-        if cap * 8 > Mutator.maxStackBytes { runtimeFatal("stack overflow: shadow stack exceeds \(Mutator.maxStackBytes)-byte limit") }
-        let n = UnsafeMutablePointer<UInt>.allocate(capacity: cap)
-        n.moveInitialize(from: st.pointee.stack, count: st.pointee.stackTop)
-        // Publish under the sched lock: a collector may be reading stacks of blocked mutators.
-        st.pointee.heap.schedLock.withLock {
-            st.pointee.stack.deallocate()
-            st.pointee.stack = n
-            st.pointee.stackCap = cap
+        if cap * 8 > maxBytes {
+            runtimeFatal("stack overflow: shadow stack exceeds \(maxBytes)-byte limit (mutator \(st.pointee.id) needs \(cap * 8) bytes; see Heap.setMaxStack)")
         }
+        if !heap.copyStack(st, newSlots: cap) {
+            runtimeFatal("out of memory: cannot grow the shadow stack to \(cap * 8) bytes")
+        }
+        heap.marking.stacksGrown.add(1, .relaxed)
     }
 
     @usableFromInline @inline(never)

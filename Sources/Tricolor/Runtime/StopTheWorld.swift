@@ -145,8 +145,18 @@ extension Heap {
         schedLock.unlock()
     }
 
-    /// A mutator's answer to a stop request.
+    /// A mutator's answer to a stop request. Its registers are spilled first and its
+    /// stack pointer recorded, so that while parked its native stack can be read
+    /// (gccheckmark's verification mark does).
     func park(_ st: UnsafeMutablePointer<MutatorState>) {
+        let heap = Unmanaged.passUnretained(self)   // no reference counting on safepoint paths
+        withRegistersSpilled { sp in
+            st.pointee.nativeSP = sp
+            heap._withUnsafeGuaranteedRef { $0.parkSpilled(st) }
+        }
+    }
+
+    fileprivate func parkSpilled(_ st: UnsafeMutablePointer<MutatorState>) {
         schedLock.lock()
         while stwActive {
             st.pointee.status = .parked

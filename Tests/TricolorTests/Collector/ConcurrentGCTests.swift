@@ -112,7 +112,7 @@ final class ConcurrentGCTests: XCTestCase {
     /// A heap for stepping cycles by hand: no background threads, no automatic cycles.
     /// `N`: pointer words 0 and 1, data word 2 (24 bytes).
     private func steppedHeap(_ config: Configuration = Configuration(gcPercent: nil, markWorkers: 0)) throws -> (Heap, ObjectType) {
-        let heap = try Heap(configuration: config)
+        let heap = try Heap(configuration: config.precise)
         let n = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
         return (heap, n)
     }

@@ -49,6 +49,10 @@ struct StressOptions {
     var maxHandles = 6
     /// Compare HeapObjects with the model's reachable count (single mutator only).
     var checkHeapObjects = true
+    /// Hold part of the roots only in Swift locals of nested calls (conservative stack
+    /// scanning keeps them): HeapObjects is then checked to be at least the reachable
+    /// count, not equal to it (stale stack words may retain a little more).
+    var nativeRoots = false
 }
 
 /// A random object graph on the heap and its mirror in Swift. Operations keep the two in
@@ -108,7 +112,30 @@ final class GraphModel {
 
     // MARK: roots
 
-    var rootIDs: [Int] { frameRoots + globalRoots + handles.map(\.id) }
+    var rootIDs: [Int] { frameRoots + globalRoots + handles.map(\.id) + nativeRootIDs }
+
+    /// Objects rooted only by Swift locals of `runHoldingNativeRoots` frames.
+    var nativeRootIDs: [Int] = []
+
+    /// Run the operations with `depth` objects rooted only by Swift locals of nested
+    /// calls: each level allocates an object, keeps its `Ref` in a local (a register or
+    /// a spill slot, as optimised code keeps it) across everything deeper, and checks
+    /// the object through that local on the way out.
+    @inline(never)
+    func runHoldingNativeRoots(_ context: String, depth: Int) {
+        if depth == 0 { run(context); return }
+        let id = newNode(depth % 2 == 0 ? .a : .b)
+        let r = nodes[id]!.ref          // from here on only this local roots it
+        nativeRootIDs.append(id)
+        runHoldingNativeRoots(context, depth: depth - 1)
+        if let n = nodes[id], n.ref != r { fail("\(context): native root \(id) moved from \(r) to \(n.ref)") }
+        let kind: Kind = depth % 2 == 0 ? .a : .b
+        for (w, v) in dataWords(id, kind) {
+            let got = m.loadWord(r, w)
+            if got != v { fail("\(context): native root \(id) at \(r): data word \(w) is \(got), expected \(v)"); break }
+        }
+        nativeRootIDs.removeLast()
+    }
 
     func setFrameRoot(_ i: Int, _ id: Int) {
         frame![i] = ref(id)
@@ -444,7 +471,7 @@ final class GraphModel {
         let n = verify(context)
         if options.checkHeapObjects {
             let stats = heap.memStats()
-            if stats.heapObjects != UInt64(n) {
+            if options.nativeRoots ? stats.heapObjects < UInt64(n) : stats.heapObjects != UInt64(n) {
                 fail("\(context): HeapObjects \(stats.heapObjects), but \(n) objects are reachable")
             }
             if stats.heapObjects != stats.mallocs - stats.frees {
@@ -505,11 +532,24 @@ final class StressTests: WatchdogTestCase {
         XCTAssertEqual(g.failures, [], "\(what): model disagrees with the heap", file: file, line: line)
     }
 
+    /// The model with part of its roots only in native locals (conservative stack
+    /// scanning), with checkmark and clobberfree: every object the model reaches, those
+    /// roots' objects included, stays intact through automatic and explicit cycles.
+    func testRandomGraphWithNativeRootsAndCheckmark() {
+        var o = StressOptions()
+        o.nativeRoots = true
+        o.ops = 8_000
+        o.collectEvery = 1_000
+        o.verifyEvery = 400
+        checkGraphInChild(Configuration(gcPercent: 30, clobberFree: true, checkmark: true), o, seed: 17, name: "native roots")
+        checkGraphInChild(Configuration(gcPercent: 10), o, seed: 18, name: "native roots, GOGC=10")
+    }
+
     /// Random graphs with explicit collections: after each one, every reachable object
     /// is intact and HeapObjects equals the number of reachable objects.
     func testRandomGraphWithExplicitCollections() throws {
         for seed: UInt64 in [1, 2] {
-            let heap = try Heap(configuration: Configuration(gcPercent: 100).withSelfChecks)
+            let heap = try Heap(configuration: Configuration(gcPercent: 100).withSelfChecks.precise)
             let types = try StressTypes(heap)
             let globals = (0..<4).map { _ in heap.makeGlobal() }
             heap.withMutator { m in
@@ -548,7 +588,7 @@ final class StressTests: WatchdogTestCase {
     /// worker thread (a starved worker finished fewer than three on a busy machine).
     /// The other stress tests run with workers and the background sweeper.
     func testRandomGraphWithAutomaticCollectionsOnly() throws {
-        let heap = try Heap(configuration: Configuration(gcPercent: 20, markWorkers: 0).withSelfChecks)
+        let heap = try Heap(configuration: Configuration(gcPercent: 20, markWorkers: 0).withSelfChecks.precise)
         let types = try StressTypes(heap)
         let globals = (0..<4).map { _ in heap.makeGlobal() }
         heap.withMutator { m in
@@ -577,7 +617,7 @@ final class StressTests: WatchdogTestCase {
 
     /// Checked mode (every load, store and frame slot validated) on a smaller graph.
     func testRandomGraphCheckedMode() throws {
-        let heap = try Heap(configuration: Configuration(gcPercent: 50, checked: true).withSelfChecks)
+        let heap = try Heap(configuration: Configuration(gcPercent: 50, checked: true).withSelfChecks.precise)
         let types = try StressTypes(heap)
         let globals = (0..<3).map { _ in heap.makeGlobal() }
         heap.withMutator { m in
@@ -615,7 +655,7 @@ final class StressTests: WatchdogTestCase {
     /// at the end; then the main thread collects and checks every graph and HeapObjects.
     func testRandomGraphsOnThreeThreads() throws {
         let threads = 3
-        let heap = try Heap(configuration: Configuration(gcPercent: 25).withSelfChecks)
+        let heap = try Heap(configuration: Configuration(gcPercent: 25).withSelfChecks.precise)
         let types = try StressTypes(heap)
         let globals = (0..<threads).map { _ in (0..<3).map { _ in heap.makeGlobal() } }
         let box = ModelBox(count: threads)
@@ -673,7 +713,7 @@ extension StressTests {
     /// never returns shows as a hang (60 s bound, then the test fails).
     func testRandomGraphsWhileAnUnattachedThreadCollects() throws {
         let mutators = 2
-        let heap = try Heap(configuration: Configuration(gcPercent: 50).withSelfChecks)
+        let heap = try Heap(configuration: Configuration(gcPercent: 50).withSelfChecks.precise)
         let types = try StressTypes(heap)
         let globals = (0..<mutators).map { _ in (0..<3).map { _ in heap.makeGlobal() } }
         let box = ModelBox(count: mutators)
@@ -753,13 +793,15 @@ final class ModelBox: @unchecked Sendable {
 func checkGraphInChild(_ configuration: Configuration, _ options: StressOptions, seed: UInt64, name: String,
                        file: StaticString = #filePath, line: UInt = #line) {
     let r = runInChild {
-        let heap = try! Heap(configuration: configuration.withSelfChecks)
+        // Exact HeapObjects needs precise roots; the native-roots variant scans the
+        // native stack (and checks HeapObjects >= reachable instead).
+        let heap = try! Heap(configuration: options.nativeRoots ? configuration.withSelfChecks : configuration.withSelfChecks.precise)
         let types = try! StressTypes(heap)
         let globals = (0..<3).map { _ in heap.makeGlobal() }
         var failures: [String] = []
         heap.withMutator { m in
             let g = GraphModel(heap: heap, mutator: m, types: types, options: options, seed: seed, globals: globals)
-            g.run(name)
+            if options.nativeRoots { g.runHoldingNativeRoots(name, depth: 12) } else { g.run(name) }
             g.checkpoint("\(name) end")
             failures = g.failures
             g.releaseFrame()

@@ -38,7 +38,7 @@ final class HeapTests: WatchdogTestCase {
 
     /// Node: pointer words 0 and 1, data word 2 (24 bytes).
     private func makeHeap(_ config: Configuration = Configuration()) throws -> (Heap, ObjectType) {
-        let heap = try Heap(configuration: config)
+        let heap = try Heap(configuration: config.precise)
         let node = try heap.register(TypeLayout(name: "test.Node", size: 24, pointerWords: [0, 1]))
         return (heap, node)
     }

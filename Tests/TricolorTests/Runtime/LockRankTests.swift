@@ -65,7 +65,7 @@ final class LockRankTests: WatchdogTestCase {
                 h.collect()
             }
         }
-        expectFatal("lock rank violation: acquiring mheap (rank 6) while holding stats (rank 8)") {
+        expectFatal("lock rank violation: acquiring mheap (rank 7) while holding stats (rank 9)") {
             let checked = try! Heap(configuration: Configuration(checked: true))
             checked.statsLock.withLock { checked.heapLock.withLock {} }
         }

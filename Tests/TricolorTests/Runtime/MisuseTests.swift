@@ -8,8 +8,9 @@ import TricolorWorkloads
 final class MisuseTests: WatchdogTestCase {
 
     /// A checked heap and a 4-word type: pointer words 0 and 1, data words 2 and 3.
+    /// Precise roots: the tests here keep a dead object's address in a local on purpose.
     private func checkedHeap(_ body: (Heap, ObjectType, Mutator) -> Void) {
-        let heap = try! Heap(configuration: Configuration(checked: true))
+        let heap = try! Heap(configuration: Configuration(checked: true).precise)
         let node = try! heap.register(TypeLayout(name: "misuse.Node", size: 32, pointerWords: [0, 1]))
         heap.withMutator { m in body(heap, node, m) }
     }
