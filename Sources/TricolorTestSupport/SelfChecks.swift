@@ -25,3 +25,16 @@ extension Configuration {
         return c
     }
 }
+
+extension Heap {
+    /// A mutator's first stack takes pages from a fresh 4 MiB chunk (stacks come from
+    /// the page heap, as in Go). Tests that count growth steps call this first: it fills
+    /// the rest of that chunk with one large object, kept by a global, so that the next
+    /// allocation must grow the heap. Returns HeapSys afterwards.
+    @discardableResult
+    public func fillGrownPages(_ m: Mutator) -> UInt64 {
+        let idle = memStats().heapIdle
+        if idle > 0 { m.store(makeGlobal(), m.allocateBytes(Int(idle))) }
+        return memStats().heapSys
+    }
+}

@@ -118,6 +118,7 @@ final class LargeAllocationTests: WatchdogTestCase {
             let heap = try! Heap(configuration: Configuration(gcPercent: nil))
             let node = try! heap.register(TypeLayout(name: "large.Node", size: 32, pointerWords: [0]))
             heap.withMutator { m in
+                heap.fillGrownPages(m)
                 var before = SysCounters.snapshot()
                 _ = m.allocate(node)
                 var d = SysCounters.snapshot().since(before)
