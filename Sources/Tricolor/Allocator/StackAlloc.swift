@@ -129,11 +129,18 @@ extension Heap {
     // MARK: the pool (stack lock held)
 
     /// A free stack of `order` from the pool, carving a new 32 KiB span when no pool
-    /// span has one (Go's stackpoolalloc). Takes the heap lock (ranked after this one).
+    /// span has one (Go's stackpoolalloc).
+    ///
+    /// The stack lock is dropped while the span is allocated: growing the heap may wait
+    /// as a blocking region for another thread's growth, and a stopped world needs this
+    /// lock (pause #1 empties the stack caches), so waiting with it held could deadlock
+    /// (found by `testAttachDetachRacingWithCollect`). Go never blocks in allocManual.
     private func stackPoolAlloc(_ order: Int) -> UInt? {
-        var s = stackPool[order]
-        if s == nil {
-            guard let ns = allocManual(npages: StackAlloc.cacheSize >> SizeClassTable.pageShift) else { return nil }
+        while stackPool[order] == nil {
+            stackLock.unlock()
+            let got = allocManual(npages: StackAlloc.cacheSize >> SizeClassTable.pageShift)
+            stackLock.lock()
+            guard let ns = got else { return nil }
             let size = UInt(StackAlloc.minStack << order)
             ns.pointee.elemSize = size
             ns.pointee.nelems = UInt(StackAlloc.cacheSize) / size
@@ -147,11 +154,10 @@ extension Heap {
                 i -= 1
             }
             ns.pointee.manualFreeList = list
-            ns.pointee.next = nil
+            ns.pointee.next = stackPool[order]
             stackPool[order] = ns
-            s = ns
         }
-        let span = s!
+        let span = stackPool[order]!
         let x = span.pointee.manualFreeList
         runtimeCheck(x != 0, "stackPoolAlloc: pool span with no free stack")
         span.pointee.manualFreeList = UnsafePointer<UInt>(bitPattern: x)!.pointee
