@@ -45,6 +45,8 @@ public func summaryLine(heap: Heap, wallSeconds: Double, extra: [(String, String
         ("heap_sys_mb", String(format2: Double(mem.heapSys) / 1048576)),
         ("total_alloc_mb", String(format2: Double(mem.totalAlloc) / 1048576)),
         ("stop_rescues", String(stats.stopRescues)),
+        // Conservative scanning of native stacks: bytes read per cycle (mean).
+        ("native_scan_bytes_per_gc", String(stats.numGC == 0 ? 0 : stats.nativeStackScanBytes / UInt64(stats.numGC))),
     ]
     pairs += extra
     return "# " + pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ")

@@ -240,7 +240,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Argument(help: "alloc")
+    @Argument(help: "alloc (allocation paths) or stack (shadow stack growth by copying)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -256,10 +256,14 @@ struct Bench: ParsableCommand {
     var runs: Int = 7
 
     func validate() throws {
-        guard what == "alloc" else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc") }
+        guard what == "alloc" || what == "stack" else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack") }
     }
 
     func run() throws {
+        if what == "stack" {
+            print(StackBench.format(try StackBench.run(runs: runs)))
+            return
+        }
         for result in try AllocBench.run(objects: objects, runs: runs, memProfileRate: memProfileRate) {
             print(AllocBench.format(result))
         }

@@ -10,7 +10,9 @@ import TricolorWorkloads
 final class StackTests: WatchdogTestCase {
 
     private func makeHeap(_ c: Configuration = Configuration(gcPercent: nil, markWorkers: 0)) -> (Heap, ObjectType) {
-        let heap = try! Heap(configuration: c.withSelfChecks)
+        var c = c.withSelfChecks
+        c.checkmark = true           // every cycle here is verified by gccheckmark
+        let heap = try! Heap(configuration: c)
         let node = try! heap.register(TypeLayout(name: "stack.Node", size: 24, pointerWords: [0]))
         return (heap, node)
     }
