@@ -74,7 +74,15 @@ extension Heap {
     }
 
     func wakeSweeper() {
-        bgLock.withLock { sweepRequested = true; bgCond.broadcast() }
+        // No closure: this is the last thing a mark worker does for a cycle, and in an
+        // unoptimized build a closure capturing the heap retains it. If the program
+        // drops its last reference meanwhile, the worker's release would be the last
+        // and run deinit on the worker's own thread (fatal). Found by the TSan run of
+        // `testWorkerHandsMarkTerminationToAllocatingMutator`.
+        bgLock.lock()
+        sweepRequested = true
+        bgCond.broadcast()
+        bgLock.unlock()
     }
 
     /// A background mark worker: waits for a mark phase, then drains grey objects in

@@ -290,7 +290,7 @@ final class ConcurrentGCTests: XCTestCase {
     /// and tiny blocks) next to a live structure rooted in a frame, a global and a handle:
     /// after two collections HeapObjects and HeapAlloc are exactly the live ones.
     func testUnreachableObjectsFreedWithinTwoCycles() throws {
-        let heap = try Heap(configuration: Configuration())   // background workers and sweeper
+        let heap = try Heap(configuration: Configuration().precise)   // background workers and sweeper
         let N = try heap.register(TypeLayout(name: "cgc.N", size: 24, pointerWords: [0, 1]))
         let big = try heap.register(TypeLayout(name: "cgc.Big", size: 40_000, pointerWords: [0, 1]))
         let global = heap.makeGlobal()

@@ -143,6 +143,32 @@ final class ConservativeScanTests: WatchdogTestCase {
         }
     }
 
+    /// Every kind of object held only in locals: a large object (its own span), a tiny
+    /// pointer-free block, an array, a pointer-free byte block; the array's element
+    /// kept through an interior pointer only.
+    func testEveryObjectKindInLocals() {
+        let (heap, node) = makeHeap()
+        heap.withMutator { m in
+            let large = m.allocateBytes(1 << 20)
+            large.rawPointer.storeBytes(of: 0x1A, toByteOffset: (1 << 20) - 8, as: UInt.self)
+            let tiny = m.allocateBytes(8)
+            tiny.rawPointer.storeBytes(of: 0x71, as: UInt.self)
+            let array = m.allocateArray(node, count: 100)
+            m.storeWord(array, 4 * 99 + 2, 0xA7)
+            var element = array.address &+ UInt(32 * 50)       // an element in the middle
+            touchSlot(&element)
+            let bytes = m.allocateBytes(200)
+            bytes.rawPointer.storeBytes(of: 0xB7, toByteOffset: 192, as: UInt.self)
+            for _ in 0..<4 { churn(m, node, 50_000); heap.collect() }
+            touchSlot(&element)
+            XCTAssertEqual(large.rawPointer.load(fromByteOffset: (1 << 20) - 8, as: UInt.self), 0x1A)
+            XCTAssertEqual(tiny.rawPointer.load(as: UInt.self), 0x71)
+            XCTAssertEqual(m.loadWord(array, 4 * 99 + 2), 0xA7)
+            XCTAssertEqual(bytes.rawPointer.load(fromByteOffset: 192, as: UInt.self), 0xB7)
+            XCTAssertEqual(Ref(address: element &- UInt(32 * 50)), array)
+        }
+    }
+
     // MARK: interior pointers and false retention
 
     /// A word pointing into the middle of an object keeps the object.
