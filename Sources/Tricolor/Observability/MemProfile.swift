@@ -43,7 +43,8 @@ public struct MemProfileRecord: Sendable, Equatable {
     public var stack: [UInt]
     /// Object size in bytes (slot size for small objects, span bytes for large ones).
     public var size: Int
-    /// Sampled objects allocated at this stack and size (raw samples: `heapProfile()` scales them by the sampling rate as Go does).
+    /// Sampled objects allocated at this stack and size (raw samples: `heapProfile()` scales
+    /// them by the sampling rate as Go does).
     public var allocObjects: Int
     /// Bytes of those sampled allocations.
     public var allocBytes: Int

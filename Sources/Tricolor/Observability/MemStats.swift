@@ -57,11 +57,13 @@ public struct MemStats: Sendable, Codable, Equatable {
     public var numGC: UInt32 = 0
     /// Cycles started by `Heap.collect()` rather than by the pacer.
     public var numForcedGC: UInt32 = 0
-    /// Share of the available CPU time (GOMAXPROCS × wall time since the heap was created) spent in the collector: pauses, assists and background marking.
+    /// Share of the available CPU time (GOMAXPROCS × wall time since the heap was created)
+    /// spent in the collector: pauses, assists and background marking.
     public var gcCPUFraction: Double = 0
     /// False when GOGC is off (`gcPercent` nil); a memory limit may still start cycles.
     public var enableGC: Bool = true
-    /// Allocations and frees per size class, indexed by class; entry 0 is Go's class 0 (size 0). Large objects are not counted here, as in Go.
+    /// Allocations and frees per size class, indexed by class; entry 0 is Go's class 0 (size
+    /// 0). Large objects are not counted here, as in Go.
     public var bySize: [SizeClassStats] = []
 
     /// One size class's counts (Go's `MemStats.BySize` entry).

@@ -29,7 +29,8 @@ public struct LockWaitStats: Sendable, Codable, Equatable {
 
 /// One row of the mutex profile: waits sampled at one stack (raw, not scaled by the rate).
 public struct MutexProfileRecord: Sendable, Equatable {
-    /// The waiter's return addresses, innermost first (symbolize with `Heap.symbolize(stack:)` from TricolorProfiling).
+    /// The waiter's return addresses, innermost first (symbolize with `Heap.symbolize(stack:)`
+    /// from TricolorProfiling).
     public var stack: [UInt]
     /// Sampled waits at this stack.
     public var count: Int

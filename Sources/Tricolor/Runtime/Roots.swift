@@ -70,8 +70,8 @@ struct RootSlotTable {
 /// Read it from any attached mutator; write it with `Mutator.store(_:_:)`.
 @frozen
 public struct Global: @unchecked Sendable {
-    /// The object the global points to (null until stored).
     @usableFromInline let slot: UnsafeMutablePointer<UInt>
+    /// The object the global points to (null until stored).
     @inlinable public var value: Ref { Ref(address: tc_load_relaxed(UnsafeRawPointer(slot))) }
 }
 

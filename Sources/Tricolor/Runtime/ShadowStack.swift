@@ -107,9 +107,9 @@ extension Mutator {
 /// root until the frame is popped. Trivially copyable; valid until popped.
 @frozen
 public struct Frame {
-    /// The number of slots, as given to `pushFrame(slots:)` or `withFrame(slots:_:)`.
     @usableFromInline let state: UnsafeMutablePointer<MutatorState>
     @usableFromInline let offset: Int
+    /// The number of slots, as given to `pushFrame(slots:)` or `withFrame(slots:_:)`.
     public let count: Int
 
     @usableFromInline init(state: UnsafeMutablePointer<MutatorState>, offset: Int, count: Int) {
