@@ -3,12 +3,13 @@
 // allocation-path table go to standard error instead, so `tricolor run … --json | jq .`
 // always parses.
 //
-// Shape (keys sorted):
+// Shape (keys sorted; "n" is the size argument as given, absent when the workload's
+// default was used; "AllocPath" only with --alloc-path):
 //   { "version": "0.1.0", "workload": "binary-trees", "n": 10, "threads": 1,
 //     "summary": { "wall_s": 0.012, "numgc": 3, … },      // the '#' line's pairs
 //     "MemStats": { "Alloc": …, "TotalAlloc": …, … },    // Go's field names
 //     "GCStats": { "NumGC": …, "PauseTotal": …, … },
-//     "AllocPath": { … } }                               // with --alloc-path only
+//     "AllocPath": { "Enabled": true, "Levels": […], … } }
 
 import Foundation
 import Tricolor

@@ -142,11 +142,12 @@ public final class Heap: @unchecked Sendable {
 
     /// Creates a heap: reserves `configuration.reservedAddressSpace` bytes of address space
     /// (memory is committed only as the heap grows) and maps the runtime's metadata. The
-    /// collector's background threads (mark workers, sweeper, scavenger) start with the first
+    /// collector's background threads (mark workers and the sweeper) start with the first
     /// collection.
     ///
-    /// The heap is freed, with all its memory, when its last reference is dropped; no mutator
-    /// may be attached then.
+    /// The heap is freed, with all its memory, when its last reference is dropped. An
+    /// attached mutator holds a reference, so a heap is never freed under one: the last
+    /// detach frees it.
     ///
     /// - Parameter configuration: GOGC, memory limit, debugging modes and the rest;
     /// `Configuration.fromEnvironment(_:)` reads them as Go does.
