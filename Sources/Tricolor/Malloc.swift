@@ -97,6 +97,8 @@ extension Mutator {
         return Ref(address: allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: false))
     }
 
+    /// Like `allocateArray(_:count:)`, but nil instead of a fatal error when memory cannot be
+    /// had or `count` is negative or too large.
     public func tryAllocateArray(_ t: ObjectType, count: Int) -> Ref? {
         checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
@@ -129,6 +131,8 @@ extension Mutator {
         size <= 32 ? (size &+ 7) &>> 3 : ((size &+ 15) &>> 4) &+ 2
     }
 
+    /// Like `allocateBytes(_:)`, but nil instead of a fatal error when memory cannot be had or
+    /// `size` is negative or too large.
     public func tryAllocateBytes(_ size: Int) -> Ref? {
         let p = allocateSlow(size: size, typeID: 0, noscan: true, canFail: true)
         return p == 0 ? nil : Ref(address: p)

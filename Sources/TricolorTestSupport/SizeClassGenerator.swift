@@ -1,4 +1,4 @@
-import Tricolor
+@_spi(Testing) import Tricolor
 
 // The size-class generator: Go's runtime/mksizeclasses.go rules, as a reference for the
 // table the runtime uses (Allocator/SizeClasses.swift). The test suite checks that the

@@ -36,6 +36,19 @@ enum NumericValue {
         }
     }
 
+    /// A finite decimal number from `lower` to `upper`, both included.
+    static func seconds(atLeast lower: Double, atMost upper: Double) -> @Sendable (String) throws -> Double {
+        { text in
+            guard let x = Double(text), x.isFinite else {
+                throw ValidationError("expected a number of seconds (\(format(lower)) to \(format(upper)))")
+            }
+            guard x >= lower && x <= upper else {
+                throw ValidationError("must be between \(format(lower)) and \(format(upper))")
+            }
+            return x
+        }
+    }
+
     /// Whether `text` is a decimal integer (optional sign, digits), whatever its size.
     static func isDecimal(_ text: String) -> Bool {
         let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)

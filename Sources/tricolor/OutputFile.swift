@@ -17,6 +17,17 @@ enum ExitStatus {
     static let config: Int32 = 78
     /// Anything else that stops a run (the heap cannot be created, a workload fails): 1.
     static let failure: Int32 = 1
+
+    /// The table for `--help` (the README has the same one). A runtime fatal error exits
+    /// with 2, the status of Go's `throw`; that one is the runtime's (runtimeFatal), not
+    /// the command's.
+    static let helpText = """
+        Exit status: 0 success; 1 any other failure (the heap cannot be created, the \
+        workload fails); 2 a runtime fatal error ('fatal error: …' and the stack on \
+        stderr); 64 invalid command line; 73 an output file cannot be opened (before the \
+        run); 74 writing an output file or standard output failed; 78 invalid GOGC, \
+        GOMEMLIMIT, GOMAXPROCS or GODEBUG.
+        """
 }
 
 /// Writes `tricolor: <message>` and a newline on stderr, unbuffered.

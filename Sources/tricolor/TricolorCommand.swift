@@ -9,6 +9,8 @@ struct TricolorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tricolor",
         abstract: "Go's memory manager rebuilt in Swift: run workloads, inspect the allocator.",
+        discussion: ExitStatus.helpText,
+        version: Heap.version,
         subcommands: [Run.self, SizeClasses.self, Bench.self])
 }
 
@@ -34,9 +36,14 @@ struct Run: ParsableCommand {
             runs and written like a shell redirect: symlinks are followed, only regular \
             files are accepted, '-' is standard output (text output then goes to stderr).
 
-            Exit status: 0 success; 64 invalid command line; 73 an output file cannot be \
-            opened (before the run); 74 writing an output file or standard output failed; \
-            78 invalid GOGC, GOMEMLIMIT, GOMAXPROCS or GODEBUG; 1 any other failure.
+            With --json, standard output carries one JSON object (version, workload, the \
+            summary's pairs, MemStats, GCStats, and AllocPath with --alloc-path) and \
+            nothing else; the workload's text goes to stderr: `tricolor run gcbench --json | jq .`
+
+            When stderr is a terminal, a run longer than a few seconds shows a progress \
+            line there (elapsed seconds, collections), erased before the summary.
+
+            \(ExitStatus.helpText)
             """)
 
     @Argument(help: "The workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -76,8 +83,21 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("atomic-output"), help: "Write output files through a temporary file renamed over the target, so readers never see a partial file.")
     var atomicOutput = false
 
-    @Flag(name: .customLong("memstats"), help: "After the run, print MemStats and GCStats as JSON on stdout (stderr when a profile goes to stdout).")
+    @Flag(name: .customLong("json"), help: "Print one JSON object on stdout (summary, MemStats, GCStats; AllocPath with --alloc-path) and send the workload's text to stderr.")
+    var json = false
+
+    @Flag(name: .customLong("memstats"), help: "The same as --json (MemStats and GCStats are in the JSON object).")
     var memstats = false
+
+    @Flag(name: .customLong("no-progress"), help: "Never show the progress line (shown on a terminal stderr for runs longer than a few seconds).")
+    var noProgress = false
+
+    @Option(name: .customLong("progress-after"), parsing: .unconditional, help: ArgumentHelp("Seconds before the first progress line (0-3600; default 3).", visibility: .hidden),
+            transform: NumericValue.seconds(atLeast: 0, atMost: 3600))
+    var progressAfter: Double = 3
+
+    /// Whether stdout carries the JSON report (and only it).
+    var jsonReport: Bool { json || memstats }
 
     @Flag(name: .customLong("alloc-path"), help: "Count every allocation by the level that served it (mcache, mcentral, mheap, OS, large) and print the table after the run.")
     var allocPath = false
@@ -116,6 +136,9 @@ struct Run: ParsableCommand {
         if heapProfile == "-" && mutexProfile == "-" {
             throw ValidationError("--heap-profile and --mutex-profile cannot both write to standard output ('-')")
         }
+        if jsonReport, let option = [("--heap-profile", heapProfile), ("--mutex-profile", mutexProfile)].first(where: { $0.1 == "-" })?.0 {
+            throw ValidationError("--json and \(option) - cannot both write to standard output")
+        }
     }
 
     func run() throws {
@@ -134,8 +157,12 @@ struct Run: ParsableCommand {
         let outputs = try openOutputs()
         let heapOut = outputs.first { $0.option == "--heap-profile" }
         let mutexOut = outputs.first { $0.option == "--mutex-profile" }
-        let textToStderr = outputs.contains { $0.isStandardOutput }
-        let say: (String) -> Void = textToStderr ? { reportLine($0) } : { print($0) }
+        let textToStderr = jsonReport || outputs.contains { $0.isStandardOutput }
+        var progress: ProgressLine? = nil    // erased before each line of text
+        let write: (String) -> Void = textToStderr ? { reportLine($0) } : { print($0) }
+        let say: (String) -> Void = { line in
+            if let progress { progress.writingText { write(line) } } else { write(line) }
+        }
         func fail(_ message: String, _ status: Int32) -> ExitCode {
             outputs.forEach { $0.abandon() }
             reportError(message)
@@ -152,9 +179,11 @@ struct Run: ParsableCommand {
             throw fail("cannot create the heap: \(error)", ExitStatus.failure)
         }
         if let f = mutexProfileFraction ?? (mutexProfile != nil ? 1 : nil) { Heap.setMutexProfileFraction(f) }
+        progress = showProgress(heap)
         let t0 = monotonicSeconds()
         var extra: [(String, String)] = [("threads", String(threads))]
         do {
+            defer { progress?.stop() }
             switch workload {
             case .binaryTrees: try BinaryTrees.run(heap: heap, n: n ?? 10, threads: threads, output: say)
             case .gcbench: try GCBench.run(heap: heap, threads: threads, output: say)
@@ -165,7 +194,8 @@ struct Run: ParsableCommand {
             throw fail("\(workload.rawValue): \(error)", ExitStatus.failure)
         }
         let wall = monotonicSeconds() - t0
-        say(summaryLine(heap: heap, wallSeconds: wall, extra: extra))
+        let summary = summaryLine(heap: heap, wallSeconds: wall, extra: extra)
+        say(summary)
         if allocPath { say(heap.allocPathStats().formatted().trimmingSuffix("\n")) }
 
         // 4. The outputs. Every failure is reported; the status says one happened.
@@ -178,7 +208,7 @@ struct Run: ParsableCommand {
         if let out = mutexOut {
             do { try out.write(Heap.mutexProfileData()) } catch { reportError(error.message); writeFailed = true }
         }
-        if memstats { say(try memStatsJSON(heap)) }
+        if jsonReport { print(try report(heap, summary: summary).json()) }
         if fflush(nil) != 0 {       // all stdio streams: the text on stdout
             reportError("cannot write standard output: \(errnoText(errno))")
             writeFailed = true
@@ -215,17 +245,20 @@ struct Run: ParsableCommand {
         return outputs
     }
 
-    /// MemStats and GCStats with Go's field names (Alloc, TotalAlloc, …, PauseNs).
-    func memStatsJSON(_ heap: Heap) throws -> String {
-        struct Both: Encodable { let MemStats: Tricolor.MemStats; let GCStats: Tricolor.GCStats }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        enc.keyEncodingStrategy = .custom { path in
-            let k = path.last!.stringValue
-            return GoKey(stringValue: k.prefix(1).uppercased() + k.dropFirst())
-        }
-        let data = try enc.encode(Both(MemStats: heap.memStats(), GCStats: heap.gcStats()))
-        return String(decoding: data, as: UTF8.self)
+    /// The `--json` report (JSONReport.swift) of a finished run.
+    func report(_ heap: Heap, summary: String) -> RunReport {
+        RunReport(version: Heap.version, workload: workload.rawValue, n: n, threads: threads,
+                  summary: RunReport.summaryPairs(summary), MemStats: heap.memStats(),
+                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil)
+    }
+
+    /// The progress line (ProgressLine.swift), started, when stderr is a terminal.
+    func showProgress(_ heap: Heap) -> ProgressLine? {
+        guard !noProgress, ProgressLine.stderrIsTerminal else { return nil }
+        let p = ProgressLine(title: "run \(workload.rawValue)", heap: heap, delay: progressAfter,
+                         expectedSeconds: workload == .liveheap ? seconds : nil)
+        p.begin()
+        return p
     }
 }
 

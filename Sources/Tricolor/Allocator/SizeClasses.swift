@@ -28,7 +28,9 @@ public struct SizeClassRow: Equatable, Sendable {
     /// the tail is lost too.
     public let maxWastePercent: Double
 
-    public init(sizeClass: Int, size: Int, npages: Int, objects: Int, tailWaste: Int, maxWastePercent: Double) {
+    /// A row with the given fields, as the generator computes them (`spanBytes` follows
+    /// from `npages`).
+    @_spi(Testing) public init(sizeClass: Int, size: Int, npages: Int, objects: Int, tailWaste: Int, maxWastePercent: Double) {
         self.sizeClass = sizeClass
         self.size = size
         self.npages = npages
@@ -67,9 +69,11 @@ public enum SizeClasses {
         tableLines(rows).joined(separator: "\n")
     }
 
-    public static let tableHeader = "class  bytes/obj  bytes/span  objects  tail waste  max waste"
+    /// The column titles that go above `tableLines(_:)`.
+    @_spi(Testing) public static let tableHeader = "class  bytes/obj  bytes/span  objects  tail waste  max waste"
 
-    public static func tableLines(_ rows: [SizeClassRow]) -> [String] {
+    /// One formatted line per row after the dummy class 0, as `tableText()` joins them.
+    @_spi(Testing) public static func tableLines(_ rows: [SizeClassRow]) -> [String] {
         var prevSize = 0
         return rows.dropFirst().map { r in
             defer { prevSize = r.size }

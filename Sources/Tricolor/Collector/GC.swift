@@ -27,7 +27,7 @@ import Glibc
 // poll at safepoints (allocation slow paths, `safepoint()`, barriered stores), and waits
 // until every mutator is parked or in a blocking region.
 
-public enum GCTrigger: Sendable {
+enum GCTrigger: Sendable {
     case heap      // heapLive reached the pacer's trigger
     case forced    // collect()
 }

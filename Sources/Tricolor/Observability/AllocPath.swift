@@ -28,6 +28,8 @@ public enum AllocPathLevel: Int, CaseIterable, Sendable {
     /// A large object (> 32 KiB): its own span, straight from MHeap.
     case large
 
+    /// The level's row title in `AllocPathStats.formatted()`, naming Go's structure (`"mcentral
+    /// (cache refill)"`).
     public var label: String {
         switch self {
         case .cache: return "mcache (cached span)"
@@ -74,12 +76,17 @@ func raisePathLevel(_ st: UnsafeMutablePointer<MutatorState>, _ level: AllocPath
 
 /// What `Heap.allocPathStats()` returns.
 public struct AllocPathStats: Sendable, Codable, Equatable {
+    /// The count and latency histogram of one level of the allocation chain.
     public struct Level: Sendable, Codable, Equatable {
+        /// The level's title, `AllocPathLevel.label`.
         public var name: String
+        /// Allocations this level served since the heap was created.
         public var count: UInt64
         /// Latency histogram: `histogram[i]` counts allocations that took less than
         /// `bucketUpperNs[i]` nanoseconds (and at least the previous bound).
         public var histogram: [UInt64]
+        /// The upper bound of each histogram bucket, in nanoseconds; bounds double from bucket
+        /// to bucket (they are powers of two CPU ticks, converted).
         public var bucketUpperNs: [Double]
 
         /// Upper bound (ns) of the bucket holding the q-quantile.
@@ -98,15 +105,28 @@ public struct AllocPathStats: Sendable, Codable, Equatable {
     /// False when the heap was not configured with `allocPathStats`: then the per-level
     /// counts are empty and only the span and lock counts below are filled in.
     public var enabled: Bool
+    /// One entry per `AllocPathLevel`, in its order; empty when `enabled` is false.
     public var levels: [Level]
     // Span lifecycle (always counted).
+    /// Spans the page heap (MHeap) handed out, to MCentral or for a large object. Like the
+    /// other span and heap counts, counted always.
     public var spansCreated: UInt64
+    /// Spans a mutator's cache took from MCentral to allocate from (Go's `cacheSpan`).
     public var spansCached: UInt64
+    /// Spans a cache gave back to MCentral (Go's `uncacheSpan`: full, or flushed at a
+    /// collection or detach).
     public var spansUncached: UInt64
+    /// Spans swept, by the background sweeper, by allocating mutators or at a collection.
     public var spansSwept: UInt64
+    /// Spans whose pages went back to the page heap because sweeping found them empty (or a
+    /// large object died).
     public var spansFreed: UInt64
+    /// Times the page heap grew: ran out of free pages and made more of its reserved address
+    /// space Ready.
     public var heapGrows: UInt64
+    /// Bytes the page heap grew by, in total.
     public var heapGrowBytes: UInt64
+    /// Bytes of free pages given back to the OS (`madvise`) by the scavenger, in total.
     public var bytesReturnedToOS: UInt64
     /// Runtime lock waits (always counted), one entry per lock kind that ever waited.
     public var locks: [LockWaitStats]

@@ -33,9 +33,11 @@ public struct AllocationEvent: Sendable {
 
 /// One freed object, as the free hook sees it (called while sweeping).
 public struct FreeEvent: Sendable {
+    /// Address of the object that was freed; the slot may be handed out again at once.
     public var address: UInt
     /// Bytes the object occupied (slot size, or whole pages when large).
     public var slotSize: Int
+    /// Size class (0 for large objects).
     public var sizeClass: Int
     /// Registered type name; "<bytes>" for pointer-free memory (including tiny blocks).
     public var typeName: String

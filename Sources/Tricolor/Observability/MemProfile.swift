@@ -25,11 +25,11 @@ import Glibc
 // its span; spans that hold any carry `hasSpecials`, so the sweeper looks only at those.
 
 /// Go's memRecordCycle.
-public struct MemRecordCycle: Sendable, Equatable {
-    public var allocs: Int = 0
-    public var frees: Int = 0
-    public var allocBytes: Int = 0
-    public var freeBytes: Int = 0
+struct MemRecordCycle: Sendable, Equatable {
+    var allocs: Int = 0
+    var frees: Int = 0
+    var allocBytes: Int = 0
+    var freeBytes: Int = 0
 
     mutating func add(_ o: MemRecordCycle) {
         allocs += o.allocs; frees += o.frees; allocBytes += o.allocBytes; freeBytes += o.freeBytes
@@ -43,11 +43,18 @@ public struct MemProfileRecord: Sendable, Equatable {
     public var stack: [UInt]
     /// Object size in bytes (slot size for small objects, span bytes for large ones).
     public var size: Int
+    /// Sampled objects allocated at this stack and size (raw samples: `heapProfile()` scales
+    /// them by the sampling rate as Go does).
     public var allocObjects: Int
+    /// Bytes of those sampled allocations.
     public var allocBytes: Int
+    /// Sampled objects freed again, as of the last completed collection.
     public var freeObjects: Int
+    /// Bytes of those freed samples.
     public var freeBytes: Int
+    /// Sampled objects still live at the last completed collection.
     public var inUseObjects: Int { allocObjects - freeObjects }
+    /// Bytes of the sampled objects still live at the last completed collection.
     public var inUseBytes: Int { allocBytes - freeBytes }
 }
 

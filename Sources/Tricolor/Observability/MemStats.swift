@@ -15,6 +15,7 @@ public struct MemStats: Sendable, Codable, Equatable {
     public var mallocs: UInt64 = 0
     /// Cumulative count of heap objects freed.
     public var frees: UInt64 = 0
+    /// Bytes of allocated heap objects: reachable ones plus unreachable ones not yet swept.
     public var heapAlloc: UInt64 = 0
     /// Bytes of heap memory obtained from the OS (grown into the Ready state).
     public var heapSys: UInt64 = 0
@@ -24,37 +25,55 @@ public struct MemStats: Sendable, Codable, Equatable {
     public var heapInuse: UInt64 = 0
     /// Bytes of idle spans returned to the OS (the scavenger runs under a memory limit).
     public var heapReleased: UInt64 = 0
+    /// Allocated heap objects (Mallocs − Frees).
     public var heapObjects: UInt64 = 0
     /// Bytes in stack spans: the shadow stacks (Go's StackInuse), including free stacks
     /// cached for reuse. StackSys is the same (Tricolor allocates no OS thread stacks).
     public var stackInuse: UInt64 = 0
+    /// Bytes of memory obtained for shadow stacks (the same as `stackInuse` here).
     public var stackSys: UInt64 = 0
     /// Bytes of span structures and their bitmaps.
     public var mSpanInuse: UInt64 = 0
+    /// Bytes obtained for span structures and other fixed-size runtime metadata.
     public var mSpanSys: UInt64 = 0
     /// Bytes of mutator caches.
     public var mCacheInuse: UInt64 = 0
+    /// Bytes obtained for mutator caches (the same as `mCacheInuse` here).
     public var mCacheSys: UInt64 = 0
     /// Bytes of other collector metadata (page allocator, arena tables, type registry).
     public var gcSys: UInt64 = 0
+    /// Bytes of other runtime data: global and handle slots, the type table.
     public var otherSys: UInt64 = 0
     /// Heap goal of the next cycle.
     public var nextGC: UInt64 = 0
     /// Wall-clock time the last collection finished, ns since 1970 (0 if none).
     public var lastGC: UInt64 = 0
+    /// Cumulative nanoseconds of stop-the-world pauses since the heap was created.
     public var pauseTotalNs: UInt64 = 0
     /// Circular buffer of recent pause times; the most recent is PauseNs[(NumGC+255)%256].
     public var pauseNs: [UInt64] = Array(repeating: 0, count: 256)
+    /// Circular buffer of the times recent pauses ended, ns since 1970, indexed like `pauseNs`.
     public var pauseEnd: [UInt64] = Array(repeating: 0, count: 256)
+    /// Completed collection cycles.
     public var numGC: UInt32 = 0
+    /// Cycles started by `Heap.collect()` rather than by the pacer.
     public var numForcedGC: UInt32 = 0
+    /// Share of the available CPU time (GOMAXPROCS × wall time since the heap was created)
+    /// spent in the collector: pauses, assists and background marking.
     public var gcCPUFraction: Double = 0
+    /// False when GOGC is off (`gcPercent` nil); a memory limit may still start cycles.
     public var enableGC: Bool = true
+    /// Allocations and frees per size class, indexed by class; entry 0 is Go's class 0 (size
+    /// 0). Large objects are not counted here, as in Go.
     public var bySize: [SizeClassStats] = []
 
+    /// One size class's counts (Go's `MemStats.BySize` entry).
     public struct SizeClassStats: Sendable, Codable, Equatable {
+        /// The largest object size, in bytes, that this class holds.
         public var size: UInt32
+        /// Cumulative objects allocated in this class.
         public var mallocs: UInt64
+        /// Cumulative objects freed in this class.
         public var frees: UInt64
     }
 }
@@ -210,11 +229,15 @@ extension Heap {
 /// Go's runtime/debug.GCStats, plus every individual pause recorded since the heap was
 /// created.
 public struct GCStats: Sendable, Codable, Equatable {
+    /// Wall-clock time the last collection finished, ns since 1970 (0 if none).
     public var lastGC: UInt64 = 0
+    /// Completed collection cycles.
     public var numGC: Int = 0
+    /// Cumulative nanoseconds of stop-the-world pauses.
     public var pauseTotal: UInt64 = 0
     /// Recent per-cycle pause totals (both pauses of a cycle, as Go counts them), most recent first (at most 256).
     public var pause: [UInt64] = []
+    /// The times those pauses ended, ns since 1970, in the same order as `pause`.
     public var pauseEnd: [UInt64] = []
     /// Go's PauseQuantiles: quantiles of `pause`, as many as asked of
     /// `Heap.gcStats(pauseQuantiles:)`; see `quantiles(of:count:)`.

@@ -17,16 +17,24 @@ import Glibc
 
 /// Wait totals for one kind of runtime lock.
 public struct LockWaitStats: Sendable, Codable, Equatable {
+    /// The lock's name, after its rank in the lock-rank table (`"mcentral"`, `"heap"`, …).
     public var lock: String
+    /// Acquisitions that found the lock held and had to wait.
     public var waits: UInt64
+    /// Nanoseconds spent waiting, summed over those waits.
     public var totalWaitNs: UInt64
+    /// The longest single wait, in nanoseconds.
     public var maxWaitNs: UInt64
 }
 
 /// One row of the mutex profile: waits sampled at one stack (raw, not scaled by the rate).
 public struct MutexProfileRecord: Sendable, Equatable {
+    /// The waiter's return addresses, innermost first (symbolize with `Heap.symbolize(stack:)`
+    /// from TricolorProfiling).
     public var stack: [UInt]
+    /// Sampled waits at this stack.
     public var count: Int
+    /// Nanoseconds those sampled waits took, summed.
     public var delayNs: Int
 }
 

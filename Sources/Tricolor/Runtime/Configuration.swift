@@ -40,6 +40,8 @@ public struct Configuration: Sendable, Equatable {
     ///
     /// Both are off by default and on in the model-based stress tests.
     public var internalChecks: Bool = false
+    /// The whole heap's invariants once per cycle (`GODEBUG=tricolorexpensivechecks=1`); see
+    /// `internalChecks` for both tiers.
     public var expensiveChecks: Bool = false
     /// GOMEMLIMIT: a soft limit on the memory the runtime maps, in bytes; nil = none.
     public var memoryLimit: Int?
@@ -78,6 +80,14 @@ public struct Configuration: Sendable, Equatable {
     /// (Go's shrinkstack). `GODEBUG=gcshrinkstackoff=1` turns it off, as in Go.
     public var shrinkStacks: Bool = true
 
+    /// A configuration with Go's defaults for every value not given: GOGC 100, no memory limit,
+    /// mark workers and GOMAXPROCS from the machine, 256 GiB of address space, one heap profile
+    /// sample per 512 KiB, and every debugging mode off. The environment is not read; use
+    /// `fromEnvironment(_:)` for that.
+    ///
+    /// `gcPercent` and `gomaxprocs` are normalized as their setters do. Values are checked when
+    /// a `Heap` is created with the configuration, which throws a `ConfigurationError` naming
+    /// any value out of range.
     public init(gcPercent: Int? = 100, checked: Bool = false, gctrace: Bool = false,
                 clobberFree: Bool = false, checkmark: Bool = false,
                 memoryLimit: Int? = nil, markWorkers: Int? = nil, gomaxprocs: Int? = nil,
@@ -288,7 +298,11 @@ enum DecimalInteger: Equatable {
     }
 }
 
+/// An invalid configuration value: a malformed `GOGC`, `GOMEMLIMIT`, `GOMAXPROCS` or `GODEBUG`
+/// setting, or a `Configuration` field out of range when a `Heap` is created.
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    /// What is wrong, naming the variable or field and the value (`invalid GOGC value "abc":
+    /// …`); `description` is the same text.
     public let message: String
     public var description: String { message }
 }

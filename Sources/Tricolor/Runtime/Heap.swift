@@ -43,6 +43,8 @@ public final class Heap: @unchecked Sendable {
     // compiler flags (it must be usable by version), so this is per property.
 
     // MARK: configuration
+    /// The configuration the heap was created with. Settings that can change later
+    /// (`setGCPercent(_:)`, `setMemoryLimit(_:)`) are not reflected here.
     public let configuration: Configuration
     let procs: Int
     /// CPUs for the collector's own threads: min(GOMAXPROCS, CPUs this process may run
@@ -153,6 +155,20 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var hooks: HookBox? = nil                  // hooksLock
     @exclusivity(unchecked) var allocHookInstalled = false             // changed with the world stopped
 
+    /// Creates a heap: reserves `configuration.reservedAddressSpace` bytes of address space
+    /// (memory is committed only as the heap grows) and maps the runtime's metadata. The
+    /// collector's background threads (mark workers and the sweeper) start with the first
+    /// collection.
+    ///
+    /// The heap is freed, with all its memory, when its last reference is dropped. An
+    /// attached mutator holds a reference, so a heap is never freed under one: the last
+    /// detach frees it.
+    ///
+    /// - Parameter configuration: GOGC, memory limit, debugging modes and the rest;
+    /// `Configuration.fromEnvironment(_:)` reads them as Go does.
+    /// - Throws: `ConfigurationError` when a value is out of range, naming it;
+    /// `HeapError.outOfMemory` when the address space or metadata cannot be mapped. Nothing
+    /// stays mapped after a throw.
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
         self.configuration = configuration
@@ -340,9 +356,16 @@ public final class Heap: @unchecked Sendable {
 
 }
 
+/// An error thrown by the heap: creation failed, or a layout was rejected. Misuse (a foreign
+/// address, a wrong thread) is not an error but a runtime fatal error in checked mode.
 public enum HeapError: Error, CustomStringConvertible, Equatable {
+    /// The address space or the runtime's metadata could not be mapped; the text says which.
     case outOfMemory(String)
+    /// `Heap.register(_:)` rejected a `TypeLayout`; the text names the type and the problem
+    /// (negative or too large size, a pointer word outside the object or listed twice, too many
+    /// types).
     case invalidLayout(String)
+    /// An argument a call rejects; the text names it.
     case invalidArgument(String)
     public var description: String {
         switch self {

@@ -187,6 +187,7 @@ public struct Mutator {
         cache = state.pointee.mcache.pointee.alloc
     }
 
+    /// The heap this mutator is attached to.
     public var heap: Heap { state.pointee.heap }
 
     // MARK: safepoints and blocking

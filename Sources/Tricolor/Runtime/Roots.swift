@@ -71,6 +71,7 @@ struct RootSlotTable {
 @frozen
 public struct Global: @unchecked Sendable {
     @usableFromInline let slot: UnsafeMutablePointer<UInt>
+    /// The object the global points to (null until stored).
     @inlinable public var value: Ref { Ref(address: tc_load_relaxed(UnsafeRawPointer(slot))) }
 }
 

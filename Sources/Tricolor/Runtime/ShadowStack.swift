@@ -110,6 +110,10 @@ extension Mutator {
         return Frame(state: st, offset: top, count: slots)
     }
 
+    /// Pop `f`, which must be the frame most recently pushed with `pushFrame(slots:)` and
+    /// not yet popped; its slots stop being roots. Frames pop in the reverse order of
+    /// their pushes. Checked mode traps on a frame of another mutator or one popped out
+    /// of order.
     @inlinable @inline(__always)
     public func popFrame(_ f: Frame) {
         if _slowPath(state.flags & MutatorState.flagsNotBarrier != 0) { checkPop(f) }
@@ -162,6 +166,7 @@ extension Mutator {
 public struct Frame {
     @usableFromInline let state: UnsafeMutablePointer<MutatorState>
     @usableFromInline let offset: Int
+    /// The number of slots, as given to `pushFrame(slots:)` or `withFrame(slots:_:)`.
     public let count: Int
 
     @usableFromInline init(state: UnsafeMutablePointer<MutatorState>, offset: Int, count: Int) {
@@ -170,6 +175,10 @@ public struct Frame {
         self.count = count
     }
 
+    /// Slot `i` (0 ..< `count`). Storing a `Ref` in a slot makes it a root: the object stays
+    /// alive until the frame is popped or the slot is overwritten. Frame stores need no write
+    /// barrier (a frame is part of the mutator's stack). Checked mode traps on an index out of
+    /// range, a popped frame, or a stored `Ref` that is not a live object of this heap.
     @inlinable
     public subscript(i: Int) -> Ref {
         @inline(__always) get {

@@ -6,10 +6,17 @@
 /// The layout of a kind of object: its size in bytes and the indexes of the 8-byte
 /// words that hold `Ref`s. Every other word is plain data the collector never reads.
 public struct TypeLayout: Sendable, Hashable {
+    /// The type's name, for profiles, hooks and error messages (`"Node"`). Need not be unique.
     public var name: String
+    /// Bytes per object (0 to 4 GiB − 8); rounded up to a multiple of 8 when registered.
     public var size: Int
+    /// Indexes of the 8-byte words that hold `Ref`s (word `i` is bytes `8i ..< 8i+8`), each
+    /// inside the object and listed once. Only these words are traced, and only these may be
+    /// written with `Mutator.store(_:_:_:)`.
     public var pointerWords: [Int]
 
+    /// A layout of `size` bytes whose words at `pointerWords` hold `Ref`s. Nothing is checked
+    /// until `Heap.register(_:)`, which throws `HeapError.invalidLayout` for a bad layout.
     public init(name: String, size: Int, pointerWords: [Int]) {
         self.name = name
         self.size = size
@@ -40,6 +47,8 @@ public struct ObjectType: Sendable, Hashable {
     @inlinable var spanClass: SpanClass { SpanClass(raw: UInt8(truncatingIfNeeded: bits &>> 16)) }
     /// True when the object fits a size class (≤ 32 KiB); larger objects get their own span.
     @inlinable var isSmall: Bool { bits & (1 << 24) != 0 }
+    /// Whether objects of this type have pointer words. Objects without are allocated from
+    /// spans the collector never scans (Go's noscan spans).
     public var hasPointers: Bool { !spanClass.noscan }
     /// The tag of the heap that registered this type (1…127).
     var heapTag: UInt8 { UInt8(truncatingIfNeeded: bits &>> 25) & 0x7f }

@@ -51,8 +51,9 @@ final class CLITests: XCTestCase {
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
     /// Runs `tricolor args` in `directory` with the GC variables cleared (then `env` set),
-    /// stdout into a file (or `stdoutPath`), stderr into a file.
-    func run(_ args: [String], env: [String: String] = [:], stdoutPath: String? = nil,
+    /// stdout into a file (or `stdoutPath`), stderr into a file (or `stderrPath`, then
+    /// `Result.stderr` is empty).
+    func run(_ args: [String], env: [String: String] = [:], stdoutPath: String? = nil, stderrPath: String? = nil,
              file: StaticString = #filePath, line: UInt = #line) throws -> Result {
         let p = Process()
         p.executableURL = try executable
@@ -66,7 +67,7 @@ final class CLITests: XCTestCase {
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         guard let out = FileHandle(forWritingAtPath: stdoutPath ?? outPath),
-              let err = FileHandle(forWritingAtPath: errPath) else {
+              let err = FileHandle(forWritingAtPath: stderrPath ?? errPath) else {
             XCTFail("cannot open the child's output files", file: file, line: line)
             return Result(status: nil, stdout: [], stderr: "")
         }
