@@ -247,16 +247,21 @@ public struct GCStats: Sendable, Codable, Equatable {
     /// Stops that found a mutator runnable but kept off its CPU by the OS for 50 µs and
     /// moved it onto the stopping thread's CPU (see `Heap.stopTheWorld`). Not in Go.
     public var stopRescues: Int = 0
-    /// Native stack bytes the last cycle scanned conservatively, and the objects it
-    /// found that way (conservative roots); cumulative bytes over all cycles. Not in Go.
+    /// Native stack bytes the last cycle scanned conservatively. Not in Go.
     public var lastNativeStackScanBytes: UInt64 = 0
+    /// Objects the last cycle found only through the conservative scan of native stacks
+    /// and registers (conservative roots). Not in Go.
     public var lastConservativeRoots: Int = 0
+    /// Native stack bytes scanned conservatively, summed over all cycles. Not in Go.
     public var nativeStackScanBytes: UInt64 = 0
     /// Native stack scans skipped because a mutator's stack pointer was outside its
     /// thread's stack (a signal or fiber stack). Not in Go.
     public var nativeStackScansSkipped: Int = 0
-    /// Shadow stacks grown and shrunk by copying (Go's copystack calls). Not in Go.
+    /// Shadow stacks grown by copying into one twice as large (Go's newstack). Not in Go's
+    /// statistics.
     public var stacksGrown: Int = 0
+    /// Shadow stacks halved by copying when a scan found them mostly unused (Go's
+    /// shrinkstack). Not in Go's statistics.
     public var stacksShrunk: Int = 0
 
     /// `count` quantiles of `pauses` by Go's ReadGCStats formula: sorted ascending,

@@ -79,10 +79,27 @@ final class DocExamplesTests: XCTestCase {
         }
     }
 
+    /// RootsAndSafepoints.md: with the conservative stack scan on (the default), a `Ref`
+    /// held only in a local survives an allocation that collects; checked mode would
+    /// trap on the store if it had been freed.
+    func testLocalsSurviveWithTheConservativeScan() throws {
+        let heap = try Heap(configuration: .init(checked: true))
+        XCTAssertTrue(heap.configuration.conservativeStackScan)
+        let Node = try heap.register(TypeLayout(name: "Node", size: 16, pointerWords: [0, 1]))
+        heap.withMutator { m in
+            let a = m.allocate(Node)      // a is only in a local…
+            heap.collect()                // …a whole cycle runs…
+            let b = m.allocate(Node)
+            m.store(b, 0, a)              // …and a is still a live object
+            XCTAssertEqual(m.load(b, 0), a)
+        }
+    }
+
     /// ThreadsLocksAndAsync.md: a handle shared by four threads, each attaching its own
     /// mutator; the shared object survives collections because the handle roots it.
     func testThreadsShareAHandle() throws {
-        let heap = try Heap()
+        // Precise roots: the exact object count below must not see stale stack words.
+        let heap = try Heap(configuration: Configuration().precise)
         let Node = try heap.register(TypeLayout(name: "Node", size: 16, pointerWords: [0, 1]))
         let shared = heap.withMutator { m in heap.makeHandle(m.allocate(Node)) }
 
@@ -154,7 +171,8 @@ final class DocExamplesTests: XCTestCase {
 
     /// SeeingInside.md: statistics, the heap profile and the allocation-path table.
     func testSeeingInsideExamples() throws {
-        let heap = try Heap(configuration: .init(memProfileRate: 1, allocPathStats: true))
+        // Precise roots, for the exact counts below.
+        let heap = try Heap(configuration: Configuration(memProfileRate: 1, allocPathStats: true).precise)
         let Node = try heap.register(TypeLayout(name: "Node", size: 16, pointerWords: [0, 1]))
         heap.withMutator { m in
             m.withFrame(slots: 1) { frame in
