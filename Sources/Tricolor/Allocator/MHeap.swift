@@ -314,7 +314,22 @@ extension Heap {
         if !SysMemory.fault(p, g.bytes) { _ = SysMemory.unused(p, g.bytes) }
     }
 
+    /// The whole heap's invariants, checked from a test or a diagnostic on any thread:
+    /// the world is stopped and the background sweeper held off meanwhile, since both
+    /// change spans (found by the release-mode ThreadSanitizer run: a check racing
+    /// with the sweeper's `loadWindow`).
     func checkHeapInvariants() {
+        withWorldStopped {
+            let blocked = sweep.sweepBlocked.load(.relaxed)
+            sweep.sweepBlocked.store(1, .releasing)
+            while sweep.activeSweepers.load(.acquiring) != 0 { tc_yield() }
+            checkHeapInvariantsStopped()
+            sweep.sweepBlocked.store(blocked, .releasing)
+        }
+    }
+
+    /// The same with the world already stopped and no sweep in flight (pause #2).
+    func checkHeapInvariantsStopped() {
         heapLock.withLock {
             pages.checkInvariants()
             var inUsePages = 0, stackPages = 0

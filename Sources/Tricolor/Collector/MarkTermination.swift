@@ -121,7 +121,7 @@ extension Heap {
                 return
             }
             markTermination(start: t0)
-            if expensiveChecks { checkInvariants() }   // the whole heap, world stopped
+            if expensiveChecks { checkInvariantsStopped() }   // the whole heap, world stopped
             // Statistics are published inside the pause, with the new NumGC.
             let t1 = tc_nanotime()
             recordPause(t1 - t0)

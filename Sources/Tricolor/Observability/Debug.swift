@@ -85,4 +85,10 @@ extension Heap {
         checkHeapInvariants()
         checkPolicyInvariants()
     }
+
+    /// `checkInvariants` inside pause #2 (world stopped, no sweep in flight).
+    func checkInvariantsStopped() {
+        checkHeapInvariantsStopped()
+        checkPolicyInvariants()
+    }
 }
