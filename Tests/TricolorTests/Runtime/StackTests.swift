@@ -163,6 +163,22 @@ final class StackTests: WatchdogTestCase {
 
     // MARK: statistics
 
+    /// Stack scan work reaches the pacer as Go 1.18+ counts it: the bytes of frames
+    /// scanned (shadow and native) are the next goal's stack term, and the stacks'
+    /// size is the cycle's maxStackScan (gctrace's "MB stacks").
+    func testStackScanWorkReachesThePacer() {
+        let (heap, _) = makeHeap()
+        heap.withMutator { m in
+            m.withFrame(slots: 8192) { _ in
+                heap.collect()
+                XCTAssertGreaterThanOrEqual(heap.pacer.lastStackScan, 64 << 10, "the 64 KiB frame was scanned")
+                heap.collect()
+                XCTAssertGreaterThanOrEqual(heap.cycle.stacks, 64 << 10)
+                XCTAssertGreaterThan(heap.gcStats().lastNativeStackScanBytes, 0)
+            }
+        }
+    }
+
     /// StackInuse and StackSys describe the stacks, HeapSys excludes them, Sys adds up;
     /// a detached mutator's stack is freed.
     func testMemStatsStackFields() {
