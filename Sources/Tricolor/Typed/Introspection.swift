@@ -37,7 +37,9 @@ extension Mutator {
         }
         let id = Int(tid & ~arrayTypeBit)
         if id == 0 { return nil }
-        return ObjectType(bits: state.pointee.heap.types[id].objectTypeBits)
+        // (Through an unretained reference: no retain/release on this path.)
+        let bits = Unmanaged.passUnretained(state.pointee.heap)._withUnsafeGuaranteedRef { $0.types[id].objectTypeBits }
+        return ObjectType(bits: bits)
     }
 
     /// The number of elements of its type `object` holds: 1 for an object allocated with
@@ -89,8 +91,8 @@ extension Mutator {
 
     func spanAndIndex(_ object: Ref) -> (UnsafeMutablePointer<MSpan>, UInt)? {
         if object.isNull { return nil }
-        unowned(unsafe) let heap = state.pointee.heap
-        guard let s = heap.spanOf(object.address), s.pointee.state == MSpanState.inUse.rawValue,
+        let span = Unmanaged.passUnretained(state.pointee.heap)._withUnsafeGuaranteedRef { $0.spanOf(object.address) }
+        guard let s = span, s.pointee.state == MSpanState.inUse.rawValue,
               object.address < s.pointee.limit else { return nil }
         return (s, s.objectIndex(object.address))
     }
