@@ -18,21 +18,21 @@ import Tricolor
 // environment slots and loop, so a tail-recursive loop runs in constant stack.
 
 /// A pair: `car` and `cdr`, each any value.
-public struct SPair: HeapObject { public var car: Ref; public var cdr: Ref }
+struct SPair: HeapObject { var car: Ref; var cdr: Ref }
 /// An interned symbol with its global value cell.
-public struct SSymbol: HeapObject { public var value: Ref; public var id: Int; public var bound: Bool }
+struct SSymbol: HeapObject { var value: Ref; var id: Int; var bound: Bool }
 /// A closure: parameter list (proper or dotted), body, defining environment, name.
-public struct SClosure: HeapObject { public var params: Ref; public var body: Ref; public var env: Obj<SEnv>; public var name: Ref }
+struct SClosure: HeapObject { var params: Ref; var body: Ref; var env: Obj<SEnv>; var name: Ref }
 /// An environment frame: variables and values as parallel lists, and the parent.
-public struct SEnv: HeapObject { public var vars: Ref; public var vals: Ref; public var parent: Obj<SEnv> }
+struct SEnv: HeapObject { var vars: Ref; var vals: Ref; var parent: Obj<SEnv> }
 /// A primitive procedure: its name and its code.
-public struct SPrimitive: HeapObject { public var name: Obj<SSymbol>; public var code: Int }
+struct SPrimitive: HeapObject { var name: Obj<SSymbol>; var code: Int }
 /// A constant (#t, #f, unspecified), printed by its name.
-public struct SConst: HeapObject { public var name: Obj<SSymbol>; public var code: Int }
+struct SConst: HeapObject { var name: Obj<SSymbol>; var code: Int }
 /// A number. Pointer-free: the runtime records no type for it (see `Mutator.type(of:)`).
-public struct SNum: HeapObject { public var value: Int }
+struct SNum: HeapObject { var value: Int }
 /// A string: its bytes (UTF-8) in a typed byte array.
-public struct SString: HeapObject { public var bytes: ObjArray<UInt8>; public var length: Int }
+struct SString: HeapObject { var bytes: ObjArray<UInt8>; var length: Int }
 
 /// The primitive procedures both interpreters provide.
 enum Primitive: Int, CaseIterable {

@@ -52,6 +52,13 @@ struct Vec2: HeapObject {
     var y: Double
 }
 
+/// The README's typed example's layout.
+struct ReadmeNode: HeapObject {
+    var left: Obj<ReadmeNode>
+    var right: Obj<ReadmeNode>
+    var value: Double
+}
+
 /// A layout with a field the heap cannot hold.
 struct BadLayout: HeapObject {
     var ok: Int
@@ -348,6 +355,25 @@ final class TypedObjectTests: XCTestCase {
         heap.collect()
         heap.withMutator { m in XCTAssertEqual(m[h.value].value, 77) }
         XCTAssertEqual(heap.memStats().heapAlloc, 24, "only the handle's object is live")
+    }
+
+    /// README "Typed objects": the example as written there.
+    func testReadmeTypedExample() throws {
+        let heap = try Heap()
+        let node = try heap.register(ReadmeNode.self)
+        XCTAssertEqual(node.size, 24)
+        XCTAssertEqual(heap.types[Int(node.objectType.id)].numPtrWords, 2)
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                let n = m.allocate(node)
+                f[0, as: ReadmeNode.self] = n
+                m[n].left = m.allocate(node)
+                m[n].value = 2.5
+                XCTAssertEqual(m[m[n].left].value, 0.0)
+                XCTAssertEqual(m.load(n.ref, 0), m[n].left.ref)
+                XCTAssertEqual(m.loadWord(n.ref, 2), Int(bitPattern: UInt(2.5.bitPattern)))
+            }
+        }
     }
 }
 
