@@ -22,10 +22,12 @@ import CTricolor
 extension Ref: HeapField {
     /// A `Ref` field is a pointer word.
     @inlinable public static var isHeapPointer: Bool { true }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Ref {
         m.load(object, byteOffset &>> 3)
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Ref) {
         m.store(object, byteOffset &>> 3, value)
@@ -35,10 +37,12 @@ extension Ref: HeapField {
 extension Obj: HeapField {
     /// An `Obj` field is a pointer word.
     @inlinable public static var isHeapPointer: Bool { true }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Obj<T> {
         Obj(unchecked: m.load(object, byteOffset &>> 3))
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Obj<T>) {
         m.store(object, byteOffset &>> 3, value.ref)
@@ -48,10 +52,12 @@ extension Obj: HeapField {
 extension ObjArray: HeapField {
     /// An `ObjArray` field is a pointer word.
     @inlinable public static var isHeapPointer: Bool { true }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> ObjArray<T> {
         ObjArray(unchecked: m.load(object, byteOffset &>> 3))
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: ObjArray<T>) {
         m.store(object, byteOffset &>> 3, value.ref)
@@ -61,10 +67,12 @@ extension ObjArray: HeapField {
 extension Int: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Int {
         m.loadWord(object, byteOffset &>> 3)
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Int) {
         m.storeWord(object, byteOffset &>> 3, value)
@@ -74,10 +82,12 @@ extension Int: HeapField {
 extension UInt: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> UInt {
         UInt(bitPattern: m.loadWord(object, byteOffset &>> 3))
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: UInt) {
         m.storeWord(object, byteOffset &>> 3, Int(bitPattern: value))
@@ -87,10 +97,12 @@ extension UInt: HeapField {
 extension Int64: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Int64 {
         Int64(m.loadWord(object, byteOffset &>> 3))
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Int64) {
         m.storeWord(object, byteOffset &>> 3, Int(value))
@@ -100,10 +112,12 @@ extension Int64: HeapField {
 extension UInt64: HeapField {
     /// Plain data (no bit casts to write: the typed layer does them).
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> UInt64 {
         UInt64(UInt(bitPattern: m.loadWord(object, byteOffset &>> 3)))
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: UInt64) {
         m.storeWord(object, byteOffset &>> 3, Int(bitPattern: UInt(value)))
@@ -113,10 +127,12 @@ extension UInt64: HeapField {
 extension Double: HeapField {
     /// Plain data (stored as its bit pattern).
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Double {
         Double(bitPattern: UInt64(UInt(bitPattern: m.loadWord(object, byteOffset &>> 3))))
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Double) {
         m.storeWord(object, byteOffset &>> 3, Int(bitPattern: UInt(value.bitPattern)))
@@ -142,10 +158,12 @@ extension Mutator {
 extension Bool: HeapField {
     /// Plain data (one byte).
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Bool {
         m.loadSubWord(object, byteOffset, as: UInt8.self) != 0
     }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Bool) {
         m.storeSubWord(object, byteOffset, value ? 1 as UInt8 : 0)
@@ -155,8 +173,10 @@ extension Bool: HeapField {
 extension Int32: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Int32 { m.loadSubWord(object, byteOffset, as: Int32.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Int32) { m.storeSubWord(object, byteOffset, value) }
 }
@@ -164,8 +184,10 @@ extension Int32: HeapField {
 extension UInt32: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> UInt32 { m.loadSubWord(object, byteOffset, as: UInt32.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: UInt32) { m.storeSubWord(object, byteOffset, value) }
 }
@@ -173,8 +195,10 @@ extension UInt32: HeapField {
 extension Int16: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Int16 { m.loadSubWord(object, byteOffset, as: Int16.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Int16) { m.storeSubWord(object, byteOffset, value) }
 }
@@ -182,8 +206,10 @@ extension Int16: HeapField {
 extension UInt16: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> UInt16 { m.loadSubWord(object, byteOffset, as: UInt16.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: UInt16) { m.storeSubWord(object, byteOffset, value) }
 }
@@ -191,8 +217,10 @@ extension UInt16: HeapField {
 extension Int8: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Int8 { m.loadSubWord(object, byteOffset, as: Int8.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Int8) { m.storeSubWord(object, byteOffset, value) }
 }
@@ -200,8 +228,10 @@ extension Int8: HeapField {
 extension UInt8: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> UInt8 { m.loadSubWord(object, byteOffset, as: UInt8.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: UInt8) { m.storeSubWord(object, byteOffset, value) }
 }
@@ -209,8 +239,10 @@ extension UInt8: HeapField {
 extension Float: HeapField {
     /// Plain data.
     @inlinable public static var isHeapPointer: Bool { false }
+    /// Reads the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapLoad(_ m: Mutator, _ object: Ref, _ byteOffset: Int) -> Float { m.loadSubWord(object, byteOffset, as: Float.self) }
+    /// Writes the field with the raw access (see ``HeapField``).
     @inlinable @inline(__always)
     public static func _heapStore(_ m: Mutator, _ object: Ref, _ byteOffset: Int, _ value: Float) { m.storeSubWord(object, byteOffset, value) }
 }
