@@ -94,7 +94,7 @@ public final class HeapScheme {
         constT = try heap.register(SConst.self)
         numT = try heap.register(SNum.self)
         strT = try heap.register(SString.self)
-        bytesT = try heap.register(UInt8.self)
+        bytesT = try heap.register(arrayOf: UInt8.self)
         precondition(!numT.objectType.hasPointers, "SNum must be the pointer-free type")
         trueG = heap.makeGlobal(); falseG = heap.makeGlobal(); unspecG = heap.makeGlobal()
         heap.withMutator { m in

@@ -370,7 +370,7 @@ extension Mutator {
     }
 
     /// Allocate one zeroed object of a registered typed layout (the inlined fast path of
-    /// ``allocate(_:)-(ObjectType)``).
+    /// `allocate(_:)`).
     @inlinable @inline(__always)
     public func allocate<T>(_ type: HeapType<T>) -> Obj<T> {
         Obj(unchecked: allocate(type.objectType))
@@ -378,19 +378,19 @@ extension Mutator {
 
     /// Allocate a zeroed array of at least `count` elements of a typed layout. The array
     /// may hold a few more elements (zeroed) when the size class is larger than `count`
-    /// elements, as Go's `append` rounds capacity up: ``count(of:)-(ObjArray<T>)`` says how many.
+    /// elements, as Go's `append` rounds capacity up: `count(of:)` says how many.
     @inlinable
     public func allocateArray<T>(_ type: HeapType<T>, count: Int) -> ObjArray<T> {
         ObjArray(unchecked: allocateArray(type.objectType, count: count))
     }
 
-    /// Like ``allocate(_:)-(HeapType<T>)``, but nil instead of a fatal error when memory
+    /// Like `allocate(_:)`, but nil instead of a fatal error when memory
     /// cannot be had.
     public func tryAllocate<T>(_ type: HeapType<T>) -> Obj<T>? {
         tryAllocate(type.objectType).map { Obj(unchecked: $0) }
     }
 
-    /// Like ``allocateArray(_:count:)-(HeapType<T>,_)``, but nil instead of a fatal
+    /// Like `allocateArray(_:count:)`, but nil instead of a fatal
     /// error when memory cannot be had or the count is invalid.
     public func tryAllocateArray<T>(_ type: HeapType<T>, count: Int) -> ObjArray<T>? {
         tryAllocateArray(type.objectType, count: count).map { ObjArray(unchecked: $0) }

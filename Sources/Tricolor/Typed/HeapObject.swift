@@ -37,9 +37,9 @@
 /// `UInt64`, `Double`, `Bool`, …), a nested `HeapObject` struct, or an `InlineArray` of
 /// a `HeapField` type (a small fixed array).
 ///
-/// Register the type once per heap with ``Heap/register(_:)-(T.Type)``, then allocate
-/// with ``Mutator/allocate(_:)-(HeapType<T>)`` and access fields by name through
-/// ``Mutator/subscript(_:)-(Obj<T>)``:
+/// Register the type once per heap with `Heap.register(_:)`, then allocate
+/// with `Mutator.allocate(_:)` and access fields by name through
+/// `Mutator.subscript(_:)`:
 ///
 /// ```swift
 /// struct Cons: HeapObject { var car: Ref; var cdr: Ref }
@@ -90,9 +90,9 @@ public struct Obj<T>: Hashable, Sendable, BitwiseCopyable, CustomStringConvertib
 }
 
 /// A typed reference to a heap array of `count` elements of layout `T` (allocated with
-/// ``Mutator/allocateArray(_:count:)-(HeapType<T>,_)``). The count is read from the
-/// object (``Mutator/count(of:)-(ObjArray<T>)``); elements through
-/// ``Mutator/subscript(_:_:)-(ObjArray<T>,_)``.
+/// `Mutator.allocateArray(_:count:)`). The count is read from the
+/// object (`Mutator.count(of:)`); elements through
+/// `Mutator.subscript(_:_:)`.
 @frozen
 public struct ObjArray<T>: Hashable, Sendable, BitwiseCopyable, CustomStringConvertible {
     /// The untyped reference (same address).
@@ -125,7 +125,7 @@ extension Ref {
 extension Ref: BitwiseCopyable {}
 
 /// A type registered with a heap: the typed form of ``ObjectType``, returned by
-/// ``Heap/register(_:)-(T.Type)``. Trivially copyable; allocation takes it.
+/// `Heap.register(_:)`. Trivially copyable; allocation takes it.
 @frozen
 public struct HeapType<T>: Hashable, Sendable {
     /// The untyped registered type (its id, size and size class).
@@ -146,9 +146,10 @@ extension Heap {
         return HeapType(try register(layout))
     }
 
-    /// Register a field type as an array element type (for arrays of `Ref`, `Int`,
-    /// `Double`, …: ``Mutator/allocateArray(_:count:)-(HeapType<T>,_)``).
-    public func register<T: HeapField>(_ type: T.Type) throws -> HeapType<T> {
+    /// Register a field type as an array element type, for arrays of values:
+    /// `let ints = try heap.register(arrayOf: Int.self)`, then
+    /// `m.allocateArray(ints, count: n)` and `m[array, i] = 3`.
+    public func register<T: HeapField>(arrayOf type: T.Type) throws -> HeapType<T> {
         let layout = TypeLayout(name: "\(T.self)", size: MemoryLayout<T>.size, pointerWords: T.isHeapPointer ? [0] : [])
         return HeapType(try register(layout))
     }

@@ -51,7 +51,7 @@ extension Mutator {
         return t.size == 0 ? 0 : size / t.size
     }
 
-    /// The number of elements of `array` (see ``count(of:)-(Ref)``): its slot size over
+    /// The number of elements of `array` (see `count(of:)`): its slot size over
     /// the element stride. Known for every element type, with or without pointers.
     public func count<T>(of array: ObjArray<T>) -> Int {
         guard let size = size(of: array.ref) else { return 0 }

@@ -97,7 +97,7 @@ final class TypedObjectTests: XCTestCase {
     func testEachFieldKindRoundTrips() throws {
         let heap = try Heap(configuration: .init(gcPercent: nil))
         let all = try heap.register(AllKinds.self)
-        let ints = try heap.register(Int.self)
+        let ints = try heap.register(arrayOf: Int.self)
         heap.withMutator { m in
             m.withFrame(slots: 1) { f in
                 let o = m.allocate(all)
@@ -259,7 +259,7 @@ final class TypedObjectTests: XCTestCase {
         let heap = try Heap(configuration: .init(gcPercent: nil))
         let node = try heap.register(TNode.self)
         let vec = try heap.register(Vec2.self)
-        let refs = try heap.register(Ref.self)
+        let refs = try heap.register(arrayOf: Ref.self)
         heap.withMutator { m in
             m.withFrame(slots: 3) { f in
                 let arr = m.allocateArray(node, count: 10)
