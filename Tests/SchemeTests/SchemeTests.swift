@@ -1,6 +1,7 @@
 @testable import Tricolor
 @testable import TricolorScheme
 import XCTest
+import Foundation
 
 // Tests of the example Scheme (Sources/TricolorScheme): each program runs on both the
 // Tricolor interpreter and the ARC one and must print the same; the Tricolor one also
@@ -143,6 +144,45 @@ final class SchemeTests: XCTestCase {
         s.heap.collect()
         XCTAssertEqual(try s.run("(cons 0 xs)").last, "(0 1 2 3)")
         s.heap.withMutator { m in XCTAssertEqual(m.state.pointee.stackTop, 0, "every frame was popped") }
+    }
+
+    /// The `scheme` executable built next to this test bundle.
+    private func schemeExecutable() throws -> URL {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        for dir in [me.deletingLastPathComponent(), me.deletingLastPathComponent().deletingLastPathComponent()] {
+            let c = dir.appendingPathComponent("scheme")
+            if FileManager.default.isExecutableFile(atPath: c.path) { return c }
+        }
+        throw SchemeError.user("no scheme executable next to \(me.path)")
+    }
+
+    /// Runs `scheme args` with `input` on stdin; returns (status, stdout).
+    private func runScheme(_ args: [String], input: String) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = try schemeExecutable()
+        p.arguments = args
+        let inPipe = Pipe(), outPipe = Pipe()
+        p.standardInput = inPipe
+        p.standardOutput = outPipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        inPipe.fileHandleForWriting.write(input.data(using: .utf8)!)
+        try inPipe.fileHandleForWriting.close()
+        let data = outPipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The REPL reads forms from stdin (a form may span lines), prints each value,
+    /// prints an error and goes on, on both interpreters.
+    func testREPLOnStdin() throws {
+        let input = "(define (sq x)\n  (* x x))\n(sq 12)\n(car 1)\n(undefined)\n(list 1 2 'a)\n"
+        let expected = "sq\n144\ncar: expected a pair, got 1\nunbound variable: undefined\n(1 2 a)\n"
+        for args in [[], ["--arc"]] {
+            let (status, out) = try runScheme(args, input: input)
+            XCTAssertEqual(status, 0, "\(args)")
+            XCTAssertEqual(out, expected, "\(args)")
+        }
     }
 
     func testReaderCompleteness() {
