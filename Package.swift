@@ -37,6 +37,11 @@ let package = Package(
         // seeded random numbers, reference implementations. Not a product.
         .target(name: "TricolorTestSupport", dependencies: ["Tricolor"]),
         .target(name: "TricolorWorkloads", dependencies: ["Tricolor"]),
+        // The example: a small Scheme written with the typed layer (and the same
+        // interpreter on ARC classes, for comparison), as a library for its tests and
+        // the `scheme` executable (REPL, files, --arc, --stats).
+        .target(name: "TricolorScheme", dependencies: ["Tricolor"]),
+        .executableTarget(name: "scheme", dependencies: ["Tricolor", "TricolorScheme"]),
         .executableTarget(
             name: "tricolor",
             dependencies: [
@@ -48,5 +53,6 @@ let package = Package(
             name: "TricolorTests",
             dependencies: ["Tricolor", "TricolorProfiling", "TricolorTestSupport", "TricolorWorkloads", "CTricolor", "CZlib"]
         ),
+        .testTarget(name: "SchemeTests", dependencies: ["TricolorScheme", "Tricolor"]),
     ]
 )

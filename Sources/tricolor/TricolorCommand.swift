@@ -23,6 +23,7 @@ struct SizeClasses: ParsableCommand {
 
 enum Workload: String, ExpressibleByArgument, CaseIterable {
     case binaryTrees = "binary-trees"
+    case binaryTreesTyped = "binary-trees-typed"
     case gcbench
     case liveheap
     case leak
@@ -119,7 +120,7 @@ struct Run: ParsableCommand {
             throw ValidationError("expected at most one size argument, got \(size.map { "'\($0)'" }.joined(separator: " "))")
         }
         let range: ClosedRange<Int>? = switch workload {
-            case .binaryTrees: 0...30
+            case .binaryTrees, .binaryTreesTyped: 0...30
             case .leak: 1...100_000_000
             case .gcbench, .liveheap: nil
         }
@@ -186,6 +187,7 @@ struct Run: ParsableCommand {
             defer { progress?.stop() }
             switch workload {
             case .binaryTrees: try BinaryTrees.run(heap: heap, n: n ?? 10, threads: threads, output: say)
+            case .binaryTreesTyped: try BinaryTreesTyped.run(heap: heap, n: n ?? 10, output: say)
             case .gcbench: try GCBench.run(heap: heap, threads: threads, output: say)
             case .liveheap: extra += try LiveHeap.run(heap: heap, liveMiB: liveMiB, seconds: seconds, output: say)
             case .leak: try Leak.run(heap: heap, requests: n ?? 200_000, output: say)

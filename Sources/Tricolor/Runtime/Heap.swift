@@ -338,7 +338,9 @@ public final class Heap: @unchecked Sendable {
             let small = size <= SizeClassTable.maxSmallSize
             let spc = small && size > 0 ? SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)
                                          : SpanClass(sizeClass: 0, noscan: noscan)
-            return ObjectType(id: UInt16(id), size: size, spanClass: spc, isSmall: small, heapTag: typeTag)
+            let t = ObjectType(id: UInt16(id), size: size, spanClass: spc, isSmall: small, heapTag: typeTag)
+            types[id].objectTypeBits = t.bits
+            return t
         }
     }
 

@@ -61,6 +61,10 @@ struct TypeInfo {
     var ptrWords: UnsafeMutablePointer<UInt32>?   // word offsets of pointer fields, ascending
     var numPtrWords: Int
     var ptrMask: UnsafeMutablePointer<UInt64>?    // one bit per word: 1 = pointer (checked mode)
+    /// The `ObjectType.bits` registration returned (for `Mutator.type(of:)`). Written
+    /// once under the types lock before the type is handed out; read without a lock by
+    /// threads that found the id in an object allocated with the type.
+    var objectTypeBits: UInt64 = 0
 
     func isPointerWord(_ w: Int) -> Bool {
         guard let m = ptrMask else { return false }
