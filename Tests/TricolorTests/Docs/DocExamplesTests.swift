@@ -205,3 +205,30 @@ final class DocExamplesTests: XCTestCase {
         XCTAssertEqual(heap.allocPathStats().levels.reduce(0) { $0 + $1.count }, 1000)
     }
 }
+
+/// Getting Started, "Typed objects" (the lines below are the article's).
+struct Cell: HeapObject {                 // a heap type, declared once
+    var next: Obj<Cell>                  // a typed reference: traced, barriered
+    var weight: Double                   // plain data, no bit casts
+}
+
+final class TypedGettingStartedTests: XCTestCase {
+    func testTypedObjectsExample() throws {
+        let heap = try Heap(configuration: Configuration().precise)
+        let cell = try heap.register(Cell.self)  // pointer words derived from the fields
+        var seen = -1.0
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                let c = m.allocate(cell)         // Obj<Cell>
+                f[0, as: Cell.self] = c          // a typed frame slot
+                m[c].next = m.allocate(cell)     // m.store(c, 0, …), barrier included
+                m[c].weight = 0.5                // m.storeWord(c, 1, …)
+                print(m[m[c].next].weight)       // 0.0
+                seen = m[m[c].next].weight
+                XCTAssertEqual(m.load(c.ref, 0), m[c].next.ref)
+                XCTAssertEqual(m.loadWord(c.ref, 1), Int(bitPattern: UInt(0.5.bitPattern)))
+            }
+        }
+        XCTAssertEqual(seen, 0.0)
+    }
+}
