@@ -25,6 +25,7 @@ extension Mutator {
         }
         if _slowPath(heap.flags.hooksInstalled.load(.relaxed) != 0) && HookGuard.inHook { HookGuard.misuse("allocation") }
         if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st, mayFinishMark: true) }
+        if _slowPath(st.pointee.gcStress != 0) { gcStressPoint() }
         if size < 0 {
             if canFail { return 0 }
             runtimeFatal("allocation size out of range: \(size)")

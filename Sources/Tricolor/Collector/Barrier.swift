@@ -143,7 +143,7 @@ extension Mutator {
         }
         let v = Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address + UInt(word) * 8)!))
         if state.flags & MutatorState.flagChecked != 0 && !v.isNull {
-            state.pointee.heap.checkRef(v, "loaded from word \(word) of \(object)")
+            _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(v, .loaded(word: word, from: object)) }
         }
         return v
     }
@@ -154,7 +154,7 @@ extension Mutator {
         let flags = state.flags
         if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
             checkAccess(object, word, pointer: true, store: true)
-            if !value.isNull { state.pointee.heap.checkRef(value, "stored into word \(word) of \(object)") }
+            if !value.isNull { _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(value, .stored(word: word, into: object)) } }
         }
         let slot = UnsafeMutableRawPointer(bitPattern: object.address + UInt(word) * 8)!
         if flags & MutatorState.flagBarrier != 0 { writeBarrier(slot, value.address) }

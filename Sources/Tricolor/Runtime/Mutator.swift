@@ -42,6 +42,12 @@ struct MutatorState {
     /// The heap's `typeTag`, here so that the typed slow paths check a type's heap
     /// without touching the heap object (no retain).
     let typeTag: UInt8
+    /// `Configuration.gcStress` (0: off) and this mutator's full safepoints since its
+    /// last stress collection (owner thread only; see `Mutator.gcStressPoint`).
+    @usableFromInline let gcStress: Int
+    /// `heap` as a raw pointer, for calls that must not retain it (`heapUnretained`).
+    let heapOpaque: UnsafeMutableRawPointer
+    var stressCount = 0
     // -- collector --
     /// Write-barrier buffer (Go's wbBuf): old and new values of barriered stores.
     @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
@@ -71,6 +77,8 @@ struct MutatorState {
     init(heap: Heap, id: Int) {
         self.heap = heap
         self.typeTag = heap.typeTag
+        self.gcStress = heap.gcStress
+        self.heapOpaque = Unmanaged.passUnretained(heap).toOpaque()
         self.id = id
         mcache = .allocate(capacity: 1)
         mcache.initialize(to: MCache(heap: heap))
@@ -172,11 +180,14 @@ public struct Mutator {
     /// Answer a pending stop-the-world request. Cheap when none is pending.
     @inlinable @inline(__always)
     public func safepoint() {
-        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0) { parkSlow() }
+        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0 || state.pointee.gcStress != 0) { parkSlow() }
     }
 
     @usableFromInline @inline(never)
-    func parkSlow() { state.pointee.heap.gcSafepoint(state, mayFinishMark: true) }
+    func parkSlow() {
+        state.pointee.heap.gcSafepoint(state, mayFinishMark: true)
+        if state.pointee.gcStress != 0 { gcStressPoint() }
+    }
 
     /// Run `body`, which must not touch the heap, without holding up collections
     /// (Go's entersyscall/exitsyscall). Roots in frames stay roots.

@@ -98,7 +98,7 @@ extension Heap {
 
     /// A handle keeping `ref` alive until the handle goes away.
     public func makeHandle(_ ref: Ref) -> Handle {
-        if checked && !ref.isNull { checkRef(ref, "given to makeHandle") }
+        if checked && !ref.isNull { checkRef(ref, .handle) }
         let h = globalsLock.withLock {
             let s = handleSlots.take()
             tc_store_release(UnsafeMutableRawPointer(s), ref.address)
@@ -128,7 +128,7 @@ extension Mutator {
         let flags = state.flags
         if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
             checkUsable("root store")
-            if !value.isNull { state.pointee.heap.checkRef(value, "stored into a root") }
+            if !value.isNull { _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(value, .root) } }
         }
         if flags & MutatorState.flagBarrier != 0 { writeBarrier(UnsafeMutableRawPointer(slot), value.address) }
         tc_store_release(UnsafeMutableRawPointer(slot), value.address)

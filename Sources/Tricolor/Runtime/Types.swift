@@ -53,6 +53,7 @@ struct TypeInfo {
     var numPtrWords: Int
     var ptrMask: UnsafeMutablePointer<UInt64>?    // one bit per word: 1 = pointer (checked mode)
 
+    @inline(__always)
     func isPointerWord(_ w: Int) -> Bool {
         guard let m = ptrMask else { return false }
         return (m[w / 64] >> UInt64(w % 64)) & 1 != 0
