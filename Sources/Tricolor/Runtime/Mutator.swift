@@ -86,7 +86,7 @@ struct MutatorState {
         stackTop = 0
         stackCap = MutatorState.initialStackSlots
         shared = .allocate(capacity: 1)
-        shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0))
+        shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0, lastSafepoint: UInt(tc_nanotime())))
         stopFlag = heap.sched.attention.address
         wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
         gcw = .allocate(capacity: 1)
@@ -123,6 +123,10 @@ struct MutatorShared {
     var stackScanned: UInt8
     /// The last ragged-barrier generation this mutator answered.
     var flushAck: UInt
+    /// tc_nanotime() when the mutator last answered a safepoint request (`gcSafepoint`)
+    /// or attached; relaxed store by the mutator, relaxed load by the stop-the-world
+    /// watchdog (Runtime/StopTheWorldWatchdog.swift).
+    var lastSafepoint: UInt = 0
 }
 
 extension UnsafeMutablePointer where Pointee == MutatorState {
@@ -135,6 +139,9 @@ extension UnsafeMutablePointer where Pointee == MutatorState {
 
     var stackScannedAddress: UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.stackScanned)!
+    }
+    var lastSafepointAddress: UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.lastSafepoint)!
     }
     var flushAckAddress: UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.flushAck)!
