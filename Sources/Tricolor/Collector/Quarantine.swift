@@ -108,8 +108,15 @@ extension Heap {
         let tid = (large ? UInt16(truncatingIfNeeded: s.pointee.largeType) : s.pointee.typeIDs![Int(idx)]) & ~arrayTypeBit
         let t = types + Int(tid)
         let typeWords = max(1, Int(t.pointee.size / 8))
+        if t.pointee.numPtrWords == typeWords {   // all pointers (list and tree nodes): all null
+            memset(UnsafeMutableRawPointer(w), 0, words * 8)
+            return
+        }
+        var inType = 0   // k % typeWords, without a division per word
         for k in 0..<words {
-            tc_store_relaxed(UnsafeMutableRawPointer(w + k), t.pointee.isPointerWord(k % typeWords) ? 0 : UInt(clobberPattern))
+            tc_store_relaxed(UnsafeMutableRawPointer(w + k), t.pointee.isPointerWord(inType) ? 0 : UInt(clobberPattern))
+            inType += 1
+            if inType == typeWords { inType = 0 }
         }
     }
 

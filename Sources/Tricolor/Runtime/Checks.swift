@@ -170,7 +170,10 @@ extension Mutator {
         }
         let tid = (large ? UInt16(truncatingIfNeeded: s.pointee.largeType) : s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)]) & ~arrayTypeBit
         let t = heap.types + Int(tid)
-        let isPtr = t.pointee.isPointerWord(wordInSlot % Int(t.pointee.size &>> 3))
+        // The word within its element: a division only for arrays (it cost a quarter of
+        // this function when done for every access).
+        let typeWords = Int(t.pointee.size &>> 3)
+        let isPtr = t.pointee.isPointerWord(wordInSlot < typeWords ? wordInSlot : wordInSlot % typeWords)
         if _slowPath(pointer != isPtr) && (pointer || store) {
             badAccess(object, word, pointer: pointer, store: store, .wrongKind(tid))
         }

@@ -70,6 +70,7 @@ final class LockHangTests: WatchdogTestCase {
             }
         }
         XCTAssertTrue(saw, r.stderr)
+        print("the watchdog's report, as the child printed it:\n\(r.stderr)")
         XCTAssertTrue(r.stderr.contains("tricolor: stop-the-world watchdog: the world has not stopped after "), r.stderr)
         XCTAssertTrue(r.stderr.contains("waiting for 1 mutator:"), r.stderr)
         XCTAssertTrue(r.stderr.contains("[lock-waiter]: running, "), r.stderr)
