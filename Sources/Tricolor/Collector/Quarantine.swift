@@ -23,12 +23,16 @@ import Glibc
 // `Heap.checkRef` consults the entry first, so any checked access through a `Ref` to a
 // quarantined slot traps naming the type, the address and the cycle that freed it.
 //
-// Accounting (MemStats identities stay exact): a quarantined slot counts as allocated
-// until it is released, and as freed (Frees, BySize[].Frees, the large free counters)
-// at release. So HeapAlloc = TotalAlloc − freed bytes includes quarantined bytes,
-// HeapObjects includes quarantined objects, HeapInuse includes their spans, and
-// HeapAlloc ≤ HeapInuse still holds. The free hook runs when the object dies (not at
-// release), because that is the event a user watches for.
+// Accounting (MemStats identities stay exact): a quarantined object is freed, it only
+// cannot be reused yet. It is counted as freed (Frees, BySize[].Frees, the large free
+// counters) when it enters the quarantine, and not again at release; the free hook runs
+// then too. So HeapAlloc = TotalAlloc − freed bytes and HeapObjects = Mallocs − Frees
+// exclude quarantined objects (HeapObjects is the live objects, as without the
+// quarantine), while their slots stay in HeapInuse, like any free slot of an in-use
+// span: HeapAlloc ≤ HeapInuse holds, with the quarantine in the difference. Inside the
+// span, a held slot's alloc bit stays set (so `allocCount` counts it): that is what
+// keeps the allocator off it; the cached-span arithmetic of ReadMemStats
+// (countAllocated − allocCountBeforeCache) cancels it out.
 //
 // Table layout, one per span in heap metadata (MetaAlloc, heap lock), created at the
 // span's first checked sweep and freed with the span:
@@ -142,8 +146,6 @@ extension Heap {
                 // Release: the span goes back to the page heap (zeroed when reused).
                 setEntry(0, entries[0] & ~Quarantine.inQuarantine)
                 tc_store_relaxed(UnsafeMutableRawPointer(held), 0)
-                heapStats.largeFreeCount.add(1, .relaxed)
-                heapStats.largeFreeBytes.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
                 releaseQuarantineTable(s)
                 freeSpan(s)
                 return false
@@ -154,6 +156,8 @@ extension Heap {
                                           sizeClass: 0, typeName: typeName(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit))
                     HookGuard.run { freeHook(event) }
                 }
+                heapStats.largeFreeCount.add(1, .relaxed)
+                heapStats.largeFreeBytes.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
                 poisonSlot(s, 0)
                 setEntry(0, cycle | Quarantine.inQuarantine)
                 tc_store_relaxed(UnsafeMutableRawPointer(held), 1)
@@ -173,13 +177,14 @@ extension Heap {
         let mark = s.pointee.gcmarkBits!
         let elemSize = s.pointee.elemSize
         let base = s.pointee.startAddr
-        var released: UInt = 0
+        var nfreed: UInt = 0
         var nalloc: UInt = 0
         for w in 0..<words {
             let lo = UInt(w) * 64
             let wasHeld = held[w]
             let dead = s.allocatedWord(w) & ~mark[w] & ~wasHeld
             if let freeHook, dead != 0 { callFreeHook(freeHook, s, lo, dead) }
+            nfreed += UInt(dead.nonzeroBitCount)
             var nowHeld = wasHeld | dead
             var d = dead
             while d != 0 {
@@ -197,7 +202,6 @@ extension Heap {
                     memset(UnsafeMutableRawPointer(bitPattern: base + i * elemSize)!, 0, Int(elemSize))
                     setEntry(i, entries[Int(i)] & ~Quarantine.inQuarantine)
                     nowHeld &= ~(1 << bit)
-                    released += 1
                 }
             }
             tc_store_relaxed(UnsafeMutableRawPointer(held + w), UInt(nowHeld))
@@ -206,7 +210,7 @@ extension Heap {
             mark[w] = (mark[w] & ~wasHeld) | nowHeld
             nalloc += UInt(mark[w].nonzeroBitCount)
         }
-        if released > 0 { heapStats.smallFrees[spc.sizeClass].add(released, .relaxed) }
+        if nfreed > 0 { heapStats.smallFrees[spc.sizeClass].add(nfreed, .relaxed) }
         // The mark bits become the alloc bits (as in sweepSpan).
         s.pointee.allocBits = mark
         s.pointee.gcmarkBits = alloc

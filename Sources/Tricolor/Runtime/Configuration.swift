@@ -78,7 +78,8 @@ public struct Configuration: Sendable, Equatable {
     /// and held for N completed cycles before it can be allocated again, so that a stale
     /// `Ref` to it traps naming its type, address and the cycle that freed it
     /// (Collector/Quarantine.swift). Default 3; 0 turns the quarantine off. No effect
-    /// outside checked mode.
+    /// outside checked mode. Quarantined objects count as freed in MemStats; their
+    /// slots stay in HeapInuse until released.
     public var quarantineCycles: Int = Quarantine.defaultCycles
     /// The stop-the-world watchdog: when a stop has waited this long for a mutator to
     /// reach a safepoint, it prints which mutator holds it up (thread name and id, time

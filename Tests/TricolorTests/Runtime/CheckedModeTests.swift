@@ -84,8 +84,9 @@ final class CheckedModeTests: WatchdogTestCase {
         }
     }
 
-    /// Quarantined objects count as allocated until released, then as freed: the MemStats
-    /// identities hold throughout, and the slot is reused once the quarantine is over.
+    /// Quarantined objects count as freed when they die (HeapObjects is the live
+    /// objects), their slots are not reused while held, and are reused once the
+    /// quarantine is over; the MemStats identities hold throughout.
     func testQuarantineKeepsMemStatsIdentitiesAndEnds() {
         let heap = try! Heap(configuration: Configuration(checked: true))
         let node = try! heap.register(CheckedModeTests.layout)
@@ -94,18 +95,35 @@ final class CheckedModeTests: WatchdogTestCase {
             XCTAssertLessThanOrEqual(s.heapAlloc, s.heapInuse, what)
             XCTAssertEqual(s.heapAlloc, s.totalAlloc - s.bySize.reduce(0) { $0 + $1.frees * UInt64($1.size) }, what)
         }
+        // Addresses of dead objects, XOR-masked (no conservative scan can see them).
+        var dead = Set<UInt>()
         heap.withMutator { m in
-            for _ in 0..<1_000 { _ = m.allocate(node) }
+            for _ in 0..<1_000 { dead.insert(Hidden(m.allocate(node)).bits) }
         }
+        let before = heap.memStats()
         heap.collect()
         let held = heap.memStats()
         checkIdentities(held, "in quarantine")
-        XCTAssertGreaterThanOrEqual(held.heapObjects, 1_000, "quarantined objects still count as allocated")
-        for _ in 0..<Quarantine.defaultCycles { heap.collect() }
+        XCTAssertEqual(held.heapObjects, 0, "quarantined objects count as freed")
+        XCTAssertGreaterThanOrEqual(held.frees - before.frees, 1_000)
+        var reusedWhileHeld = 0
+        for cycle in 0..<Quarantine.defaultCycles - 1 {
+            heap.withMutator { m in
+                for _ in 0..<1_000 where dead.contains(Hidden(m.allocate(node)).bits) { reusedWhileHeld += 1 }
+            }
+            heap.collect()
+            checkIdentities(heap.memStats(), "cycle \(cycle)")
+        }
+        XCTAssertEqual(reusedWhileHeld, 0, "no quarantined slot is handed out")
+        heap.collect()   // the first batch has now been held for \(Quarantine.defaultCycles) cycles
         let released = heap.memStats()
         checkIdentities(released, "released")
-        XCTAssertLessThan(released.heapObjects, 1_000, "released from quarantine after \(Quarantine.defaultCycles) more cycles")
-        XCTAssertGreaterThanOrEqual(released.frees - held.frees, 1_000)
+        XCTAssertEqual(released.heapObjects, 0)
+        var reusedAfter = 0
+        heap.withMutator { m in
+            for _ in 0..<3_000 where dead.contains(Hidden(m.allocate(node)).bits) { reusedAfter += 1 }
+        }
+        XCTAssertGreaterThan(reusedAfter, 0, "released slots are reused")
     }
 
     /// GODEBUG=gcstress=N: a Ref kept only in a Swift local across an allocation is
