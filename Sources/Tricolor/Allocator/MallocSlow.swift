@@ -10,13 +10,13 @@ import Glibc
 
 extension Mutator {
     /// Go's mallocgc minus the fast paths above. Returns 0 only when `canFail`.
-    @usableFromInline @inline(never)
     ///
     /// `cachedClass`: the span class of a small typed allocation. Checked mode and
     /// gcstress send every allocation here for the checks above; when nothing else wants
     /// the slow path (no hook, no path counters, no clobbering), the slot is then taken
     /// the way the inlined fast path takes it, from the cached span's window, instead of
     /// through the general `nextFree` (an eighth of checked binary-trees).
+    @usableFromInline @inline(never)
     func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool, cachedClass: SpanClass? = nil) -> UInt {
         let st = state
         if _slowPath(st.pointee.slowTiming) { return timedAllocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail) }
