@@ -154,6 +154,17 @@ final class CheckedModeTests: WatchdogTestCase {
         }
     }
 
+    /// gcstress counts `safepoint()` calls as full safepoints too (GOGC off: every cycle
+    /// here is a stress collection).
+    func testGCStressCollectsAtEveryNthSafepointCall() throws {
+        var c = try Configuration.fromEnvironment(["GODEBUG": "gcstress=2"])
+        c.gcPercent = nil
+        c.markWorkers = 0
+        let heap = try Heap(configuration: c)
+        heap.withMutator { m in for _ in 0..<10 { m.safepoint() } }
+        XCTAssertEqual(heap.memStats().numGC, 5)
+    }
+
     /// A misuse error prints the offending thread's symbolized stack, with the user's
     /// function among the frames.
     func testMisusePrintsTheOffendingThreadsStack() {
