@@ -18,6 +18,10 @@ bool tc_thread_exists(uint64_t tid) {
     return syscall(SYS_tgkill, (pid_t)getpid(), (pid_t)tid, 0) == 0 || errno != ESRCH;
 }
 
+int tc_signal_thread(uint64_t tid, int sig) {
+    return (int)syscall(SYS_tgkill, (pid_t)getpid(), (pid_t)tid, sig);
+}
+
 int tc_thread_name(char *buf, size_t n) { return pthread_getname_np(pthread_self(), buf, n); }
 
 int tc_usable_cpus(void) {

@@ -79,7 +79,8 @@ extension Mutator {
     @usableFromInline @inline(never)
     func allocateSlow(_ t: ObjectType) -> UInt {
         checkTypeOwner(t)
-        return allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false)
+        return allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false,
+                            cachedClass: t.isSmall ? t.spanClass : nil)
     }
 
     /// Like `allocate`, but nil instead of a fatal error when memory cannot be had.

@@ -77,6 +77,10 @@ struct MSpan: @unchecked Sendable {
     /// Manual (stack) spans of the stack pool: the first free stack, each free stack's
     /// first word linking the next (Go's manualFreeList). Stack lock.
     var manualFreeList: UInt
+    /// Checked mode only: the span's quarantine of freed slots (Collector/Quarantine.swift),
+    /// nil until the span's first checked sweep. Written (release) by the sweeper that owns
+    /// the span; read (acquire) by `checkRef` on any mutator.
+    var quarantine: UnsafeMutableRawPointer?
 
     var base: UInt { startAddr }
     var isLarge: Bool { spanClass.sizeClass == 0 }
@@ -86,7 +90,7 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0, manualFreeList: 0)
+        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0, manualFreeList: 0, quarantine: nil)
 }
 
 /// Size class and "no pointers" bit: `sizeClass << 1 | noscan` (Go's spanClass).

@@ -10,8 +10,14 @@ import Glibc
 
 extension Mutator {
     /// Go's mallocgc minus the fast paths above. Returns 0 only when `canFail`.
+    ///
+    /// `cachedClass`: the span class of a small typed allocation. Checked mode and
+    /// gcstress send every allocation here for the checks above; when nothing else wants
+    /// the slow path (no hook, no path counters, no clobbering), the slot is then taken
+    /// the way the inlined fast path takes it, from the cached span's window, instead of
+    /// through the general `nextFree` (an eighth of checked binary-trees).
     @usableFromInline @inline(never)
-    func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+    func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool, cachedClass: SpanClass? = nil) -> UInt {
         let st = state
         if _slowPath(st.pointee.slowTiming) { return timedAllocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail) }
         unowned(unsafe) let heap = st.pointee.heap
@@ -25,11 +31,22 @@ extension Mutator {
         }
         if _slowPath(heap.flags.hooksInstalled.load(.relaxed) != 0) && HookGuard.inHook { HookGuard.misuse("allocation") }
         if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st, mayFinishMark: true) }
+        if _slowPath(st.pointee.gcStress != 0) { gcStressPoint() }
         if size < 0 {
             if canFail { return 0 }
             runtimeFatal("allocation size out of range: \(size)")
         }
         if size == 0 { return heap.zeroBase }
+        if let spc = cachedClass, st.pointee.pathCounters == nil, !heap.allocHookInstalled, !heap.configuration.clobberFree {
+            let s = st.pointee.mcache.pointee.spans[Int(spc.raw)]
+            let c = s.pointee.allocCache
+            if c != 0 {
+                s.pointee.allocCache = c & (c &- 1)
+                let i = c.trailingZeroBitCount
+                if !spc.noscan { s.pointee.windowTypeIDs.unsafelyUnwrapped[i] = typeID }
+                return s.pointee.windowBase &+ UInt(truncatingIfNeeded: i) &* s.pointee.elemSize
+            }
+        }
         let t0: UInt64 = st.pointee.pathCounters != nil ? tc_cputicks() : 0
         st.pointee.pathLevel = 0
         // Go 1.22+ splits mallocgc by size category the same way (mallocgcTiny,

@@ -145,8 +145,14 @@ extension Mutator {
             checkAccess(object, word, pointer: true, store: false)
         }
         let v = Ref(address: tc_load_relaxed(UnsafeRawPointer(bitPattern: object.address + UInt(word) * 8)!))
-        if state.flags & MutatorState.flagChecked != 0 && !v.isNull {
-            state.pointee.heap.checkRef(v, "loaded from word \(word) of \(object)")
+        // The loaded value needs no check of its own in checked mode: its holder is a
+        // live object (checked above), every pointer stored into a checked heap was
+        // checked when stored, and the collector keeps what a live object points to.
+        // Only a collector bug would make it stale, which is what internal checks and
+        // gccheckmark look for; so it is checked with internal checks only (it was a
+        // fifth of checked binary-trees).
+        if state.flags & MutatorState.flagChecked != 0 && !v.isNull && state.heapUnretained._withUnsafeGuaranteedRef({ $0.internalChecks }) {
+            _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(v, .loaded(word: word, from: object)) }
         }
         return v
     }
@@ -157,7 +163,7 @@ extension Mutator {
         let flags = state.flags
         if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
             checkAccess(object, word, pointer: true, store: true)
-            if !value.isNull { state.pointee.heap.checkRef(value, "stored into word \(word) of \(object)") }
+            if !value.isNull { _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(value, .stored(word: word, into: object)) } }
         }
         let slot = UnsafeMutableRawPointer(bitPattern: object.address + UInt(word) * 8)!
         if flags & MutatorState.flagBarrier != 0 { writeBarrier(slot, value.address) }

@@ -27,6 +27,7 @@ extension Heap {
         let spc = s.pointee.spanClass
         if s.pointee.hasSpecials != 0 { memProfiler.sweepSpecials(s) }
         let freeHook = currentHooks()?.onFree
+        if quarantineCycles != 0 { return sweepSpanQuarantined(s, preserve: preserve, freeHook: freeHook) }
         if s.pointee.isLarge {
             if s.isMarked(0) {
                 s.pointee.gcmarkBits![0] = 0

@@ -37,6 +37,7 @@ extension Heap {
     /// attached to one heap at a time. The heap stays alive while the mutator is
     /// attached; if the thread exits attached, its exit detaches it (in checked mode
     /// with a warning on stderr).
+    @available(*, noasync, message: "a task can resume on another thread after await; use synchronous withMutator segments and Handles across await")
     public func attach() -> Mutator {
         if let cur = tc_get_current_mutator() {
             let st = cur.assumingMemoryBound(to: MutatorState.self)
@@ -84,6 +85,7 @@ extension Heap {
 
     /// Detach a mutator: its cache goes back to the heap and its frames stop being roots.
     /// If the heap has no other reference left, it is freed here.
+    @available(*, noasync, message: "a task can resume on another thread after await; use synchronous withMutator segments and Handles across await")
     public func detach(_ m: Mutator) {
         let st = m.state
         m.checkUsable("detach")
@@ -153,6 +155,11 @@ extension Heap {
     }
 
     /// Attach the calling thread, run `body`, detach.
+    ///
+    /// The way to use a heap from async code: `body` is synchronous, so the segment
+    /// never awaits and stays on one thread. Keep objects that must outlive it in a
+    /// `Handle` (or a `Global`) and read them back in the next segment, on whatever
+    /// thread the task resumed on (see Runtime/Async.swift).
     public func withMutator<R>(_ body: (Mutator) throws -> R) rethrows -> R {
         let m = attach()
         defer { detach(m) }

@@ -79,6 +79,25 @@ public struct Configuration: Sendable, Equatable {
     /// Halve a shadow stack that uses less than a quarter of itself when it is scanned
     /// (Go's shrinkstack). `GODEBUG=gcshrinkstackoff=1` turns it off, as in Go.
     public var shrinkStacks: Bool = true
+    /// `GODEBUG=gcstress=N`: run a full collection at every N-th full safepoint of each
+    /// mutator (its allocations and its `safepoint()` calls), as V8's `--gc-interval` and
+    /// Go's GC-stress testing do, so that a `Ref` not kept in a root is freed at once and
+    /// the next checked access to it traps. Sends every allocation through the outlined
+    /// slow path. 0 (the default) is off; 1 collects at every allocation (very slow).
+    public var gcStress: Int = 0
+    /// `GODEBUG=tricolorquarantine=N`: in checked mode, a freed object's slot is poisoned
+    /// and held for N completed cycles before it can be allocated again, so that a stale
+    /// `Ref` to it traps naming its type, address and the cycle that freed it
+    /// (Collector/Quarantine.swift). Default 3; 0 turns the quarantine off. No effect
+    /// outside checked mode. Quarantined objects count as freed in MemStats; their
+    /// slots stay in HeapInuse until released.
+    public var quarantineCycles: Int = Quarantine.defaultCycles
+    /// The stop-the-world watchdog: when a stop has waited this long for a mutator to
+    /// reach a safepoint, it prints which mutator holds it up (thread name and id, time
+    /// since its last safepoint, its stack) and keeps waiting; again each time the
+    /// period passes. `GODEBUG=tricolorstwwatchdog=MS` sets it in milliseconds, 0 turns
+    /// it off (nil). Default 5000 ms.
+    public var stopTheWorldWatchdogMilliseconds: Int? = 5000
 
     /// A configuration with Go's defaults for every value not given: GOGC 100, no memory limit,
     /// mark workers and GOMAXPROCS from the machine, 256 GiB of address space, one heap profile
@@ -128,6 +147,11 @@ public struct Configuration: Sendable, Equatable {
     /// duration or a byte count (CPU-limiter capacity, pause × procs) cannot overflow.
     public static let maxGomaxprocs = 1024
 
+    /// The longest quarantine, in cycles (the cycle number in a quarantine entry has 31 bits).
+    public static let maxQuarantineCycles = 1 << 20
+    /// The longest stop-the-world watchdog period: one day.
+    public static let maxWatchdogMilliseconds = 86_400_000
+
     /// Mark workers allowed when `markWorkers` is set explicitly.
     public static let maxMarkWorkers = 64
 
@@ -168,6 +192,13 @@ public struct Configuration: Sendable, Equatable {
                         throw ConfigurationError(message: "invalid GODEBUG value \(key)=\(value): expected a non-negative integer")
                     }
                 }
+                func count(max: Int) throws(ConfigurationError) -> Int {
+                    switch DecimalInteger(value) {
+                    case .value(let n) where n >= 0 && n <= max: return n
+                    default:
+                        throw ConfigurationError(message: "invalid GODEBUG value \(key)=\(value): expected an integer from 0 to \(max)")
+                    }
+                }
                 switch key {
                 case "gctrace": c.gctrace = try flag()
                 case "tricolorcheck": c.checked = try flag()
@@ -177,6 +208,11 @@ public struct Configuration: Sendable, Equatable {
                 case "tricolorexpensivechecks": c.expensiveChecks = try flag()
                 case "tricolorconservative": c.conservativeStackScan = try flag()
                 case "gcshrinkstackoff": c.shrinkStacks = !(try flag())
+                case "gcstress": c.gcStress = try count(max: Int(Int32.max))
+                case "tricolorquarantine": c.quarantineCycles = try count(max: Configuration.maxQuarantineCycles)
+                case "tricolorstwwatchdog":
+                    let ms = try count(max: Configuration.maxWatchdogMilliseconds)
+                    c.stopTheWorldWatchdogMilliseconds = ms == 0 ? nil : ms
                 case "memprofilerate":
                     switch DecimalInteger(value) {
                     case .value(let n) where n >= 0: c.memProfileRate = n
@@ -259,6 +295,15 @@ public struct Configuration: Sendable, Equatable {
         // Any non-negative rate is safe: the sampling distance saturates at Int.max / 2.
         if memProfileRate < 0 {
             throw ConfigurationError(message: "invalid memProfileRate \(memProfileRate): must be non-negative (0 turns the heap profile off)")
+        }
+        if gcStress < 0 {
+            throw ConfigurationError(message: "invalid gcStress \(gcStress): must be non-negative (0 is off)")
+        }
+        if quarantineCycles < 0 || quarantineCycles > Configuration.maxQuarantineCycles {
+            throw ConfigurationError(message: "invalid quarantineCycles \(quarantineCycles): must be between 0 and \(Configuration.maxQuarantineCycles)")
+        }
+        if let w = stopTheWorldWatchdogMilliseconds, w < 1 || w > Configuration.maxWatchdogMilliseconds {
+            throw ConfigurationError(message: "invalid stopTheWorldWatchdogMilliseconds \(w): must be between 1 and \(Configuration.maxWatchdogMilliseconds) (nil turns the watchdog off)")
         }
         let space = Configuration.reservedAddressSpaceRange
         if reservedAddressSpace < space.lowerBound {

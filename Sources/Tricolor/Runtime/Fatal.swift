@@ -86,7 +86,7 @@ func invariantFailed(_ message: String, file: StaticString, line: UInt) -> Never
     runtimeFatal("invariant violated at \(file):\(line)\(message.isEmpty ? "" : ": " + message)")
 }
 
-private func writeStderr(_ s: String) {
+func writeStderr(_ s: String) {
     var s = s
     s.withUTF8 { buf in
         var off = 0
@@ -111,8 +111,9 @@ private func threadHeader() -> String {
 }
 
 /// The calling thread's stack, symbolized with function names and source lines where
-/// the toolchain's backtracing library can find them. Frames of this file are dropped.
-private func symbolizedStack(sourceLines: Bool) -> String {
+/// the toolchain's backtracing library can find them. Frames of this file are dropped,
+/// and the innermost frames whose names contain one of `dropping`.
+func symbolizedStack(sourceLines: Bool, dropping: [String] = []) -> String {
     guard let trace = try? Backtrace.capture(limit: 64),
           let sym = trace.symbolicated(options: sourceLines ? [.showSourceLocations, .showInlineFrames] : [])
     else { return "(no stack: the backtracer could not capture it)" }
@@ -121,7 +122,8 @@ private func symbolizedStack(sourceLines: Bool) -> String {
     for frame in sym.frames {
         let name = frame.symbol?.name ?? "???"
         if skipping && (name.contains("runtimeFatal") || name.contains("symbolizedStack")
-                        || name.contains("invariantFailed") || name.contains("Backtrace")) { continue }
+                        || name.contains("invariantFailed") || name.contains("Backtrace")
+                        || dropping.contains(where: { name.contains($0) })) { continue }
         skipping = false
         var line = "  \(name)"
         if let loc = frame.symbol?.sourceLocation {

@@ -62,6 +62,12 @@ public final class Heap: @unchecked Sendable {
     let expensiveChecks: Bool
     /// Allocation must take the slow path (checked mode, clobberfree).
     let debugSlowPath: Bool
+    /// Checked mode's quarantine length in cycles (0: no quarantine). Immutable.
+    let quarantineCycles: UInt32
+    /// `Configuration.gcStress` (0: off). Immutable.
+    let gcStress: Int
+    /// The stop-the-world watchdog period in ns (0: off). Immutable.
+    let stwWatchdogNs: UInt64
 
     // MARK: address space and arenas (heap lock)
     let arenaBase: UInt
@@ -180,7 +186,10 @@ public final class Heap: @unchecked Sendable {
         typeTag = UInt8(tc_fetch_add(Heap.nextTypeTag, 1) % 127 + 1)
         internalChecks = configuration.internalChecks
         expensiveChecks = configuration.expensiveChecks
-        debugSlowPath = configuration.checked || configuration.clobberFree
+        debugSlowPath = configuration.checked || configuration.clobberFree || configuration.gcStress > 0
+        quarantineCycles = configuration.checked ? UInt32(configuration.quarantineCycles) : 0
+        gcStress = configuration.gcStress
+        stwWatchdogNs = UInt64(configuration.stopTheWorldWatchdogMilliseconds ?? 0) * 1_000_000
         conservativeStacks = configuration.conservativeStackScan
         shrinkStacks = configuration.shrinkStacks
         stackPool = .allocate(capacity: StackAlloc.orders)

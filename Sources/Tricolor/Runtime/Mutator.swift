@@ -60,6 +60,12 @@ struct MutatorState {
     /// The heap's `typeTag`, here so that the typed slow paths check a type's heap
     /// without touching the heap object (no retain).
     let typeTag: UInt8
+    /// `Configuration.gcStress` (0: off) and this mutator's full safepoints since its
+    /// last stress collection (owner thread only; see `Mutator.gcStressPoint`).
+    @usableFromInline let gcStress: Int
+    /// `heap` as a raw pointer, for calls that must not retain it (`heapUnretained`).
+    let heapOpaque: UnsafeMutableRawPointer
+    var stressCount = 0
     // -- collector --
     /// Write-barrier buffer (Go's wbBuf): old and new values of barriered stores.
     @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
@@ -93,6 +99,8 @@ struct MutatorState {
     init(heap: Heap, id: Int) {
         self.heap = heap
         self.typeTag = heap.typeTag
+        self.gcStress = heap.gcStress
+        self.heapOpaque = Unmanaged.passUnretained(heap).toOpaque()
         self.id = id
         mcache = .allocate(capacity: 1)
         mcache.initialize(to: MCache(heap: heap))
@@ -100,7 +108,7 @@ struct MutatorState {
         stackTop = 0
         stackCap = 0
         shared = .allocate(capacity: 1)
-        shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0))
+        shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0, lastSafepoint: UInt(tc_nanotime())))
         stopFlag = heap.sched.attention.address
         wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
         gcw = .allocate(capacity: 1)
@@ -137,6 +145,10 @@ struct MutatorShared {
     var stackScanned: UInt8
     /// The last ragged-barrier generation this mutator answered.
     var flushAck: UInt
+    /// tc_nanotime() when the mutator last answered a safepoint request (`gcSafepoint`)
+    /// or attached; relaxed store by the mutator, relaxed load by the stop-the-world
+    /// watchdog (Runtime/StopTheWorldWatchdog.swift).
+    var lastSafepoint: UInt = 0
 }
 
 extension UnsafeMutablePointer where Pointee == MutatorState {
@@ -149,6 +161,9 @@ extension UnsafeMutablePointer where Pointee == MutatorState {
 
     var stackScannedAddress: UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.stackScanned)!
+    }
+    var lastSafepointAddress: UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.lastSafepoint)!
     }
     var flushAckAddress: UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(rawShared) + MemoryLayout<MutatorShared>.offset(of: \MutatorShared.flushAck)!
@@ -195,11 +210,14 @@ public struct Mutator {
     /// Answer a pending stop-the-world request. Cheap when none is pending.
     @inlinable @inline(__always)
     public func safepoint() {
-        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0) { parkSlow() }
+        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0 || state.pointee.gcStress != 0) { parkSlow() }
     }
 
     @usableFromInline @inline(never)
-    func parkSlow() { state.pointee.heap.gcSafepoint(state, mayFinishMark: true) }
+    func parkSlow() {
+        state.pointee.heap.gcSafepoint(state, mayFinishMark: true)
+        if state.pointee.gcStress != 0 { gcStressPoint() }
+    }
 
     /// Run `body`, which must not touch the heap, without holding up collections
     /// (Go's entersyscall/exitsyscall). Roots in frames stay roots, and so do `Ref`s in

@@ -44,6 +44,15 @@ struct RootSlotTable {
         chunks[i / RootSlotTable.slotsPerChunk]! + i % RootSlotTable.slotsPerChunk
     }
 
+    /// The index of slot `p` in this table, or nil if it is not one of its slots.
+    func index(of p: UnsafeMutablePointer<UInt>) -> Int? {
+        for c in 0..<numChunks {
+            let base = chunks[c]!
+            if p >= base && p < base + RootSlotTable.slotsPerChunk { return c * RootSlotTable.slotsPerChunk + (p - base) }
+        }
+        return nil
+    }
+
     mutating func release(_ p: UnsafeMutablePointer<UInt>) {
         tc_store_release(UnsafeMutableRawPointer(p), 0)
         for c in 0..<numChunks {
@@ -66,8 +75,9 @@ struct RootSlotTable {
     }
 }
 
-/// A global root slot (Go's package-level pointer variable). Lives as long as the heap.
-/// Read it from any attached mutator; write it with `Mutator.store(_:_:)`.
+/// A global root slot (Go's package-level pointer variable). Lives as long as the heap,
+/// or until `Heap.releaseGlobal(_:)`. Read it from any attached mutator; write it with
+/// `Mutator.store(_:_:)`.
 @frozen
 public struct Global: @unchecked Sendable {
     @usableFromInline let slot: UnsafeMutablePointer<UInt>
@@ -97,9 +107,38 @@ extension Heap {
         globalsLock.withLock { Global(slot: globalSlots.take()) }
     }
 
+    /// Give a global root slot back (Go has no such thing: its globals live as long as
+    /// the program; ours are slots, and a program that makes them on the fly, one per
+    /// interned symbol, say, must be able to free them). The object it named is no
+    /// longer kept alive by it. Safe while the collector marks: the old value is shaded
+    /// (the deletion barrier), as for any overwritten root. The slot may be handed out
+    /// again by `makeGlobal`, so `global` must not be used afterwards, by any thread.
+    /// Returns the value the global held.
+    @discardableResult
+    public func releaseGlobal(_ global: Global) -> Ref {
+        let old = globalsLock.withLock {
+            if checked {
+                // Misuse that would hand one slot to two owners: a double release, or
+                // a Global of another heap.
+                guard let i = globalSlots.index(of: global.slot), i < globalSlots.used else {
+                    runtimeFatal("releaseGlobal: the global does not belong to this heap")
+                }
+                if globalSlots.freeList.contains(i) { runtimeFatal("releaseGlobal: global slot \(i) released twice") }
+            }
+            let old = tc_load_acquire(UnsafeRawPointer(global.slot))
+            globalSlots.release(global.slot)
+            return old
+        }
+        shadeFromAnyThread(old)
+        return Ref(address: old)
+    }
+
+    /// Global slots in use (made and not released), for tests and diagnostics.
+    var globalsInUse: Int { globalsLock.withLock { globalSlots.used - globalSlots.freeList.count } }
+
     /// A handle keeping `ref` alive until the handle goes away.
     public func makeHandle(_ ref: Ref) -> Handle {
-        if checked && !ref.isNull { checkRef(ref, "given to makeHandle") }
+        if checked && !ref.isNull { checkRef(ref, .handle) }
         let h = globalsLock.withLock {
             let s = handleSlots.take()
             tc_store_release(UnsafeMutableRawPointer(s), ref.address)
@@ -129,7 +168,7 @@ extension Mutator {
         let flags = state.flags
         if flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 {
             checkUsable("root store")
-            if !value.isNull { state.pointee.heap.checkRef(value, "stored into a root") }
+            if !value.isNull { _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(value, .root) } }
         }
         if flags & MutatorState.flagBarrier != 0 { writeBarrier(UnsafeMutableRawPointer(slot), value.address) }
         tc_store_release(UnsafeMutableRawPointer(slot), value.address)

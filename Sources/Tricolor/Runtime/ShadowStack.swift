@@ -199,6 +199,6 @@ public struct Frame {
         m.checkUsable("frame slot")
         if i < 0 || i >= count { runtimeFatal("frame slot \(i) out of range 0..<\(count)") }
         if offset + count > state.pointee.stackTop { runtimeFatal("use of a popped frame") }
-        if !value.isNull { state.pointee.heap.checkRef(value, "stored into frame slot \(i)") }
+        if !value.isNull { _ = state.heapUnretained._withUnsafeGuaranteedRef { $0.checkRef(value, .frameSlot(i)) } }
     }
 }

@@ -60,8 +60,17 @@ extension Heap {
         //    Move each late mutator onto this CPU; it runs as soon as this thread
         //    blocks, reaches a safepoint and parks.
         let pulled = anyMutatorRunning() ? pullRunningMutatorsHere() : 0
+        // 4. Wait, with the watchdog (StopTheWorldWatchdog.swift): past its period, say
+        //    which mutators hold the stop up, then keep waiting.
+        var nextReport = stwWatchdogNs == 0 ? UInt64.max : requested &+ stwWatchdogNs
         while anyMutatorRunning() {
-            if tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, Heap.goneThreadCheckNs) != 0 { failIfARunningMutatorsThreadIsGone() }
+            let now = tc_nanotime()
+            if now >= nextReport {
+                reportStuckMutators(waited: now &- requested)
+                nextReport = tc_nanotime() &+ stwWatchdogNs
+                continue
+            }
+            if tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, min(Heap.goneThreadCheckNs, nextReport &- now)) != 0 { failIfARunningMutatorsThreadIsGone() }
         }
         for i in 0..<pulled {
             _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
@@ -182,6 +191,7 @@ extension Heap {
     /// worker handed it over (`Attention.markDone`).
     func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true, mayFinishMark: Bool = false) {
         let a = sched.attention.load(.relaxed)
+        if a != 0 { tc_store_relaxed(st.lastSafepointAddress, UInt(tc_nanotime())) }
         if a & Attention.gcDuties != 0 { mutatorGCDuties(st, scanStack: full) }
         if a & Attention.stop != 0 { park(st) }
         if a & Attention.markDone != 0 {

@@ -66,6 +66,7 @@ struct TypeInfo {
     /// threads that found the id in an object allocated with the type.
     var objectTypeBits: UInt64 = 0
 
+    @inline(__always)
     func isPointerWord(_ w: Int) -> Bool {
         guard let m = ptrMask else { return false }
         return (m[w / 64] >> UInt64(w % 64)) & 1 != 0
