@@ -9,9 +9,10 @@ import XCTest
 // the MemStats identities hold while objects sit in quarantine. Traps run in child
 // processes; nothing here is timed.
 //
-// The stale Refs are kept XOR-masked in Swift locals (`Hidden`) so that a conservative
-// scan of the native stack cannot find them and keep them alive: the tests are about
-// Refs that nothing roots.
+// The stale Refs are kept XOR-masked in Swift locals (`Hidden`), and the heaps use
+// precise roots only: the tests are about Refs that nothing roots, and with the native
+// stack scanned a copy of the address left in a register or a spill slot would keep the
+// object alive (which is the point of conservative scanning, not a checked-mode bug).
 
 /// A Ref hidden from conservative stack scanning (its address XOR a mask).
 private struct Hidden {
@@ -32,7 +33,7 @@ final class CheckedModeTests: WatchdogTestCase {
     func testStaleRefTrapsThroughTheQuarantineAtSmallIterationCounts() {
         for iterations in [0, 2_000] {
             let r = runInChild {
-                let heap = try! Heap(configuration: Configuration(checked: true))
+                let heap = try! Heap(configuration: Configuration(checked: true).precise)
                 let node = try! heap.register(CheckedModeTests.layout)
                 heap.withMutator { m in
                     let stale = Hidden(m.allocate(node))   // forgotten: in no frame
@@ -60,7 +61,7 @@ final class CheckedModeTests: WatchdogTestCase {
     /// same way (the value's check), as does a stale large object.
     func testStaleRefStoredOrLargeTraps() {
         expectFatal("freed in GC cycle 1") {
-            let heap = try! Heap(configuration: Configuration(checked: true))
+            let heap = try! Heap(configuration: Configuration(checked: true).precise)
             let node = try! heap.register(CheckedModeTests.layout)
             heap.withMutator { m in
                 let stale = Hidden(m.allocate(node))
@@ -72,7 +73,7 @@ final class CheckedModeTests: WatchdogTestCase {
             }
         }
         expectFatal("freed in GC cycle 2") {
-            let heap = try! Heap(configuration: Configuration(checked: true))
+            let heap = try! Heap(configuration: Configuration(checked: true).precise)
             let big = try! heap.register(TypeLayout(name: "checked.Big", size: 64 << 10, pointerWords: [0]))
             heap.withMutator { m in
                 heap.collect()
@@ -88,7 +89,7 @@ final class CheckedModeTests: WatchdogTestCase {
     /// objects), their slots are not reused while held, and are reused once the
     /// quarantine is over; the MemStats identities hold throughout.
     func testQuarantineKeepsMemStatsIdentitiesAndEnds() {
-        let heap = try! Heap(configuration: Configuration(checked: true))
+        let heap = try! Heap(configuration: Configuration(checked: true).precise)
         let node = try! heap.register(CheckedModeTests.layout)
         func checkIdentities(_ s: MemStats, _ what: String) {
             XCTAssertEqual(s.heapObjects, s.mallocs - s.frees, what)
@@ -126,12 +127,15 @@ final class CheckedModeTests: WatchdogTestCase {
         XCTAssertGreaterThan(reusedAfter, 0, "released slots are reused")
     }
 
-    /// GODEBUG=gcstress=N: a Ref kept only in a Swift local across an allocation is
-    /// caught within a few allocations (here at the first access after the next one).
+    /// GODEBUG=gcstress=N: a Ref kept outside every root across an allocation is caught
+    /// within a few allocations (here at the first access after the next one). With
+    /// conservative stack scanning a Swift local is a root, so the forgotten root here is
+    /// a local of a precise-only heap (`tricolorconservative=0`), which stands for a Ref
+    /// kept only in Swift heap memory.
     func testGCStressCatchesAForgottenRootWithinAFewAllocations() {
         for n in ["1", "3"] {
             let r = runInChild {
-                var c = try! Configuration.fromEnvironment(["GODEBUG": "tricolorcheck=1,gcstress=\(n)"])
+                var c = try! Configuration.fromEnvironment(["GODEBUG": "tricolorcheck=1,gcstress=\(n),tricolorconservative=0"])
                 c.markWorkers = 0
                 let heap = try! Heap(configuration: c)
                 let node = try! heap.register(CheckedModeTests.layout)
@@ -197,7 +201,7 @@ final class CheckedModeTests: WatchdogTestCase {
 
 @inline(never)
 func staleLoadFromANamedFunctionForTheCheckedStackTest() {
-    let heap = try! Heap(configuration: Configuration(checked: true))
+    let heap = try! Heap(configuration: Configuration(checked: true).precise)
     let node = try! heap.register(TypeLayout(name: "checked.Stack", size: 16, pointerWords: [0]))
     heap.withMutator { m in
         let stale = Hidden(m.allocate(node))
