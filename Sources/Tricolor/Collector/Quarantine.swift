@@ -172,8 +172,6 @@ extension Heap {
             return true
         }
 
-        let nelems = s.pointee.nelems
-        let alloc = s.pointee.allocBits!
         let mark = s.pointee.gcmarkBits!
         let elemSize = s.pointee.elemSize
         let base = s.pointee.startAddr
@@ -211,24 +209,7 @@ extension Heap {
             nalloc += UInt(mark[w].nonzeroBitCount)
         }
         if nfreed > 0 { heapStats.smallFrees[spc.sizeClass].add(nfreed, .relaxed) }
-        // The mark bits become the alloc bits (as in sweepSpan).
-        s.pointee.allocBits = mark
-        s.pointee.gcmarkBits = alloc
-        alloc.initialize(repeating: 0, count: words)
-        s.pointee.allocCount = nalloc
-        s.primeAllocCache()
-        s.storeSweepgen(sg)
-        if internalChecks { s.checkInvariants() }
-        if preserve { return true }
-        if nalloc == 0 {
-            releaseQuarantineTable(s)
-            freeSpan(s)
-            return false
-        }
-        let c = centrals + Int(spc.raw)
-        c.pointee.lock.withLock {
-            c.pointee.push(nalloc == nelems ? MCentral.fullSwept(sg) : MCentral.partialSwept(sg), s)
-        }
-        return true
+        // The mark bits become the alloc bits, as in sweepSpan.
+        return publishSweptSpan(s, nalloc: nalloc, sweepgen: sg, preserve: preserve) { releaseQuarantineTable(s) }
     }
 }

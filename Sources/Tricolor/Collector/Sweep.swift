@@ -52,9 +52,7 @@ extension Heap {
             return false
         }
 
-        let nelems = s.pointee.nelems
         let words = Int(s.pointee.bitmapWords)
-        let alloc = s.pointee.allocBits!
         let mark = s.pointee.gcmarkBits!
         let elemSize = s.pointee.elemSize
         let base = s.pointee.startAddr
@@ -88,22 +86,34 @@ extension Heap {
         if nfreed > 0 {
             heapStats.smallFrees[spc.sizeClass].add(nfreed, .relaxed)
         }
-        // The mark bits become the alloc bits.
+        return publishSweptSpan(s, nalloc: nalloc, sweepgen: sg, preserve: preserve)
+    }
+
+    /// The end of sweeping a small-object span (here and in the checked mode's
+    /// quarantine sweep): the mark bits become the alloc bits, the span is marked swept,
+    /// and unless the caller keeps it (`preserve`) it goes back to the page heap when
+    /// empty (after `beforeFree`) or to its central list. Returns whether the span lives.
+    func publishSweptSpan(_ s: UnsafeMutablePointer<MSpan>, nalloc: UInt, sweepgen sg: UInt32, preserve: Bool,
+                          beforeFree: () -> Void = {}) -> Bool {
+        let mark = s.pointee.gcmarkBits!
+        let alloc = s.pointee.allocBits!
         s.pointee.allocBits = mark
         s.pointee.gcmarkBits = alloc
-        alloc.initialize(repeating: 0, count: words)
+        alloc.initialize(repeating: 0, count: Int(s.pointee.bitmapWords))
         s.pointee.allocCount = nalloc
         s.primeAllocCache()
         s.storeSweepgen(sg)
         if internalChecks { s.checkInvariants() }
         if preserve { return true }
         if nalloc == 0 {
+            beforeFree()
             freeSpan(s)
             return false
         }
+        let spc = s.pointee.spanClass
         let c = centrals + Int(spc.raw)
         c.pointee.lock.withLock {
-            c.pointee.push(nalloc == nelems ? MCentral.fullSwept(sg) : MCentral.partialSwept(sg), s)
+            c.pointee.push(nalloc == s.pointee.nelems ? MCentral.fullSwept(sg) : MCentral.partialSwept(sg), s)
         }
         return true
     }
