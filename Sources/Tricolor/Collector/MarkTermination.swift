@@ -56,7 +56,7 @@ extension Heap {
         }
         defer { if let c = caller { exitBlocking(c) } }
         while phase == .mark {
-            if !work.isEmptyApprox || marking.activeWorkers.load(.relaxed) != 0 || marking.rootsDone.load(.relaxed) == 0 { return }
+            if !work.isEmptyApprox || marking.activeWorkers.load(.acquiring) != 0 || marking.rootsDone.load(.acquiring) == 0 { return }
             let published = work.publishedCount
             // Ragged barrier: every mutator flushes its buffer and scans its stack.
             let gen = marking.flushGen.load(.relaxed) + 1
@@ -113,7 +113,11 @@ extension Heap {
                 if tc_load8_relaxed(m.stackScannedAddress) == 0 { restart = true }
                 flushMutatorGCWork(m)
             }
-            if !work.isEmptyApprox || work.publishedCount != published || marking.activeWorkers.load(.relaxed) != 0 { restart = true }
+            // Acquire: pairs with the release in each marker's last `activeWorkers` sub,
+            // so every mark bit a marker set happens before mark termination and so
+            // before the sweeper reads the bits (found by the release-mode TSan run:
+            // the sweeper's plain read of a mark word raced with a worker's OR).
+            if !work.isEmptyApprox || work.publishedCount != published || marking.activeWorkers.load(.acquiring) != 0 { restart = true }
             if restart {
                 // Something turned grey after the ragged barrier (Go's issue 27993 case).
                 recordPause(tc_nanotime() - t0)

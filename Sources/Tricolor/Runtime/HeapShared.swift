@@ -149,7 +149,8 @@ struct MarkingShared {
     /// (markDone lock); read (relaxed) by mutators at safepoints.
     let flushGen: AtomicWord
     /// Markers currently draining (acquire-release adds around each drain); mark
-    /// termination needs it zero.
+    /// termination needs it zero and reads it with acquire, so that the marks of every
+    /// finished drain happen before the sweep that reads them.
     let activeWorkers: AtomicWord
     /// Mark terminations a mutator ran for the worker; relaxed add, statistics only.
     let markHandoffsTaken: AtomicWord
