@@ -141,15 +141,21 @@ extension Heap {
     func freeManual(_ s: UnsafeMutablePointer<MSpan>) {
         heapLock.lock()
         runtimeCheck(s.pointee.state == MSpanState.manual.rawValue, "freeManual: span is not a stack span")
+        heapStats.stackInuse.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
+        releaseSpanLocked(s)
+        heapLock.unlock()
+    }
+
+    /// What freeing any span ends with: its pages back to the page allocator, unmapped
+    /// from the spans table, the span struct recycled. Heap lock held.
+    private func releaseSpanLocked(_ s: UnsafeMutablePointer<MSpan>) {
         let base = s.pointee.startAddr
         let npages = Int(s.pointee.npages)
         _ = setSpans(nil, base: base, npages: npages)
         pages.free(Int((base - arenaBase) >> SizeClassTable.pageShiftU), npages)
         s.pointee.state = MSpanState.dead.rawValue
-        heapStats.stackInuse.sub(UInt(npages) << SizeClassTable.pageShiftU, .relaxed)
         heapStats.spansFreed.add(1, .relaxed)
         spanAlloc.free(UnsafeMutableRawPointer(s))
-        heapLock.unlock()
     }
 
     /// Grow for small-object spans: the new memory is faulted in before its pages become
@@ -207,18 +213,12 @@ extension Heap {
     /// Return a span's pages to the page heap (Go's freeSpan). The memory may hold garbage.
     func freeSpan(_ s: UnsafeMutablePointer<MSpan>) {
         heapLock.lock()
-        let base = s.pointee.startAddr
-        let npages = Int(s.pointee.npages)
-        _ = setSpans(nil, base: base, npages: npages)
-        pages.free(Int((base - arenaBase) >> SizeClassTable.pageShiftU), npages)
         let bw = Int(s.pointee.bitmapWords) * 8
         meta.free(UnsafeMutableRawPointer(s.pointee.allocBits!), bw)
         meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBits!), bw)
         if let t = s.pointee.typeIDs { meta.free(UnsafeMutableRawPointer(t), Int(s.pointee.nelems) * 2) }
-        s.pointee.state = MSpanState.dead.rawValue
-        heapStats.heapInuse.sub(UInt(npages) << SizeClassTable.pageShiftU, .relaxed)
-        heapStats.spansFreed.add(1, .relaxed)
-        spanAlloc.free(UnsafeMutableRawPointer(s))
+        heapStats.heapInuse.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
+        releaseSpanLocked(s)
         heapLock.unlock()
     }
 

@@ -39,12 +39,10 @@ extension Mutator {
         if size == 0 { return heap.zeroBase }
         if let spc = cachedClass, st.pointee.pathCounters == nil, !heap.allocHookInstalled, !heap.configuration.clobberFree {
             let s = st.pointee.mcache.pointee.spans[Int(spc.raw)]
-            let c = s.pointee.allocCache
-            if c != 0 {
-                s.pointee.allocCache = c & (c &- 1)
-                let i = c.trailingZeroBitCount
-                if !spc.noscan { s.pointee.windowTypeIDs.unsafelyUnwrapped[i] = typeID }
-                return s.pointee.windowBase &+ UInt(truncatingIfNeeded: i) &* s.pointee.elemSize
+            let idx = s.nextFreeFast()
+            if idx != .max {
+                if !spc.noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
+                return s.pointee.startAddr &+ idx &* s.pointee.elemSize
             }
         }
         let t0: UInt64 = st.pointee.pathCounters != nil ? tc_cputicks() : 0

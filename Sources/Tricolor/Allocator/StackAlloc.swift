@@ -110,9 +110,7 @@ extension Heap {
                 stackLock.withLock { stackPoolFree(x, order) }
             }
         } else {
-            guard let s = spanOf(x), s.pointee.state == MSpanState.manual.rawValue else {
-                runtimeFatal("stackFree: \(Ref(address: x)) is not a stack")
-            }
+            let s = stackSpan(x)
             if phase == .off {
                 freeManual(s)
             } else {
@@ -124,6 +122,14 @@ extension Heap {
                 }
             }
         }
+    }
+
+    /// The manual span holding stack `x`; a stack address that is not one is fatal.
+    private func stackSpan(_ x: UInt) -> UnsafeMutablePointer<MSpan> {
+        guard let s = spanOf(x), s.pointee.state == MSpanState.manual.rawValue else {
+            runtimeFatal("stackFree: \(Ref(address: x)) is not a stack")
+        }
+        return s
     }
 
     // MARK: the pool (stack lock held)
@@ -173,9 +179,7 @@ extension Heap {
     /// Give a stack back to its pool span (Go's stackpoolfree). A span left with no
     /// stack in use goes back to the page heap, unless the collector is marking.
     private func stackPoolFree(_ x: UInt, _ order: Int) {
-        guard let s = spanOf(x), s.pointee.state == MSpanState.manual.rawValue else {
-            runtimeFatal("stackFree: \(Ref(address: x)) is not a stack")
-        }
+        let s = stackSpan(x)
         if s.pointee.manualFreeList == 0 {
             // It had no free stack, so it was not in the pool: it is again.
             s.pointee.next = stackPool[order]

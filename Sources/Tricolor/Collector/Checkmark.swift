@@ -57,19 +57,8 @@ extension Heap {
     /// Call `body` with the base of each marked object a word of `st`'s native stack
     /// points into (world stopped).
     private func forEachMarkedConservativeRoot(_ st: UnsafeMutablePointer<MutatorState>, from sp: UInt, _ body: (UInt) -> Void) {
-        let lo = st.pointee.nativeStackLo, hi = st.pointee.nativeStackHi
-        guard hi != 0, sp >= lo, sp < hi else { return }
-        var cursor = sp
-        var buf = [UInt](repeating: 0, count: 256)
-        while cursor < hi {
-            let n = buf.withUnsafeMutableBufferPointer { tc_scan_words(&cursor, hi, arenaBase, arenaBase &+ reservedBytes, $0.baseAddress!, 256) }
-            for i in 0..<n {
-                let p = buf[i]
-                guard let s = spanOfAcquiring(p), s.pointee.state == MSpanState.inUse.rawValue,
-                      p >= s.pointee.startAddr, p < s.pointee.limit else { continue }
-                let idx = s.objectIndex(p)
-                if s.isMarked(idx) { body(s.pointee.startAddr + idx * s.pointee.elemSize) }
-            }
+        _ = forEachNativeStackWord(st, from: sp) { p in
+            if let (s, idx) = objectSlot(p), s.isMarked(idx) { body(s.pointee.startAddr + idx * s.pointee.elemSize) }
         }
     }
 }

@@ -75,26 +75,34 @@ extension Heap {
     /// mutator itself (sp from `withRegistersSpilled`) or, for a blocking mutator, by a
     /// collector holding the sched lock (sp recorded at entry).
     func scanNativeStack(_ st: UnsafeMutablePointer<MutatorState>, from sp: UInt, _ gcw: inout GCWork) -> UInt {
-        let lo = st.pointee.nativeStackLo
-        let hi = st.pointee.nativeStackHi
-        // Not on its own stack (a signal or fiber stack) or bounds unknown: nothing we can
-        // read safely. Counted, and said by `GCStats.nativeStackScansSkipped`.
-        guard hi != 0, sp >= lo, sp < hi else {
+        var found = 0
+        guard let bytes = forEachNativeStackWord(st, from: sp, { if greyConservative($0, &gcw) { found += 1 } }) else {
+            // Not on its own stack (a signal or fiber stack) or bounds unknown: nothing we
+            // can read safely. Counted, and said by `GCStats.nativeStackScansSkipped`.
             marking.nativeScansSkipped.add(1, .relaxed)
             return 0
         }
-        var cursor = sp
-        var found = 0
-        let candidates = conservativeBuffer(st)
-        let cap = MutatorState.conservativeBufferWords
-        while cursor < hi {
-            let n = tc_scan_words(&cursor, hi, arenaBase, arenaBase &+ reservedBytes, candidates, cap)
-            for i in 0..<n where greyConservative(candidates[i], &gcw) { found += 1 }
-        }
-        let bytes = hi &- sp
         marking.nativeScanBytes.add(bytes, .relaxed)
         marking.conservativeRoots.add(UInt(found), .relaxed)
         return bytes
+    }
+
+    /// Call `body` with every word of `st`'s native stack, from `sp` to the stack top,
+    /// that lies in this heap's reservation. Returns the bytes read, or nil when `sp` is
+    /// not inside the thread's stack (nothing is read then). The caller owns the mutator's
+    /// candidate buffer: the mutator itself, or a thread holding the sched lock or the
+    /// stopped world while the mutator blocks or parks.
+    func forEachNativeStackWord(_ st: UnsafeMutablePointer<MutatorState>, from sp: UInt, _ body: (UInt) -> Void) -> UInt? {
+        let lo = st.pointee.nativeStackLo
+        let hi = st.pointee.nativeStackHi
+        guard hi != 0, sp >= lo, sp < hi else { return nil }
+        var cursor = sp
+        let candidates = conservativeBuffer(st)
+        while cursor < hi {
+            let n = tc_scan_words(&cursor, hi, arenaBase, arenaBase &+ reservedBytes, candidates, MutatorState.conservativeBufferWords)
+            for i in 0..<n { body(candidates[i]) }
+        }
+        return hi &- sp
     }
 
     /// The mutator's buffer for candidate words (allocated on first use; owned by
@@ -110,14 +118,20 @@ extension Heap {
     /// Grey the object `p` points into if `p` is inside an allocated object of this heap.
     /// Returns whether it was one (marked now or before).
     func greyConservative(_ p: UInt, _ gcw: inout GCWork) -> Bool {
-        guard let s = spanOfAcquiring(p),
-              tc_load8_relaxed(UnsafeRawPointer(s) + MSpan.stateOffset) == MSpanState.inUse.rawValue,
-              p >= s.pointee.startAddr, p < s.pointee.limit else { return false }
-        let idx = s.objectIndex(p)
+        guard let (s, idx) = objectSlot(p) else { return false }
         if s.isMarked(idx) { return true }
         guard isAllocatedForScan(s, idx) else { return false }
         greyObject(s.pointee.startAddr &+ idx &* s.pointee.elemSize, &gcw)
         return true
+    }
+
+    /// The in-use object span and slot index an arbitrary word points into, if any (the
+    /// first filter of a conservative word: arena, span state, limit).
+    func objectSlot(_ p: UInt) -> (UnsafeMutablePointer<MSpan>, UInt)? {
+        guard let s = spanOfAcquiring(p),
+              tc_load8_relaxed(UnsafeRawPointer(s) + MSpan.stateOffset) == MSpanState.inUse.rawValue,
+              p >= s.pointee.startAddr, p < s.pointee.limit else { return nil }
+        return (s, s.objectIndex(p))
     }
 
     /// `spanOf` for an arbitrary word: the arena and span tables are read with acquire

@@ -106,7 +106,7 @@ extension Heap {
         let words = Int(bytes / 8)
         let w = UnsafeMutablePointer<UInt64>(bitPattern: base)!
         if s.pointee.spanClass.noscan {
-            w.update(repeating: clobberPattern, count: words)
+            clobber(base, bytes)
             return
         }
         let tid = (large ? UInt16(truncatingIfNeeded: s.pointee.largeType) : s.pointee.typeIDs![Int(idx)]) & ~arrayTypeBit

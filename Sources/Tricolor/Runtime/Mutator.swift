@@ -85,6 +85,12 @@ struct MutatorState {
     static let initialStackSlots = StackAlloc.minStack / 8   // 2 KiB, Go's _StackMin
     /// The stack of a detached mutator (capacity 0): a valid address nothing reads.
     nonisolated(unsafe) static let noStack = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+    /// The stop flag of a mutator under gcstress: always nonzero, never written.
+    nonisolated(unsafe) static let alwaysSet: UnsafeMutablePointer<UInt> = {
+        let p = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+        p.initialize(to: 1)
+        return p
+    }()
     /// Candidate words gathered per call of the native stack scanner.
     static let conservativeBufferWords = 256
     static let flagChecked: UInt8 = 1
@@ -109,7 +115,10 @@ struct MutatorState {
         stackCap = 0
         shared = .allocate(capacity: 1)
         shared.initialize(to: MutatorShared(flags: 0, stackScanned: 1, flushAck: 0, lastSafepoint: UInt(tc_nanotime())))
-        stopFlag = heap.sched.attention.address
+        // Under gcstress every `safepoint()` call must reach the slow path, which counts
+        // it: such a mutator polls a word that is always set, so the inlined poll stays
+        // one load and one branch (gcSafepoint reads the attention word itself).
+        stopFlag = heap.gcStress != 0 ? MutatorState.alwaysSet : heap.sched.attention.address
         wbBuf = .allocate(capacity: MutatorState.wbBufEntries)
         gcw = .allocate(capacity: 1)
         gcw.initialize(to: GCWork(capacity: 256))
@@ -210,7 +219,7 @@ public struct Mutator {
     /// Answer a pending stop-the-world request. Cheap when none is pending.
     @inlinable @inline(__always)
     public func safepoint() {
-        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0 || state.pointee.gcStress != 0) { parkSlow() }
+        if _slowPath(tc_load_relaxed(state.pointee.stopFlag) != 0) { parkSlow() }
     }
 
     @usableFromInline @inline(never)

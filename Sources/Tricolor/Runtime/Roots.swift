@@ -55,13 +55,7 @@ struct RootSlotTable {
 
     mutating func release(_ p: UnsafeMutablePointer<UInt>) {
         tc_store_release(UnsafeMutableRawPointer(p), 0)
-        for c in 0..<numChunks {
-            let base = chunks[c]!
-            if p >= base && p < base + RootSlotTable.slotsPerChunk {
-                freeList.append(c * RootSlotTable.slotsPerChunk + (p - base))
-                return
-            }
-        }
+        if let i = index(of: p) { freeList.append(i) }
     }
 
     var bytes: Int { numChunks * RootSlotTable.slotsPerChunk * 8 }

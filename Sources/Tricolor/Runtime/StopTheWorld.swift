@@ -191,9 +191,13 @@ extension Heap {
     /// worker handed it over (`Attention.markDone`).
     func gcSafepoint(_ st: UnsafeMutablePointer<MutatorState>, full: Bool = true, mayFinishMark: Bool = false) {
         let a = sched.attention.load(.relaxed)
-        if a != 0 { tc_store_relaxed(st.lastSafepointAddress, UInt(tc_nanotime())) }
         if a & Attention.gcDuties != 0 { mutatorGCDuties(st, scanStack: full) }
-        if a & Attention.stop != 0 { park(st) }
+        if a & Attention.stop != 0 {
+            // For the watchdog: stamped when answering a stop only, not at every slow
+            // path of the mark phase (gcDuties stays set through it).
+            tc_store_relaxed(st.lastSafepointAddress, UInt(tc_nanotime()))
+            park(st)
+        }
         if a & Attention.markDone != 0 {
             if phase == .off {
                 // Set by a worker that saw the mark phase just before it ended.

@@ -339,10 +339,6 @@ func fixedIndexOutOfRange(_ i: Int, _ count: Int) -> Never {
     runtimeFatal("index \(i) out of range 0..<\(count)")
 }
 
-@usableFromInline @inline(never)
-func arrayIndexOutOfRange(_ i: Int, _ count: Int) -> Never {
-    runtimeFatal("array index \(i) out of range 0..<\(count)")
-}
 
 // MARK: the mutator's typed API
 
