@@ -1,4 +1,4 @@
-import Tricolor
+@_spi(Testing) import Tricolor
 
 // The runtime's tiered self-checks, on together for stress tests.
 
@@ -28,13 +28,24 @@ extension Configuration {
 
 extension Heap {
     /// A mutator's first stack takes pages from a fresh 4 MiB chunk (stacks come from
-    /// the page heap, as in Go). Tests that count growth steps call this first: it fills
-    /// the rest of that chunk with one large object, kept by a global, so that the next
+    /// the page heap, as in Go). Tests that count growth steps call this first: it
+    /// faults in whatever growth is still pending, then fills every free run of pages
+    /// with an object of exactly its size, kept by a global, so that the next
     /// allocation must grow the heap. Returns HeapSys afterwards.
+    ///
+    /// Only for heaps with no grower thread (GOGC off, `markWorkers: 0`,
+    /// `backgroundHeapGrowth: false`, or before the first cycle): a grower would refill.
     @discardableResult
     public func fillGrownPages(_ m: Mutator) -> UInt64 {
-        let idle = memStats().heapIdle
-        if idle > 0 { m.store(makeGlobal(), m.allocateBytes(Int(idle))) }
+        precondition(!debugGrowerRunning, "fillGrownPages: the heap's grower thread would refill the pages")
+        debugFinishPendingGrowth()
+        var guardCount = 0
+        while case let run = debugLongestFreeRunBytes, run > 0, guardCount < 100_000 {
+            // Runs of 1–4 pages fit the 8/16/24/32 KiB size classes exactly (1–4-page
+            // spans); longer ones a large object.
+            m.store(makeGlobal(), m.allocateBytes(run))
+            guardCount += 1
+        }
         return memStats().heapSys
     }
 }

@@ -275,7 +275,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Argument(help: "alloc (allocation paths) or stack (shadow stack growth by copying)")
+    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying) or growth (operation latency while the heap grows)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -290,11 +290,20 @@ struct Bench: ParsableCommand {
             transform: NumericValue.integer(1...1000))
     var runs: Int = 7
 
+    @Option(parsing: .unconditional, help: "growth: MiB the message ring grows to (1-65536).",
+            transform: NumericValue.integer(1...65536))
+    var mib: Int = 400
+
     func validate() throws {
-        guard what == "alloc" || what == "stack" else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack") }
+        guard ["alloc", "stack", "growth"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth") }
     }
 
     func run() throws {
+        if what == "growth" {
+            let heap = try Heap(configuration: Configuration.fromEnvironment())
+            for line in GrowthLatency.format(try GrowthLatency.run(heap: heap, mib: mib)) { print(line) }
+            return
+        }
         if what == "stack" {
             print(StackBench.format(try StackBench.run(runs: runs)))
             return

@@ -1,14 +1,16 @@
 import CTricolor
 import Glibc
 
-// MHeap: the page heap (Go's mheap). Hands out runs of 8 KiB pages as spans, takes them
-// back, and grows the heap from the OS in 4 MiB chunks. Everything here runs with the
-// heap lock held, except pre-faulting memory grown for small-object spans and zeroing a
-// span whose pages may hold garbage, which happen with the lock dropped.
+// MHeap: the page heap (Go's mheap). Hands out runs of 8 KiB pages as spans and takes
+// them back. Growing the heap from the OS is Allocator/HeapGrowth.swift; returning pages
+// to it is Allocator/Scavenger.swift. Everything here runs with the heap lock held,
+// except faulting in memory for small-object spans and zeroing a span whose pages may
+// hold garbage, which happen with the lock dropped.
 //
 // Invariants (checkHeapInvariants):
 // - every page of an in-use span maps back to that span in its arena's spans table;
-// - free pages map to nil;
+// - free pages map to nil, and so do the reserved pages of growth in progress (in use
+//   in the page allocator, no span: `growth.reservedPages`);
 // - HeapInuse == pages in in-use spans × 8 KiB; HeapSys == grown pages × 8 KiB;
 // - HeapReleased == pages marked scavenged × 8 KiB: only releases the OS accepted.
 
@@ -18,9 +20,11 @@ extension Heap {
     /// is unchanged then. The span's memory is zero on return.
     ///
     /// Memory is touched only where it must be: pages fresh from the OS or returned to
-    /// it are already zero and are not cleared (Go's needzero), and only growth for
-    /// small-object spans is pre-faulted (see `growForSmallSpans`), never a large
-    /// object's own pages, which may never be touched at all.
+    /// it are already zero and are not cleared (Go's needzero), and only memory for
+    /// small-object spans is faulted in ahead of use (Allocator/HeapGrowth.swift), never
+    /// a large object's own pages, which may never be touched at all. A small-object
+    /// span that reuses pages returned to the OS faults them in inside a blocking region,
+    /// so that no stop-the-world waits for its page faults.
     /// - Precondition: the heap lock is NOT held.
     func allocSpan(npages: Int, spanClass spc: SpanClass) -> UnsafeMutablePointer<MSpan>? {
         heapLock.lock()
@@ -75,37 +79,19 @@ extension Heap {
         heapStats.spansCreated.add(1, .relaxed)
         heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
         heapLock.unlock()
+        if c != 0 && scavengedPages > 0 {
+            var result = SysMemory.PopulateResult.populated
+            asBlocking { result = SysMemory.populate(UnsafeMutableRawPointer(bitPattern: base)!, Int(bytes)) }
+            if result == .outOfMemory {
+                // The kernel cannot back the span: its pages go back, released again.
+                freeSpan(s, releasePages: true)
+                return nil
+            }
+        }
         if needzero {
             UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(bytes))
         }
         return s
-    }
-
-    /// Take `npages` free pages, growing the heap if needed: the first page's index and
-    /// how many of the pages were returned to the OS (and so read as zero). nil when the
-    /// heap cannot grow. `prefault`: grow as for small-object spans (see
-    /// `growForSmallSpans`); otherwise the new pages are handed out untouched.
-    /// - Precondition: the heap lock is held; it may be dropped and retaken.
-    private func allocPages(_ npages: Int, prefault: Bool) -> (Int, Int)? {
-        var got = pages.allocReportingScavenged(npages)
-        while got == nil {
-            if tc_load_acquire(growingWord) != 0 {   // set and cleared under the heap lock
-                // Another thread is growing with the lock dropped (below): wait for it,
-                // as a blocking region, then look again.
-                heapLock.unlock()
-                asBlocking { while tc_load_acquire(growingWord) != 0 { tc_sleep_ns(20_000) } }
-                heapLock.lock()
-            } else if prefault {
-                guard growForSmallSpans(npages: npages) else { return nil }
-            } else {
-                // A large object or a stack: its pages are handed out untouched (fresh OS
-                // memory is zero), so growing is two quick system calls under the lock.
-                guard let g = growPrepare(npages: npages) else { return nil }
-                growCommit(g)
-            }
-            got = pages.allocReportingScavenged(npages)
-        }
-        return got
     }
 
     /// Allocate a span of `npages` for stack memory (Go's allocManual): in the manual
@@ -147,41 +133,23 @@ extension Heap {
     }
 
     /// What freeing any span ends with: its pages back to the page allocator, unmapped
-    /// from the spans table, the span struct recycled. Heap lock held.
-    private func releaseSpanLocked(_ s: UnsafeMutablePointer<MSpan>) {
+    /// from the spans table, the span struct recycled. `releasePages`: return the pages
+    /// to the OS as well and free them as released (if the OS refuses, they are freed as
+    /// ordinary free pages). Heap lock held.
+    private func releaseSpanLocked(_ s: UnsafeMutablePointer<MSpan>, releasePages: Bool = false) {
         let base = s.pointee.startAddr
         let npages = Int(s.pointee.npages)
         _ = setSpans(nil, base: base, npages: npages)
-        pages.free(Int((base - arenaBase) >> SizeClassTable.pageShiftU), npages)
+        let first = Int((base - arenaBase) >> SizeClassTable.pageShiftU)
+        if releasePages && SysMemory.unused(UnsafeMutableRawPointer(bitPattern: base)!, npages << SizeClassTable.pageShift) {
+            pages.freeReleased(first, npages)
+            heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+        } else {
+            pages.free(first, npages)
+        }
         s.pointee.state = MSpanState.dead.rawValue
         heapStats.spansFreed.add(1, .relaxed)
         spanAlloc.free(UnsafeMutableRawPointer(s))
-    }
-
-    /// Grow for small-object spans: the new memory is faulted in before its pages become
-    /// allocatable, with the heap lock dropped and, when the caller is a mutator, inside
-    /// a blocking region: the first write to fresh memory can take milliseconds in the
-    /// kernel (a transparent huge page cleared), and a mutator stuck in a page fault
-    /// cannot answer a stop-the-world. One thread grows at a time; others needing pages
-    /// meanwhile wait for it (allocSpan), also as blocking regions. False when the heap
-    /// cannot grow, including when the kernel cannot back the new memory: pre-faulting
-    /// turns what would be an OOM kill at first touch into an out-of-memory error.
-    /// - Precondition: the heap lock is held; it is dropped and retaken.
-    private func growForSmallSpans(npages: Int) -> Bool {
-        guard let g = growPrepare(npages: npages) else { return false }
-        tc_store_release(growingWord, 1)
-        heapLock.unlock()
-        var result = SysMemory.PopulateResult.populated
-        asBlocking { result = SysMemory.populate(UnsafeMutableRawPointer(bitPattern: g.addr)!, g.bytes) }
-        heapLock.lock()
-        if result == .outOfMemory {
-            growAbandon(g)
-            tc_store_release(growingWord, 0)
-            return false
-        }
-        growCommit(g)
-        tc_store_release(growingWord, 0)
-        return true
     }
 
     /// Point every page of the span at it; returns whether the pages may hold garbage.
@@ -210,108 +178,17 @@ extension Heap {
         return needzero
     }
 
-    /// Return a span's pages to the page heap (Go's freeSpan). The memory may hold garbage.
-    func freeSpan(_ s: UnsafeMutablePointer<MSpan>) {
+    /// Return a span's pages to the page heap (Go's freeSpan). The memory may hold
+    /// garbage. `releasePages`: give them back to the OS too.
+    func freeSpan(_ s: UnsafeMutablePointer<MSpan>, releasePages: Bool = false) {
         heapLock.lock()
         let bw = Int(s.pointee.bitmapWords) * 8
         meta.free(UnsafeMutableRawPointer(s.pointee.allocBits!), bw)
         meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBits!), bw)
         if let t = s.pointee.typeIDs { meta.free(UnsafeMutableRawPointer(t), Int(s.pointee.nelems) * 2) }
         heapStats.heapInuse.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
-        releaseSpanLocked(s)
+        releaseSpanLocked(s, releasePages: releasePages)
         heapLock.unlock()
-    }
-
-    /// Run `body` as a blocking region of the calling mutator, if the caller is a
-    /// running mutator of this heap (no lock held). It must not touch the heap's objects
-    /// or the mutator's cache.
-    func asBlocking(_ body: () -> Void) {
-        if let st = currentMutator(), st.pointee.status == .running {
-            // unowned(unsafe): the closure must not retain the heap (growth is on
-            // allocation paths, which take no reference counts).
-            let heap = Unmanaged.passUnretained(self)
-            withRegistersSpilled { sp in
-                st.pointee.nativeSP = sp
-                heap._withUnsafeGuaranteedRef { $0.enterBlocking(st) }
-                body()
-                heap._withUnsafeGuaranteedRef { $0.exitBlocking(st) }
-            }
-        } else {
-            body()
-        }
-    }
-
-    var growingWord: UnsafeMutablePointer<UInt> { flags.heapGrowing.address }
-
-    /// A range the heap is growing into: prepared by growPrepare, handed to the page
-    /// allocator by growCommit, or given back by growAbandon.
-    struct Growth {
-        let addr: UInt
-        let bytes: Int
-        let pages: Int
-    }
-
-    /// First half of growing the heap by at least `npages` pages, in whole 4 MiB chunks
-    /// (Go's mheap.grow): maps the range Reserved → Prepared with one call (one commit
-    /// charge, so the kernel judges the whole request, as it judges Go's sysMap), creates
-    /// the metadata of arenas the range enters and advises the range Ready, but does not
-    /// hand its pages to the page allocator yet (see growCommit). Nothing is touched.
-    /// nil when the reservation is exhausted or the OS refuses (out of memory); nothing
-    /// is changed then, except arena metadata already created, kept for later use.
-    /// - Precondition: the heap lock is held.
-    func growPrepare(npages: Int) -> Growth? {
-        let chunk = PageAlloc.chunkPages
-        let start = pages.grownPages
-        let room = pages.totalPages - start   // whole chunks: the reservation is arena aligned
-        // ask = npages rounded up to whole chunks, without overflow: npages <= room.
-        guard npages > 0, npages <= room else { return nil }
-        let ask = npages % chunk == 0 ? npages : (npages / chunk + 1) * chunk
-        guard ask <= room else { return nil }
-        let startAddr = arenaBase + UInt(start) << SizeClassTable.pageShiftU
-        let bytes = ask * SizeClassTable.pageSize
-        let p = UnsafeMutableRawPointer(bitPattern: startAddr)!
-        // The one call that can refuse a huge request (ENOMEM): before anything else.
-        guard case .success = SysMemory.map(p, bytes) else { return nil }
-        // Metadata for every arena the new range touches.
-        let a0 = Int((startAddr - arenaBase) >> HeapArena.logBytes)
-        let a1 = Int((startAddr + UInt(bytes) - 1 - arenaBase) >> HeapArena.logBytes)
-        for ai in a0...a1 where arenas[ai] == nil {
-            guard let meta = HeapArena() else {
-                // Back to Reserved, so the commit charge does not outlive the failure.
-                SysMemory.fault(p, bytes)
-                return nil
-            }
-            let h = UnsafeMutablePointer<HeapArena>.allocate(capacity: 1)
-            h.initialize(to: meta)
-            tc_store_release(UnsafeMutableRawPointer(arenas + ai), UInt(bitPattern: h))   // see setSpans
-            mappedArenas += 1
-        }
-        SysMemory.used(p, bytes)
-        return Growth(addr: startAddr, bytes: bytes, pages: ask)
-    }
-
-    /// Second half of growing: the prepared range's pages become free pages of the heap.
-    /// - Precondition: the heap lock is held.
-    func growCommit(_ g: Growth) {
-        pages.grow(g.pages)
-        heapStats.heapSys.add(UInt(g.bytes), .relaxed)
-        heapStats.heapGrows.add(1, .relaxed)
-        heapStats.heapGrowBytes.add(UInt(g.bytes), .relaxed)
-        notePathLevel(.os)
-        if pacer.memoryLimit != Int.max {
-            // Growing past the memory limit: give back free pages first (Go scavenges
-            // synchronously on heap growth when over the limit).
-            scavengeLocked(toTarget: UInt(pacer.memoryLimit) / 100 * 95)
-        }
-    }
-
-    /// Undo growPrepare: the range goes back to Reserved (its pages and commit charge
-    /// with it). If the OS refuses that, the pages are at least given back; the range
-    /// stays mapped and a later growth maps it again, which changes nothing.
-    /// - Precondition: the heap lock is held.
-    func growAbandon(_ g: Growth) {
-        let p = UnsafeMutableRawPointer(bitPattern: g.addr)!
-        if !SysMemory.fault(p, g.bytes) { _ = SysMemory.unused(p, g.bytes) }
     }
 
     /// The whole heap's invariants, checked from a test or a diagnostic on any thread:
@@ -332,7 +209,7 @@ extension Heap {
     func checkHeapInvariantsStopped() {
         heapLock.withLock {
             pages.checkInvariants()
-            var inUsePages = 0, stackPages = 0
+            var inUsePages = 0, stackPages = 0, reservedPages = 0
             var p = 0
             while p < pages.grownPages {
                 let addr = arenaBase + UInt(p) << SizeClassTable.pageShiftU
@@ -345,44 +222,17 @@ extension Heap {
                         if s.pointee.startAddr == addr { s.checkInvariants() }
                         inUsePages += 1
                     }
-                } else {
-                    runtimeCheck(!pages.isUsed(p), "heap: page \(p) in use but has no span")
+                } else if pages.isUsed(p) {
+                    reservedPages += 1
                 }
                 p += 1
             }
+            runtimeCheck(reservedPages == growth.reservedPages, "heap: \(reservedPages) pages in use with no span, but \(growth.reservedPages) reserved for growth in progress")
+            runtimeCheck(growth.pendingNext <= growth.pendingEnd && growth.pendingEnd <= pages.grownPages, "heap: pending growth [\(growth.pendingNext), \(growth.pendingEnd)) outside the grown heap")
             runtimeCheck(UInt(inUsePages) << SizeClassTable.pageShiftU == heapStats.heapInuse.load(.relaxed), "heap: HeapInuse disagrees with the span table")
             runtimeCheck(UInt(stackPages) << SizeClassTable.pageShiftU == heapStats.stackInuse.load(.relaxed), "heap: StackInuse disagrees with the span table")
             runtimeCheck(UInt(pages.grownPages) << SizeClassTable.pageShiftU == heapStats.heapSys.load(.relaxed), "heap: HeapSys disagrees with grown pages")
             runtimeCheck(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU == heapStats.heapReleased.load(.relaxed), "heap: HeapReleased disagrees with the pages returned to the OS")
         }
-    }
-}
-
-extension Heap {
-    /// Return free pages to the OS until mapped memory (Sys − HeapReleased) is at most
-    /// `target` bytes (Go's scavenger, run synchronously when over the memory limit).
-    /// Heap lock held.
-    func scavengeLocked(toTarget target: UInt) {
-        let metadata = UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8)
-        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
-        let mapped = heapStats.heapSys.load(.relaxed) + metadata - released
-        if mapped <= target { return }
-        let want = Int((mapped - target + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU)
-        _ = pages.scavenge(want) { page, n in
-            // Counted only when the OS took the pages: a refused release leaves them
-            // resident, free and not released.
-            guard SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize) else { return false }
-            heapStats.bytesReturnedToOS.add(UInt(n) << SizeClassTable.pageShiftU, .relaxed)
-            return true
-        }
-        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
-    }
-
-    /// Under a memory limit, keep mapped memory at or below 95% of it when possible
-    /// (Go's reduceExtraPercent).
-    func scavengeForMemoryLimit() {
-        let limit = pacer.memoryLimit
-        guard limit != Int.max else { return }
-        heapLock.withLock { scavengeLocked(toTarget: UInt(limit) / 100 * 95) }
     }
 }

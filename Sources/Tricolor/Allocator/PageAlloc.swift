@@ -215,16 +215,81 @@ struct PageAlloc {
         return cleared
     }
 
+    /// Mark pages [first, first + n) in use without an owner: the reserved part of
+    /// growth in progress (Allocator/HeapGrowth.swift). They must be free and not
+    /// returned to the OS.
+    mutating func reserve(_ first: Int, _ n: Int) {
+        runtimeCheck(first >= 0 && first + n <= grownPages, "page alloc: reserving pages outside the grown heap")
+        setRange(first, n, used: true)
+        freePages -= n
+        update(firstPage: first, count: n)
+        if internalChecks { checkRange(first, n) }
+    }
+
+    /// Free pages whose memory the OS has just taken back (MADV_DONTNEED accepted):
+    /// free and marked released, so that they count in HeapReleased and read as zero.
+    mutating func freeReleased(_ first: Int, _ n: Int) {
+        free(first, n)
+        var i = first
+        while i < first + n {
+            let w = i / 64, b = UInt64(i % 64)
+            if (scavenged[w] >> b) & 1 == 0 {
+                scavenged[w] |= 1 << b
+                scavengedPages += 1
+            }
+            i += 1
+        }
+    }
+
+    /// The lowest run of free pages that were returned to the OS, at most `maxPages`
+    /// long: taken out of the free pages (in use, no owner) and no longer marked
+    /// released, for the grower to fault in again (Allocator/HeapGrowth.swift). nil
+    /// when no page is released.
+    mutating func takeReleasedRun(maxPages: Int) -> (first: Int, count: Int)? {
+        guard scavengedPages > 0 else { return nil }
+        var w = 0
+        let words = (grownPages + 63) / 64
+        while w < words && scavenged[w] == 0 { w += 1 }
+        guard w < words else { return nil }
+        let first = w * 64 + scavenged[w].trailingZeroBitCount
+        var end = first
+        while end < grownPages && end - first < maxPages && (scavenged[end / 64] >> UInt64(end % 64)) & 1 != 0 { end += 1 }
+        let n = end - first
+        _ = unscavenge(first, n)
+        setRange(first, n, used: true)
+        freePages -= n
+        update(firstPage: first, count: n)
+        if internalChecks { checkRange(first, n) }
+        return (first, n)
+    }
+
+    /// Pages per transparent huge page (2 MiB).
+    static let hugePagePages = 256
+
     /// Return up to `pages` free, not yet scavenged pages to the OS, highest addresses
-    /// first (Go's scavenger prefers high addresses too). `release(page, count)` does
-    /// the madvise and says whether the OS accepted it; only accepted runs are marked
+    /// first (Go's scavenger prefers high addresses too, and allocation takes the lowest
+    /// free run, so the two meet as rarely as possible). `release(page, count)` does the
+    /// madvise and says whether the OS accepted it; only accepted runs are marked
     /// scavenged, and the first refusal ends the pass (the next would most likely be
     /// refused too). Returns the pages released.
-    mutating func scavenge(_ pages: Int, release: (Int, Int) -> Bool) -> Int {
+    ///
+    /// `wholeHugePages`: release only whole 2 MiB-aligned blocks that are entirely free,
+    /// so that no huge page that still backs live spans is split into 4 KiB pages (which
+    /// costs TLB reach and a 4 KiB fault per page at reuse). The background scavenger
+    /// makes such a pass first and falls back to any free run only when the goal is not
+    /// met by whole huge pages (Go 1.21's scavenger likewise avoids breaking up dense
+    /// huge pages).
+    mutating func scavenge(_ pages: Int, wholeHugePages: Bool = false, release: (Int, Int) -> Bool) -> Int {
+        if wholeHugePages { return scavengeHugePages(pages, release: release) }
         var done = 0
         var i = grownPages - 1
         while i >= 0 && done < pages {
             let w = i / 64, b = UInt64(i % 64)
+            // A word with no free, unreleased page: skip it whole.
+            if (~bitmap[w] & ~scavenged[w]) == 0 {
+                i = w * 64 - 1
+                continue
+            }
             if (bitmap[w] >> b) & 1 == 0 && (scavenged[w] >> b) & 1 == 0 {
                 // extend the run downwards
                 var lo = i
@@ -241,6 +306,37 @@ struct PageAlloc {
             } else {
                 i -= 1
             }
+        }
+        return done
+    }
+
+    private mutating func scavengeHugePages(_ pages: Int, release: (Int, Int) -> Bool) -> Int {
+        let hp = PageAlloc.hugePagePages, words = hp / 64
+        var done = 0
+        var block = grownPages / hp - 1
+        while block >= 0 && done < pages {
+            let w0 = block * words
+            var free = true, anyUnreleased = false
+            for w in w0..<(w0 + words) {
+                if bitmap[w] != 0 { free = false; break }
+                if scavenged[w] != ~0 { anyUnreleased = true }
+            }
+            if free && anyUnreleased {
+                // Release the block's unreleased runs (usually the whole block at once).
+                var i = w0 * 64
+                let end = i + hp
+                while i < end {
+                    if (scavenged[i / 64] >> UInt64(i % 64)) & 1 != 0 { i += 1; continue }
+                    var j = i
+                    while j < end && (scavenged[j / 64] >> UInt64(j % 64)) & 1 == 0 { j += 1 }
+                    guard release(i, j - i) else { return done }
+                    for k in i..<j { scavenged[k / 64] |= 1 << UInt64(k % 64) }
+                    scavengedPages += j - i
+                    done += j - i
+                    i = j
+                }
+            }
+            block -= 1
         }
         return done
     }

@@ -47,8 +47,16 @@ extension Heap {
         }
         // With markWorkers: 0 (tests stepping cycles by hand) there is no background
         // sweeper either: sweeping happens only on demand.
+        // The same for the background scavenger and the grower (Allocator/Scavenger.swift,
+        // Allocator/HeapGrowth.swift).
         if plan.count > 0 {
             backgroundThreads.append(spawnThread(name: "tricolor-sweep") { heap._withUnsafeGuaranteedRef { $0.sweeperLoop() } })
+            heapLock.withLock { scav.running = true }
+            backgroundThreads.append(spawnThread(name: "tricolor-scav") { heap._withUnsafeGuaranteedRef { $0.scavengerLoop() } })
+            if backgroundHeapGrowth {
+                heapLock.withLock { growth.running = true }
+                backgroundThreads.append(spawnThread(name: "tricolor-grow") { heap._withUnsafeGuaranteedRef { $0.growerLoop() } })
+            }
         }
     }
 
@@ -60,6 +68,8 @@ extension Heap {
             bgCond.broadcast()
             return backgroundThreads
         }
+        stopScavenger()
+        stopGrower()
         for t in threads { pthread_join(t, nil) }
         bgLock.withLock { backgroundThreads = [] }
     }
@@ -188,7 +198,7 @@ extension Heap {
                     tc_sleep_ns(Tuning.sweeperBackoffNs)
                     continue
                 }
-                if !sweepOne() { scavengeForMemoryLimit(); break }
+                if !sweepOne() { sweepDoneWakeScavenger(); break }
                 n += 1
                 if n % Tuning.sweeperYieldEverySpans == 0 {
                     if isShuttingDown() { return }

@@ -27,6 +27,7 @@ extension Heap {
         gcController.heapGoal.store(goal, .releasing)
         paceSweeper(trigger: trig, isSweepDone: isSweepDone)
         if checked { pacer.checkInvariants() }
+        updateScavengeGoal()
     }
 
     /// Under a memory limit the goal depends on how much memory is mapped, which grows

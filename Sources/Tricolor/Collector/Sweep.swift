@@ -188,7 +188,7 @@ extension Heap {
     /// A mutator `caller` (at a full safepoint) answers stop requests between spans, so a
     /// long sweep never holds up another thread's pause.
     func finishSweep(force: Bool = false, caller: UnsafeMutablePointer<MutatorState>? = nil) -> Int {
-        defer { scavengeForMemoryLimit() }
+        defer { sweepDoneWakeScavenger() }
         var n = 0
         while true {
             if let c = caller, sched.attention.load(.relaxed) & Attention.stop != 0 {

@@ -128,6 +128,17 @@ public struct AllocPathStats: Sendable, Codable, Equatable {
     public var heapGrowBytes: UInt64
     /// Bytes of free pages given back to the OS (`madvise`) by the scavenger, in total.
     public var bytesReturnedToOS: UInt64
+    /// 2 MiB pieces of fresh (or released) memory faulted in ahead of use by the grower
+    /// thread, and by allocating mutators that found no free page (Allocator/HeapGrowth.swift).
+    public var piecesFaultedInBackground: UInt64 = 0
+    /// See `piecesFaultedInBackground`.
+    public var piecesFaultedByMutators: UInt64 = 0
+    /// The longest a mutator's allocation spent faulting in a piece itself, in ns.
+    public var maxMutatorFaultNs: UInt64 = 0
+    /// Time the background scavenger spent releasing pages, ns, and the bytes it released.
+    public var scavengerBackgroundNs: UInt64 = 0
+    /// See `scavengerBackgroundNs`.
+    public var scavengerBackgroundBytes: UInt64 = 0
     /// Runtime lock waits (always counted), one entry per lock kind that ever waited.
     public var locks: [LockWaitStats]
 }
@@ -153,13 +164,21 @@ extension Heap {
                 levels.append(.init(name: l.label, count: total[base], histogram: hist, bucketUpperNs: bounds))
             }
         }
-        return AllocPathStats(
+        var result = AllocPathStats(
             enabled: configuration.allocPathStats, levels: levels,
             spansCreated: UInt64(heapStats.spansCreated.load(.relaxed)), spansCached: UInt64(heapStats.spansCached.load(.relaxed)),
             spansUncached: UInt64(heapStats.spansUncached.load(.relaxed)), spansSwept: UInt64(heapStats.spansSwept.load(.relaxed)),
             spansFreed: UInt64(heapStats.spansFreed.load(.relaxed)), heapGrows: UInt64(heapStats.heapGrows.load(.relaxed)),
             heapGrowBytes: UInt64(heapStats.heapGrowBytes.load(.relaxed)), bytesReturnedToOS: UInt64(heapStats.bytesReturnedToOS.load(.relaxed)),
             locks: LockWaits.snapshot())
+        heapLock.withLock {
+            result.piecesFaultedInBackground = UInt64(growth.piecesByGrower)
+            result.piecesFaultedByMutators = UInt64(growth.piecesByMutators)
+            result.maxMutatorFaultNs = growth.maxMutatorFaultNs
+            result.scavengerBackgroundNs = scav.backgroundNs
+            result.scavengerBackgroundBytes = UInt64(scav.backgroundBytes)
+        }
+        return result
     }
 
     /// Record the level and latency of one allocation (allocation-path mode).
@@ -209,6 +228,8 @@ extension AllocPathStats {
         out += "spans: \(spansCreated) created, \(spansCached) cached, \(spansUncached) uncached, "
             + "\(spansSwept) swept, \(spansFreed) freed to the page heap\n"
         out += "page heap: grew \(heapGrows) times (\(heapGrowBytes >> 20) MiB), returned \(bytesReturnedToOS >> 10) KiB to the OS\n"
+        out += "growth: \(piecesFaultedInBackground) pieces of 2 MiB faulted in ahead by the grower, \(piecesFaultedByMutators) by allocating threads (longest \(ns(Double(maxMutatorFaultNs))))\n"
+        out += "scavenger: released \(scavengerBackgroundBytes >> 10) KiB in the background in \(ns(Double(scavengerBackgroundNs)))\n"
         if locks.isEmpty {
             out += "runtime locks: no contention\n"
         } else {

@@ -70,6 +70,21 @@ extension Heap {
         return n
     }
 
+    /// Whether the grower thread runs (Allocator/HeapGrowth.swift).
+    @_spi(Testing) public var debugGrowerRunning: Bool { heapLock.withLock { growth.running } }
+
+    /// Fault in every pending piece of growth now, on this thread.
+    @_spi(Testing) public func debugFinishPendingGrowth() {
+        heapLock.withLock {
+            while growth.pendingPages > 0 { _ = faultInPiece(minPages: Heap.growPiecePages, byGrower: true) }
+        }
+    }
+
+    /// The longest run of free pages, in bytes.
+    @_spi(Testing) public var debugLongestFreeRunBytes: Int {
+        heapLock.withLock { pages.longestFreeRun << SizeClassTable.pageShift }
+    }
+
     /// The heap's sweep generation (Go's mheap.sweepgen).
     @_spi(Testing) public var debugSweepgen: UInt32 { sweepgen }
 

@@ -19,6 +19,16 @@ public struct Configuration: Sendable, Equatable {
     public var checked: Bool
     /// `GODEBUG=gctrace=1`: one line per collection on stderr.
     public var gctrace: Bool
+    /// `GODEBUG=scavtrace=1`: one line per cycle on stderr saying what the scavenger
+    /// returned to the OS, in Go's format (`scav … KiB work, … KiB total, …% util`), and
+    /// one marked "(forced)" after `Heap.freeOSMemory()`.
+    public var scavtrace: Bool = false
+    /// Fault fresh heap memory in on a background thread ahead of allocation (Allocator/
+    /// HeapGrowth.swift), so that no allocation waits for the kernel to clear a huge page.
+    /// On by default; `GODEBUG=tricolorbggrow=0` turns it off, and growth is then done
+    /// on the allocating thread, one 2 MiB piece at a time, inside a blocking region. No
+    /// background thread runs with `markWorkers: 0` either.
+    public var backgroundHeapGrowth: Bool = true
     /// `GODEBUG=clobberfree=1`: freed objects are filled with 0xdeadbeef before reuse.
     public var clobberFree: Bool
     /// `GODEBUG=gccheckmark=1`: verify each mark phase with a second, stop-the-world mark.
@@ -203,6 +213,8 @@ public struct Configuration: Sendable, Equatable {
                 case "gctrace": c.gctrace = try flag()
                 case "tricolorcheck": c.checked = try flag()
                 case "clobberfree": c.clobberFree = try flag()
+                case "scavtrace": c.scavtrace = try flag()
+                case "tricolorbggrow": c.backgroundHeapGrowth = try flag()
                 case "gccheckmark": c.checkmark = try flag()
                 case "tricolorinternalchecks": c.internalChecks = try flag()
                 case "tricolorexpensivechecks": c.expensiveChecks = try flag()

@@ -80,6 +80,18 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
     let meta = MetaAlloc()
     let heapLock = RuntimeLock(rank: .mheap)
+    /// Growth in progress and the grower thread's requests (heap lock; HeapGrowth.swift).
+    @exclusivity(unchecked) var growth = GrowthState()
+    /// The grower waits on it with the heap lock.
+    let growthCond = RuntimeCond()
+    /// The background scavenger's goal and requests (heap lock; Scavenger.swift).
+    @exclusivity(unchecked) var scav = ScavengerState()
+    /// The scavenger waits on it with the heap lock.
+    let scavCond = RuntimeCond()
+    /// `GODEBUG=scavtrace=1` (set at creation).
+    let scavtrace: Bool
+    /// `Configuration.backgroundHeapGrowth` (set at creation).
+    let backgroundHeapGrowth: Bool
 
     // MARK: stacks (stack lock; Allocator/StackAlloc.swift)
     let stackLock = RuntimeLock(rank: .stackpool)
@@ -192,6 +204,8 @@ public final class Heap: @unchecked Sendable {
         stwWatchdogNs = UInt64(configuration.stopTheWorldWatchdogMilliseconds ?? 0) * 1_000_000
         conservativeStacks = configuration.conservativeStackScan
         shrinkStacks = configuration.shrinkStacks
+        scavtrace = configuration.scavtrace
+        backgroundHeapGrowth = configuration.backgroundHeapGrowth
         stackPool = .allocate(capacity: StackAlloc.orders)
         stackPool.initialize(repeating: nil, count: StackAlloc.orders)
         stackLarge = .allocate(capacity: StackAlloc.largeBuckets)
@@ -304,7 +318,7 @@ public final class Heap: @unchecked Sendable {
         pathTotals.deallocate()
         stackPool.deallocate(); stackLarge.deallocate()
         for l in [heapLock, stackLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock, hooksLock, limiterLock] { l.destroy() }
-        for c in [stateChanged, worldStarted, bgCond] { c.destroy() }
+        for c in [stateChanged, worldStarted, bgCond, growthCond, scavCond] { c.destroy() }
     }
 
     // MARK: atomic words

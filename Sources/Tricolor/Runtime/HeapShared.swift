@@ -301,9 +301,6 @@ struct FlagsShared {
     /// 1 while an allocation or free hook is installed. Release store by `setHooks` with
     /// the world stopped; acquire load by sweepers before they read the hook box.
     let hooksInstalled: AtomicWord
-    /// 1 while a thread grows the heap (MHeap.allocSpan); compare-and-swap by the grower,
-    /// release store to clear; read relaxed by others who then wait on the heap lock.
-    let heapGrowing: AtomicWord
     /// The largest shadow stack in bytes (Go's maxstacksize; `Heap.setMaxStack`):
     /// stored (relaxed) by the setter under the stats lock, read relaxed by a mutator
     /// growing its stack.
@@ -311,7 +308,7 @@ struct FlagsShared {
 
     init(_ c: inout SharedWordCarver) {
         c.nextLine()
-        hooksInstalled = c.word(); heapGrowing = c.word(); maxStack = c.word()
+        hooksInstalled = c.word(); maxStack = c.word()
     }
 }
 

@@ -1,0 +1,251 @@
+import CTricolor
+import Glibc
+
+// The scavenger: free pages go back to the OS (Go's mgcscavenge.go, Go 1.19).
+//
+// - Background scavenging (`scavengerLoop`, thread "tricolor-scav", Go's bgscavenge):
+//   woken once per cycle when sweeping ends (Go wakes it from the last sweeper), it
+//   releases free pages, highest addresses first, until the goal of Policy/
+//   ScavengeGoal.swift is met: retained heap memory (HeapSys − HeapReleased) at most
+//   the heap goal + 10%, and under a memory limit mapped memory at most 95% of it. It
+//   paces itself to about 1% of one CPU (Go's scavengePercent): it works in batches of
+//   at least 1 ms (Go's minScavWorkTime) and sleeps 99 times as long as it worked.
+//   Go steers the sleep with a PI controller on measured CPU; a fixed duty cycle is the
+//   same target without the controller, and needs no goroutine-scheduler feedback.
+// - Huge pages first: a background pass releases whole 2 MiB blocks that are entirely
+//   free before it splits any huge page that still backs live spans.
+// - Eager scavenging under a memory limit (`scavengeLocked(…, eager: true)`) when the
+//   heap grows past it and after sweeping, as before (Go's allocation-time scavenge).
+// - `freeOSMemory()` (Go's debug.FreeOSMemory): a forced collection, the sweep
+//   finished, and every free page released.
+// - `GODEBUG=scavtrace=1` prints Go's line once per cycle when sweeping ends, and after
+//   `freeOSMemory` with " (forced)":
+//       scav <released since the last line> KiB work, <HeapReleased> KiB total, <util>% util
+//   where util = HeapInuse × 100 / (HeapSys − HeapReleased).
+//
+// A release happens with the heap lock dropped: the run is reserved first (in use, no
+// span, counted in `growth.reservedPages`), so nobody allocates it meanwhile. Only what
+// the OS accepted is marked released and counted in HeapReleased; a refused madvise
+// leaves the pages free and resident, counted as such.
+//
+// The scavenger leaves the grower's reserve alone for the GOGC goal (2 × the low mark,
+// Allocator/HeapGrowth.swift): the grower refills below 1×, the scavenger stops at 2×,
+// so neither undoes the other. The memory limit's goal overrides the reserve.
+//
+// Invariants (heap lock): `scav.releasedSinceTrace` counts every page the OS accepted
+// since the last scavtrace line; `scav.goal` is the goal of the last pacer commit.
+
+/// The scavenger's state. Every field: heap lock.
+struct ScavengerState {
+    /// The goal computed at the last pacer commit (nil before the first cycle).
+    var goal: ScavengeGoal? = nil
+    /// Bytes released since the last scavtrace line (background and eager).
+    var releasedSinceTrace: UInt = 0
+    /// The sweep generation whose end last woke the scavenger (once per cycle).
+    var wokenAtSweepgen: UInt32 = 0
+    /// Set when sweeping ends (and by freeOSMemory's caller); cleared by the scavenger.
+    var requested = false
+    var stop = false
+    var running = false
+    /// Work done by the background scavenger: nanoseconds spent releasing, bytes released.
+    var backgroundNs: UInt64 = 0
+    var backgroundBytes: UInt = 0
+}
+
+extension Heap {
+    /// Bytes the background scavenger releases per step (Go's scavengeQuantum).
+    static let scavengeQuantumPages = (64 << 10) / SizeClassTable.pageSize
+    /// A batch of background work lasts at least this long (Go's minScavWorkTime).
+    static let minScavengeWorkNs: UInt64 = 1_000_000
+    /// Sleep per unit of work: 1% of one CPU (Go's scavengePercent).
+    static let scavengeSleepRatio: UInt64 = 99
+
+    // MARK: goal
+
+    /// Recompute the scavenger's goal after the pacer committed a new heap goal (world
+    /// stopped, from `commitPacer`).
+    /// - Precondition: no lock ranked at or above mheap is held.
+    func updateScavengeGoal() {
+        let inputs = pacer.memory   // gathered by commitPacer just before
+        heapLock.withLock {
+            let heapSys = heapStats.heapSys.load(.relaxed)
+            let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
+            let i = ScavengeGoal.Inputs(memoryLimit: pacer.memoryLimit, mappedReady: inputs.mappedReady,
+                                        heapGoal: gcDisabled ? UInt.max : pacer.heapGoal, lastHeapGoal: pacer.lastHeapGoal,
+                                        lastHeapInUse: heapStats.heapInuse.load(.relaxed),
+                                        heapRetained: heapSys - min(heapSys, released))
+            let g = ScavengeGoal(i)
+            if checked { g.checkInvariants(i) }
+            scav.goal = g
+        }
+    }
+
+    /// Pages the background scavenger should still release now (0: the goal is met).
+    /// Heap lock held.
+    func scavengeWorkPages() -> Int {
+        guard let g = scav.goal else { return 0 }
+        let heapSys = heapStats.heapSys.load(.relaxed)
+        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
+        let retained = heapSys - min(heapSys, released)
+        var want = 0
+        if g.gcPercentGoal != UInt.max && retained > g.gcPercentGoal {
+            want = Int((retained - g.gcPercentGoal) >> SizeClassTable.pageShiftU)
+            // Leave the grower's reserve resident.
+            want = min(want, max(0, freeResidentPages - 2 * growReserveLowPages))
+        }
+        if g.memoryLimitGoal != UInt.max {
+            let mapped = heapSys + UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8) - min(heapSys, released)
+            if mapped > g.memoryLimitGoal {
+                want = max(want, Int((mapped - g.memoryLimitGoal + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU))
+            }
+        }
+        return want
+    }
+
+    // MARK: the background scavenger
+
+    /// Sweeping has ended for this cycle: print the scavtrace line and wake the
+    /// scavenger, once per cycle (Go does both from the last sweeper). Also applies the
+    /// memory limit at once (eager scavenging).
+    /// - Precondition: no lock ranked at or above mheap is held.
+    func sweepDoneWakeScavenger() {
+        scavengeForMemoryLimit()
+        heapLock.withLock {
+            let sg = sweepgen
+            guard scav.wokenAtSweepgen != sg else { return }
+            scav.wokenAtSweepgen = sg
+            if scavtrace { printScavTraceLocked(forced: false) }
+            scav.requested = true
+            scavCond.broadcast()
+        }
+    }
+
+    /// The background scavenger's thread.
+    func scavengerLoop() {
+        heapLock.lock()
+        while true {
+            while !scav.requested && !scav.stop { scavCond.wait(heapLock) }
+            if scav.stop { break }
+            scav.requested = false
+            // Batches of ≥ 1 ms of releasing, each followed by 99× as long asleep,
+            // until the goal is met (or a new cycle moves it).
+            while !scav.stop {
+                var worked: UInt64 = 0
+                var met = false
+                while worked < Heap.minScavengeWorkNs && !scav.stop {
+                    let want = scavengeWorkPages()
+                    if want == 0 { met = true; break }
+                    let t0 = tc_nanotime()
+                    let got = releaseOneRun(maxPages: min(want, Heap.scavengeQuantumPages))
+                    let dt = tc_nanotime() &- t0
+                    worked &+= dt
+                    scav.backgroundNs &+= dt
+                    if got == 0 { met = true; break }   // nothing left to release, or the OS refused
+                }
+                if met || scav.stop { break }
+                _ = tc_cond_timedwait_ns(scavCond.raw, heapLock.raw, max(worked, Heap.minScavengeWorkNs) * Heap.scavengeSleepRatio)
+            }
+        }
+        scav.running = false
+        heapLock.unlock()
+    }
+
+    /// Release one run of free pages (whole free huge pages first) with the heap lock
+    /// dropped during the madvise. Returns the pages the OS accepted (0: none free, or
+    /// refused). Heap lock held.
+    private func releaseOneRun(maxPages: Int) -> Int {
+        var run: (Int, Int)? = nil
+        _ = pages.scavenge(maxPages, wholeHugePages: true) { p, n in run = (p, n); return false }
+        if run == nil { _ = pages.scavenge(maxPages) { p, n in run = (p, n); return false } }
+        guard let (first, n) = run else { return 0 }
+        pages.reserve(first, n)
+        growth.reservedPages += n
+        heapLock.unlock()
+        let ok = SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(first) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize)
+        heapLock.lock()
+        growth.reservedPages -= n
+        if ok {
+            pages.freeReleased(first, n)
+            let bytes = UInt(n) << SizeClassTable.pageShiftU
+            scav.releasedSinceTrace += bytes
+            scav.backgroundBytes += bytes
+            heapStats.bytesReturnedToOS.add(bytes, .relaxed)
+            heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+            return n
+        }
+        pages.free(first, n)
+        return 0
+    }
+
+    /// Ask the scavenger to stop (its loop ends at its next check). Heap lock not held.
+    func stopScavenger() {
+        heapLock.withLock {
+            scav.stop = true
+            scavCond.broadcast()
+        }
+    }
+
+    // MARK: eager scavenging
+
+    /// Return free pages to the OS until mapped memory (Sys − HeapReleased, metadata
+    /// included) is at most `target` bytes, with the heap lock held throughout (Go's
+    /// allocation-time scavenging under a memory limit, and freeOSMemory). Returns the
+    /// bytes released. Heap lock held.
+    @discardableResult
+    func scavengeLocked(toTarget target: UInt, eager: Bool = true) -> UInt {
+        let metadata = UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8)
+        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
+        let mapped = heapStats.heapSys.load(.relaxed) + metadata - released
+        if mapped <= target { return 0 }
+        let want = Int((mapped - target + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU)
+        let done = pages.scavenge(want) { page, n in
+            // Counted only when the OS took the pages: a refused release leaves them
+            // resident, free and not released.
+            SysMemory.unused(UnsafeMutableRawPointer(bitPattern: arenaBase + UInt(page) << SizeClassTable.pageShiftU)!, n * SizeClassTable.pageSize)
+        }
+        let bytes = UInt(done) << SizeClassTable.pageShiftU
+        heapStats.bytesReturnedToOS.add(bytes, .relaxed)
+        scav.releasedSinceTrace += bytes
+        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+        return bytes
+    }
+
+    /// Under a memory limit, keep mapped memory at or below 95% of it when possible
+    /// (Go's reduceExtraPercent).
+    func scavengeForMemoryLimit() {
+        let limit = pacer.memoryLimit
+        guard limit != Int.max else { return }
+        heapLock.withLock { _ = scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit)) }
+    }
+
+    // MARK: FreeOSMemory
+
+    /// Force a collection, finish sweeping, and return every free page to the OS (Go's
+    /// `debug.FreeOSMemory`). Returns the bytes released by this call. With
+    /// `GODEBUG=scavtrace=1` it prints Go's scavtrace line marked "(forced)".
+    ///
+    /// Call it from a thread that is not attached as a mutator, or from a mutator
+    /// between uses of its `Ref`s (it is a full safepoint, as `collect()` is).
+    @discardableResult
+    public func freeOSMemory() -> Int {
+        collect()
+        return Int(heapLock.withLock {
+            let bytes = scavengeLocked(toTarget: 0)
+            if scavtrace { printScavTraceLocked(forced: true) }
+            return bytes
+        })
+    }
+
+    // MARK: scavtrace
+
+    /// Go's scavtrace line (printScavTrace). Heap lock held.
+    func printScavTraceLocked(forced: Bool) {
+        let heapSys = heapStats.heapSys.load(.relaxed)
+        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
+        let retained = max(1, heapSys - min(heapSys, released))
+        let util = heapStats.heapInuse.load(.relaxed) * 100 / retained
+        let line = "scav \(scav.releasedSinceTrace >> 10) KiB work, \(released >> 10) KiB total, \(util)% util\(forced ? " (forced)" : "")\n"
+        scav.releasedSinceTrace = 0
+        line.withCString { p in _ = write(2, p, strlen(p)) }
+    }
+}
