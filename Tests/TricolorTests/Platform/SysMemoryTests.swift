@@ -228,7 +228,7 @@ final class SysMemoryTests: WatchdogTestCase {
                     for k in stride(from: 1, to: 9, by: 2) { f[k] = .null }
                     heap.collect()
                     // Release every free page (the next round reuses them).
-                    heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
+                    _ = heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
                     heap.checkInvariants()
                 }
                 afterward()
@@ -270,7 +270,7 @@ final class SysMemoryTests: WatchdogTestCase {
                     // Every release refused.
                     var before = SysCounters.snapshot()
                     SysFaultInjection.inject(.unused, errno: EAGAIN, times: Int.max)
-                    heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
+                    _ = heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
                     SysFaultInjection.reset()
                     var d = SysCounters.snapshot().since(before)
                     c.expect(d.failures(.unused) >= 1, "no release attempted")
@@ -281,7 +281,7 @@ final class SysMemoryTests: WatchdogTestCase {
                     // The second release refused: only the first counts.
                     before = SysCounters.snapshot()
                     SysFaultInjection.inject(.unused, errno: EAGAIN, after: 1)
-                    heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
+                    _ = heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
                     d = SysCounters.snapshot().since(before)
                     let released = heap.memStats().heapReleased
                     c.expectEqual(d.calls(.unused), 2, "the pass stops at the refusal")
@@ -291,7 +291,7 @@ final class SysMemoryTests: WatchdogTestCase {
 
                     // No refusal: everything idle is released, and counted once.
                     before = SysCounters.snapshot()
-                    heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
+                    _ = heap.heapLock.withLock { heap.scavengeLocked(toTarget: 0) }
                     d = SysCounters.snapshot().since(before)
                     c.expectEqual(heap.memStats().heapReleased, idle)
                     c.expectEqual(UInt64(d.bytes(.unused)) + released, idle)

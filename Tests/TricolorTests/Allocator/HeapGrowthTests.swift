@@ -1,0 +1,154 @@
+@_spi(Testing) @testable import Tricolor
+import Glibc
+import XCTest
+
+/// Heap growth (Allocator/HeapGrowth.swift) and Go's needzero: memory handed out is
+/// zero, whether fresh from the OS, faulted in by the grower, released and reused, or
+/// reused dirty after a sweep; threads growing the heap at once get disjoint memory.
+final class HeapGrowthTests: XCTestCase {
+    /// Every size class, pointer-free and typed: allocate spans' worth of objects, dirty
+    /// every byte, drop them, collect (and in one round return the free pages to the OS),
+    /// then allocate objects of another class on the freed memory and check every byte
+    /// of every one is zero.
+    func testEveryClassIsZeroAfterDirtyFreeAndReuse() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil).precise.withSelfChecks)
+        let classes = Array(1..<SizeClassTable.numSizeClasses)
+        let sizes = classes.map { Int(SizeClassTable.classToSize[$0]) }
+        // A typed layout of each class size with a pointer in word 0 (scan classes);
+        // allocateBytes covers the pointer-free ones.
+        let typed = try sizes.map { try heap.register(TypeLayout(name: "zero.T\($0)", size: $0, pointerWords: $0 >= 8 ? [0] : [])) }
+        var dirtyFound = 0, checked = 0
+        heap.withMutator { m in
+            for round in 0..<3 {
+                for (k, size) in sizes.enumerated() {
+                    // Dirty about 64 KiB of this class, scan and noscan.
+                    let n = max(2, (64 << 10) / size)
+                    for i in 0..<n {
+                        let r = i % 2 == 0 ? m.allocate(typed[k]) : m.allocateBytes(size)
+                        r.rawPointer.initializeMemory(as: UInt8.self, repeating: 0xA5, count: size)
+                    }
+                }
+                heap.collect()
+                if round == 1 { heap.freeOSMemory() }
+                heap.checkInvariants()
+                // Reallocate with the classes rotated, so that pages freed by one class
+                // are reused by another.
+                for (k, _) in sizes.enumerated() {
+                    let other = (k + 7 * (round + 1)) % sizes.count
+                    let size = sizes[other]
+                    let n = max(2, (64 << 10) / size)
+                    for i in 0..<n {
+                        let r = i % 2 == 0 ? m.allocate(typed[other]) : m.allocateBytes(size)
+                        let bytes = UnsafeRawBufferPointer(start: r.rawPointer, count: size)
+                        if bytes.contains(where: { $0 != 0 }) { dirtyFound += 1 }
+                        checked += 1
+                        r.rawPointer.initializeMemory(as: UInt8.self, repeating: 0x5A, count: size)
+                    }
+                }
+                heap.collect()
+            }
+        }
+        XCTAssertGreaterThan(checked, 10_000)
+        XCTAssertEqual(dirtyFound, 0, "\(dirtyFound) of \(checked) allocations returned non-zero memory")
+        XCTAssertGreaterThan(heap.memStats().numGC, 5)
+    }
+
+    /// Several threads grow the heap at once (with the grower thread running, and
+    /// without it): every object they get is zero when handed out, and no two objects
+    /// overlap — each thread writes its id and a sequence number over all of each object
+    /// and finds them intact at the end.
+    func testThreadsGrowingAtOnceGetDisjointZeroedMemory() throws {
+        for background in [true, false] {
+            var config = Configuration().precise.withSelfChecks
+            config.backgroundHeapGrowth = background
+            let heap = try Heap(configuration: config)
+            let holder = try heap.register(TypeLayout(name: "grow.Holder", size: 8, pointerWords: [0]))
+            let threads = 4, perThread = 20_000
+            nonisolated(unsafe) let failures = UnsafeMutablePointer<Int>.allocate(capacity: threads)
+            failures.initialize(repeating: 0, count: threads)
+            defer { failures.deallocate() }
+            DispatchThreads.run(threads) { t in
+                heap.withMutator { m in
+                    m.withFrame(slots: 1) { f in
+                        f[0] = m.allocateArray(holder, count: perThread)
+                        for i in 0..<perThread {
+                            // 48 B … 8 KiB, pointer-free: many spans, many growth steps.
+                            let size = 48 << (i % 8)
+                            let r = m.allocateBytes(size)
+                            let words = r.rawPointer.bindMemory(to: UInt.self, capacity: size / 8)
+                            for w in 0..<size / 8 where words[w] != 0 { failures[t] += 1; break }
+                            for w in 0..<size / 8 { words[w] = UInt(t) << 32 | UInt(i) }
+                            m.store(f[0], i, r)
+                        }
+                        for i in 0..<perThread {
+                            let size = 48 << (i % 8)
+                            let words = m.load(f[0], i).rawPointer.bindMemory(to: UInt.self, capacity: size / 8)
+                            for w in 0..<size / 8 where words[w] != UInt(t) << 32 | UInt(i) { failures[t] += 1; break }
+                        }
+                    }
+                }
+            }
+            for t in 0..<threads {
+                XCTAssertEqual(failures[t], 0, "background grower \(background): thread \(t) found non-zero or overwritten memory")
+            }
+            heap.checkInvariants()
+            XCTAssertGreaterThan(heap.allocPathStats().heapGrows, 10, "the heap should have grown many times")
+        }
+    }
+
+    /// An allocation that outruns the grower (here: no grower) faults in only what it
+    /// needs; the rest of the chunk stays reserved and is handed out piece by piece, and
+    /// the heap's invariants hold throughout.
+    func testPendingGrowthIsHandedOutPieceByPiece() throws {
+        var config = Configuration(gcPercent: nil).withSelfChecks
+        config.backgroundHeapGrowth = false
+        let heap = try Heap(configuration: config)
+        let node = try heap.register(TypeLayout(name: "grow.Node", size: 64, pointerWords: [0]))
+        heap.withMutator { m in
+            let grown = heap.fillGrownPages(m)
+            let before = SysCounters.snapshot()
+            m.withFrame(slots: 1) { f in
+                f[0] = m.allocate(node)
+                var d = SysCounters.snapshot().since(before)
+                XCTAssertEqual(d.calls(.map), 1, "one chunk grown")
+                XCTAssertEqual(d.calls(.populate), 1)
+                XCTAssertEqual(d.bytes(.populate), Heap.mutatorFaultPages * SizeClassTable.pageSize, "only what the allocation needs is faulted in")
+                XCTAssertEqual(heap.memStats().heapSys, grown + 4 << 20)
+                heap.checkInvariants()
+                // 64-byte objects: 128 per page; 4 MiB more of them uses the whole chunk
+                // without another growth step.
+                var last = f[0]
+                for _ in 0..<((4 << 20) / 64 - 2 * 128) {
+                    let r = m.allocate(node)
+                    m.store(r, 0, last)
+                    last = r
+                    f[0] = r
+                }
+                d = SysCounters.snapshot().since(before)
+                XCTAssertEqual(d.calls(.map), 1, "the chunk's pending pieces should serve these allocations")
+                XCTAssertEqual(d.bytes(.populate), 4 << 20, "the whole chunk faulted in, piece by piece")
+                heap.checkInvariants()
+            }
+        }
+    }
+}
+
+/// Run `body(i)` on `n` threads at once and wait for all of them.
+enum DispatchThreads {
+    static func run(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        final class Box: @unchecked Sendable { let f: (Int) -> Void; let i: Int; init(_ f: @escaping (Int) -> Void, _ i: Int) { self.f = f; self.i = i } }
+        var tids: [pthread_t] = []
+        for i in 0..<n {
+            var t = pthread_t()
+            let box = Unmanaged.passRetained(Box(body, i)).toOpaque()
+            let rc = pthread_create(&t, nil, { arg in
+                let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+                b.f(b.i)
+                return nil
+            }, box)
+            precondition(rc == 0, "pthread_create: \(rc)")
+            tids.append(t)
+        }
+        for t in tids { pthread_join(t, nil) }
+    }
+}
