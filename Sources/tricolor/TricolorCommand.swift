@@ -275,7 +275,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying) or growth (operation latency while the heap grows)")
+    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying), growth (operation latency while the heap grows) or spike (RSS while idle after a spike)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -290,18 +290,27 @@ struct Bench: ParsableCommand {
             transform: NumericValue.integer(1...1000))
     var runs: Int = 7
 
-    @Option(parsing: .unconditional, help: "growth: MiB the message ring grows to (1-65536).",
+    @Option(parsing: .unconditional, help: "growth: MiB the message ring grows to; spike: MiB of the spike (1-65536; default 400 and 512).",
             transform: NumericValue.integer(1...65536))
-    var mib: Int = 400
+    var mib: Int?
+
+    @Option(parsing: .unconditional, help: "spike: idle seconds to watch (1-3600).",
+            transform: NumericValue.integer(1...3600))
+    var seconds: Int = 10
 
     func validate() throws {
-        guard ["alloc", "stack", "growth"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth") }
+        guard ["alloc", "stack", "growth", "spike"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth, spike") }
     }
 
     func run() throws {
         if what == "growth" {
             let heap = try Heap(configuration: Configuration.fromEnvironment())
-            for line in GrowthLatency.format(try GrowthLatency.run(heap: heap, mib: mib)) { print(line) }
+            for line in GrowthLatency.format(try GrowthLatency.run(heap: heap, mib: mib ?? 400)) { print(line) }
+            return
+        }
+        if what == "spike" {
+            let heap = try Heap(configuration: Configuration.fromEnvironment())
+            for line in try SpikeIdle.run(heap: heap, mib: mib ?? 512, seconds: seconds) { print(line) }
             return
         }
         if what == "stack" {

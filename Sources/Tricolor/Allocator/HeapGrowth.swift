@@ -75,9 +75,11 @@ extension Heap {
     static let mutatorFaultPages = (128 << 10) / SizeClassTable.pageSize
 
     /// Below this many free resident pages the grower is woken; it grows until twice as
-    /// many are free: 4 MiB, or 1/32 of the heap, whichever is more (~3% of RSS kept
-    /// ready, within the 10% Go's scavenger retains above the heap goal anyway).
-    var growReserveLowPages: Int { max(PageAlloc.chunkPages, pages.grownPages / 32) }
+    /// many are free: 4 MiB, or 1/32 of the heap in use, whichever is more (~3–6% of the
+    /// heap kept ready, within the 10% Go's scavenger retains above the heap goal
+    /// anyway). Scaled to the heap in use, not to HeapSys, so that after a spike the
+    /// scavenger can return all but a small reserve.
+    var growReserveLowPages: Int { max(PageAlloc.chunkPages, Int(heapStats.heapInuse.load(.relaxed) >> SizeClassTable.pageShiftU) / 32) }
 
     /// Free pages not returned to the OS: what an allocation takes without a fault.
     var freeResidentPages: Int { pages.freePages - pages.scavengedPages }

@@ -23,7 +23,9 @@ public struct MemStats: Sendable, Codable, Equatable {
     public var heapIdle: UInt64 = 0
     /// Bytes in in-use spans.
     public var heapInuse: UInt64 = 0
-    /// Bytes of idle spans returned to the OS (the scavenger runs under a memory limit).
+    /// Bytes of idle pages returned to the OS (`madvise(MADV_DONTNEED)` accepted), by the
+    /// background scavenger, under a memory limit, or by ``Heap/freeOSMemory()``; pages
+    /// reused since are no longer counted.
     public var heapReleased: UInt64 = 0
     /// Allocated heap objects (Mallocs − Frees).
     public var heapObjects: UInt64 = 0
