@@ -29,6 +29,14 @@ public struct Configuration: Sendable, Equatable {
     /// on the allocating thread, one 2 MiB piece at a time, inside a blocking region. No
     /// background thread runs with `markWorkers: 0` either.
     public var backgroundHeapGrowth: Bool = true
+    /// Ask for transparent huge pages (`MADV_HUGEPAGE`) on memory faulted in ahead of use
+    /// for small-object spans (`GODEBUG=tricolorthp=1`). Off by default, as Go 1.19
+    /// leaves it off where THP is in "madvise" mode: a huge-page fault is cheaper per
+    /// byte, but with the kernel's default defrag setting for advised memory it compacts
+    /// memory to find a huge page inside the fault, which took tens of milliseconds on a
+    /// busy machine here, and cost more system time than it saved (BENCHMARKS.md, "Memory
+    /// to and from the OS").
+    public var transparentHugePages: Bool = false
     /// `GODEBUG=clobberfree=1`: freed objects are filled with 0xdeadbeef before reuse.
     public var clobberFree: Bool
     /// `GODEBUG=gccheckmark=1`: verify each mark phase with a second, stop-the-world mark.
@@ -215,6 +223,7 @@ public struct Configuration: Sendable, Equatable {
                 case "clobberfree": c.clobberFree = try flag()
                 case "scavtrace": c.scavtrace = try flag()
                 case "tricolorbggrow": c.backgroundHeapGrowth = try flag()
+                case "tricolorthp": c.transparentHugePages = try flag()
                 case "gccheckmark": c.checkmark = try flag()
                 case "tricolorinternalchecks": c.internalChecks = try flag()
                 case "tricolorexpensivechecks": c.expensiveChecks = try flag()

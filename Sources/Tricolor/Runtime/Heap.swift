@@ -92,6 +92,8 @@ public final class Heap: @unchecked Sendable {
     let scavtrace: Bool
     /// `Configuration.backgroundHeapGrowth` (set at creation).
     let backgroundHeapGrowth: Bool
+    /// `Configuration.transparentHugePages` (set at creation).
+    let transparentHugePages: Bool
 
     // MARK: stacks (stack lock; Allocator/StackAlloc.swift)
     let stackLock = RuntimeLock(rank: .stackpool)
@@ -206,6 +208,7 @@ public final class Heap: @unchecked Sendable {
         shrinkStacks = configuration.shrinkStacks
         scavtrace = configuration.scavtrace
         backgroundHeapGrowth = configuration.backgroundHeapGrowth
+        transparentHugePages = configuration.transparentHugePages
         stackPool = .allocate(capacity: StackAlloc.orders)
         stackPool.initialize(repeating: nil, count: StackAlloc.orders)
         stackLarge = .allocate(capacity: StackAlloc.largeBuckets)

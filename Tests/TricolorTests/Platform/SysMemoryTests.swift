@@ -200,7 +200,10 @@ final class SysMemoryTests: WatchdogTestCase {
     /// how many allocations gave nil. `arm` runs once the heap exists, `afterward` once
     /// the allocations that may fail are over.
     private static func faultWorkload(_ c: ChildChecks, label: String, arm: () -> Void, afterward: () -> Void) -> Int {
-        let heap = try! Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+        // Huge pages on, so that MADV_HUGEPAGE is among the calls that fail.
+        var config = Configuration(gcPercent: nil, markWorkers: 0)
+        config.transparentHugePages = true
+        let heap = try! Heap(configuration: config)
         let node = try! heap.register(TypeLayout(name: "sys.Node", size: 48, pointerWords: [0]))
         let leaf = try! heap.register(TypeLayout(name: "sys.Leaf", size: 24, pointerWords: []))
         var nils = 0
