@@ -30,6 +30,13 @@ public func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
+/// Nearest-rank quantile, as `GCStats.stopTheWorldPauseQuantile`.
+func quantile(_ xs: [UInt64], _ q: Double) -> UInt64 {
+    if xs.isEmpty { return 0 }
+    let sorted = xs.sorted()
+    return sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count - 1)).rounded())))]
+}
+
 /// The summary line every workload prints last: `# key=value ...`.
 public func summaryLine(heap: Heap, wallSeconds: Double, extra: [(String, String)] = []) -> String {
     let stats = heap.gcStats()
@@ -45,6 +52,11 @@ public func summaryLine(heap: Heap, wallSeconds: Double, extra: [(String, String
         ("heap_sys_mb", String(format2: Double(mem.heapSys) / 1048576)),
         ("total_alloc_mb", String(format2: Double(mem.totalAlloc) / 1048576)),
         ("stop_rescues", String(stats.stopRescues)),
+        // Each pause split: waiting for the mutators to stop, and the work with the world
+        // stopped (per pause, then the quantile).
+        ("pause_stopping_p50_us", us(quantile(stats.allPausesStopping, 0.5))),
+        ("pause_stopping_p99_us", us(quantile(stats.allPausesStopping, 0.99))),
+        ("pause_work_p99_us", us(quantile(zip(stats.allPauses, stats.allPausesStopping).map { $0 - min($0, $1) }, 0.99))),
         // Conservative scanning of native stacks: bytes read per cycle (mean).
         ("native_scan_bytes_per_gc", String(stats.numGC == 0 ? 0 : stats.nativeStackScanBytes / UInt64(stats.numGC))),
     ]

@@ -183,6 +183,7 @@ extension Heap {
                 s.pauseEnd.append(pauseEnd[i])
             }
             s.allPauses = pauses
+            s.allPausesStopping = pausesStopping
             s.stopRescues = Int(sched.stopRescues.load(.relaxed))
             s.lastNativeStackScanBytes = UInt64(lastNativeScanBytes)
             s.lastConservativeRoots = Int(lastConservativeRoots)
@@ -199,8 +200,10 @@ extension Heap {
 
     /// A stop-the-world pause of `ns` just ended (the world may still be stopped).
     func recordPause(_ ns: UInt64) {
+        let stopping = min(ns, lastStopWaitNs)   // written by stopTheWorld for this pause
         statsLock.withLock {
             pauses.append(ns)
+            pausesStopping.append(stopping)
             cyclePauseNs = cyclePauseNs.saturatingAdd(ns)
         }
         limiterPause(ns)
@@ -246,6 +249,11 @@ public struct GCStats: Sendable, Codable, Equatable {
     public var pauseQuantiles: [UInt64] = []
     /// Every stop-the-world pause in order (two or more per cycle). Not in Go.
     public var allPauses: [UInt64] = []
+    /// For each entry of `allPauses`, the part of it spent stopping: from the stop
+    /// request until every mutator was at a safepoint or in a blocking region (Go 1.22's
+    /// `/sched/pauses/stopping/gc` metric). The rest of the pause is the collector's
+    /// work with the world stopped.
+    public var allPausesStopping: [UInt64] = []
     /// Stops that found a mutator runnable but kept off its CPU by the OS for 50 µs and
     /// moved it onto the stopping thread's CPU (see `Heap.stopTheWorld`). Not in Go.
     public var stopRescues: Int = 0

@@ -159,6 +159,10 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var cyclePauseNs: UInt64 = 0
     @exclusivity(unchecked) var lastGC: UInt64 = 0
     @exclusivity(unchecked) var pauses: [UInt64] = []            // every stop-the-world pause, for quantiles
+    @exclusivity(unchecked) var pausesStopping: [UInt64] = []    // the stopping part of each (statsLock)
+    /// How long the last stopTheWorld waited for the mutators (written by the stopping
+    /// thread with the sched lock held, read by the same thread in `recordPause`).
+    @exclusivity(unchecked) var lastStopWaitNs: UInt64 = 0
     @exclusivity(unchecked) var lastNativeScanBytes: UInt = 0     // conservative scan of the last cycle
     @exclusivity(unchecked) var lastConservativeRoots: UInt = 0
     @exclusivity(unchecked) var totalNativeScanBytes: UInt = 0

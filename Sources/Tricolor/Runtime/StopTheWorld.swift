@@ -72,6 +72,7 @@ extension Heap {
             }
             if tc_cond_timedwait_ns(stateChanged.raw, schedLock.raw, min(Heap.goneThreadCheckNs, nextReport &- now)) != 0 { failIfARunningMutatorsThreadIsGone() }
         }
+        lastStopWaitNs = tc_nanotime() &- requested
         for i in 0..<pulled {
             _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
         }
