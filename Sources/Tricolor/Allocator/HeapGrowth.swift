@@ -60,6 +60,10 @@ struct GrowthState {
     var requested = false
     /// Set when the heap shuts its threads down.
     var stop = false
+    /// Bumped by `freeOSMemory`: a refill in progress stops, so that the grower does not
+    /// fault back in what the program just asked to give back. The next allocation that
+    /// finds the reserve low asks again.
+    var cancelEpoch = 0
     /// Whether a grower thread runs.
     var running = false
     /// Pieces faulted in by the grower and by mutators (for stats and the benchmark).
@@ -198,13 +202,15 @@ extension Heap {
             while !growth.requested && !growth.stop { growthCond.wait(heapLock) }
             if growth.stop { break }
             growth.requested = false
-            while !growth.stop && freeResidentPages < 2 * growReserveLowPages {
+            let epoch = growth.cancelEpoch
+            while !growth.stop && growth.cancelEpoch == epoch && freeResidentPages < 2 * growReserveLowPages {
                 // Under a memory limit, nothing ahead of need once mapped memory nears
                 // the limit's target (Go grows only on demand, and the scavenger would
                 // give the reserve straight back).
-                if pacer.memoryLimit != Int.max {
+                let limit = memoryLimitNow
+                if limit != Int.max {
                     let mapped = heapStats.heapSys.load(.relaxed) - heapStats.heapReleased.load(.relaxed)
-                    if mapped + UInt(PageAlloc.chunkPages) << SizeClassTable.pageShiftU > ScavengeGoal.memoryLimitTarget(pacer.memoryLimit) { break }
+                    if mapped + UInt(PageAlloc.chunkPages) << SizeClassTable.pageShiftU > ScavengeGoal.memoryLimitTarget(limit) { break }
                 }
                 // Free pages the scavenger returned to the OS come first: fault them in
                 // again rather than grow the heap past them.
@@ -229,6 +235,12 @@ extension Heap {
         growth.running = false
         heapLock.unlock()
     }
+
+    /// The memory limit, read under the stats lock: the grower, the scavenger and the
+    /// sweeper are not stopped with the world, so they must not read `pacer` while a
+    /// stopped world's `setMemoryLimit` writes it (under the stats lock, which ranks
+    /// above the heap lock, so it may be taken with the heap lock held).
+    var memoryLimitNow: Int { statsLock.withLock { pacer.memoryLimit } }
 
     /// Ask the grower to stop (its loop ends at its next check). Heap lock not held.
     func stopGrower() {
@@ -302,10 +314,11 @@ extension Heap {
         heapStats.heapGrows.add(1, .relaxed)
         heapStats.heapGrowBytes.add(UInt(g.bytes), .relaxed)
         notePathLevel(.os)
-        if pacer.memoryLimit != Int.max {
+        let limit = memoryLimitNow
+        if limit != Int.max {
             // Growing past the memory limit: give back free pages first (Go scavenges
             // synchronously on heap growth when over the limit).
-            scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(pacer.memoryLimit), eager: true)
+            scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit), eager: true)
         }
     }
 

@@ -216,7 +216,7 @@ extension Heap {
     /// Under a memory limit, keep mapped memory at or below 95% of it when possible
     /// (Go's reduceExtraPercent).
     func scavengeForMemoryLimit() {
-        let limit = pacer.memoryLimit
+        let limit = memoryLimitNow
         guard limit != Int.max else { return }
         heapLock.withLock { _ = scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit)) }
     }
@@ -233,6 +233,8 @@ extension Heap {
     public func freeOSMemory() -> Int {
         collect()
         return Int(heapLock.withLock {
+            growth.requested = false
+            growth.cancelEpoch &+= 1
             let bytes = scavengeLocked(toTarget: 0)
             if scavtrace { printScavTraceLocked(forced: true) }
             return bytes
