@@ -111,18 +111,24 @@ extension Heap {
                 growCommit(g)
                 continue
             }
-            if growth.pendingPages == 0 {
-                guard let g = growPrepare(npages: max(npages, Heap.growPiecePages)) else { return nil }
-                growCommit(g)
-                let first = Int((g.addr - arenaBase) >> SizeClassTable.pageShiftU)
-                pages.reserve(first, g.pages)
-                growth.reservedPages += g.pages
-                growth.pendingNext = first
-                growth.pendingEnd = first + g.pages
-            }
+            if growth.pendingPages == 0 && !growPending(npages: max(npages, Heap.growPiecePages)) { return nil }
             // Fault in what we need ourselves, then look again.
             if !faultInPiece(minPages: npages, byGrower: false) { return nil }
         }
+    }
+
+    /// Grow the heap by whole chunks covering `npages` and make them the pending range:
+    /// in the page allocator, reserved, to be faulted in piece by piece. False when the
+    /// heap cannot grow. Heap lock held.
+    private func growPending(npages: Int) -> Bool {
+        guard let g = growPrepare(npages: npages) else { return false }
+        growCommit(g)
+        let first = Int((g.addr - arenaBase) >> SizeClassTable.pageShiftU)
+        pages.reserve(first, g.pages)
+        growth.reservedPages += g.pages
+        growth.pendingNext = first
+        growth.pendingEnd = first + g.pages
+        return true
     }
 
     /// An allocation took small-object pages: wake the grower if the reserve is low.
@@ -220,15 +226,7 @@ extension Heap {
                     if !faultInRun(run.first, run.count, byGrower: true) { break }
                     continue
                 }
-                if growth.pendingPages == 0 {
-                    guard let g = growPrepare(npages: PageAlloc.chunkPages) else { break }
-                    growCommit(g)
-                    let first = Int((g.addr - arenaBase) >> SizeClassTable.pageShiftU)
-                    pages.reserve(first, g.pages)
-                    growth.reservedPages += g.pages
-                    growth.pendingNext = first
-                    growth.pendingEnd = first + g.pages
-                }
+                if growth.pendingPages == 0 && !growPending(npages: PageAlloc.chunkPages) { break }
                 if !faultInPiece(minPages: 1, byGrower: true) { break }
             }
         }

@@ -128,8 +128,9 @@ public struct AllocPathStats: Sendable, Codable, Equatable {
     public var heapGrowBytes: UInt64
     /// Bytes of free pages given back to the OS (`madvise`) by the scavenger, in total.
     public var bytesReturnedToOS: UInt64
-    /// 2 MiB pieces of fresh (or released) memory faulted in ahead of use by the grower
-    /// thread, and by allocating mutators that found no free page (Allocator/HeapGrowth.swift).
+    /// Pieces of fresh (or released) memory faulted in ahead of use by the grower thread
+    /// (2 MiB each), and by allocating mutators that found no free page (128 KiB or what
+    /// the span needs; Allocator/HeapGrowth.swift).
     public var piecesFaultedInBackground: UInt64 = 0
     /// See `piecesFaultedInBackground`.
     public var piecesFaultedByMutators: UInt64 = 0
@@ -228,7 +229,7 @@ extension AllocPathStats {
         out += "spans: \(spansCreated) created, \(spansCached) cached, \(spansUncached) uncached, "
             + "\(spansSwept) swept, \(spansFreed) freed to the page heap\n"
         out += "page heap: grew \(heapGrows) times (\(heapGrowBytes >> 20) MiB), returned \(bytesReturnedToOS >> 10) KiB to the OS\n"
-        out += "growth: \(piecesFaultedInBackground) pieces of 2 MiB faulted in ahead by the grower, \(piecesFaultedByMutators) by allocating threads (longest \(ns(Double(maxMutatorFaultNs))))\n"
+        out += "growth: \(piecesFaultedInBackground) pieces of 2 MiB faulted in ahead by the grower, \(piecesFaultedByMutators) of 128 KiB by allocating threads (longest \(ns(Double(maxMutatorFaultNs))))\n"
         out += "scavenger: released \(scavengerBackgroundBytes >> 10) KiB in the background in \(ns(Double(scavengerBackgroundNs)))\n"
         if locks.isEmpty {
             out += "runtime locks: no contention\n"
