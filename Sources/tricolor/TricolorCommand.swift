@@ -11,7 +11,7 @@ struct TricolorCommand: ParsableCommand {
         abstract: "Go's memory manager rebuilt in Swift: run workloads, inspect the allocator.",
         discussion: ExitStatus.helpText,
         version: Heap.version,
-        subcommands: [Run.self, SizeClasses.self, Bench.self])
+        subcommands: [Run.self, SizeClasses.self, Bench.self, HeapDumpCommand.self])
 }
 
 struct SizeClasses: ParsableCommand {
@@ -99,6 +99,12 @@ struct Run: ParsableCommand {
 
     /// Whether stdout carries the JSON report (and only it).
     var jsonReport: Bool { json || memstats }
+
+    @Flag(name: .customLong("alloc-state"), help: "After the run, print the allocator's state: per size class, spans in mcaches and mcentral partial/full × swept/unswept, objects in use, fragmentation; free page runs; arenas; mutators.")
+    var allocState = false
+
+    @Option(name: .customLong("heap-dump"), help: "After the run, write a heap dump here (docs/heapdump-format.md; read it with `tricolor heapdump`).")
+    var heapDump: String?
 
     @Flag(name: .customLong("alloc-path"), help: "Count every allocation by the level that served it (mcache, mcentral, mheap, OS, large) and print the table after the run.")
     var allocPath = false
@@ -199,6 +205,7 @@ struct Run: ParsableCommand {
         let summary = summaryLine(heap: heap, wallSeconds: wall, extra: extra)
         say(summary)
         if allocPath { say(heap.allocPathStats().formatted().trimmingSuffix("\n")) }
+        if allocState { say(heap.allocatorState().description.trimmingSuffix("\n")) }
 
         // 4. The outputs. Every failure is reported; the status says one happened.
         var writeFailed = false
@@ -206,6 +213,12 @@ struct Run: ParsableCommand {
             // Like `go test -memprofile`: collect first, so in-use figures are current.
             heap.collect()
             do { try out.write(heap.heapProfile()) } catch { reportError(error.message); writeFailed = true }
+        }
+        if let path = heapDump {
+            do {
+                let sum = try heap.writeHeapDumpSymbolized(to: path)
+                say("# heap dump: \(path): \(sum.objects) objects, \(sum.edges) pointers, \(sum.roots) roots, \(sum.fileBytes) bytes, pause \(sum.pauseNs / 1000) µs")
+            } catch { reportError("\(error)"); writeFailed = true }
         }
         if let out = mutexOut {
             do { try out.write(Heap.mutexProfileData()) } catch { reportError(error.message); writeFailed = true }
