@@ -125,6 +125,9 @@ public struct HeapDumpError: Error, CustomStringConvertible, Equatable {
 struct DumpCounts {
     var objects = 0, edges = 0, roots = 0, objectBytes = 0
     var pcs: Set<UInt> = []
+    /// Per slot type word: objects and bytes (two words each), when the caller wants a
+    /// tally (the fatal report's top types); nil otherwise.
+    var typeTally: UnsafeMutablePointer<UInt>? = nil
 }
 
 extension Heap {
@@ -194,8 +197,9 @@ extension Heap {
 
     /// Everything but the frames and the END record. World stopped and no sweep in
     /// flight (`locking`), or best effort (fatal path: locks only tried).
-    func writeDumpBody(_ w: inout DumpWriter, locking: Bool) -> DumpCounts {
+    func writeDumpBody(_ w: inout DumpWriter, locking: Bool, typeTally: UnsafeMutablePointer<UInt>? = nil) -> DumpCounts {
         var c = DumpCounts()
+        c.typeTally = typeTally
         let sg = sweepgen
         w.raw(DumpWriter.magic)
         w.uvarint(DumpWriter.version)
@@ -241,7 +245,7 @@ extension Heap {
             memProfiler.lock.unlock()
         }
         // SPANS, free runs and OBJECTS, in address order.
-        let grown = acquire(heapLock, locking) ? { defer { heapLock.unlock() }; return pages.grownPages }() : 0
+        let grown = acquire(heapLock, locking) ? { defer { heapLock.unlock() }; return pages.grownPages }() : pages.grownPages   // best effort
         var p = 0
         var runStart = -1, runScav = 0
         func endRun(_ at: Int) {
@@ -280,13 +284,17 @@ extension Heap {
         endRun(grown)
         // ROOTS
         writeRoots(&w, &c, locking: locking)
-        // MEMSTATS (the fields by name; arrays and per-class rows left out)
-        let ms = readMemStatsLocked()
+        // MEMSTATS (the fields by name; arrays and per-class rows left out). The fatal
+        // path cannot take the locks MemStats needs: it writes the lock-free counters.
         var fields: [(String, UInt64)] = []
-        for child in Mirror(reflecting: ms).children {
-            guard let name = child.label else { continue }
-            if let v = child.value as? UInt64 { fields.append((name, v)) }
-            else if let v = child.value as? UInt32 { fields.append((name, UInt64(v))) }
+        if locking {
+            for child in Mirror(reflecting: readMemStatsLocked()).children {
+                guard let name = child.label else { continue }
+                if let v = child.value as? UInt64 { fields.append((name, v)) }
+                else if let v = child.value as? UInt32 { fields.append((name, UInt64(v))) }
+            }
+        } else {
+            fields = memStatsWithoutLocks()
         }
         w.uvarint(DumpTag.memStats.rawValue); w.uvarint(fields.count)
         for (name, v) in fields { w.string(name); w.uvarint(v) }
@@ -316,6 +324,7 @@ extension Heap {
                 w.uvarint(base); w.uvarint(UInt(tid)); w.uvarint(objSize)
                 c.objects += 1
                 c.objectBytes += Int(objSize)
+                if let t = c.typeTally { t[Int(tid) &* 2] &+= 1; t[Int(tid) &* 2 &+ 1] &+= objSize }
                 let id = Int(tid & ~arrayTypeBit)
                 if scan && id != 0, let pw = types[id].ptrWords {
                     let np = types[id].numPtrWords
@@ -382,6 +391,28 @@ extension Heap {
                 _ = forEachNativeStackWord(m, from: m.pointee.nativeSP) { visit($0) }
             }
         }
+    }
+
+    /// The MemStats fields that atomic counters hold, read without any lock (the fatal
+    /// path). heapAlloc and the object counts leave out objects allocated from spans
+    /// still cached by mutators.
+    func memStatsWithoutLocks() -> [(String, UInt64)] {
+        var allocBytes: UInt = 0, freeBytes: UInt = 0, mallocs: UInt = 0, frees: UInt = 0
+        for c in 1..<SizeClassTable.numSizeClasses {
+            let size = UInt(SizeClassTable.classToSize[c])
+            let a = heapStats.smallAllocs[c].load(.relaxed), f = heapStats.smallFrees[c].load(.relaxed)
+            allocBytes &+= a &* size; freeBytes &+= f &* size; mallocs &+= a; frees &+= f
+        }
+        mallocs &+= heapStats.largeAllocCount.load(.relaxed); frees &+= heapStats.largeFreeCount.load(.relaxed)
+        allocBytes &+= heapStats.largeAllocBytes.load(.relaxed); freeBytes &+= heapStats.largeFreeBytes.load(.relaxed)
+        let stacks = heapStats.stackInuse.load(.relaxed)
+        let goal = gcController.heapGoal.load(.relaxed)
+        return [("heapAlloc", UInt64(allocBytes &- freeBytes)), ("totalAlloc", UInt64(allocBytes)),
+                ("mallocs", UInt64(mallocs)), ("frees", UInt64(frees)), ("heapObjects", UInt64(mallocs &- frees)),
+                ("heapSys", UInt64(heapStats.heapSys.load(.relaxed) &- stacks)), ("heapInuse", UInt64(heapStats.heapInuse.load(.relaxed))),
+                ("heapReleased", UInt64(heapStats.heapReleased.load(.relaxed))), ("stackInuse", UInt64(stacks)),
+                ("nextGC", goal == UInt.max ? 0 : UInt64(goal)), ("numGC", UInt64(marking.numGC.load(.relaxed))),
+                ("heapLive", UInt64(gcController.heapLive.load(.relaxed)))]
     }
 
     /// Whether slot `idx` of in-use span `s` holds a live object (world stopped, no
