@@ -144,7 +144,7 @@ enum DebugLayout {
             ("MutatorState.mcache", o(\MutatorState.mcache)), ("MutatorState.stack", o(\MutatorState.stack)),
             ("MutatorState.stackTop", o(\MutatorState.stackTop)), ("MutatorState.stackCap", o(\MutatorState.stackCap)),
             ("MutatorState.nativeStackLo", o(\MutatorState.nativeStackLo)), ("MutatorState.nativeStackHi", o(\MutatorState.nativeStackHi)),
-            ("MutatorState.status", o(\MutatorState.status)), ("MutatorState.next", o(\MutatorState.next)),
+            ("MutatorState.status", o(\MutatorState.status)), ("MutatorState.statusBytes", UInt(MemoryLayout<MutatorStatus>.size)), ("MutatorState.next", o(\MutatorState.next)),
             ("MutatorState.threadID", o(\MutatorState.threadID)), ("MutatorState.id", o(\MutatorState.id)),
             ("MCache.spans", o(\MCache.spans)), ("MCache.tinyAllocs", o(\MCache.tinyAllocs)),
             ("MCentral.size", UInt(MemoryLayout<MCentral>.stride)), ("MCentral.heads", o(\MCentral.heads)),
