@@ -288,7 +288,10 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Argument(help: "alloc (allocation paths) or stack (shadow stack growth by copying)")
+    @Option(name: .customLong("dump-path"), help: "heapdump: where to write the dump (default /tmp/tricolor-bench.tchd).")
+    var dumpPath: String = "/tmp/tricolor-bench.tchd"
+
+    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying) or heapdump (dump write pause and rate, inspect cost; --objects live objects)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -304,10 +307,14 @@ struct Bench: ParsableCommand {
     var runs: Int = 7
 
     func validate() throws {
-        guard what == "alloc" || what == "stack" else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack") }
+        guard ["alloc", "stack", "heapdump"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, heapdump") }
     }
 
     func run() throws {
+        if what == "heapdump" {
+            try HeapDumpBench.run(objects: objects, path: dumpPath, runs: runs)
+            return
+        }
         if what == "stack" {
             print(StackBench.format(try StackBench.run(runs: runs)))
             return

@@ -39,7 +39,11 @@ enum SysMemory {
     static func reserve(_ n: Int) -> UnsafeMutableRawPointer? {
         // No MAP_NORESERVE: a PROT_NONE mapping is not charged, and without the flag
         // `map`'s mprotect is (see the top of this file).
-        try? SysCall.mmap(nil, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS, op: .reserve).get()
+        guard let p = try? SysCall.mmap(nil, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS, op: .reserve).get() else { return nil }
+        // Left out of core files until `used` (gcore and the kernel would otherwise write
+        // the whole reservation, 256 GiB by default, as zeros). Advice only.
+        _ = Glibc.madvise(p, n, MADV_DONTDUMP)
+        return p
     }
 
     /// Reserved → Prepared: the range becomes readable and writable, charged against
@@ -56,7 +60,10 @@ enum SysMemory {
     @discardableResult
     static func fault(_ p: UnsafeMutableRawPointer, _ n: Int) -> Bool {
         let r = SysCall.mmap(p, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, op: .fault)
-        if case .success(let q) = r, q == p { return true }
+        if case .success(let q) = r, q == p {
+            _ = Glibc.madvise(p, n, MADV_DONTDUMP)   // a fresh mapping: out of core files again
+            return true
+        }
         return false
     }
 
@@ -64,6 +71,7 @@ enum SysMemory {
     /// when THP is compiled out) changes nothing the heap relies on, so it is ignored here.
     static func used(_ p: UnsafeMutableRawPointer, _ n: Int) {
         _ = SysCall.madvise(p, n, MADV_HUGEPAGE, op: .hugePage)
+        _ = Glibc.madvise(p, n, MADV_DODUMP)   // heap memory belongs in a core file (see `reserve`)
     }
 
     /// What `populate` did.
