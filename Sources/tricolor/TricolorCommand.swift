@@ -100,7 +100,7 @@ struct Run: ParsableCommand {
     /// Whether stdout carries the JSON report (and only it).
     var jsonReport: Bool { json || memstats }
 
-    @Flag(name: .customLong("alloc-state"), help: "After the run, print the allocator's state: per size class, spans in mcaches and mcentral partial/full × swept/unswept, objects in use, fragmentation; free page runs; arenas; mutators.")
+    @Flag(name: .customLong("alloc-state"), help: "After the run, print the allocator's state: per size class, spans in mcaches and mcentral partial/full × swept/unswept, objects in use, fragmentation; free page runs; arenas; mutators (with --json: the AllocState key).")
     var allocState = false
 
     @Option(name: .customLong("heap-dump"), help: "After the run, write a heap dump here (docs/heapdump-format.md; read it with `tricolor heapdump`).")
@@ -264,7 +264,8 @@ struct Run: ParsableCommand {
     func report(_ heap: Heap, summary: String) -> RunReport {
         RunReport(version: Heap.version, workload: workload.rawValue, n: n, threads: threads,
                   summary: RunReport.summaryPairs(summary), MemStats: heap.memStats(),
-                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil)
+                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil,
+                  AllocState: allocState ? heap.allocatorState() : nil)
     }
 
     /// The progress line (ProgressLine.swift), started, when stderr is a terminal.
