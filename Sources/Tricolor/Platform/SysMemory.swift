@@ -40,7 +40,7 @@ enum SysMemory {
         // No MAP_NORESERVE: a PROT_NONE mapping is not charged, and without the flag
         // `map`'s mprotect is (see the top of this file).
         guard let p = try? SysCall.mmap(nil, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS, op: .reserve).get() else { return nil }
-        // Left out of core files until `used` (gcore and the kernel would otherwise write
+        // Left out of core files until `map` (gcore and the kernel would otherwise write
         // the whole reservation, 256 GiB by default, as zeros). Advice only.
         _ = Glibc.madvise(p, n, MADV_DONTDUMP)
         return p
@@ -51,7 +51,10 @@ enum SysMemory {
     /// Mapping a range that is already Prepared or Ready is allowed and changes nothing.
     /// - Precondition: `p` and `n` are OS-page aligned, inside a reservation.
     static func map(_ p: UnsafeMutableRawPointer, _ n: Int) -> Result<Void, Errno> {
-        SysCall.mprotect(p, n, prot: PROT_READ | PROT_WRITE, op: .map)
+        let r = SysCall.mprotect(p, n, prot: PROT_READ | PROT_WRITE, op: .map)
+        // Heap memory belongs in a core file (see `reserve`). Advice only.
+        if case .success = r { _ = Glibc.madvise(p, n, MADV_DODUMP) }
+        return r
     }
 
     /// Prepared (or Ready) → Reserved: drops the pages and the commit charge (Go's
@@ -71,7 +74,6 @@ enum SysMemory {
     /// when THP is compiled out) changes nothing the heap relies on, so it is ignored here.
     static func used(_ p: UnsafeMutableRawPointer, _ n: Int) {
         _ = SysCall.madvise(p, n, MADV_HUGEPAGE, op: .hugePage)
-        _ = Glibc.madvise(p, n, MADV_DODUMP)   // heap memory belongs in a core file (see `reserve`)
     }
 
     /// What `populate` did.
