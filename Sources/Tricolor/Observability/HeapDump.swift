@@ -245,43 +245,49 @@ extension Heap {
             memProfiler.lock.unlock()
         }
         // SPANS, free runs and OBJECTS, in address order.
-        let grown = acquire(heapLock, locking) ? { defer { heapLock.unlock() }; return pages.grownPages }() : pages.grownPages   // best effort
-        var p = 0
-        var runStart = -1, runScav = 0
-        func endRun(_ at: Int) {
-            if runStart >= 0 {
-                w.uvarint(DumpTag.freeRun.rawValue); w.uvarint(arenaBase + UInt(runStart) << SizeClassTable.pageShiftU)
-                w.uvarint(at - runStart); w.uvarint(runScav)
-                runStart = -1; runScav = 0
-            }
-        }
-        while p < grown {
-            let addr = arenaBase + UInt(p) << SizeClassTable.pageShiftU
-            guard let s = spanOfAcquiring(addr), s.pointee.startAddr == addr, s.pointee.npages > 0 else {
-                if spanOfAcquiring(addr) == nil {
-                    if runStart < 0 { runStart = p }
-                    if pages.isScavenged(p) { runScav += 1 }
+        do {
+            // The page heap under its lock for the whole walk (a scavenger or grower thread
+            // may take it while the world is stopped); the fatal path only tries it.
+            let heapLocked = acquire(heapLock, locking)
+            defer { if heapLocked { heapLock.unlock() } }
+            let grown = pages.grownPages
+            var p = 0
+            var runStart = -1, runScav = 0
+            func endRun(_ at: Int) {
+                if runStart >= 0 {
+                    w.uvarint(DumpTag.freeRun.rawValue); w.uvarint(arenaBase + UInt(runStart) << SizeClassTable.pageShiftU)
+                    w.uvarint(at - runStart); w.uvarint(runScav)
+                    runStart = -1; runScav = 0
                 }
-                p += 1
-                continue
             }
-            endRun(p)
-            p += Int(s.pointee.npages)
-            let st = s.pointee.state
-            let manual = st == MSpanState.manual.rawValue
-            guard st == MSpanState.inUse.rawValue || manual else { continue }
-            let g = s.loadSweepgen()
-            let cachedBy = cached[UInt(bitPattern: s)]
-            w.uvarint(DumpTag.span.rawValue)
-            w.uvarint(s.pointee.startAddr); w.uvarint(s.pointee.npages); w.uvarint(UInt(st)); w.uvarint(UInt(s.pointee.spanClass.raw))
-            w.uvarint(s.pointee.elemSize); w.uvarint(s.pointee.nelems)
-            w.uvarint(manual ? s.pointee.allocCount : (cachedBy != nil ? s.countAllocated() : s.pointee.allocCount))
-            w.string(manual ? "" : sweepStatusName(span: g, heap: sg))
-            w.uvarint(cachedBy.map { $0 + 1 } ?? 0)
-            if manual { continue }
-            writeSpanObjects(s, unswept: g == sg &- 2 || g == sg &+ 1, &w, &c, samples: samples[s.pointee.startAddr])
-        }
-        endRun(grown)
+            while p < grown {
+                let addr = arenaBase + UInt(p) << SizeClassTable.pageShiftU
+                guard let s = spanOfAcquiring(addr), s.pointee.startAddr == addr, s.pointee.npages > 0 else {
+                    if spanOfAcquiring(addr) == nil {
+                        if runStart < 0 { runStart = p }
+                        if pages.isScavenged(p) { runScav += 1 }
+                    }
+                    p += 1
+                    continue
+                }
+                endRun(p)
+                p += Int(s.pointee.npages)
+                let st = s.pointee.state
+                let manual = st == MSpanState.manual.rawValue
+                guard st == MSpanState.inUse.rawValue || manual else { continue }
+                let g = s.loadSweepgen()
+                let cachedBy = cached[UInt(bitPattern: s)]
+                w.uvarint(DumpTag.span.rawValue)
+                w.uvarint(s.pointee.startAddr); w.uvarint(s.pointee.npages); w.uvarint(UInt(st)); w.uvarint(UInt(s.pointee.spanClass.raw))
+                w.uvarint(s.pointee.elemSize); w.uvarint(s.pointee.nelems)
+                w.uvarint(manual ? s.pointee.allocCount : (cachedBy != nil ? s.countAllocated() : s.pointee.allocCount))
+                w.string(manual ? "" : sweepStatusName(span: g, heap: sg))
+                w.uvarint(cachedBy.map { $0 + 1 } ?? 0)
+                if manual { continue }
+                writeSpanObjects(s, unswept: g == sg &- 2 || g == sg &+ 1, &w, &c, samples: samples[s.pointee.startAddr])
+            }
+            endRun(grown)
+        }   // heap lock released: roots and MemStats take lower-ranked locks and the heap lock
         // ROOTS
         writeRoots(&w, &c, locking: locking)
         // MEMSTATS (the fields by name; arrays and per-class rows left out). The fatal

@@ -98,6 +98,28 @@ final class HeapDumpTests: WatchdogTestCase {
         }
     }
 
+    /// In checked mode (lock ranks enforced) dumping, inspecting and the allocator state
+    /// take their locks in rank order; run in a child so a violation fails this test only.
+    func testDumpInspectAndStateRespectLockRanksInCheckedMode() {
+        let dir = temporaryDirectory("checked")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        checkInChild { c in
+            let heap = try! Heap(configuration: Configuration(checked: true, memProfileRate: 1))
+            let node = try! heap.register(TypeLayout(name: "checked.Node", size: 16, pointerWords: [0]))
+            let g = heap.makeGlobal()
+            heap.withMutator { m in
+                m.withFrame(slots: 1) { f in
+                    for _ in 0..<100 { let n = m.allocate(node); m.store(n, 0, f[0]); f[0] = n }
+                    m.store(g, f[0])
+                    c.expectEqual(heap.inspect(f[0]).kind, .object)
+                    c.expect(!heap.allocatorState().spanClasses.isEmpty, "allocator state")
+                    let s = try! heap.writeHeapDump(to: dir + "/checked.tchd")
+                    c.expect(s.objects >= 100, "objects \(s.objects)")
+                }
+            }
+        }
+    }
+
     /// The dump format rejects what it does not know, naming the problem.
     func testParserRejectsBadInput() {
         XCTAssertThrowsError(try HeapDump(data: Data("not a dump".utf8))) { e in

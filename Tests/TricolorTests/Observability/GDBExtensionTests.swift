@@ -149,7 +149,15 @@ final class GDBExtensionTests: WatchdogTestCase {
         }
         t.start()
         while tc_load_acquire(UnsafeRawPointer(ready)) == 0 { usleep(1000) }
-        let state = heap.allocatorState()
+        // Wait for the heap to be quiet (no background thread still growing or
+        // scavenging): two snapshots 50 ms apart that agree.
+        var state = heap.allocatorState()
+        while true {
+            usleep(50_000)
+            let again = heap.allocatorState()
+            if again == state { break }
+            state = again
+        }
         var text = "==heap==\n" + state.description
         let ms = heap.memStats()
         text += "==memstats==\nHeapSys \(ms.heapSys)\nHeapInuse \(ms.heapInuse)\nHeapReleased \(ms.heapReleased)\nStackInuse \(ms.stackInuse)\nNextGC \(ms.nextGC)\nNumGC \(ms.numGC)\n"
