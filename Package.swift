@@ -11,6 +11,9 @@ let package = Package(
         // pprof files (`heap.heapProfile()`, `Heap.mutexProfileData()`), the symbolizer
         // and DWARF line tables. Apart so that the runtime does not link zlib.
         .library(name: "TricolorProfiling", targets: ["TricolorProfiling"]),
+        // Reading heap dumps (`Heap.writeHeapDump`): dominator tree, retained sizes,
+        // retention paths, diffs. Apart so that the runtime does not carry the analyzer.
+        .library(name: "TricolorHeapDump", targets: ["TricolorHeapDump"]),
         .executable(name: "tricolor", targets: ["tricolor"]),
     ],
     dependencies: [
@@ -36,6 +39,7 @@ let package = Package(
         // Test support (@_spi(Testing)): running code in a child process, watchdogs,
         // seeded random numbers, reference implementations. Not a product.
         .target(name: "TricolorTestSupport", dependencies: ["Tricolor"]),
+        .target(name: "TricolorHeapDump"),
         .target(name: "TricolorWorkloads", dependencies: ["Tricolor"]),
         // The example: a small Scheme written with the typed layer (and the same
         // interpreter on ARC classes, for comparison), as a library for its tests and
@@ -45,13 +49,13 @@ let package = Package(
         .executableTarget(
             name: "tricolor",
             dependencies: [
-                "Tricolor", "TricolorProfiling", "TricolorWorkloads",
+                "Tricolor", "TricolorProfiling", "TricolorWorkloads", "TricolorHeapDump",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "TricolorTests",
-            dependencies: ["Tricolor", "TricolorProfiling", "TricolorTestSupport", "TricolorWorkloads", "CTricolor", "CZlib"]
+            dependencies: ["Tricolor", "TricolorProfiling", "TricolorTestSupport", "TricolorWorkloads", "TricolorHeapDump", "CTricolor", "CZlib"]
         ),
         .testTarget(name: "SchemeTests", dependencies: ["TricolorScheme", "Tricolor"]),
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Lists the public symbols of Tricolor and TricolorProfiling that have no doc comment,
+# Lists the public symbols of Tricolor, TricolorProfiling and TricolorHeapDump that have no doc comment,
 # from the symbol graphs `swift package dump-symbol-graph` writes, and exits 1 if there
 # are any. @_spi symbols are skipped (they are not public API), and so are members a
 # protocol's default implementation supplies (`!=`, `hashValue`): the protocol documents
@@ -10,7 +10,7 @@
 import glob, json, os, sys
 
 directory = sys.argv[1] if len(sys.argv) > 1 else f".build/{os.uname().machine}-unknown-linux-gnu/symbolgraph"
-modules = ["Tricolor", "TricolorProfiling"]
+modules = ["Tricolor", "TricolorProfiling", "TricolorHeapDump"]
 total = undocumented = 0
 for module in modules:
     files = glob.glob(os.path.join(directory, module + ".symbols.json")) + glob.glob(os.path.join(directory, module + "@*.symbols.json"))

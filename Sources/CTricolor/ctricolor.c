@@ -246,3 +246,17 @@ int tc_current_affinity(void *mask) {
 int tc_restore_affinity(uint64_t tid, const void *saved) {
     return sched_setaffinity((pid_t)tid, sizeof(cpu_set_t), (const cpu_set_t *)saved);
 }
+
+// The debug descriptor: see ctricolor.h. `used` keeps it in the binary even though no
+// code of the runtime reads it back.
+__attribute__((used)) tc_debug_descriptor tricolor_debug_descriptor = {
+    .magic = "tricolor-debug",
+    .version = TC_DEBUG_VERSION,
+    .max_heaps = TC_DEBUG_MAX_HEAPS,
+};
+tc_debug_descriptor *tc_debug(void) { return &tricolor_debug_descriptor; }
+
+// The gdb extension, embedded for auto-loading (gdb's .debug_gdb_scripts section: a
+// byte 4 then the script's name and text as one NUL-terminated string), generated from
+// tools/gdb/tricolor-gdb.py by Scripts/embed-gdb-script.py.
+#include "gdb_script.inc"

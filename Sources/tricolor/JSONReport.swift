@@ -4,7 +4,7 @@
 // always parses.
 //
 // Shape (keys sorted; "n" is the size argument as given, absent when the workload's
-// default was used; "AllocPath" only with --alloc-path):
+// default was used; "AllocPath" only with --alloc-path, "AllocState" only with --alloc-state):
 //   { "version": "0.1.0", "workload": "binary-trees", "n": 10, "threads": 1,
 //     "summary": { "wall_s": 0.012, "numgc": 3, … },      // the '#' line's pairs
 //     "MemStats": { "Alloc": …, "TotalAlloc": …, … },    // Go's field names
@@ -43,6 +43,8 @@ struct RunReport: Encodable {
     let MemStats: Tricolor.MemStats
     let GCStats: Tricolor.GCStats
     let AllocPath: AllocPathStats?
+    /// `--alloc-state`: the allocator at the end of the run (Heap.allocatorState()).
+    var AllocState: AllocatorState? = nil
 
     /// The pairs of a `# key=value key=value` summary line.
     static func summaryPairs(_ line: String) -> [String: SummaryValue] {

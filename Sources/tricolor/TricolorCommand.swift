@@ -11,7 +11,7 @@ struct TricolorCommand: ParsableCommand {
         abstract: "Go's memory manager rebuilt in Swift: run workloads, inspect the allocator.",
         discussion: ExitStatus.helpText,
         version: Heap.version,
-        subcommands: [Run.self, SizeClasses.self, Bench.self])
+        subcommands: [Run.self, SizeClasses.self, Bench.self, HeapDumpCommand.self])
 }
 
 struct SizeClasses: ParsableCommand {
@@ -99,6 +99,12 @@ struct Run: ParsableCommand {
 
     /// Whether stdout carries the JSON report (and only it).
     var jsonReport: Bool { json || memstats }
+
+    @Flag(name: .customLong("alloc-state"), help: "After the run, print the allocator's state: per size class, spans in mcaches and mcentral partial/full × swept/unswept, objects in use, fragmentation; free page runs; arenas; mutators (with --json: the AllocState key).")
+    var allocState = false
+
+    @Option(name: .customLong("heap-dump"), help: "After the run, write a heap dump here (docs/heapdump-format.md; read it with `tricolor heapdump`).")
+    var heapDump: String?
 
     @Flag(name: .customLong("alloc-path"), help: "Count every allocation by the level that served it (mcache, mcentral, mheap, OS, large) and print the table after the run.")
     var allocPath = false
@@ -199,6 +205,7 @@ struct Run: ParsableCommand {
         let summary = summaryLine(heap: heap, wallSeconds: wall, extra: extra)
         say(summary)
         if allocPath { say(heap.allocPathStats().formatted().trimmingSuffix("\n")) }
+        if allocState { say(heap.allocatorState().description.trimmingSuffix("\n")) }
 
         // 4. The outputs. Every failure is reported; the status says one happened.
         var writeFailed = false
@@ -206,6 +213,12 @@ struct Run: ParsableCommand {
             // Like `go test -memprofile`: collect first, so in-use figures are current.
             heap.collect()
             do { try out.write(heap.heapProfile()) } catch { reportError(error.message); writeFailed = true }
+        }
+        if let path = heapDump {
+            do {
+                let sum = try heap.writeHeapDumpSymbolized(to: path)
+                say("# heap dump: \(path): \(sum.objects) objects, \(sum.edges) pointers, \(sum.roots) roots, \(sum.fileBytes) bytes, pause \(sum.pauseNs / 1000) µs")
+            } catch { reportError("\(error)"); writeFailed = true }
         }
         if let out = mutexOut {
             do { try out.write(Heap.mutexProfileData()) } catch { reportError(error.message); writeFailed = true }
@@ -251,7 +264,8 @@ struct Run: ParsableCommand {
     func report(_ heap: Heap, summary: String) -> RunReport {
         RunReport(version: Heap.version, workload: workload.rawValue, n: n, threads: threads,
                   summary: RunReport.summaryPairs(summary), MemStats: heap.memStats(),
-                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil)
+                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil,
+                  AllocState: allocState ? heap.allocatorState() : nil)
     }
 
     /// The progress line (ProgressLine.swift), started, when stderr is a terminal.
@@ -275,7 +289,10 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying), growth (operation latency while the heap grows) or spike (RSS while idle after a spike)")
+    @Option(name: .customLong("dump-path"), help: "heapdump: where to write the dump (default /tmp/tricolor-bench.tchd).")
+    var dumpPath: String = "/tmp/tricolor-bench.tchd"
+
+    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying), growth (operation latency while the heap grows), spike (RSS while idle after a spike) or heapdump (dump write pause and rate, inspect cost; --objects live objects)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -299,7 +316,7 @@ struct Bench: ParsableCommand {
     var seconds: Int = 10
 
     func validate() throws {
-        guard ["alloc", "stack", "growth", "spike"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth, spike") }
+        guard ["alloc", "stack", "growth", "spike", "heapdump"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth, spike, heapdump") }
     }
 
     func run() throws {
@@ -311,6 +328,10 @@ struct Bench: ParsableCommand {
         if what == "spike" {
             let heap = try Heap(configuration: Configuration.fromEnvironment())
             for line in try SpikeIdle.run(heap: heap, mib: mib ?? 512, seconds: seconds) { print(line) }
+            return
+        }
+        if what == "heapdump" {
+            try HeapDumpBench.run(objects: objects, path: dumpPath, runs: runs)
             return
         }
         if what == "stack" {

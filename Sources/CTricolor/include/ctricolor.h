@@ -156,4 +156,39 @@ int tc_current_affinity(void *mask);                  // the calling thread's ma
 
 // ---- OS memory ----
 
+// ---- the debug descriptor (Observability/DebugDescriptor.swift; tools/gdb/tricolor-gdb.py) ----
+// A small, stable, C-visible description of the live heaps for debuggers: gdb's
+// extension finds `tricolor_debug_descriptor` by symbol and reads everything else
+// through it, in a live process or a core file, without understanding Swift types.
+// Every word is 64 bits; names are NUL-terminated in fixed 48-byte fields. Swift fills
+// the layout table (`fields`: byte offsets of MSpan, MutatorState, MCache, ... fields,
+// and constants) once, at the first heap's creation, and each heap's slot at its
+// creation; a heap clears its slot when it is freed. Version 1.
+#define TC_DEBUG_VERSION 1
+#define TC_DEBUG_MAX_HEAPS 16
+#define TC_DEBUG_NAME_BYTES 48
+typedef struct tc_debug_field {
+    char name[TC_DEBUG_NAME_BYTES];
+    uint64_t value;
+} tc_debug_field;
+typedef struct tc_debug_heap {
+    uint64_t heap;          // the Heap object (opaque); 0: a free slot
+    uint64_t fields;        // tc_debug_field[field_count]: this heap's addresses and settings
+    uint64_t field_count;
+    uint64_t mutators;      // the first attached MutatorState (mirrored under the sched lock)
+    uint64_t type_names;    // const char *[type_count]: registry index -> name (types lock)
+    uint64_t type_count;
+} tc_debug_heap;
+typedef struct tc_debug_descriptor {
+    char magic[16];         // "tricolor-debug"
+    uint64_t version;       // TC_DEBUG_VERSION
+    uint64_t max_heaps;     // TC_DEBUG_MAX_HEAPS
+    uint64_t fields;        // tc_debug_field[field_count]: layout offsets and constants
+    uint64_t field_count;
+    tc_debug_heap heaps[TC_DEBUG_MAX_HEAPS];
+} tc_debug_descriptor;
+extern tc_debug_descriptor tricolor_debug_descriptor;
+/* The descriptor's address (Swift cannot take the address of a C global cheaply). */
+tc_debug_descriptor *tc_debug(void);
+
 #endif

@@ -39,7 +39,11 @@ enum SysMemory {
     static func reserve(_ n: Int) -> UnsafeMutableRawPointer? {
         // No MAP_NORESERVE: a PROT_NONE mapping is not charged, and without the flag
         // `map`'s mprotect is (see the top of this file).
-        try? SysCall.mmap(nil, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS, op: .reserve).get()
+        guard let p = try? SysCall.mmap(nil, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS, op: .reserve).get() else { return nil }
+        // Left out of core files until `map` (gcore and the kernel would otherwise write
+        // the whole reservation, 256 GiB by default, as zeros). Advice only.
+        _ = Glibc.madvise(p, n, MADV_DONTDUMP)
+        return p
     }
 
     /// Reserved → Prepared: the range becomes readable and writable, charged against
@@ -47,7 +51,10 @@ enum SysMemory {
     /// Mapping a range that is already Prepared or Ready is allowed and changes nothing.
     /// - Precondition: `p` and `n` are OS-page aligned, inside a reservation.
     static func map(_ p: UnsafeMutableRawPointer, _ n: Int) -> Result<Void, Errno> {
-        SysCall.mprotect(p, n, prot: PROT_READ | PROT_WRITE, op: .map)
+        let r = SysCall.mprotect(p, n, prot: PROT_READ | PROT_WRITE, op: .map)
+        // Heap memory belongs in a core file (see `reserve`). Advice only.
+        if case .success = r { _ = Glibc.madvise(p, n, MADV_DODUMP) }
+        return r
     }
 
     /// Prepared (or Ready) → Reserved: drops the pages and the commit charge (Go's
@@ -56,7 +63,10 @@ enum SysMemory {
     @discardableResult
     static func fault(_ p: UnsafeMutableRawPointer, _ n: Int) -> Bool {
         let r = SysCall.mmap(p, n, prot: PROT_NONE, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, op: .fault)
-        if case .success(let q) = r, q == p { return true }
+        if case .success(let q) = r, q == p {
+            _ = Glibc.madvise(p, n, MADV_DONTDUMP)   // a fresh mapping: out of core files again
+            return true
+        }
         return false
     }
 

@@ -20,6 +20,9 @@ import Runtime
 // backtracer (`SWIFT_BACKTRACE=enable=yes`) or the kernel's core dump takes over with
 // the thread's registers and memory intact. `GOTRACEBACK=none` prints the message only.
 //
+// With `GODEBUG=tricolordump=PREFIX` it then writes a text report and a heap dump of
+// every live heap (Observability/FatalDump.swift) before ending the process.
+//
 // The message is built only on the failing path: callers pass an autoclosure.
 // A second fatal error while the first is being reported (say, the symbolizer faults)
 // ends the process at once with the first message already on stderr.
@@ -62,9 +65,14 @@ nonisolated(unsafe) private let fatalInProgress: UnsafeMutablePointer<UInt> = {
     }
     writeStderr("fatal error: \(message)\n")
     let level = TracebackLevel.current
-    if level != .none {
-        writeStderr("\n" + threadHeader() + "\n" + symbolizedStack(sourceLines: level >= .detailed) + "\n")
+    let dumpPrefix = fatalDumpPrefix()
+    var stack = ""
+    if level != .none || dumpPrefix != nil {
+        stack = threadHeader() + "\n" + symbolizedStack(sourceLines: level >= .detailed) + "\n"
     }
+    if level != .none { writeStderr("\n" + stack) }
+    // GODEBUG=tricolordump=PREFIX: the report and heap dumps (Observability/FatalDump.swift).
+    if let dumpPrefix { writeFatalDumps(prefix: dumpPrefix, message: message, stack: stack) }
     if level == .crash {
         // Whoever handles SIGABRT takes over: the Swift backtracer, a fuzzer's crash
         // handler, or the kernel's core dump.

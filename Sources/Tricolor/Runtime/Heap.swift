@@ -120,7 +120,12 @@ public final class Heap: @unchecked Sendable {
     let stateChanged = RuntimeCond()
     let worldStarted = RuntimeCond()
     @exclusivity(unchecked) var stwActive = false
-    @exclusivity(unchecked) var mutators: UnsafeMutablePointer<MutatorState>? = nil   // attached, linked by `next`
+    @exclusivity(unchecked) var mutators: UnsafeMutablePointer<MutatorState>? = nil {   // attached, linked by `next`
+        didSet { debugNoteMutators() }   // the debug descriptor's mirror (attach/detach only)
+    }
+    /// This heap's slot in the debug descriptor (Observability/DebugDescriptor.swift), nil
+    /// if all slots were taken. Set at the end of init, cleared in deinit.
+    @exclusivity(unchecked) var debugSlot: UnsafeMutablePointer<tc_debug_heap>? = nil
     @exclusivity(unchecked) var freeMutators: UnsafeMutablePointer<MutatorState>? = nil
 
     // MARK: roots
@@ -280,6 +285,7 @@ public final class Heap: @unchecked Sendable {
         gcController.heapGoal.store(goal, .relaxed)
         // Checked mode ranks this heap's locks (and only this heap's).
         if checked { enableLockRanking() }
+        registerDebugDescriptor()
     }
 
     let reservationStart: UnsafeMutableRawPointer
@@ -293,6 +299,7 @@ public final class Heap: @unchecked Sendable {
     /// No mutator is attached here: each attached one holds a reference to the heap
     /// (see `attach`). The collector threads hold none (`startBackgroundThreadsIfNeeded`).
     deinit {
+        unregisterDebugDescriptor()
         if backgroundStarted {
             if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
                 runtimeFatal("a heap's last reference was dropped on its own collector thread")
@@ -364,6 +371,7 @@ public final class Heap: @unchecked Sendable {
             }
             types[id] = info
             typeNames.append(layout.name)
+            debugNoteType(id, layout.name)
             let noscan = layout.pointerWords.isEmpty
             let small = size <= SizeClassTable.maxSmallSize
             let spc = small && size > 0 ? SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)

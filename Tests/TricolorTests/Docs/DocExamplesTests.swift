@@ -231,4 +231,26 @@ final class TypedGettingStartedTests: XCTestCase {
         }
         XCTAssertEqual(seen, 0.0)
     }
+
+    /// SeeingInside.md, "Examining an address": inspect, the allocator state, a dump.
+    func testSeeingInsideInspectionExample() throws {
+        let heap = try Heap(configuration: Configuration().precise)
+        let Node = try heap.register(TypeLayout(name: "Node", size: 16, pointerWords: [0, 1]))
+        let path = NSTemporaryDirectory() + "tricolor-docs-\(getpid()).tchd"
+        defer { unlink(path) }
+        try heap.withMutator { m in
+            try m.withFrame(slots: 1) { frame in
+                frame[0] = m.allocate(Node)
+                let ref = frame[0]
+                let info = heap.inspect(ref)
+                print(info)                        // arena, span, slot, type, sweep state
+                print(heap.allocatorState())       // per size class: mcaches, mcentral, fragmentation
+                try heap.writeHeapDump(to: path)   // read it with `tricolor heapdump`
+                XCTAssertEqual(info.kind, .object)
+                XCTAssertEqual(info.object?.typeName, "Node")
+                XCTAssertEqual(info.span?.sweepStatus, "cached")
+            }
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+    }
 }
