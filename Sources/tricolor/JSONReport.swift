@@ -43,6 +43,8 @@ struct RunReport: Encodable {
     let MemStats: Tricolor.MemStats
     let GCStats: Tricolor.GCStats
     let AllocPath: AllocPathStats?
+    /// Finalizers, cleanups, weak handles, pools (Heap.lifecycleStats()).
+    var Lifecycle: LifecycleStats? = nil
 
     /// The pairs of a `# key=value key=value` summary line.
     static func summaryPairs(_ line: String) -> [String: SummaryValue] {

@@ -251,7 +251,8 @@ struct Run: ParsableCommand {
     func report(_ heap: Heap, summary: String) -> RunReport {
         RunReport(version: Heap.version, workload: workload.rawValue, n: n, threads: threads,
                   summary: RunReport.summaryPairs(summary), MemStats: heap.memStats(),
-                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil)
+                  GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil,
+                  Lifecycle: heap.lifecycleStats())
     }
 
     /// The progress line (ProgressLine.swift), started, when stderr is a terminal.
