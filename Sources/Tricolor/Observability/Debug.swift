@@ -90,5 +90,6 @@ extension Heap {
     func checkInvariantsStopped() {
         checkHeapInvariantsStopped()
         checkPolicyInvariants()
+        checkSpecialsInvariants()
     }
 }

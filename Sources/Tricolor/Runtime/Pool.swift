@@ -269,12 +269,17 @@ extension Heap {
 
     /// Grey every pooled object (the root scan). Returns how many entries it read.
     func scanPools(_ gcw: inout GCWork) -> Int {
+        forEachPooled { greyObject($0, &gcw) }
+    }
+
+    /// Calls `body` with every pooled object (primary and victim); returns the entries read.
+    func forEachPooled(_ body: (UInt) -> Void) -> Int {
         var n = 0
         poolsLock.withLock {
             for (_, p) in pools {
                 p.forEachLocal { l in
                     l.pointee.lock.withLock {
-                        func grey(_ v: UInt) { if v != 0 { greyObject(v, &gcw) } }
+                        func grey(_ v: UInt) { if v != 0 { body(v) } }
                         grey(l.pointee.privateSlot)
                         grey(l.pointee.victimPrivate)
                         l.pointee.shared.forEach(grey)

@@ -121,8 +121,8 @@ extension Heap {
         }
         let idx = s.pointee.isLarge ? 0 : s.objectIndex(addr)
         let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
-        if s.pointee.spanClass == .tiny {
-            runtimeFatal("\(what): \(Ref(address: addr)) is a tiny object (pointer-free, under 16 bytes), which shares its block with others; allocate at least 16 bytes")
+        if base != addr && s.pointee.spanClass == .tiny {
+            runtimeFatal("\(what): \(Ref(address: addr)) is a tiny object (pointer-free, under 16 bytes) inside a block shared with others; allocate at least 16 bytes")
         }
         if base != addr { runtimeFatal("\(what): \(Ref(address: addr)) is not the start of an object (it points into the object at \(Ref(address: base)))") }
         return (s, idx)
@@ -188,22 +188,30 @@ extension Heap {
     /// described at the top of this file, then the finalizer queue (objects and
     /// arguments waiting to be run) and the pools. Returns the bytes of root records read.
     func scanLifecycleRoots(_ gcw: inout GCWork) -> Int {
+        var n = forEachSpecialRoot(grey: { greyObject($0, &gcw) }, through: { markThrough($0, &gcw) })
+        n += scanPools(&gcw)
+        return n * 8
+    }
+
+    /// Calls `grey` with each address the specials and the finalizer queue keep alive,
+    /// and `through` with each finalizer's object (whose referents they keep). Returns
+    /// the records looked at. Also used by gccheckmark.
+    func forEachSpecialRoot(grey: (UInt) -> Void, through: (UInt) -> Void) -> Int {
         var n = 0
         specials.lock.withLock {
             for (_, list) in specials.bySpan {
                 for sp in list {
                     switch sp.kind {
-                    case .finalizer: markThrough(sp.addr, &gcw)
-                    case .cleanup, .weakHandle: greyObject(sp.arg, &gcw)
+                    case .finalizer: through(sp.addr)
+                    case .cleanup, .weakHandle: if sp.arg != 0 { grey(sp.arg) }
                     case .swiftBox: break
                     }
                 }
                 n += list.count
             }
         }
-        n += finalizerQueue.forEachRoot { greyObject($0, &gcw) }
-        n += scanPools(&gcw)
-        return n * 8
+        n += finalizerQueue.forEachRoot(grey)
+        return n
     }
 
     /// A special added or a root taken while marking: mark what the collector would
