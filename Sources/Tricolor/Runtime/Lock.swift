@@ -20,18 +20,19 @@ import Glibc
 //   2 background parking of the mark workers and the sweeper
 //   3 globals    global root slots and handles
 //   4 types      the type registry
-//   5 specials   finalizer/weak/cleanup/box records (Runtime/Specials.swift)
-//   6 finq       the finalizer queue (Runtime/Finalizers.swift), taken under specials
-//   7 pools      the pool registry and a pool's local creation (Runtime/Pool.swift)
-//   8 poolLocal  one pool local (taken under pools by the root scan and pause #1)
-//   9 mcentral   one per span class
-//  10 stackpool  the stack pool and the free large stacks (Allocator/StackAlloc.swift)
-//  11 mheap      page heap, arenas, span metadata, bitmap pool
-//  12 work       the global grey list
-//  13 stats      pause ring, stats snapshots, pacer settings and memory inputs
-//  14 prof       heap profile buckets and specials
-//  15 hooks      the installed allocation/free hooks
-//  16 limiter    the GC CPU limiter's bucket (a leaf: nothing is taken under it)
+//   5 mcentral   one per span class
+//   6 stackpool  the stack pool and the free large stacks (Allocator/StackAlloc.swift)
+//   7 mheap      page heap, arenas, span metadata, bitmap pool
+//   8 work       the global grey list
+//   9 stats      pause ring, stats snapshots, pacer settings and memory inputs
+//  10 prof       heap profile buckets and specials
+//  11 hooks      the installed allocation/free hooks
+//  12 limiter    the GC CPU limiter's bucket (a leaf: nothing is taken under it)
+//  13 specials   finalizer/weak/cleanup/box records (Runtime/Specials.swift); taken with
+//                no other lock held, except finq under it
+//  14 finq       the finalizer queue (Runtime/Finalizers.swift)
+//  15 pools      the pool registry and a pool's local creation (Runtime/Pool.swift)
+//  16 poolLocal  one pool local (under pools in the root scan and pause #1)
 //
 // mheap below stats is what Go's lockrank.go has too (mheap before the stats/trace
 // leaves): code that needs heap-lock data for pacing reads it first, then takes the
@@ -39,7 +40,7 @@ import Glibc
 // in `Heap.enableLockRanking`.
 @usableFromInline
 enum LockRank: Int, CaseIterable {
-    case markDone = 0, sched, background, globals, types, specials, finq, pools, poolLocal, mcentral, stackpool, mheap, work, stats, prof, hooks, limiter
+    case markDone = 0, sched, background, globals, types, mcentral, stackpool, mheap, work, stats, prof, hooks, limiter, specials, finq, pools, poolLocal
 }
 
 @usableFromInline
