@@ -276,7 +276,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Argument(help: "alloc (allocation paths) or stack (shadow stack growth by copying)")
+    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying) or lifecycle (finalizers, weak references, pools)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -292,12 +292,16 @@ struct Bench: ParsableCommand {
     var runs: Int = 7
 
     func validate() throws {
-        guard what == "alloc" || what == "stack" else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack") }
+        guard ["alloc", "stack", "lifecycle"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, lifecycle") }
     }
 
     func run() throws {
         if what == "stack" {
             print(StackBench.format(try StackBench.run(runs: runs)))
+            return
+        }
+        if what == "lifecycle" {
+            print(LifecycleBench.format(try LifecycleBench.run(runs: runs)))
             return
         }
         for result in try AllocBench.run(objects: objects, runs: runs, memProfileRate: memProfileRate) {
