@@ -20,9 +20,8 @@ import Glibc
 // `setFinalizer`, `addCleanup` or `makeBox`, attached to the heap as a mutator (a
 // finalizer may allocate, store, resurrect), waiting for work inside a blocking region
 // so that it never holds up a collection. It runs one job at a time, in queue order,
-// holding the job's object or argument in a frame slot while it runs. A job taken off
-// the queue while the collector marks is shaded first (the queue is a root the
-// collector may not have scanned yet; the thread's own stack may already be scanned).
+// leaving the job at the head of the queue (a root) until it returns, so that the job's
+// object or argument stays reachable for the collector the whole time.
 // A finalizer or cleanup that throws ends the process with a fatal error (Go's panic in
 // a finalizer); one that traps ends it like any other trap.
 //
@@ -66,6 +65,8 @@ final class FinalizerQueue: @unchecked Sendable {
     /// A job has been taken and has not finished.
     var busy = false
     var started = false
+    /// The thread has attached (and given back the attach's heap reference).
+    var attached = false
     var stopping = false
     var thread = pthread_t()
     var threadID: UInt64 = 0
@@ -123,40 +124,52 @@ extension Heap {
         let heap = Unmanaged.passUnretained(self)
         let control = q.control
         q.thread = spawnThread(name: "tricolor-finq") { heap._withUnsafeGuaranteedRef { $0.finalizerLoop(control) } }
+        // Wait until it has attached, so that its attach's reference to the heap (given
+        // back at once) is never the heap's last: the caller holds one meanwhile. In a
+        // blocking region: attach waits out a stopped world.
+        q.lock.unlock()
+        asBlocking {
+            q.lock.lock()
+            while !q.attached { q.idleCond.wait(q.lock) }
+            q.lock.unlock()
+        }
+        q.lock.lock()
     }
 
     /// The finalizer thread's body (Go's runfinq).
+    ///
+    /// It calls no `Mutator` method of its own: those read the mutator's heap as a strong
+    /// reference for the length of a call, and the thread must never hold the heap's
+    /// last reference except inside a job (see "Lifetime"). The running job stays at the
+    /// head of the queue, which is a root, until it returns: no frame, no shading.
     private func finalizerLoop(_ control: FinalizerThreadControl) {
-        let m = attach()
-        // Attached mutators hold a reference to their heap; this thread must not.
-        Unmanaged.passUnretained(self).release()
         let q = finalizerQueue
         q.lock.withLock { q.threadID = tc_thread_id() }
-        let frame = m.pushFrame(slots: 1)
+        let m = attach()
+        let st = m.state
+        // Attached mutators hold a reference to their heap; this thread must not.
+        Unmanaged.passUnretained(self).release()
+        q.lock.withLock {
+            q.attached = true
+            q.idleCond.broadcast()
+        }
+        let heap = Unmanaged.passUnretained(self)
         while true {
-            var stop = false
-            m.blocking {
+            // Wait for work without holding up collections (a blocking region).
+            let stop: Bool = withRegistersSpilled { sp in
+                st.pointee.nativeSP = sp
+                heap._withUnsafeGuaranteedRef { $0.enterBlocking(st) }
                 q.lock.lock()
                 while q.pending == 0 && !q.stopping { q.workCond.wait(q.lock) }
-                stop = q.stopping
+                let stop = q.stopping
+                if !stop { q.busy = true }
                 q.lock.unlock()
+                heap._withUnsafeGuaranteedRef { $0.exitBlocking(st) }
+                return stop
             }
             if stop { break }
-            // Only this thread takes jobs: look first, root the job's object in the
-            // frame (a checked frame store is a safepoint), then take it off the queue.
+            // Only this thread takes jobs off the queue.
             let job = q.lock.withLock { q.jobs[q.head] }
-            var root: UInt = 0
-            switch job {
-            case .finalizer(_, let obj): root = obj
-            case .cleanup(_, let arg): root = arg
-            case .release: break
-            }
-            frame[0] = Ref(address: root)
-            q.lock.withLock {
-                q.head += 1
-                q.busy = true
-            }
-            shadeNewSpecial(markThrough: 0, grey: root)
             switch job {
             case .finalizer(let fn, let obj):
                 do { try fn(m, Ref(address: obj)) } catch {
@@ -171,8 +184,8 @@ extension Heap {
             }
             // The heap may have been freed by what just ran (see "Lifetime").
             if control.heapGone { return }
-            frame[0] = .null
             q.lock.withLock {
+                q.head += 1
                 q.busy = false
                 switch job {
                 case .finalizer: q.finalizersRun += 1
@@ -182,9 +195,8 @@ extension Heap {
                 if q.pending == 0 { q.idleCond.broadcast() }
             }
         }
-        m.popFrame(frame)
         // No detach(): that would give back the reference this thread does not hold.
-        unlinkMutator(m.state)
+        unlinkMutator(st)
     }
 
     /// Stop the finalizer thread (the heap's deinit): wake it, wait for it to end; then
@@ -203,6 +215,8 @@ extension Heap {
             q.control.heapGone = true
             if let st = currentMutator() { unlinkMutator(st) }
             pthread_detach(q.thread)
+            // The job that dropped the heap is done.
+            q.lock.withLock { q.head += 1; q.busy = false }
         } else if started {
             pthread_join(q.thread, nil)
         }

@@ -96,17 +96,23 @@ final class PoolStorage: @unchecked Sendable {
         locals.initialize(repeating: nil, count: PoolStorage.localCount)
     }
 
-    func local(_ i: Int) -> UnsafeMutablePointer<PoolLocal>? {
-        UnsafeRawPointer(locals + i).withMemoryRebound(to: UInt.self, capacity: 1) {
-            UnsafeMutablePointer<PoolLocal>(bitPattern: tc_load_acquire($0))
-        }
+    func local(_ i: Int) -> UnsafeMutablePointer<PoolLocal>? { PoolStorage.local(locals, i) }
+
+    /// Local `i` of the table `locals`, if created (acquire load; no class access, so
+    /// no reference count is touched on the hot path).
+    @inline(__always)
+    static func local(_ locals: UnsafeMutablePointer<UnsafeMutablePointer<PoolLocal>?>, _ i: Int) -> UnsafeMutablePointer<PoolLocal>? {
+        UnsafeMutablePointer<PoolLocal>(bitPattern: tc_load_acquire(UnsafeRawPointer(locals + i)))
     }
 
     func localCreating(_ i: Int) -> UnsafeMutablePointer<PoolLocal> {
         if let l = local(i) { return l }
         return createLock.withLock {
             if let l = local(i) { return l }
-            let l = UnsafeMutablePointer<PoolLocal>.allocate(capacity: 1)
+            // Each local on cache lines of its own: two mutators' locals must not
+            // share one (Go pads poolLocal to 128 bytes for the same reason).
+            let bytes = (MemoryLayout<PoolLocal>.stride + 127) & ~127
+            let l = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 128).bindMemory(to: PoolLocal.self, capacity: 1)
             l.initialize(to: PoolLocal(lock: RuntimeLock(rank: .poolLocal)))
             if ranked { l.pointee.lock.enableRanking() }
             UnsafeMutableRawPointer(locals + i).withMemoryRebound(to: UInt.self, capacity: 1) {
@@ -123,7 +129,7 @@ final class PoolStorage: @unchecked Sendable {
     deinit {
         forEachLocal { l in
             l.pointee.shared.free(); l.pointee.victimShared.free(); l.pointee.lock.destroy()
-            l.deinitialize(count: 1); l.deallocate()
+            l.deinitialize(count: 1); UnsafeMutableRawPointer(l).deallocate()
         }
         locals.deallocate()
         createLock.destroy()
@@ -144,13 +150,26 @@ final class PoolStorage: @unchecked Sendable {
 /// takes from the others only when its own is empty. Create with `Heap.makePool(new:)`.
 public final class Pool: @unchecked Sendable {
     let storage: PoolStorage
+    /// `storage.locals`, copied so that get/put reach a local without touching the
+    /// storage object (a retain/release there would be an atomic on a line both
+    /// mutators share).
+    let locals: UnsafeMutablePointer<UnsafeMutablePointer<PoolLocal>?>
+    /// Keeps the heap alive while the pool lives.
     let heap: Heap
+    /// The same heap for `get` and `put`, without a retain/release per call (two
+    /// mutators touching one reference count would share a cache line).
+    let unretainedHeap: Unmanaged<Heap>
+    /// `heap.checked`, read without touching the heap.
+    let checked: Bool
     let new: (@Sendable (Mutator) -> Ref)?
 
     init(heap: Heap, new: (@Sendable (Mutator) -> Ref)?) {
         self.heap = heap
         self.new = new
+        unretainedHeap = Unmanaged.passUnretained(heap)
+        checked = heap.checked
         storage = PoolStorage(ranked: heap.checked)
+        locals = storage.locals
         heap.poolsLock.withLock { heap.pools[ObjectIdentifier(storage)] = storage }
     }
 
@@ -168,9 +187,12 @@ public final class Pool: @unchecked Sendable {
     public func put(_ m: Mutator, _ object: Ref) {
         m.checkUsable("Pool.put")
         if object.isNull { return }
-        if heap.checked { heap.checkRef(object, .root) }
-        heap.shadeNewSpecial(markThrough: 0, grey: object.address)
-        let l = storage.localCreating(m.state.pointee.poolIndex % PoolStorage.localCount)
+        unretainedHeap._withUnsafeGuaranteedRef { h in
+            if checked { h.checkRef(object, .root) }
+            if h.phase != .off { h.shadeNewSpecial(markThrough: 0, grey: object.address) }
+        }
+        let i = m.state.pointee.poolIndex % PoolStorage.localCount
+        let l = PoolStorage.local(locals, i) ?? storage.localCreating(i)
         l.pointee.lock.withLock {
             if l.pointee.privateSlot == 0 { l.pointee.privateSlot = object.address } else { l.pointee.shared.pushHead(object.address) }
         }
@@ -182,7 +204,7 @@ public final class Pool: @unchecked Sendable {
     public func get(_ m: Mutator) -> Ref {
         m.checkUsable("Pool.get")
         let me = m.state.pointee.poolIndex % PoolStorage.localCount
-        let own = storage.localCreating(me)
+        let own = PoolStorage.local(locals, me) ?? storage.localCreating(me)
         var x: UInt = own.pointee.lock.withLock {
             var v = own.pointee.privateSlot
             if v != 0 { own.pointee.privateSlot = 0 } else { v = own.pointee.shared.popHead() }
@@ -191,7 +213,9 @@ public final class Pool: @unchecked Sendable {
         }
         if x == 0 { x = getSlow(me, own) }
         if x != 0 {
-            heap.shadeNewSpecial(markThrough: 0, grey: x)
+            unretainedHeap._withUnsafeGuaranteedRef { h in
+                if h.phase != .off { h.shadeNewSpecial(markThrough: 0, grey: x) }
+            }
             return Ref(address: x)
         }
         own.pointee.lock.withLock { own.pointee.misses += 1 }
@@ -202,12 +226,12 @@ public final class Pool: @unchecked Sendable {
     private func getSlow(_ me: Int, _ own: UnsafeMutablePointer<PoolLocal>) -> UInt {
         let n = PoolStorage.localCount
         for k in 1..<n {
-            guard let l = storage.local((me + k) % n) else { continue }
+            guard let l = PoolStorage.local(locals, (me + k) % n) else { continue }
             let v = l.pointee.lock.withLock { l.pointee.shared.popTail() }
             if v != 0 { own.pointee.lock.withLock { own.pointee.hits += 1 }; return v }
         }
         for k in 0..<n {
-            guard let l = storage.local((me + k) % n) else { continue }
+            guard let l = PoolStorage.local(locals, (me + k) % n) else { continue }
             let v: UInt = l.pointee.lock.withLock {
                 if k == 0 {
                     let p = l.pointee.victimPrivate

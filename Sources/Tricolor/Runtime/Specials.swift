@@ -95,6 +95,32 @@ final class SpecialsTable: @unchecked Sendable {
     var count = 0
 
     deinit { lock.destroy() }
+
+    /// The index of the first record at or after address `addr` (binary search: a
+    /// list is sorted by address).
+    static func firstIndex(_ list: [Special], _ addr: UInt) -> Int {
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].addr < addr { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Insert `sp` in order (after the records of its object of kinds ≤ its own);
+    /// false if its kind is allowed once per object and the object has one.
+    static func insert(_ sp: Special, into list: inout [Special]) -> Bool {
+        var i = firstIndex(list, sp.addr)
+        while i < list.count && list[i].addr == sp.addr && list[i].kind <= sp.kind {
+            if list[i].kind == sp.kind && sp.kind != .cleanup && sp.kind != .swiftBox { return false }
+            i += 1
+        }
+        list.insert(sp, at: i)
+        return true
+    }
+
+    /// Run `body` on a list in place.
+    static func modify(_ list: inout [Special], _ body: (inout [Special]) -> Void) { body(&list) }
 }
 
 extension UnsafeMutablePointer where Pointee == MSpan {
@@ -129,18 +155,10 @@ extension Heap {
     }
 
     /// Add a record; false (nothing added) if the object already has one of a kind
-    /// allowed once. Specials lock held.
+    /// allowed once. Specials lock held. The span's list is changed in place (no copy).
     func insertSpecialLocked(_ sp: Special, span s: UnsafeMutablePointer<MSpan>) -> Bool {
-        let base = s.pointee.startAddr
-        var list = specials.bySpan[base] ?? []
-        var i = list.count
-        // Lists are short and mostly appended in address order: search from the end.
-        while i > 0 && (list[i - 1].addr > sp.addr || (list[i - 1].addr == sp.addr && list[i - 1].kind > sp.kind)) { i -= 1 }
-        if sp.kind != .cleanup && sp.kind != .swiftBox && i > 0 && list[i - 1].addr == sp.addr && list[i - 1].kind == sp.kind {
-            return false
-        }
-        list.insert(sp, at: i)
-        specials.bySpan[base] = list
+        let inserted = SpecialsTable.insert(sp, into: &specials.bySpan[s.pointee.startAddr, default: []])
+        if !inserted { return false }
         specials.count += 1
         if sp.kind == .weakHandle { specials.weakHandles += 1 }
         s.setSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
@@ -151,22 +169,36 @@ extension Heap {
     /// Specials lock held.
     func removeSpecialLocked(span s: UnsafeMutablePointer<MSpan>, addr: UInt, _ match: (Special) -> Bool) -> Special? {
         let base = s.pointee.startAddr
-        guard var list = specials.bySpan[base], let i = list.firstIndex(where: { $0.addr == addr && match($0) }) else { return nil }
-        let sp = list.remove(at: i)
-        specials.count -= 1
-        if sp.kind == .weakHandle { specials.weakHandles -= 1 }
-        if list.isEmpty {
+        guard specials.bySpan[base] != nil else { return nil }
+        var removed: Special? = nil
+        var empty = false
+        SpecialsTable.modify(&specials.bySpan[base, default: []]) { list in
+            var i = SpecialsTable.firstIndex(list, addr)
+            while i < list.count && list[i].addr == addr {
+                if match(list[i]) { removed = list.remove(at: i); break }
+                i += 1
+            }
+            empty = list.isEmpty
+        }
+        if empty {
             specials.bySpan[base] = nil
             s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
-        } else {
-            specials.bySpan[base] = list
         }
+        guard let sp = removed else { return nil }
+        specials.count -= 1
+        if sp.kind == .weakHandle { specials.weakHandles -= 1 }
         return sp
     }
 
     /// The record of `kind` for the object at `addr`, if any. Specials lock held.
     func findSpecialLocked(span s: UnsafeMutablePointer<MSpan>, addr: UInt, kind: SpecialKind) -> Special? {
-        specials.bySpan[s.pointee.startAddr]?.first { $0.addr == addr && $0.kind == kind }
+        guard let list = specials.bySpan[s.pointee.startAddr] else { return nil }
+        var i = SpecialsTable.firstIndex(list, addr)
+        while i < list.count && list[i].addr == addr {
+            if list[i].kind == kind { return list[i] }
+            i += 1
+        }
+        return nil
     }
 
     // MARK: marking

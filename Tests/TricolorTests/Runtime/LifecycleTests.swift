@@ -607,13 +607,17 @@ final class LifecycleTests: WatchdogTestCase {
     func testFinalizerThreadEndsWithItsHeap() {
         let r = runInChild(timeout: 120) {
             let threads0 = procStatus("Threads")
-            for _ in 0..<50 {
+            for i in 0..<200 {
                 let (heap, node) = try! self.makeHeap()
                 heap.withMutator { m in
                     m.withFrame(slots: 1) { f in
                         f[0] = m.allocate(node)
                         m.setFinalizer(f[0]) { _, _ in }
+                        f[0] = .null
                     }
+                    // Half the heaps are dropped just as their finalizer thread goes
+                    // back to waiting (it must not hold the heap then).
+                    if i % 2 == 0 { heap.collect(); heap.waitForFinalizers() }
                 }
             }
             let threads1 = procStatus("Threads")
