@@ -68,15 +68,32 @@ struct PoolRing {
     mutating func free() { items?.deallocate(); self = PoolRing() }
 }
 
-/// One mutator index's part of a pool. Raw memory, all fields under `lock`.
+/// One mutator index's part of a pool. Raw memory, all fields under `lock`, except
+/// `privateSlot` and `privateHits`: while one mutator owns the local (its index is
+/// below `PoolStorage.localCount`, so no other mutator shares it) the owner reads and
+/// writes them without the lock (Go's pinned P), with atomic loads and stores; the root
+/// scan reads them atomically, and pause #1 changes them with the owner stopped. A
+/// mutator with a larger index shares the local's queue but never its private slot.
 struct PoolLocal {
     let lock: RuntimeLock
     var privateSlot: UInt = 0
+    var privateHits = 0
     var shared = PoolRing()
     var victimPrivate: UInt = 0
     var victimShared = PoolRing()
     var hits = 0
     var misses = 0
+}
+
+extension UnsafeMutablePointer where Pointee == PoolLocal {
+    var privateAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) + MemoryLayout<PoolLocal>.offset(of: \PoolLocal.privateSlot)! }
+    var privateHitsAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) + MemoryLayout<PoolLocal>.offset(of: \PoolLocal.privateHits)! }
+    /// The private slot (atomic load).
+    var privateValue: UInt {
+        get { tc_load_acquire(UnsafeRawPointer(privateAddress)) }
+        nonmutating set { tc_store_release(privateAddress, newValue) }
+    }
+    var hitsTotal: Int { pointee.hits + Int(bitPattern: tc_load_relaxed(UnsafeRawPointer(privateHitsAddress))) }
 }
 
 /// A pool's locals (one per mutator index, created by their first user). Registered
@@ -187,15 +204,23 @@ public final class Pool: @unchecked Sendable {
     public func put(_ m: Mutator, _ object: Ref) {
         m.checkUsable("Pool.put")
         if object.isNull { return }
-        unretainedHeap._withUnsafeGuaranteedRef { h in
-            if checked { h.checkRef(object, .root) }
-            if h.phase != .off { h.shadeNewSpecial(markThrough: 0, grey: object.address) }
+        // While marking (this mutator's barrier is on), shade it: see the top of the file.
+        if checked || m.state.flags & MutatorState.flagBarrier != 0 {
+            unretainedHeap._withUnsafeGuaranteedRef { h in
+                if checked { h.checkRef(object, .root) }
+                h.shadeNewSpecial(markThrough: 0, grey: object.address)
+            }
         }
-        let i = m.state.pointee.poolIndex % PoolStorage.localCount
+        let index = m.state.pointee.poolIndex
+        let i = index % PoolStorage.localCount
         let l = PoolStorage.local(locals, i) ?? storage.localCreating(i)
-        l.pointee.lock.withLock {
-            if l.pointee.privateSlot == 0 { l.pointee.privateSlot = object.address } else { l.pointee.shared.pushHead(object.address) }
+        if index < PoolStorage.localCount && l.privateValue == 0 {
+            l.privateValue = object.address      // sole owner: no lock
+            return
         }
+        // A mutator sharing the local (index ≥ localCount) never touches its private
+        // slot, which belongs to the local's owner.
+        l.pointee.lock.withLock { l.pointee.shared.pushHead(object.address) }
     }
 
     /// Take an object from the pool (Go's Pool.Get): the caller's own, else one stolen
@@ -203,18 +228,30 @@ public final class Pool: @unchecked Sendable {
     /// `Ref.null` without `new`). Keep the result in a frame slot like any new object.
     public func get(_ m: Mutator) -> Ref {
         m.checkUsable("Pool.get")
-        let me = m.state.pointee.poolIndex % PoolStorage.localCount
+        let index = m.state.pointee.poolIndex
+        let me = index % PoolStorage.localCount
         let own = PoolStorage.local(locals, me) ?? storage.localCreating(me)
-        var x: UInt = own.pointee.lock.withLock {
-            var v = own.pointee.privateSlot
-            if v != 0 { own.pointee.privateSlot = 0 } else { v = own.pointee.shared.popHead() }
-            if v != 0 { own.pointee.hits += 1 }
-            return v
+        var x: UInt = 0
+        if index < PoolStorage.localCount {
+            // Sole owner: the private slot without the lock.
+            x = own.privateValue
+            if x != 0 {
+                own.privateValue = 0
+                let h = own.privateHitsAddress
+                tc_store_relaxed(h, tc_load_relaxed(UnsafeRawPointer(h)) &+ 1)
+            }
+        }
+        if x == 0 {
+            x = own.pointee.lock.withLock {
+                let v = own.pointee.shared.popHead()
+                if v != 0 { own.pointee.hits += 1 }
+                return v
+            }
         }
         if x == 0 { x = getSlow(me, own) }
         if x != 0 {
-            unretainedHeap._withUnsafeGuaranteedRef { h in
-                if h.phase != .off { h.shadeNewSpecial(markThrough: 0, grey: x) }
+            if m.state.flags & MutatorState.flagBarrier != 0 {
+                unretainedHeap._withUnsafeGuaranteedRef { $0.shadeNewSpecial(markThrough: 0, grey: x) }
             }
             return Ref(address: x)
         }
@@ -249,7 +286,7 @@ public final class Pool: @unchecked Sendable {
         var n = 0
         storage.forEachLocal { l in
             l.pointee.lock.withLock {
-                n += (l.pointee.privateSlot != 0 ? 1 : 0) + l.pointee.shared.count
+                n += (l.privateValue != 0 ? 1 : 0) + l.pointee.shared.count
                 n += (l.pointee.victimPrivate != 0 ? 1 : 0) + l.pointee.victimShared.count
             }
         }
@@ -260,7 +297,7 @@ public final class Pool: @unchecked Sendable {
     /// null returned).
     public var hitsAndMisses: (hits: Int, misses: Int) {
         var h = 0, m = 0
-        storage.forEachLocal { l in l.pointee.lock.withLock { h += l.pointee.hits; m += l.pointee.misses } }
+        storage.forEachLocal { l in l.pointee.lock.withLock { h += l.hitsTotal; m += l.pointee.misses } }
         return (h, m)
     }
 }
@@ -283,8 +320,8 @@ extension Heap {
                         l.pointee.victimShared.free()
                         l.pointee.victimShared = l.pointee.shared
                         l.pointee.shared = PoolRing()
-                        l.pointee.victimPrivate = l.pointee.privateSlot
-                        l.pointee.privateSlot = 0
+                        l.pointee.victimPrivate = l.privateValue
+                        l.privateValue = 0
                     }
                 }
             }
@@ -304,7 +341,7 @@ extension Heap {
                 p.forEachLocal { l in
                     l.pointee.lock.withLock {
                         func grey(_ v: UInt) { if v != 0 { body(v) } }
-                        grey(l.pointee.privateSlot)
+                        grey(l.privateValue)
                         grey(l.pointee.victimPrivate)
                         l.pointee.shared.forEach(grey)
                         l.pointee.victimShared.forEach(grey)
@@ -321,7 +358,7 @@ extension Heap {
         poolsLock.withLock {
             var h = retiredPoolHits, m = retiredPoolMisses
             for (_, p) in pools {
-                p.forEachLocal { l in l.pointee.lock.withLock { h += l.pointee.hits; m += l.pointee.misses } }
+                p.forEachLocal { l in l.pointee.lock.withLock { h += l.hitsTotal; m += l.pointee.misses } }
             }
             return (h, m)
         }

@@ -220,6 +220,27 @@ final class LifecycleTests: WatchdogTestCase {
         }
     }
 
+    /// The heap profile counts an object kept for its finalizer as in use until a
+    /// cycle frees it, as Go's does (the sweeper revives it before the profile's frees
+    /// are counted).
+    func testHeapProfileCountsFinalizerKeptObjectsInUse() throws {
+        let (heap, node) = try makeHeap(Configuration(memProfileRate: 1))
+        func inUse() -> Int { heap.memProfile().filter { $0.size == 24 }.reduce(0) { $0 + $1.inUseObjects } }
+        heap.withMutator { m in
+            m.withFrame(slots: 2) { f in
+                f[0] = m.allocate(node)
+                f[1] = m.allocate(node)
+                m.setFinalizer(f[0]) { _, _ in }
+                f[0] = .null; f[1] = .null
+            }
+            heap.collect()
+            XCTAssertEqual(inUse(), 1, "the finalized object is still in use; the other one is freed")
+            heap.waitForFinalizers()
+            heap.collect()
+            XCTAssertEqual(inUse(), 0)
+        }
+    }
+
     // MARK: misuse
 
     func testFinalizerMisuseIsFatal() {
