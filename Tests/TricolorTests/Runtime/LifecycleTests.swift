@@ -575,6 +575,38 @@ final class LifecycleTests: WatchdogTestCase {
         XCTAssertGreaterThan(hits, 0)
     }
 
+    /// More mutators than a pool has locals (64): those past the 64th share a local's
+    /// queue with its owner but never its private slot; nothing is handed out twice.
+    func testPoolWithMoreMutatorsThanLocals() throws {
+        let (heap, node) = try makeHeap()
+        let pool = heap.makePool { m in m.allocate(node) }
+        let threads = 70, rounds = 500
+        let attached = LifeFlag()
+        let failures = LifeLog()
+        let ts = (0..<threads).map { t in
+            lifeStartThread(name: "pool\(t)") {
+                heap.withMutator { m in
+                    attached.increment()
+                    m.blocking { attached.wait(atLeast: UInt(threads)) }   // all attached at once
+                    m.withFrame(slots: 1) { f in
+                        for _ in 0..<rounds {
+                            f[0] = pool.get(m)
+                            if m.loadWord(f[0], 2) != 0 { failures.add("object held twice"); return }
+                            m.storeWord(f[0], 2, t + 1)
+                            if m.loadWord(f[0], 2) != t + 1 { failures.add("object changed under its holder") }
+                            m.storeWord(f[0], 2, 0)
+                            pool.put(m, f[0])
+                        }
+                    }
+                }
+            }
+        }
+        ts.forEach(lifeJoin)
+        XCTAssertEqual(failures.all, [])
+        let (hits, misses) = pool.hitsAndMisses
+        XCTAssertEqual(hits + misses, threads * rounds)
+    }
+
     // MARK: boxes
 
     /// A box's Swift object is released exactly once, on the finalizer thread, after
