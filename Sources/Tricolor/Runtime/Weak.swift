@@ -88,8 +88,12 @@ extension Mutator {
         while true {
             let p0 = tc_load_acquire(word)
             if p0 == 0 { return .null }
-            // The object's span stays in use while the handle names it.
-            let s = heap.spanOf(p0).unsafelyUnwrapped
+            // The object's span stays in use while the handle names it; but the sweeper
+            // may clear the handle and free the span between our two reads.
+            guard let s = heap.spanOf(p0) else {
+                if tc_load_acquire(word) == 0 { return .null }
+                continue
+            }
             let sg = heap.sweepgen
             let spanGen = s.loadSweepgen()
             // Re-read after the span's sweepgen: a sweep that cleared it is seen.
@@ -98,6 +102,7 @@ extension Mutator {
             if spanGen == sg &- 1 { tc_yield(); continue }       // being swept: wait for it
             if spanGen == sg &- 2 || spanGen == sg &+ 1 {
                 // Not swept since the last mark: the mark bit says whether it survived.
+                if s.pointee.state != MSpanState.inUse.rawValue { tc_yield(); continue }
                 let idx = s.pointee.isLarge ? 0 : s.objectIndex(p)
                 let marked = s.isMarked(idx)
                 if s.loadSweepgen() != spanGen { continue }

@@ -441,6 +441,56 @@ final class LifecycleTests: WatchdogTestCase {
         }
     }
 
+    /// Weak references read by one mutator while another drops their objects and the
+    /// collector (automatic cycles, background sweeper) frees them: a non-null value is
+    /// always an intact object (freed memory is zeroed), and a null one stays null.
+    func testWeakReferencesReadConcurrentlyWithSweeping() throws {
+        let (heap, node) = try makeHeap(Configuration(gcPercent: 10))
+        let count = 64, rounds = 300
+        let weaks = (0..<count).map { _ in heap.makeHandle(.null) }
+        let objects = (0..<count).map { _ in heap.makeHandle(.null) }
+        let done = LifeFlag()
+        let failures = LifeLog()
+        let writer = lifeStartThread(name: "weak-writer") {
+            heap.withMutator { m in
+                for r in 0..<rounds {
+                    for i in 0..<count where (i + r) % 3 == 0 {
+                        let o = m.allocate(node)
+                        m.storeWord(o, 2, 1000 + i)
+                        m.store(objects[i], o)
+                        m.store(weaks[i], m.makeWeak(o).handle)
+                    }
+                    for i in 0..<count where (i + r) % 5 == 0 { m.store(objects[i], .null) }
+                    for _ in 0..<3000 { _ = m.allocate(node) }    // garbage: drives cycles
+                }
+            }
+            done.set(1)
+        }
+        let reader = lifeStartThread(name: "weak-reader") {
+            heap.withMutator { m in
+                m.withFrame(slots: 1) { f in
+                    var reads = 0
+                    while done.value == 0 || reads < 1000 {
+                        for i in 0..<count {
+                            let w = WeakRef(handle: weaks[i].value)
+                            f[0] = m.value(w)
+                            if !f[0].isNull && m.loadWord(f[0], 2) != 1000 + i {
+                                failures.add("weak \(i) gave an object holding \(m.loadWord(f[0], 2))")
+                            }
+                            if !f[0].isNull && m.value(w) != f[0] { failures.add("weak \(i) changed while its object was rooted") }
+                            f[0] = .null
+                            reads += 1
+                        }
+                        m.safepoint()
+                    }
+                }
+            }
+        }
+        lifeJoin(writer); lifeJoin(reader)
+        XCTAssertEqual(failures.all, [])
+        XCTAssertGreaterThan(heap.memStats().numGC, 2)
+    }
+
     /// The weak-value cache example: a map from key to weak reference; entries whose
     /// objects nothing else holds read nil after a collection and are dropped.
     func testWeakValueCacheEntriesVanish() throws {
