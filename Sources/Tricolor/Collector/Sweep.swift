@@ -27,7 +27,7 @@ extension Heap {
         let spc = s.pointee.spanClass
         // Specials (Runtime/Specials.swift): finalizer objects are revived (marked)
         // first, so that the heap profile counts them live, as Go does.
-        if _slowPath(s.pointee.hasSpecials != 0) {
+        if _slowPath(s.specialsBits != 0) {   // atomic: a mutator may add a special meanwhile
             let bits = s.specialsBits
             if bits & UnsafeMutablePointer<MSpan>.specialsBit != 0 { sweepSpecials(s) }
             if bits & UnsafeMutablePointer<MSpan>.profileBit != 0 { memProfiler.sweepSpecials(s) }

@@ -75,6 +75,10 @@ struct PoolRing {
 /// scan reads them atomically, and pause #1 changes them with the owner stopped. A
 /// mutator with a larger index shares the local's queue but never its private slot.
 struct PoolLocal {
+    /// Never read: other threads read `lock` through `lockWithoutAccess` and must find
+    /// nothing at offset 0, where a Swift access to the whole struct (by the thread
+    /// holding the lock) is recorded by ThreadSanitizer.
+    var pad: UInt = 0
     let lock: RuntimeLock
     var privateSlot: UInt = 0
     var privateHits = 0
@@ -86,6 +90,11 @@ struct PoolLocal {
 }
 
 extension UnsafeMutablePointer where Pointee == PoolLocal {
+    /// The local's lock, read at its offset rather than through `pointee` (a Swift
+    /// access to the whole struct would overlap the lock holder's; see `pad`).
+    var lock: RuntimeLock {
+        UnsafeRawPointer(self).load(fromByteOffset: MemoryLayout<PoolLocal>.offset(of: \PoolLocal.lock)!, as: RuntimeLock.self)
+    }
     var privateAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) + MemoryLayout<PoolLocal>.offset(of: \PoolLocal.privateSlot)! }
     var privateHitsAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) + MemoryLayout<PoolLocal>.offset(of: \PoolLocal.privateHits)! }
     /// The private slot (atomic load).
@@ -131,7 +140,7 @@ final class PoolStorage: @unchecked Sendable {
             let bytes = (MemoryLayout<PoolLocal>.stride + 127) & ~127
             let l = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 128).bindMemory(to: PoolLocal.self, capacity: 1)
             l.initialize(to: PoolLocal(lock: RuntimeLock(rank: .poolLocal)))
-            if ranked { l.pointee.lock.enableRanking() }
+            if ranked { l.lock.enableRanking() }
             UnsafeMutableRawPointer(locals + i).withMemoryRebound(to: UInt.self, capacity: 1) {
                 tc_store_release($0, UInt(bitPattern: l))
             }
@@ -145,7 +154,7 @@ final class PoolStorage: @unchecked Sendable {
 
     deinit {
         forEachLocal { l in
-            l.pointee.shared.free(); l.pointee.victimShared.free(); l.pointee.lock.destroy()
+            l.pointee.shared.free(); l.pointee.victimShared.free(); l.lock.destroy()
             l.deinitialize(count: 1); UnsafeMutableRawPointer(l).deallocate()
         }
         locals.deallocate()
@@ -220,7 +229,7 @@ public final class Pool: @unchecked Sendable {
         }
         // A mutator sharing the local (index ≥ localCount) never touches its private
         // slot, which belongs to the local's owner.
-        l.pointee.lock.withLock { l.pointee.shared.pushHead(object.address) }
+        l.lock.withLock { l.pointee.shared.pushHead(object.address) }
     }
 
     /// Take an object from the pool (Go's Pool.Get): the caller's own, else one stolen
@@ -242,7 +251,7 @@ public final class Pool: @unchecked Sendable {
             }
         }
         if x == 0 {
-            x = own.pointee.lock.withLock {
+            x = own.lock.withLock {
                 let v = own.pointee.shared.popHead()
                 if v != 0 { own.pointee.hits += 1 }
                 return v
@@ -255,7 +264,7 @@ public final class Pool: @unchecked Sendable {
             }
             return Ref(address: x)
         }
-        own.pointee.lock.withLock { own.pointee.misses += 1 }
+        own.lock.withLock { own.pointee.misses += 1 }
         return new?(m) ?? .null
     }
 
@@ -264,19 +273,19 @@ public final class Pool: @unchecked Sendable {
         let n = PoolStorage.localCount
         for k in 1..<n {
             guard let l = PoolStorage.local(locals, (me + k) % n) else { continue }
-            let v = l.pointee.lock.withLock { l.pointee.shared.popTail() }
-            if v != 0 { own.pointee.lock.withLock { own.pointee.hits += 1 }; return v }
+            let v = l.lock.withLock { l.pointee.shared.popTail() }
+            if v != 0 { own.lock.withLock { own.pointee.hits += 1 }; return v }
         }
         for k in 0..<n {
             guard let l = PoolStorage.local(locals, (me + k) % n) else { continue }
-            let v: UInt = l.pointee.lock.withLock {
+            let v: UInt = l.lock.withLock {
                 if k == 0 {
                     let p = l.pointee.victimPrivate
                     if p != 0 { l.pointee.victimPrivate = 0; return p }
                 }
                 return k == 0 ? l.pointee.victimShared.popHead() : l.pointee.victimShared.popTail()
             }
-            if v != 0 { own.pointee.lock.withLock { own.pointee.hits += 1 }; return v }
+            if v != 0 { own.lock.withLock { own.pointee.hits += 1 }; return v }
         }
         return 0
     }
@@ -285,7 +294,7 @@ public final class Pool: @unchecked Sendable {
     public var count: Int {
         var n = 0
         storage.forEachLocal { l in
-            l.pointee.lock.withLock {
+            l.lock.withLock {
                 n += (l.privateValue != 0 ? 1 : 0) + l.pointee.shared.count
                 n += (l.pointee.victimPrivate != 0 ? 1 : 0) + l.pointee.victimShared.count
             }
@@ -297,7 +306,7 @@ public final class Pool: @unchecked Sendable {
     /// null returned).
     public var hitsAndMisses: (hits: Int, misses: Int) {
         var h = 0, m = 0
-        storage.forEachLocal { l in l.pointee.lock.withLock { h += l.hitsTotal; m += l.pointee.misses } }
+        storage.forEachLocal { l in l.lock.withLock { h += l.hitsTotal; m += l.pointee.misses } }
         return (h, m)
     }
 }
@@ -316,7 +325,7 @@ extension Heap {
         poolsLock.withLock {
             for (_, p) in pools {
                 p.forEachLocal { l in
-                    l.pointee.lock.withLock {
+                    l.lock.withLock {
                         l.pointee.victimShared.free()
                         l.pointee.victimShared = l.pointee.shared
                         l.pointee.shared = PoolRing()
@@ -339,7 +348,7 @@ extension Heap {
         poolsLock.withLock {
             for (_, p) in pools {
                 p.forEachLocal { l in
-                    l.pointee.lock.withLock {
+                    l.lock.withLock {
                         func grey(_ v: UInt) { if v != 0 { body(v) } }
                         grey(l.privateValue)
                         grey(l.pointee.victimPrivate)
@@ -358,7 +367,7 @@ extension Heap {
         poolsLock.withLock {
             var h = retiredPoolHits, m = retiredPoolMisses
             for (_, p) in pools {
-                p.forEachLocal { l in l.pointee.lock.withLock { h += l.hitsTotal; m += l.pointee.misses } }
+                p.forEachLocal { l in l.lock.withLock { h += l.hitsTotal; m += l.pointee.misses } }
             }
             return (h, m)
         }

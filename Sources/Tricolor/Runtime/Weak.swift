@@ -17,10 +17,8 @@ import Glibc
 // queueing the object's finalizer, if it has one, as Go does), so a weak reference
 // cannot give back an object that is dead or only kept for its finalizer; 0 is
 // final. Between mark termination and the sweep of the object's span the handle still
-// holds the address; `value` then reads the object's mark bit from that cycle and
-// answers nil for an unmarked object (Go sweeps the span first: our central lists are
-// intrusive, so a span cannot be swept out of turn; the mark bit gives the same
-// answer). While the collector marks, an object `value` returns is shaded: it may have
+// holds the address; `value` then helps the sweep until that span is swept (Go's
+// ensureSwept), and reads the handle after. While the collector marks, an object `value` returns is shaded: it may have
 // just become reachable from an already scanned stack (Go shades it too).
 //
 // Invariants: a handle's word is an object start of this heap or 0, and once 0 stays 0;
@@ -96,20 +94,18 @@ extension Mutator {
             }
             let sg = heap.sweepgen
             let spanGen = s.loadSweepgen()
-            // Re-read after the span's sweepgen: a sweep that cleared it is seen.
-            let p = tc_load_acquire(word)
-            if p == 0 { return .null }
-            if spanGen == sg &- 1 { tc_yield(); continue }       // being swept: wait for it
-            if spanGen == sg &- 2 || spanGen == sg &+ 1 {
-                // Not swept since the last mark: the mark bit says whether it survived.
-                if s.pointee.state != MSpanState.inUse.rawValue { tc_yield(); continue }
-                let idx = s.pointee.isLarge ? 0 : s.objectIndex(p)
-                let marked = s.isMarked(idx)
-                if s.loadSweepgen() != spanGen { continue }
-                if !marked { return .null }
+            if spanGen == sg || spanGen == sg &+ 3 {
+                // Swept since the last mark (acquire): had the object died, that sweep
+                // cleared the handle before publishing the span, and we see 0.
+                let p = tc_load_acquire(word)
+                if p == 0 { return .null }
+                heap.shadeNewSpecial(markThrough: 0, grey: p)
+                return Ref(address: p)
             }
-            heap.shadeNewSpecial(markThrough: 0, grey: p)
-            return Ref(address: p)
+            // Not swept yet (or being swept): help the sweep until it is (Go's
+            // ensureSwept sweeps the span itself; our central lists are intrusive, so a
+            // span cannot be swept out of turn: we sweep the next ones instead).
+            if !heap.sweepOne() { tc_yield() }
         }
     }
 }

@@ -822,6 +822,7 @@ final class StressTests: WatchdogTestCase {
             }
         }
         o.ops = 6_000
+        if lifeUnderSanitizer { return }   // no forked children under TSan
         checkGraphInChild(Configuration(gcPercent: nil, clobberFree: true, checkmark: true), o, seed: 56, name: "lifecycle checkmark")
         checkGraphInChild(Configuration(gcPercent: nil, checked: true), o, seed: 57, name: "lifecycle checked")
     }

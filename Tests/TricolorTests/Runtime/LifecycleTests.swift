@@ -243,7 +243,9 @@ final class LifecycleTests: WatchdogTestCase {
 
     // MARK: misuse
 
-    func testFinalizerMisuseIsFatal() {
+    func testFinalizerMisuseIsFatal() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         expectFatal("already has a finalizer") {
             let (heap, node) = try! self.makeHeap()
             heap.withMutator { m in
@@ -269,7 +271,9 @@ final class LifecycleTests: WatchdogTestCase {
     }
 
     /// A finalizer that throws is Go's panic in a finalizer: a fatal error.
-    func testThrowingFinalizerIsAFatalError() {
+    func testThrowingFinalizerIsAFatalError() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         expectFatal("threw") {
             let (heap, node) = try! self.makeHeap()
             heap.withMutator { m in
@@ -285,7 +289,9 @@ final class LifecycleTests: WatchdogTestCase {
     }
 
     /// A finalizer that traps ends the process like any trap, with Swift's message.
-    func testTrappingFinalizerEndsTheProcess() {
+    func testTrappingFinalizerEndsTheProcess() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         let r = runInChild {
             let (heap, node) = try! self.makeHeap()
             heap.withMutator { m in
@@ -356,7 +362,9 @@ final class LifecycleTests: WatchdogTestCase {
     }
 
     /// Checked mode catches a cleanup argument that is, or refers to, its object.
-    func testCleanupArgumentReachingItsObjectIsCaughtInCheckedMode() {
+    func testCleanupArgumentReachingItsObjectIsCaughtInCheckedMode() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         for direct in [true, false] {
             expectFatal("so the object stays reachable and the cleanup will never run") {
                 let (heap, node) = try! self.makeHeap(Configuration(checked: true))
@@ -691,7 +699,9 @@ final class LifecycleTests: WatchdogTestCase {
     }
 
     /// Checked mode: unbox of something that is not a box traps.
-    func testUnboxOfANonBoxTrapsInCheckedMode() {
+    func testUnboxOfANonBoxTrapsInCheckedMode() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         expectFatal("is not a box") {
             let (heap, node) = try! self.makeHeap(Configuration(checked: true))
             heap.withMutator { m in
@@ -707,7 +717,9 @@ final class LifecycleTests: WatchdogTestCase {
 
     /// The finalizer thread ends with its heap, whichever thread drops the heap last:
     /// the program, or the finalizer thread itself (a box's Swift object held the heap).
-    func testFinalizerThreadEndsWithItsHeap() {
+    func testFinalizerThreadEndsWithItsHeap() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         let r = runInChild(timeout: 120) {
             let threads0 = procStatus("Threads")
             for i in 0..<200 {
