@@ -32,7 +32,14 @@ import Glibc
 // pending finalizers at exit). If the heap's last reference is dropped on the finalizer
 // thread itself (a finalizer or a box's object held it), deinit detaches the thread's
 // mutator there, detaches the pthread, and the thread's loop ends without touching the
-// heap again (`FinalizerThreadControl.heapGone`).
+// heap again (`FinalizerThreadControl.heapGone`). Outside jobs the thread calls no
+// `Mutator` method (each holds a temporary reference to the heap, which could turn out
+// to be the last: the lifecycle benchmark found a heap freed on this thread as it went
+// back to waiting), and `setFinalizer` waits for the thread to attach before it
+// returns, so that the attach's own reference is never the last either.
+//
+// Invariants: jobs run in queue order, one at a time; the running job is at `head`
+// until it returns; `waitForFinalizers` returns when nothing is pending and nothing runs.
 //
 // Locking: `FinalizerQueue.lock` (rank finq) guards the queue, the counters and the
 // thread's state; it nests inside the specials lock (the sweeper queues under it) and
