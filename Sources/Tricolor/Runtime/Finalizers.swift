@@ -267,11 +267,11 @@ extension Heap {
     /// Cancel a cleanup, if it has not been queued yet (`Cleanup.stop()`).
     func stopCleanup(object: UInt, id: UInt64) {
         guard let s = spanOf(object), s.pointee.state == MSpanState.inUse.rawValue else { return }
-        var stopped = false
-        specials.lock.withLock {
-            stopped = removeSpecialLocked(span: s, addr: object) { $0.kind == .cleanup && $0.id == id } != nil
+        let removed = specials.lock.withLock {
+            removeSpecialLocked(span: s, addr: object) { $0.kind == .cleanup && $0.id == id }
         }
-        _ = stopped
+        // A root deleted while marking: shade what it held (the deletion barrier).
+        if let removed { shadeNewSpecial(markThrough: 0, grey: removed.arg) }
     }
 
     /// Checked mode: whether `target` can be reached from `from` through pointer
