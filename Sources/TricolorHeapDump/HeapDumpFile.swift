@@ -110,8 +110,14 @@ public final class HeapDump: @unchecked Sendable {
         case handle = 3
         /// A word of a mutator's native stack, scanned conservatively: a = mutator id, b = the word.
         case conservative = 4
-        /// The finalizer queue (reserved; written once the runtime has finalizers).
+        /// An object or argument waiting in the finalizer queue.
         case finalizerQueue = 5
+        /// Kept because of a lifecycle record: a = 1 a finalizer's object (the collector
+        /// marks through it), 2 a weak handle object, 3 a cleanup's argument (b = the
+        /// cleanup's id).
+        case special = 6
+        /// An object held in a pool (primary or victim cache).
+        case pool = 7
     }
     /// A root.
     public struct Root: Sendable, Codable {
@@ -131,6 +137,14 @@ public final class HeapDump: @unchecked Sendable {
             case .handle: return "handle #\(a)"
             case .conservative: return "conservative word 0x\(String(b, radix: 16)) on mutator \(a)'s native stack"
             case .finalizerQueue: return "finalizer queue"
+            case .special:
+                switch a {
+                case 1: return "finalizer (its object, marked through)"
+                case 2: return "weak handle object"
+                case 3: return "cleanup #\(b) argument"
+                default: return "lifecycle record kind \(a)"
+                }
+            case .pool: return "pool"
             }
         }
     }

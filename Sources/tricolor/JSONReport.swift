@@ -45,6 +45,8 @@ struct RunReport: Encodable {
     let AllocPath: AllocPathStats?
     /// `--alloc-state`: the allocator at the end of the run (Heap.allocatorState()).
     var AllocState: AllocatorState? = nil
+    /// Finalizers, cleanups, weak handles, pools (Heap.lifecycleStats()).
+    var Lifecycle: LifecycleStats? = nil
 
     /// The pairs of a `# key=value key=value` summary line.
     static func summaryPairs(_ line: String) -> [String: SummaryValue] {

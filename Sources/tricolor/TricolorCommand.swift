@@ -265,7 +265,8 @@ struct Run: ParsableCommand {
         RunReport(version: Heap.version, workload: workload.rawValue, n: n, threads: threads,
                   summary: RunReport.summaryPairs(summary), MemStats: heap.memStats(),
                   GCStats: heap.gcStats(), AllocPath: allocPath ? heap.allocPathStats() : nil,
-                  AllocState: allocState ? heap.allocatorState() : nil)
+                  AllocState: allocState ? heap.allocatorState() : nil,
+                  Lifecycle: heap.lifecycleStats())
     }
 
     /// The progress line (ProgressLine.swift), started, when stderr is a terminal.
@@ -292,7 +293,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("dump-path"), help: "heapdump: where to write the dump (default /tmp/tricolor-bench.tchd).")
     var dumpPath: String = "/tmp/tricolor-bench.tchd"
 
-    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying), growth (operation latency while the heap grows), spike (RSS while idle after a spike) or heapdump (dump write pause and rate, inspect cost; --objects live objects)")
+    @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying), growth (operation latency while the heap grows), spike (RSS while idle after a spike), heapdump (dump write pause and rate, inspect cost; --objects live objects) or lifecycle (finalizers, weak references, pools)")
     var what: String = "alloc"
 
     @Option(name: .customLong("memprofilerate"), parsing: .unconditional, help: "Heap profile sampling rate in bytes (default 524288; 0 = off).",
@@ -316,7 +317,7 @@ struct Bench: ParsableCommand {
     var seconds: Int = 10
 
     func validate() throws {
-        guard ["alloc", "stack", "growth", "spike", "heapdump"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth, spike, heapdump") }
+        guard ["alloc", "stack", "growth", "spike", "heapdump", "lifecycle"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; expected: alloc, stack, growth, spike, heapdump, lifecycle") }
     }
 
     func run() throws {
@@ -336,6 +337,10 @@ struct Bench: ParsableCommand {
         }
         if what == "stack" {
             print(StackBench.format(try StackBench.run(runs: runs)))
+            return
+        }
+        if what == "lifecycle" {
+            print(LifecycleBench.format(try LifecycleBench.run(runs: runs)))
             return
         }
         for result in try AllocBench.run(objects: objects, runs: runs, memProfileRate: memProfileRate) {

@@ -181,6 +181,11 @@ extension Heap {
     /// Return a span's pages to the page heap (Go's freeSpan). The memory may hold
     /// garbage. `releasePages`: give them back to the OS too.
     func freeSpan(_ s: UnsafeMutablePointer<MSpan>, releasePages: Bool = false) {
+        // A span is freed only when none of its objects lived, and the sweep that
+        // found that removed every record of theirs (Runtime/Specials.swift).
+        if internalChecks && s.specialsBits & UnsafeMutablePointer<MSpan>.specialsBit != 0 {
+            runtimeFatal("freeSpan: span at \(Ref(address: s.pointee.startAddr)) still has lifecycle specials")
+        }
         heapLock.lock()
         let bw = Int(s.pointee.bitmapWords) * 8
         meta.free(UnsafeMutableRawPointer(s.pointee.allocBits!), bw)

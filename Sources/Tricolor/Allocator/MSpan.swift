@@ -70,7 +70,10 @@ struct MSpan: @unchecked Sendable {
     var state: UInt8                           // MSpanState; atomic store publishes the span
     var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
     var blackened: UInt8                       // free slots pre-marked (cached while marking)
-    var hasSpecials: UInt8                     // holds sampled (heap-profiled) objects
+    /// Bit 0: holds heap-profiled objects (MemProfile.swift); bit 1: holds finalizer,
+    /// weak-handle, cleanup or box records (Runtime/Specials.swift). Changed with atomic
+    /// OR/AND under the owning table's lock; read by the sweeper that owns the span.
+    var hasSpecials: UInt8
     /// Free slots of the current window withheld from the fast path until the next heap
     /// profile sample (see MemProfile.swift); nonzero only while cached.
     var heldCache: UInt64

@@ -36,12 +36,13 @@ extension Heap {
             }
         }
         globalsLock.withLock { globalSlots.forEach(visit); handleSlots.forEach(visit) }
-        while let obj = stack.popLast() {
-            let s = spanOf(obj)!
-            if !s.isMarked(s.objectIndex(obj)) {
-                runtimeFatal("gccheckmark: reachable object \(Ref(address: obj)) (span class \(s.pointee.spanClass.raw), type \(s.pointee.typeIDs.map { typeName($0[Int(s.objectIndex(obj))] & ~arrayTypeBit) } ?? "large/noscan")) was not marked by the concurrent mark")
-            }
-            if s.pointee.spanClass.noscan { continue }
+        // Finalizers' objects are scanned, not marked; cleanups' arguments, weak
+        // handles, queued jobs and pooled objects are roots (Runtime/Specials.swift).
+        var through: [UInt] = []
+        _ = forEachSpecialRoot(grey: visit, through: { through.append($0) })
+        _ = forEachPooled(visit)
+        func children(_ obj: UInt, _ s: UnsafeMutablePointer<MSpan>) {
+            if s.pointee.spanClass.noscan { return }
             let large = s.pointee.isLarge
             let tid = large ? Int(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit) : Int(s.pointee.typeIDs![Int(s.objectIndex(obj))] & ~arrayTypeBit)
             let t = types[tid]
@@ -51,6 +52,14 @@ extension Heap {
                     visit(UnsafePointer<UInt>(bitPattern: obj + UInt(e) * t.size)![Int(t.ptrWords![k])])
                 }
             }
+        }
+        for obj in through { children(obj, spanOf(obj)!) }
+        while let obj = stack.popLast() {
+            let s = spanOf(obj)!
+            if !s.isMarked(s.objectIndex(obj)) {
+                runtimeFatal("gccheckmark: reachable object \(Ref(address: obj)) (span class \(s.pointee.spanClass.raw), type \(s.pointee.typeIDs.map { typeName($0[Int(s.objectIndex(obj))] & ~arrayTypeBit) } ?? "large/noscan")) was not marked by the concurrent mark")
+            }
+            children(obj, s)
         }
     }
 

@@ -136,6 +136,9 @@ extension Heap {
         sweep.sweepBlocked.store(1, .releasing)
         while sweep.activeSweepers.load(.acquiring) != 0 { tc_yield() }
         finishSweep(force: true)
+        // Pools: victims dropped, primaries become victims (Go's clearpools, also in
+        // gcStart with the world stopped).
+        clearPools()
         cycle = CycleTrace()
         cycle.number = Int(marking.numGC.load(.relaxed)) + 1
         cycle.tSweepTerm = t0

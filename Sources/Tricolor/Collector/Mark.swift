@@ -160,7 +160,9 @@ extension Heap {
             handleSlots.forEach { greyObject($0, &gcw) }
             return globalSlots.bytes + handleSlots.bytes
         }
-        gcw.scanWork &+= UInt(bytes)
+        // Finalizers, cleanups, weak handles, the finalizer queue, pools.
+        let lifecycleBytes = scanLifecycleRoots(&gcw)
+        gcw.scanWork &+= UInt(bytes + lifecycleBytes)
         marking.rootsDone.store(1, .releasing)
     }
 

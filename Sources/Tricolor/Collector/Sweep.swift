@@ -25,7 +25,13 @@ extension Heap {
         sweep.pagesSwept.add(s.pointee.npages, .relaxed)
         heapStats.spansSwept.add(1, .relaxed)
         let spc = s.pointee.spanClass
-        if s.pointee.hasSpecials != 0 { memProfiler.sweepSpecials(s) }
+        // Specials (Runtime/Specials.swift): finalizer objects are revived (marked)
+        // first, so that the heap profile counts them live, as Go does.
+        if _slowPath(s.specialsBits != 0) {   // atomic: a mutator may add a special meanwhile
+            let bits = s.specialsBits
+            if bits & UnsafeMutablePointer<MSpan>.specialsBit != 0 { sweepSpecials(s) }
+            if bits & UnsafeMutablePointer<MSpan>.profileBit != 0 { memProfiler.sweepSpecials(s) }
+        }
         let freeHook = currentHooks()?.onFree
         if quarantineCycles != 0 { return sweepSpanQuarantined(s, preserve: preserve, freeHook: freeHook) }
         if s.pointee.isLarge {

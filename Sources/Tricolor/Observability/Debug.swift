@@ -105,5 +105,6 @@ extension Heap {
     func checkInvariantsStopped() {
         checkHeapInvariantsStopped()
         checkPolicyInvariants()
+        checkSpecialsInvariants()
     }
 }

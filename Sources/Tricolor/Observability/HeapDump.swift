@@ -37,7 +37,7 @@ enum DumpTag: UInt {
 
 /// Root kinds of the heap dump format.
 enum DumpRootKind: UInt {
-    case stackSlot = 1, global = 2, handle = 3, conservative = 4, finalizerQueue = 5
+    case stackSlot = 1, global = 2, handle = 3, conservative = 4, finalizerQueue = 5, special = 6, pool = 7
 }
 
 /// A buffered writer of uvarints and strings to a file descriptor. Never allocates after
@@ -380,6 +380,28 @@ extension Heap {
             for i in 0..<globalSlots.used { if let t = dumpTarget(tc_load_acquire(UnsafeRawPointer(globalSlots.slot(i)))) { root(.global, t, UInt(i), 0) } }
             for i in 0..<handleSlots.used { if let t = dumpTarget(tc_load_acquire(UnsafeRawPointer(handleSlots.slot(i)))) { root(.handle, t, UInt(i), 0) } }
             globalsLock.unlock()
+        }
+        // Lifecycle records (Runtime/Specials.swift): each as a SPECIAL record of its
+        // object, and what the collector treats as roots because of them: a finalizer's
+        // object (marked through), a weak handle object, a cleanup's argument; then the
+        // finalizer queue and the pools.
+        if acquire(specials.lock, locking) {
+            for (_, list) in specials.bySpan {
+                for sp in list {
+                    w.uvarint(DumpTag.special.rawValue); w.uvarint(sp.addr); w.string(describeSpecial(sp))
+                    switch sp.kind {
+                    case .finalizer: if let t = dumpTarget(sp.addr) { root(.special, t, UInt(sp.kind.rawValue), 0) }
+                    case .weakHandle: if let t = dumpTarget(sp.arg) { root(.special, t, UInt(sp.kind.rawValue), 0) }
+                    case .cleanup: if let t = dumpTarget(sp.arg) { root(.special, t, UInt(sp.kind.rawValue), UInt(sp.id)) }
+                    case .swiftBox: break
+                    }
+                }
+            }
+            specials.lock.unlock()
+        }
+        if locking {
+            _ = finalizerQueue.forEachRoot { if let t = dumpTarget($0) { root(.finalizerQueue, t, 0, 0) } }
+            _ = forEachPooled { if let t = dumpTarget($0) { root(.pool, t, 0, 0) } }
         }
         guard conservativeStacks else { return }
         let me = currentMutator()

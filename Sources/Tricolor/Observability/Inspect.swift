@@ -71,7 +71,8 @@ public struct AddressInfo: Sendable, Codable, Equatable, CustomStringConvertible
     /// `TricolorProfiling`'s `Heap.inspectSymbolized(_:)`; nil from `inspect(_:)`.
     public var allocationFrames: [String]?
     /// Finalizers, cleanups and weak handles attached to the object. Empty until the
-    /// runtime has specials other than heap profile samples (the lifecycle issue).
+    /// runtime keeps for the object (Runtime/Specials.swift): "finalizer", "weak handle
+    /// 0x…" (the handle object), "cleanup #N (argument 0x…)", "Swift object box".
     public var specials: [String] = []
 
     /// Arena of an address.
@@ -338,6 +339,10 @@ extension Heap {
                let hit = list.first(where: { $0.addr >= base && $0.addr < base + s.pointee.elemSize }) {
                 info.allocationStack = memProfiler.buckets[Int(hit.bucket)].key.stack
             }
+        }
+        if live, s.specialsBits & UnsafeMutablePointer<MSpan>.specialsBit != 0, acquire(specials.lock, locking) {
+            defer { specials.lock.unlock() }
+            info.specials = (specials.bySpan[s.pointee.startAddr] ?? []).filter { $0.addr == base }.map(describeSpecial)
         }
         info.span = span
         return info

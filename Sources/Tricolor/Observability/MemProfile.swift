@@ -22,7 +22,10 @@ import Glibc
 // published profile is the heap as of the last completed collection.
 //
 // Specials. A sampled object is remembered (its address and bucket) in a table keyed by
-// its span; spans that hold any carry `hasSpecials`, so the sweeper looks only at those.
+// its span; spans that hold any carry bit 0 of `hasSpecials`, so the sweeper looks only at
+// those. (Finalizers, weak handles, cleanups and boxes use bit 1 and their own table,
+// Runtime/Specials.swift: the profile's records stay under the profiler's lock, which
+// allocation sampling takes, so that sampling never waits on the lifecycle table.)
 
 /// Go's memRecordCycle.
 struct MemRecordCycle: Sendable, Equatable {
@@ -94,7 +97,7 @@ final class MemProfiler: @unchecked Sendable {
             buckets[b].future[(cycle + 2) % 3].allocs += 1
             buckets[b].future[(cycle + 2) % 3].allocBytes += size
             specials[span.pointee.startAddr, default: []].append((addr, Int32(b)))
-            span.pointee.hasSpecials = 1
+            span.setSpecialsBits(UnsafeMutablePointer<MSpan>.profileBit)
         }
     }
 
@@ -103,7 +106,7 @@ final class MemProfiler: @unchecked Sendable {
     func sweepSpecials(_ s: UnsafeMutablePointer<MSpan>) {
         lock.withLock {
             let base = s.pointee.startAddr
-            guard var list = specials[base] else { s.pointee.hasSpecials = 0; return }
+            guard var list = specials[base] else { s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.profileBit); return }
             let size = Int(s.pointee.elemSize)
             list.removeAll { sp in
                 let idx = s.pointee.isLarge ? 0 : s.objectIndex(sp.addr)
@@ -115,7 +118,7 @@ final class MemProfiler: @unchecked Sendable {
             }
             if list.isEmpty {
                 specials[base] = nil
-                s.pointee.hasSpecials = 0
+                s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.profileBit)
             } else {
                 specials[base] = list
             }

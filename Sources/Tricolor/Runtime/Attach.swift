@@ -68,6 +68,7 @@ extension Heap {
         st.pointee.assistDebt = 0
         st.pointee.status = .running
         st.pointee.threadID = tc_thread_id()
+        if let i = freePoolIndices.popLast() { st.pointee.poolIndex = i } else { st.pointee.poolIndex = nextPoolIndex; nextPoolIndex += 1 }
         st.pointee.next = mutators
         mutators = st
         schedLock.unlock()
@@ -127,7 +128,7 @@ extension Heap {
 
     /// Give the mutator's cache and grey work back and unlink it; the calling thread is
     /// the mutator's and is attached no more.
-    private func unlinkMutator(_ st: UnsafeMutablePointer<MutatorState>) {
+    func unlinkMutator(_ st: UnsafeMutablePointer<MutatorState>) {
         gcSafepoint(st)
         freeStack(st)
         schedLock.lock()
@@ -143,6 +144,7 @@ extension Heap {
         while let q = p, q != st { prev = q; p = q.pointee.next }
         if let prev { prev.pointee.next = st.pointee.next } else { mutators = st.pointee.next }
         st.pointee.status = .detached
+        freePoolIndices.append(st.pointee.poolIndex)
         st.pointee.stackTop = 0
         st.storeFlags(MutatorState.flagDetached | (checked ? MutatorState.flagChecked : 0))
         sched.activeMutators.sub(1, .relaxed)

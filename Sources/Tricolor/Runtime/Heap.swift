@@ -178,6 +178,20 @@ public final class Heap: @unchecked Sendable {
     /// Allocation-path counts of detached mutators (statsLock).
     let pathTotals: UnsafeMutablePointer<UInt64>
 
+    // MARK: object lifecycle (Runtime/Specials.swift, Finalizers.swift, Pool.swift)
+    /// Finalizer, weak-handle, cleanup and box records (their own lock).
+    let specials = SpecialsTable()
+    /// The finalizer thread's queue and state (its own lock).
+    let finalizerQueue = FinalizerQueue()
+    /// The registry of live pools, and the counts of pools gone (poolsLock).
+    let poolsLock = RuntimeLock(rank: .pools)
+    @exclusivity(unchecked) var pools: [ObjectIdentifier: PoolStorage] = [:]
+    @exclusivity(unchecked) var retiredPoolHits = 0
+    @exclusivity(unchecked) var retiredPoolMisses = 0
+    /// Pool indices of detached mutators, for reuse, and the next new one (sched lock).
+    @exclusivity(unchecked) var freePoolIndices: [Int] = []
+    @exclusivity(unchecked) var nextPoolIndex = 0
+
     // MARK: profiling and hooks
     let memProfiler = MemProfiler()
     let hooksLock = RuntimeLock(rank: .hooks)
@@ -299,6 +313,8 @@ public final class Heap: @unchecked Sendable {
     /// No mutator is attached here: each attached one holds a reference to the heap
     /// (see `attach`). The collector threads hold none (`startBackgroundThreadsIfNeeded`).
     deinit {
+        // First: the finalizer thread is attached, and detaches as it stops.
+        stopFinalizerThread()
         unregisterDebugDescriptor()
         if backgroundStarted {
             if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
@@ -331,7 +347,8 @@ public final class Heap: @unchecked Sendable {
         shared.destroy()
         pathTotals.deallocate()
         stackPool.deallocate(); stackLarge.deallocate()
-        for l in [heapLock, stackLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock, hooksLock, limiterLock] { l.destroy() }
+        pools = [:]
+        for l in [heapLock, stackLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock, hooksLock, limiterLock, poolsLock] { l.destroy() }
         for c in [stateChanged, worldStarted, bgCond, growthCond, scavCond] { c.destroy() }
     }
 

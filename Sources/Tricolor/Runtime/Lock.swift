@@ -28,6 +28,11 @@ import Glibc
 //  10 prof       heap profile buckets and specials
 //  11 hooks      the installed allocation/free hooks
 //  12 limiter    the GC CPU limiter's bucket (a leaf: nothing is taken under it)
+//  13 specials   finalizer/weak/cleanup/box records (Runtime/Specials.swift); taken with
+//                no other lock held, except finq under it
+//  14 finq       the finalizer queue (Runtime/Finalizers.swift)
+//  15 pools      the pool registry and a pool's local creation (Runtime/Pool.swift)
+//  16 poolLocal  one pool local (under pools in the root scan and pause #1)
 //
 // mheap below stats is what Go's lockrank.go has too (mheap before the stats/trace
 // leaves): code that needs heap-lock data for pacing reads it first, then takes the
@@ -35,7 +40,7 @@ import Glibc
 // in `Heap.enableLockRanking`.
 @usableFromInline
 enum LockRank: Int, CaseIterable {
-    case markDone = 0, sched, background, globals, types, mcentral, stackpool, mheap, work, stats, prof, hooks, limiter
+    case markDone = 0, sched, background, globals, types, mcentral, stackpool, mheap, work, stats, prof, hooks, limiter, specials, finq, pools, poolLocal
 }
 
 @usableFromInline
@@ -145,7 +150,7 @@ extension Heap {
     /// Checked mode: rank every lock of this heap. Called once, at the end of `init`.
     func enableLockRanking() {
         for l in [heapLock, stackLock, typesLock, schedLock, globalsLock, markDoneLock, bgLock, statsLock,
-                  hooksLock, limiterLock, work.lock, memProfiler.lock] {
+                  hooksLock, limiterLock, work.lock, memProfiler.lock, specials.lock, finalizerQueue.lock, poolsLock] {
             l.enableRanking()
         }
         for i in 0..<SpanClass.count { centrals[i].lock.enableRanking() }

@@ -81,6 +81,10 @@ struct MutatorState {
     var next: UnsafeMutablePointer<MutatorState>? = nil
     var threadID: UInt64 = 0
     let id: Int
+    /// This mutator's local in every `Pool` (Go's P id): small, unique among attached
+    /// mutators, reused after detach. Set at attach under the sched lock; read by the
+    /// owner.
+    var poolIndex = 0
 
     static let initialStackSlots = StackAlloc.minStack / 8   // 2 KiB, Go's _StackMin
     /// The stack of a detached mutator (capacity 0): a valid address nothing reads.

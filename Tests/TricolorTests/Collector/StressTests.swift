@@ -53,6 +53,12 @@ struct StressOptions {
     /// scanning keeps them): HeapObjects is then checked to be at least the reachable
     /// count, not equal to it (stale stack words may retain a little more).
     var nativeRoots = false
+    /// Add finalizers, weak references and a pool to the random operations, and predict
+    /// at each checkpoint which finalizers run and which weak references read nil.
+    /// Needs collections only at checkpoints (GOGC=off, no random collections), so that
+    /// the mirror knows when each cycle happens; HeapObjects is not compared (weak
+    /// handles and finalizer-kept objects are heap objects the graph does not count).
+    var lifecycle = false
 }
 
 /// A random object graph on the heap and its mirror in Swift. Operations keep the two in
@@ -92,6 +98,22 @@ final class GraphModel {
     var explicitCollections = 0
     var lastReachable = 0
 
+    // -- lifecycle mirror (options.lifecycle) --
+    /// Objects with a finalizer set and not yet queued.
+    var finSet: Set<Int> = []
+    /// Finalizers predicted to have run, and what the finalizer thread reported.
+    var expectedFinalized: Set<Int> = []
+    let finLog = LifeLog()
+    /// Weak references, each kept in a Handle (a root for the weak handle, not for
+    /// its target), with the target and whether it is predicted nil.
+    var weaks: [(handle: Handle, target: Int, isNil: Bool)] = []
+    var pool: Pool?
+    /// The pool, as Pool.swift behaves for one mutator: private slot, LIFO queue,
+    /// and the same pair as victims.
+    var poolPrivate = -1, victimPrivate = -1
+    var poolStack: [Int] = [], victimStack: [Int] = []
+    var lifecycleOps = 0
+
     init(heap: Heap, mutator: Mutator, types: StressTypes, options: StressOptions, seed: UInt64, globals: [Global]) {
         self.heap = heap
         self.m = mutator
@@ -102,7 +124,14 @@ final class GraphModel {
         frameRoots = Array(repeating: -1, count: options.frameSlots)
         self.globals = globals
         globalRoots = Array(repeating: -1, count: globals.count)
+        if options.lifecycle {
+            let a = types.a
+            pool = heap.makePool { m in m.allocate(a) }
+        }
     }
+
+    /// Pooled object ids (primary and victim).
+    var pooledIDs: [Int] { [poolPrivate, victimPrivate].filter { $0 >= 0 } + poolStack + victimStack }
 
     func fail(_ message: String) {
         if failures.count < 20 { failures.append(message) }
@@ -398,6 +427,10 @@ final class GraphModel {
         var seen = Set<Int>()
         var order: [Int] = []
         var stack = rootIDs.filter { $0 >= 0 }
+        // Alive though perhaps unreachable: pooled objects (roots), objects with
+        // finalizers and what they refer to, targets of weak references not yet nil
+        // (alive until the next collection finds them dead).
+        stack += pooledIDs + Array(finSet) + weaks.filter { !$0.isNil }.map(\.target)
         while let id = stack.popLast() {
             if !seen.insert(id).inserted { continue }
             order.append(id)
@@ -466,6 +499,7 @@ final class GraphModel {
 
     /// Collect, verify, and compare HeapObjects with the reachable count.
     func checkpoint(_ context: String) {
+        if options.lifecycle { return lifecycleCheckpoint(context) }
         heap.collect()
         explicitCollections += 1
         let n = verify(context)
@@ -484,7 +518,9 @@ final class GraphModel {
     func run(_ context: String) {
         for op in 1...options.ops {
             let r = rng.int(100)
-            if r < 45 {
+            if options.lifecycle && rng.chance(12) {
+                opLifecycle()
+            } else if r < 45 {
                 opAllocate()
             } else if r < 72 {
                 opRewire()
@@ -509,6 +545,115 @@ final class GraphModel {
             // Keep the live set bounded.
             if lastReachable > options.maxLive && rng.chance(30) { opDropRoot() }
             if !failures.isEmpty { return }
+        }
+    }
+
+    // MARK: lifecycle operations and predictions
+
+    func opLifecycle() {
+        lifecycleOps += 1
+        switch rng.int(10) {
+        case 0, 1:
+            // A finalizer on a reachable object that has none.
+            guard let id = randomReachable(withPointers: false), !finSet.contains(id), !expectedFinalized.contains(id) else { return }
+            let n = nodes[id]!
+            let words = dataWords(id, n.kind)
+            let log = finLog
+            m.setFinalizer(n.ref) { m, obj in
+                // The object is intact when its finalizer sees it.
+                for (w, v) in words where m.loadWord(obj, w) != v { log.add("bad \(id)"); return }
+                log.add("\(id)")
+            }
+            finSet.insert(id)
+        case 2, 3:
+            // A weak reference to a reachable object; equal to any earlier live one.
+            guard let id = randomReachable(withPointers: false) else { return }
+            let w = m.makeWeak(ref(id))
+            if let old = weaks.first(where: { $0.target == id && !$0.isNil }), old.handle.value != w.handle {
+                fail("makeWeak(\(id)) gave \(w), an earlier live weak reference to it is \(old.handle.value)")
+            }
+            if weaks.count >= 48 { weaks.remove(at: rng.int(weaks.count)) }
+            weaks.append((heap.makeHandle(w.handle), id, false))
+        case 4, 5:
+            // Read a weak reference; sometimes root what it gives back.
+            guard !weaks.isEmpty else { return }
+            let w = weaks[rng.int(weaks.count)]
+            let v = m.value(WeakRef(handle: w.handle.value))
+            let want = w.isNil ? Ref.null : ref(w.target)
+            if v != want { fail("weak reference to \(w.target) reads \(v), expected \(want)") }
+            if !v.isNull && rng.chance(30) { rootSomewhere(w.target, replacing: lastReachable >= options.minLive) }
+        case 6, 7:
+            // Put a fresh leaf object in the pool.
+            let id = newNode(.a)
+            pool!.put(m, ref(id))
+            if poolPrivate < 0 { poolPrivate = id } else { poolStack.append(id) }
+        default:
+            // Get from the pool: exactly the object the mirror predicts, or a new one.
+            var want = -1
+            if poolPrivate >= 0 { want = poolPrivate; poolPrivate = -1 }
+            else if let x = poolStack.popLast() { want = x }
+            else if victimPrivate >= 0 { want = victimPrivate; victimPrivate = -1 }
+            else if let x = victimStack.popLast() { want = x }
+            let got = pool!.get(m)
+            if want >= 0 {
+                if got != ref(want) { fail("pool get gave \(got), expected \(ref(want)) (object \(want))"); return }
+                for (w, v) in dataWords(want, .a) where m.loadWord(got, w) != v { fail("pooled object \(want) corrupted") }
+                rootSomewhere(want, replacing: true)
+            } else {
+                // New: a zeroed A; adopt it as a node.
+                checkZeroed(got, .a)
+                let id = nextID
+                nextID += 1
+                for (w, v) in dataWords(id, .a) { m.storeWord(got, w, v) }
+                nodes[id] = Node(ref: got, kind: .a, ptrWords: [0, 1], edges: [-1, -1])
+                rootSomewhere(id, replacing: true)
+            }
+        }
+    }
+
+    /// Ids reachable from `from` through the mirror's edges.
+    func reach(_ from: [Int], into seen: inout Set<Int>) {
+        var stack = from.filter { $0 >= 0 }
+        while let id = stack.popLast() {
+            if !seen.insert(id).inserted { continue }
+            for e in nodes[id]!.edges where e >= 0 && !seen.contains(e) { stack.append(e) }
+        }
+    }
+
+    /// Predict the collection (Runtime/Specials.swift's rules), collect, wait for the
+    /// finalizers, and compare: the set of finalizers run, every weak reference's value.
+    func lifecycleCheckpoint(_ context: String) {
+        // Pause #1 turns the pool's primaries into victims and drops the old victims.
+        victimPrivate = poolPrivate; poolPrivate = -1
+        victimStack = poolStack; poolStack = []
+        // Marking: the roots, the pool; then through each finalizer's object (not the
+        // object itself).
+        var marked = Set<Int>()
+        reach(rootIDs + pooledIDs, into: &marked)
+        for f in finSet { reach(nodes[f]!.edges, into: &marked) }
+        let queued = finSet.subtracting(marked)
+        for i in weaks.indices where !weaks[i].isNil && !marked.contains(weaks[i].target) { weaks[i].isNil = true }
+        finSet.subtract(queued)
+        expectedFinalized.formUnion(queued)
+        heap.collect()
+        explicitCollections += 1
+        heap.waitForFinalizers()
+        let ran = Set(finLog.all)
+        let want = Set(expectedFinalized.map { "\($0)" })
+        if ran != want {
+            fail("\(context): finalizers run \(ran.subtracting(want).sorted()) not predicted, \(want.subtracting(ran).sorted()) predicted but not run")
+        }
+        for w in weaks {
+            let v = m.value(WeakRef(handle: w.handle.value))
+            let expect = w.isNil ? Ref.null : ref(w.target)
+            if v != expect { fail("\(context): weak reference to \(w.target) reads \(v), expected \(expect)") }
+        }
+        if pool!.count != pooledIDs.count { fail("\(context): pool holds \(pool!.count), expected \(pooledIDs.count)") }
+        verify(context)
+        heap.checkHeapInvariants()
+        heap.checkSpecialsInvariants()
+        if heap.lifecycleStats().finalizersRun != expectedFinalized.count {
+            fail("\(context): finalizersRun \(heap.lifecycleStats().finalizersRun), expected \(expectedFinalized.count)")
         }
     }
 
@@ -647,6 +792,39 @@ final class StressTests: WatchdogTestCase {
         o.verifyEvery = 500
         o.maxLive = 1_000
         checkGraphInChild(Configuration(gcPercent: 30, clobberFree: true, checkmark: true), o, seed: 55, name: "checkmark")
+    }
+
+    /// Finalizers, weak references and a pool among the random operations, with
+    /// collections only at checkpoints (GOGC=off) so that the mirror predicts each one
+    /// exactly: which finalizers have run, which weak references read nil, what the
+    /// pool holds and which object each get returns. Then again under gccheckmark and
+    /// clobberfree, and in checked mode, in child processes.
+    func testRandomGraphWithFinalizersWeakReferencesAndPool() throws {
+        var o = StressOptions()
+        o.lifecycle = true
+        o.ops = 12_000
+        o.collectEvery = 800
+        o.verifyEvery = 400
+        o.maxLive = 1_500
+        for seed: UInt64 in [3, 4] {
+            let heap = try Heap(configuration: Configuration(gcPercent: nil).withSelfChecks.precise)
+            let types = try StressTypes(heap)
+            let globals = (0..<3).map { _ in heap.makeGlobal() }
+            heap.withMutator { m in
+                let g = GraphModel(heap: heap, mutator: m, types: types, options: o, seed: seed, globals: globals)
+                g.run("lifecycle seed \(seed)")
+                g.checkpoint("lifecycle seed \(seed) end")
+                assertNoFailures(g, "lifecycle seed \(seed)")
+                XCTAssertGreaterThan(g.expectedFinalized.count, 10, "finalizers should have run")
+                XCTAssertGreaterThan(g.weaks.filter(\.isNil).count, 0, "some weak references should be nil")
+                print("lifecycle, seed \(seed): \(g.summary), \(g.lifecycleOps) lifecycle operations, \(g.expectedFinalized.count) finalizers run, \(g.weaks.filter(\.isNil).count)/\(g.weaks.count) weak references nil, stats \(heap.lifecycleStats())")
+                g.releaseFrame()
+            }
+        }
+        o.ops = 6_000
+        if lifeUnderSanitizer { return }   // no forked children under TSan
+        checkGraphInChild(Configuration(gcPercent: nil, clobberFree: true, checkmark: true), o, seed: 56, name: "lifecycle checkmark")
+        checkGraphInChild(Configuration(gcPercent: nil, checked: true), o, seed: 57, name: "lifecycle checked")
     }
 
     /// Three threads, each attached as its own mutator with its own graph and roots,

@@ -253,4 +253,51 @@ final class TypedGettingStartedTests: XCTestCase {
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: path))
     }
+
+    /// ObjectLifecycle.md: a finalizer closing a "file", the weak cache, a pool.
+    func testObjectLifecycleExamples() throws {
+        final class Closed: @unchecked Sendable {
+            let lock = NSLock()
+            var all: [Int] = []
+            func add(_ v: Int) { lock.lock(); all.append(v); lock.unlock() }
+        }
+        var configuration = Configuration()
+        configuration.conservativeStackScan = false               // precise roots only
+        let heap = try Heap(configuration: configuration)
+        let File = try heap.register(TypeLayout(name: "File", size: 16, pointerWords: []))
+        let closed = Closed()
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { frame in
+                frame[0] = m.allocate(File)
+                m.storeWord(frame[0], 0, 3)                       // the descriptor
+                m.setFinalizer(frame[0]) { m, file in closed.add(m.loadWord(file, 0)) }
+                frame[0] = .null                                  // unreachable from here on
+            }
+            heap.collect()                                        // finds it unreachable: queues the finalizer
+            heap.waitForFinalizers()                              // closed.all == [3]
+        }
+        XCTAssertEqual(closed.all, [3])
+
+        var cache: [String: Handle] = [:]                         // key → weak reference
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { frame in
+                frame[0] = m.allocate(File)
+                cache["a"] = heap.makeHandle(m.makeWeak(frame[0]).handle)
+                let hit = m.value(WeakRef(handle: cache["a"]!.value))   // frame[0]'s object
+                XCTAssertEqual(hit, frame[0])
+                frame[0] = .null
+                heap.collect()
+                let miss = m.value(WeakRef(handle: cache["a"]!.value))  // Ref.null: the entry vanished
+                _ = (hit, miss)
+                XCTAssertEqual(miss, .null)
+            }
+        }
+
+        let buffers = heap.makePool { m in m.allocateBytes(4096) }
+        heap.withMutator { m in
+            let buf = buffers.get(m)                              // new(m) on a miss
+            buffers.put(m, buf)                                   // for the next get, on any mutator
+            XCTAssertEqual(buffers.get(m), buf)
+        }
+    }
 }

@@ -98,6 +98,63 @@ final class HeapDumpTests: WatchdogTestCase {
         }
     }
 
+    /// Lifecycle records wherever an object is described: `inspect` lists an object's
+    /// finalizer, weak handle, cleanup and box; the dump has a SPECIAL record for each and
+    /// names the roots they make (a finalizer's object, a weak handle object, a cleanup's
+    /// argument, a pooled object), so `why` can explain what only they keep alive.
+    func testSpecialsAppearInInspectionAndDumps() throws {
+        let dir = temporaryDirectory("specials")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/specials.tchd"
+        final class Host {}
+        let heap = try Heap(configuration: Configuration(gcPercent: nil).precise)
+        let node = try heap.register(TypeLayout(name: "spec.Node", size: 16, pointerWords: [0]))
+        let pool = heap.makePool()
+        try heap.withMutator { m in
+            try m.withFrame(slots: 4) { f in
+                f[0] = m.allocate(node)                     // finalizer, weak handle, cleanup
+                f[1] = m.allocate(node)                     // the cleanup's argument (only it keeps it)
+                m.setFinalizer(f[0]) { _, _ in }
+                let weak = m.makeWeak(f[0])
+                let cleanup = m.addCleanup(f[0], argument: f[1]) { _, _ in }
+                let argument = f[1].address
+                f[1] = .null
+                f[2] = m.makeBox(Host())
+                let pooled = m.allocate(node)
+                pool.put(m, pooled)
+                let info = heap.inspect(f[0])
+                XCTAssertEqual(info.specials.count, 3, "\(info.specials)")
+                XCTAssertTrue(info.specials.contains("finalizer"), "\(info.specials)")
+                XCTAssertTrue(info.specials.contains { $0.hasPrefix("weak handle 0x") }, "\(info.specials)")
+                XCTAssertTrue(info.specials.contains { $0.hasPrefix("cleanup #") && $0.hasSuffix("(argument 0x\(String(argument, radix: 16)))") }, "\(info.specials)")
+                XCTAssertTrue("\(info)".contains("finalizer"))
+                XCTAssertEqual(heap.inspect(f[2]).specials, ["Swift object box"])
+                XCTAssertEqual(heap.inspect(Ref(address: argument)).specials, [])
+
+                _ = try heap.writeHeapDump(to: path)
+                let dump = try HeapDump(path: path)
+                let obj = try XCTUnwrap(dump.index(ofBase: UInt64(f[0].address)))
+                let kinds = dump.specials.filter { $0.object == Int32(obj) }.map(\.kind)
+                XCTAssertEqual(Set(kinds.map { String($0.prefix(7)) }), ["finaliz", "weak ha", "cleanup"], "\(kinds)")
+                let box = try XCTUnwrap(dump.index(ofBase: UInt64(f[2].address)))
+                XCTAssertEqual(dump.specials.filter { $0.object == Int32(box) }.map(\.kind), ["Swift object box"])
+                func roots(to a: UInt) -> [String] {
+                    guard let v = dump.index(ofBase: UInt64(a)) else { return [] }
+                    return dump.roots.filter { $0.target == Int32(v) }.map(\.name)
+                }
+                XCTAssertTrue(roots(to: argument).contains { $0.hasPrefix("cleanup #") }, "\(roots(to: argument))")
+                XCTAssertTrue(roots(to: f[0].address).contains("finalizer (its object, marked through)"), "\(roots(to: f[0].address))")
+                XCTAssertTrue(roots(to: pooled.address).contains("pool"), "\(roots(to: pooled.address))")
+                XCTAssertTrue(roots(to: weak.handle.address).contains("weak handle object"), "\(roots(to: weak.handle.address))")
+                // `why` explains the argument, which only the cleanup keeps.
+                let a = HeapAnalysis(dump)
+                let v = try XCTUnwrap(dump.index(ofBase: UInt64(argument)))
+                XCTAssertTrue(a.isReachable(v))
+                withExtendedLifetime(cleanup) {}
+            }
+        }
+    }
+
     /// In checked mode (lock ranks enforced) dumping, inspecting and the allocator state
     /// take their locks in rank order; run in a child so a violation fails this test only.
     func testDumpInspectAndStateRespectLockRanksInCheckedMode() {
