@@ -8,8 +8,9 @@ import Glibc
 //   releases free pages, highest addresses first, until the goal of Policy/
 //   ScavengeGoal.swift is met: retained heap memory (HeapSys − HeapReleased) at most
 //   the heap goal + 10%, and under a memory limit mapped memory at most 95% of it. It
-//   paces itself to about 1% of one CPU (Go's scavengePercent): it works in batches of
-//   at least 1 ms (Go's minScavWorkTime) and sleeps 99 times as long as it worked.
+//   paces itself to 1% of the CPU time of GOMAXPROCS CPUs (Go's scavengePercent): it
+//   works in batches of at least 1 ms (Go's minScavWorkTime) and sleeps 100/GOMAXPROCS − 1
+//   times as long as it worked (49 times on two CPUs).
 //   Go steers the sleep with a PI controller on measured CPU; a fixed duty cycle is the
 //   same target without the controller, and needs no goroutine-scheduler feedback.
 // - Huge pages first: a background pass releases whole 2 MiB blocks that are entirely
@@ -57,8 +58,10 @@ extension Heap {
     static let scavengeQuantumPages = (64 << 10) / SizeClassTable.pageSize
     /// A batch of background work lasts at least this long (Go's minScavWorkTime).
     static let minScavengeWorkNs: UInt64 = 1_000_000
-    /// Sleep per unit of work: 1% of one CPU (Go's scavengePercent).
-    static let scavengeSleepRatio: UInt64 = 99
+    /// Sleep per unit of work: 1% of all GOMAXPROCS CPUs (Go's scavengePercent, which
+    /// Go measures against the whole machine: 2% of one CPU on two), so
+    /// worked / (worked + slept) = 0.01 × GOMAXPROCS.
+    var scavengeSleepRatio: UInt64 { UInt64(max(0, 100 / max(1, gomaxprocs) - 1)) }
 
     // MARK: goal
 
@@ -146,7 +149,8 @@ extension Heap {
                     if got == 0 { met = true; break }   // nothing left to release, or the OS refused
                 }
                 if met || scav.stop { break }
-                _ = tc_cond_timedwait_ns(scavCond.raw, heapLock.raw, max(worked, Heap.minScavengeWorkNs) * Heap.scavengeSleepRatio)
+                let sleep = max(worked, Heap.minScavengeWorkNs) * scavengeSleepRatio
+                if sleep > 0 { _ = tc_cond_timedwait_ns(scavCond.raw, heapLock.raw, sleep) }
             }
         }
         scav.running = false
