@@ -122,12 +122,7 @@ extension Heap {
     /// heap cannot grow. Heap lock held.
     private func growPending(npages: Int) -> Bool {
         guard let g = growPrepare(npages: npages) else { return false }
-        growCommit(g)
-        let first = Int((g.addr - arenaBase) >> SizeClassTable.pageShiftU)
-        pages.reserve(first, g.pages)
-        growth.reservedPages += g.pages
-        growth.pendingNext = first
-        growth.pendingEnd = first + g.pages
+        growCommit(g, pending: true)
         return true
     }
 
@@ -304,10 +299,21 @@ extension Heap {
         return Growth(addr: startAddr, bytes: bytes, pages: ask)
     }
 
-    /// Second half of growing: the prepared range's pages become free pages of the heap.
+    /// Second half of growing: the prepared range's pages become free pages of the heap,
+    /// or with `pending`, the pending range (reserved, to be faulted in piece by piece).
+    /// The reservation comes before the eager scavenging below: found by the soak test,
+    /// scavenging first released the new pages and left them marked released while
+    /// reserved (`HeapGrowthUnderLimitTests`).
     /// - Precondition: the heap lock is held.
-    func growCommit(_ g: Growth) {
+    func growCommit(_ g: Growth, pending: Bool = false) {
         pages.grow(g.pages)
+        if pending {
+            let first = Int((g.addr - arenaBase) >> SizeClassTable.pageShiftU)
+            pages.reserve(first, g.pages)
+            growth.reservedPages += g.pages
+            growth.pendingNext = first
+            growth.pendingEnd = first + g.pages
+        }
         heapStats.heapSys.add(UInt(g.bytes), .relaxed)
         heapStats.heapGrows.add(1, .relaxed)
         heapStats.heapGrowBytes.add(UInt(g.bytes), .relaxed)

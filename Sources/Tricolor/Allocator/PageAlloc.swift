@@ -220,6 +220,11 @@ struct PageAlloc {
     /// returned to the OS.
     mutating func reserve(_ first: Int, _ n: Int) {
         runtimeCheck(first >= 0 && first + n <= grownPages, "page alloc: reserving pages outside the grown heap")
+        var i = first
+        while i < first + n {
+            runtimeCheck((scavenged[i / 64] >> UInt64(i % 64)) & 1 == 0, "page alloc: reserving page \(i), which is marked returned to the OS")
+            i += 1
+        }
         setRange(first, n, used: true)
         freePages -= n
         update(firstPage: first, count: n)

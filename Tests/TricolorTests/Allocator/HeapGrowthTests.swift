@@ -152,3 +152,31 @@ enum DispatchThreads {
         for t in tids { pthread_join(t, nil) }
     }
 }
+
+/// Found by the soak test: growth past a memory limit scavenges eagerly inside
+/// `growCommit`, and did so before the new chunk's pages were reserved for faulting in,
+/// so it released them and left them marked released while reserved (in use). The grower
+/// later took them as a "released run" and the page allocator trapped ("allocating a
+/// used page"). Growth under a memory limit must keep released ⊆ free.
+final class HeapGrowthUnderLimitTests: XCTestCase {
+    func testGrowthPastAMemoryLimitKeepsReleasedPagesFree() {
+        checkInChild { c in
+            var config = Configuration(gcPercent: nil, memoryLimit: 8 << 20, markWorkers: 0).precise.withSelfChecks
+            config.backgroundHeapGrowth = false
+            let heap = try! Heap(configuration: config)
+            let node = try! heap.register(TypeLayout(name: "limit.Node", size: 64, pointerWords: [0]))
+            heap.withMutator { m in
+                m.withFrame(slots: 1) { f in
+                    // 48 MiB of live nodes: every growth step is past the limit.
+                    for _ in 0..<((48 << 20) / 64) {
+                        let r = m.allocate(node)
+                        m.store(r, 0, f[0])
+                        f[0] = r
+                    }
+                    heap.checkInvariants()
+                    c.expect(heap.memStats().heapSys > 40 << 20, "the heap should have grown past the limit")
+                }
+            }
+        }
+    }
+}
