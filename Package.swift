@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// No unsafeFlags anywhere: SwiftPM refuses them in a package that is depended on by
+// No unsafe compiler flags anywhere: SwiftPM refuses them in a package that is depended on by
 // version, and Tricolor must be usable as `.package(url: …, from: "…")`.
 let package = Package(
     name: "Tricolor",

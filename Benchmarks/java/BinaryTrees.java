@@ -1,6 +1,6 @@
 // Benchmarks Game "binary-trees", Java, single-threaded (the comparison for issue #14:
 // Java 17 with -XX:+UseSerialGC). stdout is the reference output.
-// Build and run: javac -d /tmp/bt Benchmarks/java/BinaryTrees.java && java -XX:+UseSerialGC -cp /tmp/bt BinaryTrees 21
+// Build and run: javac -d .build/java Benchmarks/java/BinaryTrees.java && java -XX:+UseSerialGC -cp .build/java BinaryTrees 21
 public final class BinaryTrees {
     static final class Node {
         final Node left, right;

@@ -290,8 +290,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Microbenchmarks (release builds only): allocation fast path.")
 
-    @Option(name: .customLong("dump-path"), help: "heapdump: where to write the dump (default /tmp/tricolor-bench.tchd).")
-    var dumpPath: String = "/tmp/tricolor-bench.tchd"
+    @Option(name: .customLong("dump-path"), help: "heapdump: where to write the dump (default tricolor-bench.tchd in the temporary directory, $TMPDIR).")
+    var dumpPath: String?
 
     @Argument(help: "alloc (allocation paths), stack (shadow stack growth by copying), growth (operation latency while the heap grows), spike (RSS while idle after a spike), heapdump (dump write pause and rate, inspect cost; --objects live objects) or lifecycle (finalizers, weak references, pools)")
     var what: String = "alloc"
@@ -332,7 +332,7 @@ struct Bench: ParsableCommand {
             return
         }
         if what == "heapdump" {
-            try HeapDumpBench.run(objects: objects, path: dumpPath, runs: runs)
+            try HeapDumpBench.run(objects: objects, path: dumpPath ?? NSTemporaryDirectory() + "tricolor-bench.tchd", runs: runs)
             return
         }
         if what == "stack" {

@@ -178,7 +178,7 @@ extension Heap {
             // stay resident and are freed as ordinary free pages.
             if SysMemory.unused(p, n * SizeClassTable.pageSize) {
                 pages.freeReleased(first, n)
-                heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+                publishReleased()
             } else {
                 pages.free(first, n)
             }
@@ -216,7 +216,7 @@ extension Heap {
                 // Free pages the scavenger returned to the OS come first: fault them in
                 // again rather than grow the heap past them.
                 if let run = pages.takeReleasedRun(maxPages: Heap.growPiecePages) {
-                    heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+                    publishReleased()
                     growth.reservedPages += run.count
                     if !faultInRun(run.first, run.count, byGrower: true) { break }
                     continue
@@ -322,7 +322,7 @@ extension Heap {
         if limit != Int.max {
             // Growing past the memory limit: give back free pages first (Go scavenges
             // synchronously on heap growth when over the limit).
-            scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit), eager: true)
+            scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit))
         }
     }
 

@@ -77,7 +77,7 @@ extension Heap {
         let needzero = setSpans(s, base: base, npages: npages) && scavengedPages < npages
         heapStats.heapInuse.add(bytes, .relaxed)
         heapStats.spansCreated.add(1, .relaxed)
-        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+        publishReleased()
         heapLock.unlock()
         if c != 0 && scavengedPages > 0 {
             var result = SysMemory.PopulateResult.populated
@@ -118,7 +118,7 @@ extension Heap {
         _ = setSpans(s, base: span.startAddr, npages: npages)
         heapStats.stackInuse.add(span.elemSize, .relaxed)
         heapStats.spansCreated.add(1, .relaxed)
-        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+        publishReleased()
         return s
     }
 
@@ -143,7 +143,7 @@ extension Heap {
         let first = Int((base - arenaBase) >> SizeClassTable.pageShiftU)
         if releasePages && SysMemory.unused(UnsafeMutableRawPointer(bitPattern: base)!, npages << SizeClassTable.pageShift) {
             pages.freeReleased(first, npages)
-            heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+            publishReleased()
         } else {
             pages.free(first, npages)
         }

@@ -15,7 +15,7 @@ import Glibc
 //   same target without the controller, and needs no goroutine-scheduler feedback.
 // - Huge pages first: a background pass releases whole 2 MiB blocks that are entirely
 //   free before it splits any huge page that still backs live spans.
-// - Eager scavenging under a memory limit (`scavengeLocked(…, eager: true)`) when the
+// - Eager scavenging under a memory limit (`scavengeLocked(toTarget:)`) when the
 //   heap grows past it and after sweeping, as before (Go's allocation-time scavenge).
 // - `freeOSMemory()` (Go's debug.FreeOSMemory): a forced collection, the sweep
 //   finished, and every free page released.
@@ -63,6 +63,18 @@ extension Heap {
     /// worked / (worked + slept) = 0.01 × GOMAXPROCS.
     var scavengeSleepRatio: UInt64 { UInt64(max(0, 100 / max(1, gomaxprocs) - 1)) }
 
+    /// Runtime metadata mapped from the OS (spans, bitmaps, page-allocator summaries,
+    /// arena page tables): what mapped memory counts beyond HeapSys. Heap lock held.
+    var metadataBytesLocked: UInt {
+        UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8)
+    }
+
+    /// Publish HeapReleased from the page allocator's released pages (release store:
+    /// MemStats readers load it without the heap lock). Heap lock held.
+    func publishReleased() {
+        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+    }
+
     // MARK: goal
 
     /// Recompute the scavenger's goal after the pacer committed a new heap goal (world
@@ -97,7 +109,7 @@ extension Heap {
             want = min(want, max(0, freeResidentPages - 2 * growReserveLowPages))
         }
         if g.memoryLimitGoal != UInt.max {
-            let mapped = heapSys + UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8) - min(heapSys, released)
+            let mapped = heapSys + metadataBytesLocked - min(heapSys, released)
             if mapped > g.memoryLimitGoal {
                 want = max(want, Int((mapped - g.memoryLimitGoal + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU))
             }
@@ -177,7 +189,7 @@ extension Heap {
             scav.releasedSinceTrace += bytes
             scav.backgroundBytes += bytes
             heapStats.bytesReturnedToOS.add(bytes, .relaxed)
-            heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+            publishReleased()
             return n
         }
         pages.free(first, n)
@@ -199,8 +211,8 @@ extension Heap {
     /// allocation-time scavenging under a memory limit, and freeOSMemory). Returns the
     /// bytes released. Heap lock held.
     @discardableResult
-    func scavengeLocked(toTarget target: UInt, eager: Bool = true) -> UInt {
-        let metadata = UInt(spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8)
+    func scavengeLocked(toTarget target: UInt) -> UInt {
+        let metadata = metadataBytesLocked
         let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
         let mapped = heapStats.heapSys.load(.relaxed) + metadata - released
         if mapped <= target { return 0 }
@@ -213,7 +225,7 @@ extension Heap {
         let bytes = UInt(done) << SizeClassTable.pageShiftU
         heapStats.bytesReturnedToOS.add(bytes, .relaxed)
         scav.releasedSinceTrace += bytes
-        heapStats.heapReleased.store(UInt(pages.scavengedPages) << SizeClassTable.pageShiftU, .releasing)
+        publishReleased()
         return bytes
     }
 

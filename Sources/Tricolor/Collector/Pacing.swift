@@ -54,7 +54,7 @@ extension Heap {
     func gatherPacerMemoryInputs() -> Pacer.MemoryInputs {
         let heapSys = heapStats.heapSys.load(.relaxed)
         let inuse = min(heapStats.heapInuse.load(.relaxed), heapSys)
-        let metadata = UInt(heapLock.withLock { spanAlloc.sys + meta.sys + pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8 })
+        let metadata = heapLock.withLock { metadataBytesLocked }
         let mapped = heapSys.saturatingAdd(metadata)
         let released = min(heapStats.heapReleased.load(.relaxed), mapped)
         let idle = heapSys - inuse

@@ -3,15 +3,15 @@ import Glibc
 
 // The post-mortem a fatal error leaves behind when GODEBUG names a path:
 //
-//     GODEBUG=tricolordump=/tmp/crash
+//     GODEBUG=tricolordump=crash
 //
 // makes `runtimeFatal` (out of memory, checked-mode misuse, a failed invariant), after
 // printing its message and stack, write for every live heap of the process
 //
-//     /tmp/crash.<pid>.txt       the report: the message, the failing thread's stack,
+//     crash.<pid>.txt            the report: the message, the failing thread's stack,
 //                                per heap its phase, every mutator's status and stack
 //                                depth, MemStats and the top types by bytes
-//     /tmp/crash.<pid>.<n>.tchd  heap n's dump (docs/heapdump-format.md)
+//     crash.<pid>.<n>.tchd       heap n's dump (docs/heapdump-format.md)
 //
 // then end the process as usual (exit 2, or SIGABRT with GOTRACEBACK=crash). It is the
 // core-file-free post-mortem of an out-of-memory crash.

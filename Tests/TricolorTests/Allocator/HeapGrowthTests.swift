@@ -67,7 +67,7 @@ final class HeapGrowthTests: XCTestCase {
             nonisolated(unsafe) let failures = UnsafeMutablePointer<Int>.allocate(capacity: threads)
             failures.initialize(repeating: 0, count: threads)
             defer { failures.deallocate() }
-            DispatchThreads.run(threads) { t in
+            let tids = (0..<threads).map { t in lifeStartThread(name: "grow\(t)") {
                 heap.withMutator { m in
                     m.withFrame(slots: 1) { f in
                         f[0] = m.allocateArray(holder, count: perThread)
@@ -87,7 +87,8 @@ final class HeapGrowthTests: XCTestCase {
                         }
                     }
                 }
-            }
+            } }
+            tids.forEach(lifeJoin)
             for t in 0..<threads {
                 XCTAssertEqual(failures[t], 0, "background grower \(background): thread \(t) found non-zero or overwritten memory")
             }
@@ -130,26 +131,6 @@ final class HeapGrowthTests: XCTestCase {
                 heap.checkInvariants()
             }
         }
-    }
-}
-
-/// Run `body(i)` on `n` threads at once and wait for all of them.
-enum DispatchThreads {
-    static func run(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-        final class Box: @unchecked Sendable { let f: (Int) -> Void; let i: Int; init(_ f: @escaping (Int) -> Void, _ i: Int) { self.f = f; self.i = i } }
-        var tids: [pthread_t] = []
-        for i in 0..<n {
-            var t = pthread_t()
-            let box = Unmanaged.passRetained(Box(body, i)).toOpaque()
-            let rc = pthread_create(&t, nil, { arg in
-                let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-                b.f(b.i)
-                return nil
-            }, box)
-            precondition(rc == 0, "pthread_create: \(rc)")
-            tids.append(t)
-        }
-        for t in tids { pthread_join(t, nil) }
     }
 }
 

@@ -90,7 +90,7 @@ final class GDBExtensionTests: WatchdogTestCase {
         var exe = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &exe, exe.count - 1)
         XCTAssertGreaterThan(n, 0)
-        var args = ["-batch", "-nx", "-iex", "set auto-load safe-path /", String(cString: exe), core + ".\(pid)",
+        var args = ["-batch", "-nx", "-iex", "set auto-load safe-path /", String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self), core + ".\(pid)",
                     "-ex", "echo ==heap==\\n", "-ex", "tricolor heap",
                     "-ex", "echo ==mutators==\\n", "-ex", "tricolor mutators",
                     "-ex", "echo ==memstats==\\n", "-ex", "tricolor memstats",
