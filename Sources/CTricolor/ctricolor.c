@@ -174,11 +174,7 @@ __attribute__((noinline)) size_t tc_callers(size_t skip, uintptr_t *buf, size_t 
 uintptr_t tc_executable_phdr(void) { return (uintptr_t)getauxval(AT_PHDR); }
 
 int tc_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
-int tc_set_thread_idle_priority(void) {
-    /* SCHED_IDLE for the calling thread: it runs only on a CPU no normal thread wants. */
-    struct sched_param p = { 0 };
-    return sched_setscheduler(0, SCHED_IDLE, &p) == 0 ? 0 : errno;
-}
+
 
 static uint64_t ts_ns(clockid_t c) { struct timespec ts; clock_gettime(c, &ts); return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec; }
 uint64_t tc_nanotime(void) { return ts_ns(CLOCK_MONOTONIC); }

@@ -88,8 +88,6 @@ int tc_thread_name(char *buf, size_t n);             // the calling thread's nam
 int tc_usable_cpus(void);                            // CPUs this thread may run on (sched_getaffinity), >= 1
 int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 int tc_set_thread_name(const char *name);
-/// Put the calling thread in SCHED_IDLE (0 or an errno).
-int tc_set_thread_idle_priority(void);
 uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC
 uint64_t tc_walltime_ns(void);                       // CLOCK_REALTIME
 uint64_t tc_thread_cputime_ns(void);                 // CLOCK_THREAD_CPUTIME_ID

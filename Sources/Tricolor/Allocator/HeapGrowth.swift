@@ -18,8 +18,7 @@ import Glibc
 //   *reserved* (in use, no span): the pending range. Each piece is claimed by one
 //   thread, faulted in with the heap lock dropped, then freed into the page allocator.
 //   Several threads can fault different pieces at once; nobody waits for a whole chunk.
-// - The background grower (`growerLoop`, thread "tricolor-grow", at SCHED_IDLE priority
-//   so that it never takes a CPU from a mutator) keeps a reserve of
+// - The background grower (`growerLoop`, thread "tricolor-grow") keeps a reserve of
 //   free, resident pages ahead of allocation: when an allocation leaves fewer than
 //   `growReserveLowPages` free pages that were not returned to the OS, it is woken and
 //   faults in pieces until twice that many are free, taking free pages the scavenger
@@ -194,10 +193,10 @@ extension Heap {
     /// `Configuration.backgroundHeapGrowth` is on): waits for a low reserve, then
     /// grows and faults in pieces until the reserve is refilled.
     func growerLoop() {
-        // Lowest priority (SCHED_IDLE): faulting memory in must never take a CPU from a
-        // mutator; when none is idle the mutators fault in what they need themselves, in
-        // small pieces. A refusal (a seccomp filter, say) only costs that preference.
-        _ = tc_set_thread_idle_priority()
+        // Normal priority, on purpose: at SCHED_IDLE (tried; better tails under load) the
+        // thread is starved whenever the CPUs are busy, and a heap being dropped then
+        // waits for it to wake up and exit (HeapLifetimeTests timed out on a busy
+        // machine); going back from SCHED_IDLE needs privileges an ordinary process lacks.
         heapLock.lock()
         while true {
             while !growth.requested && !growth.stop { growthCond.wait(heapLock) }

@@ -137,9 +137,6 @@ extension Heap {
 
     /// The background scavenger's thread.
     func scavengerLoop() {
-        // SCHED_IDLE, as the grower (Go's scavenger yields to any goroutine that wants
-        // its P); the 1% duty cycle is the cap, not a promise.
-        _ = tc_set_thread_idle_priority()
         heapLock.lock()
         while true {
             while !scav.requested && !scav.stop { scavCond.wait(heapLock) }
