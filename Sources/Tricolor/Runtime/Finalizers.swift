@@ -206,8 +206,8 @@ extension Heap {
         unlinkMutator(st)
     }
 
-    /// Stop the finalizer thread (the heap's deinit): wake it, wait for it to end; then
-    /// release the Swift objects of boxes (dead or not: nothing can reach them now).
+    /// Stop the finalizer thread (the heap's deinit, first): wake it, wait for it to end.
+    /// `releaseLifecycleLeftovers` frees what it left once the collector has stopped.
     func stopFinalizerThread() {
         let q = finalizerQueue
         q.lock.lock()
@@ -227,6 +227,13 @@ extension Heap {
         } else if started {
             pthread_join(q.thread, nil)
         }
+    }
+
+    /// The heap's deinit, after its collector threads have stopped (until then a sweep
+    /// may still move records from the table to the queue): release the Swift objects of
+    /// boxes, dead or not (nothing can reach them now), and empty the table and queue.
+    func releaseLifecycleLeftovers() {
+        let q = finalizerQueue
         var owned: [UnsafeMutableRawPointer] = []
         q.lock.withLock {
             for k in q.head..<q.jobs.count { if case .release(let p) = q.jobs[k] { owned.append(p) } }
@@ -235,6 +242,8 @@ extension Heap {
         specials.lock.withLock {
             for (_, list) in specials.bySpan { for sp in list where sp.kind == .swiftBox { owned.append(sp.box!) } }
             specials.bySpan = [:]
+            specials.count = 0
+            specials.weakHandles = 0
         }
         for p in owned { Unmanaged<AnyObject>.fromOpaque(p).release() }
     }

@@ -322,6 +322,8 @@ public final class Heap: @unchecked Sendable {
             }
             stopBackgroundThreads()
         }
+        // Only now: a sweep on a collector thread could still have moved records.
+        releaseLifecycleLeftovers()
         var m = freeMutators
         while let s = m { m = s.pointee.next; s.pointee.releaseStorage(); s.deinitialize(count: 1); s.deallocate() }
         var a = mutators
