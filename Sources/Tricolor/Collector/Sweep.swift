@@ -25,13 +25,10 @@ extension Heap {
         sweep.pagesSwept.add(s.pointee.npages, .relaxed)
         heapStats.spansSwept.add(1, .relaxed)
         let spc = s.pointee.spanClass
-        // Specials (Runtime/Specials.swift): finalizer objects are revived (marked)
-        // first, so that the heap profile counts them live, as Go does.
-        if _slowPath(s.specialsBits != 0) {   // atomic: a mutator may add a special meanwhile
-            let bits = s.specialsBits
-            if bits & UnsafeMutablePointer<MSpan>.specialsBit != 0 { sweepSpecials(s) }
-            if bits & UnsafeMutablePointer<MSpan>.profileBit != 0 { memProfiler.sweepSpecials(s) }
-        }
+        // Specials (Runtime/Specials.swift), before the mark bits become the alloc bits:
+        // finalizer objects are revived (marked), so that their heap-profile records
+        // stay and the profile counts them live, as Go does.
+        if _slowPath(s.specialsBits != 0) { sweepSpecials(s) }   // atomic: a mutator may add one meanwhile
         let freeHook = currentHooks()?.onFree
         if quarantineCycles != 0 { return sweepSpanQuarantined(s, preserve: preserve, freeHook: freeHook) }
         if s.pointee.isLarge {

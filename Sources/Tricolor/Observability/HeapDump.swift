@@ -231,11 +231,17 @@ extension Heap {
             w.uvarint(m.pointee.stackTop); w.uvarint(m.pointee.stackCap)
             w.uvarint(m.pointee.nativeStackLo); w.uvarint(m.pointee.nativeStackHi)
         }
-        // Heap profile: sampled live objects, by span.
+        // Heap profile: sampled live objects, by span (their profile specials).
         var samples: [UInt: [(addr: UInt, bucket: Int32)]] = [:]
+        if acquire(specials.lock, locking) {
+            for (base, list) in specials.bySpan {
+                let l = list.filter { $0.kind == .profile }.map { (addr: $0.addr, bucket: Int32(truncatingIfNeeded: $0.arg)) }
+                if !l.isEmpty { samples[base] = l }
+            }
+            specials.lock.unlock()
+        }
         let profLocked = acquire(memProfiler.lock, locking)
         if profLocked {
-            samples = memProfiler.specials
             for (i, b) in memProfiler.buckets.enumerated() {
                 w.uvarint(DumpTag.bucket.rawValue); w.uvarint(i); w.uvarint(b.key.size)
                 w.uvarint(b.active.allocs); w.uvarint(b.active.allocBytes); w.uvarint(b.active.frees); w.uvarint(b.active.freeBytes)
@@ -387,13 +393,13 @@ extension Heap {
         // finalizer queue and the pools.
         if acquire(specials.lock, locking) {
             for (_, list) in specials.bySpan {
-                for sp in list {
+                for sp in list where sp.kind != .profile {   // samples are written with their objects
                     w.uvarint(DumpTag.special.rawValue); w.uvarint(sp.addr); w.string(describeSpecial(sp))
                     switch sp.kind {
                     case .finalizer: if let t = dumpTarget(sp.addr) { root(.special, t, UInt(sp.kind.rawValue), 0) }
                     case .weakHandle: if let t = dumpTarget(sp.arg) { root(.special, t, UInt(sp.kind.rawValue), 0) }
                     case .cleanup: if let t = dumpTarget(sp.arg) { root(.special, t, UInt(sp.kind.rawValue), UInt(sp.id)) }
-                    case .swiftBox: break
+                    case .swiftBox, .profile: break
                     }
                 }
             }

@@ -333,16 +333,19 @@ extension Heap {
             info.kind = .freeSlot
             if allocBit && unswept { info.note = "unreachable: allocated, unmarked, freed when its span is swept" }
         }
-        if s.pointee.hasSpecials != 0, live, acquire(memProfiler.lock, locking) {
-            defer { memProfiler.lock.unlock() }
-            if let list = memProfiler.specials[s.pointee.startAddr],
-               let hit = list.first(where: { $0.addr >= base && $0.addr < base + s.pointee.elemSize }) {
-                info.allocationStack = memProfiler.buckets[Int(hit.bucket)].key.stack
-            }
-        }
+        var bucket: Int? = nil
         if live, s.specialsBits & UnsafeMutablePointer<MSpan>.specialsBit != 0, acquire(specials.lock, locking) {
-            defer { specials.lock.unlock() }
-            info.specials = (specials.bySpan[s.pointee.startAddr] ?? []).filter { $0.addr == base }.map(describeSpecial)
+            let list = (specials.bySpan[s.pointee.startAddr] ?? []).filter { $0.addr >= base && $0.addr < base &+ s.pointee.elemSize }
+            specials.lock.unlock()
+            // The profile sample shows as the allocation stack, not as a record.
+            info.specials = list.filter { $0.addr == base && $0.kind != .profile }.map(describeSpecial)
+            if let sample = list.first(where: { $0.kind == .profile }) { bucket = Int(sample.arg) }
+        }
+        // The profiler's lock ranks before the specials lock: taken after it is released
+        // (buckets are only appended, so the index stays valid).
+        if let b = bucket, acquire(memProfiler.lock, locking) {
+            info.allocationStack = memProfiler.buckets[b].key.stack
+            memProfiler.lock.unlock()
         }
         info.span = span
         return info

@@ -24,7 +24,8 @@ public struct LifecycleStats: Sendable, Codable, Equatable {
     public var boxReleasesRun = 0
     /// Weak handles of objects not yet found unreachable.
     public var weakHandlesLive = 0
-    /// Special records of all kinds (finalizers, weak handles, cleanups, boxes).
+    /// Lifecycle records (finalizers, weak handles, cleanups, boxes; not the heap
+    /// profile's sample records, which share their table).
     public var specialRecords = 0
     /// `Pool.get` calls answered from a pool (all pools of the heap, past and present).
     public var poolHits = 0
@@ -44,7 +45,7 @@ extension Heap {
         }
         specials.lock.withLock {
             st.weakHandlesLive = specials.weakHandles
-            st.specialRecords = specials.count
+            st.specialRecords = specials.count - specials.profileRecords
         }
         (st.poolHits, st.poolMisses) = poolTotals
         return st

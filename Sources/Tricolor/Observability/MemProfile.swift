@@ -21,11 +21,13 @@ import Glibc
 // the sweeper) one cycle ahead, and each mark termination publishes one slot, so the
 // published profile is the heap as of the last completed collection.
 //
-// Specials. A sampled object is remembered (its address and bucket) in a table keyed by
-// its span; spans that hold any carry bit 0 of `hasSpecials`, so the sweeper looks only at
-// those. (Finalizers, weak handles, cleanups and boxes use bit 1 and their own table,
-// Runtime/Specials.swift: the profile's records stay under the profiler's lock, which
-// allocation sampling takes, so that sampling never waits on the lifecycle table.)
+// Specials. A sampled object is remembered by a profile special (Go's specialprofile):
+// a record of kind `.profile` in the heap's specials table (Runtime/Specials.swift),
+// holding its bucket. The sweeper finds the records of dead sampled objects there and
+// hands their buckets to `recordFrees` (Go's freeSpecial → mProf_Free); an object kept
+// for its finalizer keeps its record, so the profile counts it in use, as Go does.
+// Lock order: the profiler's lock before the specials lock, never the other way (the
+// sweeper collects the frees under the specials lock and records them after).
 
 /// Go's memRecordCycle.
 struct MemRecordCycle: Sendable, Equatable {
@@ -72,20 +74,19 @@ struct MemBucket {
     var future = [MemRecordCycle](repeating: MemRecordCycle(), count: 3)
 }
 
-/// The heap profile's buckets, specials and cycle (all under `lock`).
+/// The heap profile's buckets and cycle (all under `lock`).
 final class MemProfiler: @unchecked Sendable {
     let lock = RuntimeLock(rank: .prof)
     var buckets: [MemBucket] = []
     var index: [MemBucketKey: Int] = [:]
-    /// Sampled objects still allocated: span start → (object address, bucket).
-    var specials: [UInt: [(addr: UInt, bucket: Int32)]] = [:]
     var cycle = 0
     var flushed = false
 
     deinit { lock.destroy() }
 
-    /// A sampled allocation (Go's mProf_Malloc). Marks the span as holding a special.
-    func recordMalloc(stack: [UInt], size: Int, addr: UInt, span: UnsafeMutablePointer<MSpan>) {
+    /// A sampled allocation (Go's mProf_Malloc): returns its bucket, which the caller
+    /// records in a profile special.
+    func recordMalloc(stack: [UInt], size: Int) -> Int {
         lock.withLock {
             let key = MemBucketKey(stack: stack, size: size)
             let b: Int
@@ -96,31 +97,17 @@ final class MemProfiler: @unchecked Sendable {
             }
             buckets[b].future[(cycle + 2) % 3].allocs += 1
             buckets[b].future[(cycle + 2) % 3].allocBytes += size
-            specials[span.pointee.startAddr, default: []].append((addr, Int32(b)))
-            span.setSpecialsBits(UnsafeMutablePointer<MSpan>.profileBit)
+            return b
         }
     }
 
-    /// Sweeping a span with specials: attribute the frees of sampled objects that were
-    /// not marked (Go's freeSpecial → mProf_Free). Before the mark bits become alloc bits.
-    func sweepSpecials(_ s: UnsafeMutablePointer<MSpan>) {
+    /// The sweeper found sampled objects dead (Go's mProf_Free, once per profile
+    /// special freed): `elemSize` is their span's object size.
+    func recordFrees(_ dead: [Int], elemSize: Int) {
         lock.withLock {
-            let base = s.pointee.startAddr
-            guard var list = specials[base] else { s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.profileBit); return }
-            let size = Int(s.pointee.elemSize)
-            list.removeAll { sp in
-                let idx = s.pointee.isLarge ? 0 : s.objectIndex(sp.addr)
-                if s.isMarked(idx) { return false }
-                let b = Int(sp.bucket)
+            for b in dead {
                 buckets[b].future[(cycle + 1) % 3].frees += 1
-                buckets[b].future[(cycle + 1) % 3].freeBytes += buckets[b].key.size == 0 ? size : buckets[b].key.size
-                return true
-            }
-            if list.isEmpty {
-                specials[base] = nil
-                s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.profileBit)
-            } else {
-                specials[base] = list
+                buckets[b].future[(cycle + 1) % 3].freeBytes += buckets[b].key.size == 0 ? elemSize : buckets[b].key.size
             }
         }
     }
@@ -266,6 +253,12 @@ extension Heap {
             let n = captureStack(skip: 1, into: p, max: 32)
             return Array(UnsafeBufferPointer(start: p, count: n))
         }
-        memProfiler.recordMalloc(stack: stack, size: size, addr: addr, span: span)
+        let bucket = memProfiler.recordMalloc(stack: stack, size: size)
+        specials.lock.withLock {
+            // A fresh object has no records (the sweep removed its slot's last ones), so
+            // this never fails. `addr` may be inside a tiny block (Go keys by offset too).
+            let added = insertSpecialLocked(Special(addr: addr, kind: .profile, arg: UInt(bucket)), span: span)
+            runtimeCheck(added, "heap profile: object \(Ref(address: addr)) already has a profile record")
+        }
     }
 }

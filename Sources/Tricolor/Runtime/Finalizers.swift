@@ -244,6 +244,7 @@ extension Heap {
             specials.bySpan = [:]
             specials.count = 0
             specials.weakHandles = 0
+            specials.profileRecords = 0
         }
         for p in owned { Unmanaged<AnyObject>.fromOpaque(p).release() }
     }

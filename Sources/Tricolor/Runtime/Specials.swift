@@ -10,10 +10,12 @@ import Glibc
 //   weakHandle  the one weak handle of an object (`makeWeak`): at most one per object.
 //   cleanup     `addCleanup`: any number per object, each with a unique id.
 //   swiftBox    the Swift object a box owns (`makeBox`): released after the box dies.
-// The heap profiler keeps its sampled-object records in its own table under the
-// profiler lock (Observability/MemProfile.swift); both tables set a bit of the span's
-// `hasSpecials` byte, so a span without specials costs the sweeper one byte test and
-// the allocation fast path and marking nothing at all.
+//   profile     a heap-profile sample (Go's specialprofile): its bucket, so that the
+//               sweeper can count the object's free (Observability/MemProfile.swift).
+//               At most one per address; the address may be inside a tiny block.
+// A span with records has `specialsBit` in its `hasSpecials` byte, so a span without
+// specials costs the sweeper one byte test and the allocation fast path and marking
+// nothing at all.
 //
 // Storage. The records hold Swift closures and retained Swift objects, so they live in
 // Swift's heap (a dictionary keyed by span start, each list sorted by object address
@@ -36,22 +38,28 @@ import Glibc
 //   - if it has a finalizer: the object is marked again (it survives this cycle, and
 //     so does its heap-profile record, as in Go), its finalizer is queued for the
 //     finalizer thread, and its weak handle is cleared (before the finalizer can run,
-//     so a weak reference never resurrects it). Cleanups and boxes stay: they belong to
-//     the object's real death;
+//     so a weak reference never resurrects it). Cleanups, boxes and the profile record
+//     stay: they belong to the object's real death;
 //   - otherwise it dies: its weak handle is cleared, its cleanups are queued, its
-//     Swift object is queued for release. All its records go.
+//     Swift object is queued for release, its profile sample counted as freed. All
+//     its records go.
+// Records are grouped by exact address, and a tiny block's profile records sit after
+// the block's start, so a revived object's later records see it marked and stay.
 // A span is freed only when none of its objects lived, so no record of a live object
 // ever outlives its span; every record of a dead one is gone before the span is reused.
 //
 // Invariants (checkSpecialsInvariants): each span's list is sorted by (address, kind);
-// at most one finalizer and one weak handle per object; every record's address is the
-// start of an allocated object of that span; a span with a list has `specialsBit` set.
+// at most one finalizer, one weak handle and one profile record per address; every
+// record's address is in an allocated object of its span (the start, except a profile
+// record's in a tiny block); a span with a list has `specialsBit` set; `count` and
+// `profileRecords` count the records.
 // Locking: `SpecialsTable.lock` (rank specials) guards everything here; the sweeper
 // takes it with no other lock held; the finalizer queue's lock nests inside it.
 
 /// What a special record does (Go's _KindSpecial*).
 enum SpecialKind: UInt8, Comparable {
-    case finalizer = 1, weakHandle = 2, cleanup = 3, swiftBox = 4
+    // (The numbers of the first four are in the heap-dump format's root kinds.)
+    case finalizer = 1, weakHandle = 2, cleanup = 3, swiftBox = 4, profile = 5
     static func < (a: SpecialKind, b: SpecialKind) -> Bool { a.rawValue < b.rawValue }
 }
 
@@ -69,6 +77,7 @@ struct Special {
     /// Finalizer or cleanup function.
     var fn: LifecycleFunction? = nil
     /// Cleanup: its argument (a root). Weak handle: the handle object's address.
+    /// Profile: the heap profile's bucket index.
     var arg: UInt = 0
     /// Box: the Swift object, retained once by the record.
     var box: UnsafeMutableRawPointer? = nil
@@ -93,6 +102,8 @@ final class SpecialsTable: @unchecked Sendable {
     var weakHandles = 0
     /// Records of all kinds.
     var count = 0
+    /// Profile records (of `count`).
+    var profileRecords = 0
 
     deinit { lock.destroy() }
 
@@ -124,14 +135,13 @@ final class SpecialsTable: @unchecked Sendable {
 }
 
 extension UnsafeMutablePointer where Pointee == MSpan {
-    /// `hasSpecials` bit of the lifecycle specials (bit 0 is the heap profiler's).
-    static var specialsBit: UInt8 { 2 }
-    static var profileBit: UInt8 { 1 }
+    /// The `hasSpecials` bit: the span has records in the specials table.
+    static var specialsBit: UInt8 { 1 }
     var hasSpecialsAddress: UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(self) + MemoryLayout<MSpan>.offset(of: \MSpan.hasSpecials)!
     }
-    /// Set or clear bits of `hasSpecials` (atomic: the profiler and the specials table
-    /// each own one bit and change it under their own lock).
+    /// Set or clear bits of `hasSpecials` (under the specials lock; atomic, because the
+    /// sweeper tests the byte without the lock).
     func setSpecialsBits(_ b: UInt8) { _ = tc_or8(hasSpecialsAddress, b) }
     func clearSpecialsBits(_ b: UInt8) { _ = tc_and8(hasSpecialsAddress, ~b) }
     var specialsBits: UInt8 { tc_load8_relaxed(hasSpecialsAddress) }
@@ -161,6 +171,7 @@ extension Heap {
         if !inserted { return false }
         specials.count += 1
         if sp.kind == .weakHandle { specials.weakHandles += 1 }
+        if sp.kind == .profile { specials.profileRecords += 1 }
         s.setSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
         return true
     }
@@ -187,6 +198,7 @@ extension Heap {
         guard let sp = removed else { return nil }
         specials.count -= 1
         if sp.kind == .weakHandle { specials.weakHandles -= 1 }
+        if sp.kind == .profile { specials.profileRecords -= 1 }
         return sp
     }
 
@@ -224,6 +236,7 @@ extension Heap {
         case .weakHandle: return "weak handle \(hex(sp.arg))"
         case .cleanup: return "cleanup #\(sp.id) (argument \(hex(sp.arg)))"
         case .swiftBox: return "Swift object box"
+        case .profile: return "heap profile sample"
         }
     }
 
@@ -247,7 +260,7 @@ extension Heap {
                     switch sp.kind {
                     case .finalizer: through(sp.addr)
                     case .cleanup, .weakHandle: if sp.arg != 0 { grey(sp.arg) }
-                    case .swiftBox: break
+                    case .swiftBox, .profile: break
                     }
                 }
                 n += list.count
@@ -276,6 +289,7 @@ extension Heap {
     func sweepSpecials(_ s: UnsafeMutablePointer<MSpan>) {
         var jobs: [LifecycleJob] = []
         var finalizers = 0, cleanups = 0
+        var profileFrees: [Int] = []
         specials.lock.withLock {
             let base = s.pointee.startAddr
             guard let list = specials.bySpan[base] else {
@@ -303,7 +317,7 @@ extension Heap {
                         case .weakHandle:
                             clearWeakHandle(sp.arg)
                             specials.count -= 1; specials.weakHandles -= 1
-                        case .cleanup, .swiftBox:
+                        case .cleanup, .swiftBox, .profile:
                             keep.append(sp)
                         }
                     }
@@ -314,6 +328,7 @@ extension Heap {
                         case .weakHandle: clearWeakHandle(sp.arg); specials.weakHandles -= 1
                         case .cleanup: jobs.append(.cleanup(sp.fn!, arg: sp.arg)); cleanups += 1
                         case .swiftBox: jobs.append(.release(sp.box!))
+                        case .profile: profileFrees.append(Int(sp.arg)); specials.profileRecords -= 1
                         }
                         specials.count -= 1
                     }
@@ -331,6 +346,8 @@ extension Heap {
             if !jobs.isEmpty { finalizerQueue.enqueue(jobs, finalizers: finalizers, cleanups: cleanups) }
         }
         // The thread was started with the first finalizer, cleanup or box.
+        // The profiler's lock ranks before the specials lock: the frees are counted now.
+        if !profileFrees.isEmpty { memProfiler.recordFrees(profileFrees, elemSize: Int(s.pointee.elemSize)) }
     }
 
     /// A weak handle's object died or is being finalized: from now on the handle reads
@@ -343,7 +360,7 @@ extension Heap {
     /// specials lock; the caller must not be sweeping.
     func checkSpecialsInvariants() {
         specials.lock.withLock {
-            var total = 0, weak = 0
+            var total = 0, weak = 0, prof = 0
             for (base, list) in specials.bySpan {
                 guard let s = spanOf(base) else { runtimeFatal("specials: records for \(Ref(address: base)), which is not a span") }
                 runtimeCheck(s.pointee.startAddr == base, "specials: list keyed by \(base) is not a span start")
@@ -360,11 +377,13 @@ extension Heap {
                         }
                     }
                     if sp.kind == .weakHandle { weak += 1 }
+                    if sp.kind == .profile { prof += 1 }
                 }
                 total += list.count
             }
             runtimeCheck(total == specials.count, "specials: count \(specials.count), records \(total)")
             runtimeCheck(weak == specials.weakHandles, "specials: weak count \(specials.weakHandles), records \(weak)")
+            runtimeCheck(prof == specials.profileRecords, "specials: profile count \(specials.profileRecords), records \(prof)")
         }
     }
 }

@@ -112,6 +112,36 @@ final class ProfilingTests: WatchdogTestCase {
         }
     }
 
+    /// Profile samples are specials (Go's specialprofile): at rate 1 a tiny block holds
+    /// several samples, one per object inside it; each is freed with its block, a block
+    /// kept alive keeps all of them, and none counts as a lifecycle record.
+    func testTinySamplesShareABlockAndAreFreedWithIt() throws {
+        let heap = try Heap(configuration: Configuration(memProfileRate: 1).withSelfChecks.precise)
+        let ptrs = try heap.register(TypeLayout(name: "prof.Ptrs", size: 8, pointerWords: [0]))
+        func tiny() -> [MemProfileRecord] { heap.memProfile(inuseZero: true).filter { $0.size == 6 } }
+        heap.withMutator { m in
+            m.withFrame(slots: 2) { f in
+                f[0] = m.allocateArray(ptrs, count: 10)
+                for i in 0..<600 {
+                    f[1] = m.allocateBytes(6)     // two fit in a 16-byte tiny block
+                    if i % 60 == 0 { m.store(f[0], i / 60, f[1]) }
+                }
+                f[1] = .null
+                XCTAssertEqual(heap.lifecycleStats().specialRecords, 0, "profile samples are not lifecycle records")
+                heap.collect()
+                let kept = tiny()
+                XCTAssertEqual(kept.reduce(0) { $0 + $1.allocObjects }, 600)
+                // Each kept object keeps its block, and with it the block's other sample.
+                let inUse = kept.reduce(0) { $0 + $1.inUseObjects }
+                XCTAssertGreaterThanOrEqual(inUse, 10)
+                XCTAssertLessThanOrEqual(inUse, 20)
+            }
+            heap.collect()
+            XCTAssertEqual(tiny().reduce(0) { $0 + $1.freeObjects }, 600, "every sample freed with its block")
+            heap.checkSpecialsInvariants()
+        }
+    }
+
     /// Allocations after the last completed collection stay out of the published
     /// profile until the next collections complete (Go: the profile is the heap as of
     /// the last GC).
