@@ -53,7 +53,7 @@ public enum LiveHeap {
             var ok = true
             for i in stride(from: 0, to: n, by: max(1, n / 1000)) where m.loadWord(m.load(roots[0], i), 2) != i { ok = false }
             let after = heap.gcStats()
-            let pauses = Array(after.allPauses[before.allPauses.count...]).sorted()
+            let pauses = Array(after.allPauses.suffix(min(after.allPauses.count, after.pausesRecorded - before.pausesRecorded))).sorted()
             func q(_ f: Double) -> UInt64 { pauses.isEmpty ? 0 : pauses[min(pauses.count - 1, Int((f * Double(pauses.count)).rounded(.up)) - 1 < 0 ? 0 : Int((f * Double(pauses.count)).rounded(.up)) - 1)] }
             func us(_ ns: UInt64) -> String { String(format2: Double(ns) / 1000) }
             output("live \(liveMiB) MiB in \(n) nodes, built in \(String(format2: buildS)) s; \(steps) garbage steps in \(String(format2: elapsed)) s; live data \(ok ? "intact" : "DAMAGED") (\(checksum & 1))")

@@ -182,8 +182,10 @@ extension Heap {
                 s.pause.append(pauseNs[i])
                 s.pauseEnd.append(pauseEnd[i])
             }
-            s.allPauses = pauses
-            s.allPausesStopping = pausesStopping
+            // Oldest first.
+            s.allPauses = Array(pauses[pausesHead...] + pauses[..<pausesHead])
+            s.allPausesStopping = Array(pausesStopping[pausesHead...] + pausesStopping[..<pausesHead])
+            s.pausesRecorded = pausesRecorded
             s.stopRescues = Int(sched.stopRescues.load(.relaxed))
             s.lastNativeStackScanBytes = UInt64(lastNativeScanBytes)
             s.lastConservativeRoots = Int(lastConservativeRoots)
@@ -198,12 +200,25 @@ extension Heap {
 
     // MARK: recording (called by the collector)
 
+    /// How many individual pauses `gcStats()` keeps (`GCStats.allPauses`): 65 536, about
+    /// 30 000 cycles, 1 MiB. Go keeps the last 256 per-cycle totals (`GCStats.pause`,
+    /// kept here too); the individual pauses are ours, for quantiles.
+    public static let pauseHistoryLimit = 65_536
+
     /// A stop-the-world pause of `ns` just ended (the world may still be stopped).
     func recordPause(_ ns: UInt64) {
         let stopping = min(ns, lastStopWaitNs)   // written by stopTheWorld for this pause
         statsLock.withLock {
-            pauses.append(ns)
-            pausesStopping.append(stopping)
+            // A bounded history: a long-running program records pauses forever.
+            if pauses.count < Heap.pauseHistoryLimit {
+                pauses.append(ns)
+                pausesStopping.append(stopping)
+            } else {
+                pauses[pausesHead] = ns
+                pausesStopping[pausesHead] = stopping
+                pausesHead = pausesHead + 1 == Heap.pauseHistoryLimit ? 0 : pausesHead + 1
+            }
+            pausesRecorded += 1
             cyclePauseNs = cyclePauseNs.saturatingAdd(ns)
         }
         limiterPause(ns)
@@ -231,8 +246,8 @@ extension Heap {
     }
 }
 
-/// Go's runtime/debug.GCStats, plus every individual pause recorded since the heap was
-/// created.
+/// Go's runtime/debug.GCStats, plus the individual pauses (the last
+/// `Heap.pauseHistoryLimit` of them).
 public struct GCStats: Sendable, Codable, Equatable {
     /// Wall-clock time the last collection finished, ns since 1970 (0 if none).
     public var lastGC: UInt64 = 0
@@ -247,8 +262,13 @@ public struct GCStats: Sendable, Codable, Equatable {
     /// Go's PauseQuantiles: quantiles of `pause`, as many as asked of
     /// `Heap.gcStats(pauseQuantiles:)`; see `quantiles(of:count:)`.
     public var pauseQuantiles: [UInt64] = []
-    /// Every stop-the-world pause in order (two or more per cycle). Not in Go.
+    /// The individual stop-the-world pauses (two or more per cycle), oldest first: all of
+    /// them, or the last `Heap.pauseHistoryLimit` once more were recorded
+    /// (`pausesRecorded` says how many). Not in Go.
     public var allPauses: [UInt64] = []
+    /// Stop-the-world pauses recorded since the heap was created (`allPauses` holds the
+    /// last of them). Not in Go.
+    public var pausesRecorded: Int = 0
     /// For each entry of `allPauses`, the part of it spent stopping: from the stop
     /// request until every mutator was at a safepoint or in a blocking region (Go 1.22's
     /// `/sched/pauses/stopping/gc` metric). The rest of the pause is the collector's
@@ -290,7 +310,7 @@ public struct GCStats: Sendable, Codable, Equatable {
     }
 
     /// The q-quantile (0…1) of the individual stop-the-world pauses (`allPauses`, two or
-    /// more per cycle), nearest rank rounded to the closest index. Not Go's: Go's
+    /// more per cycle, the last `Heap.pauseHistoryLimit`), nearest rank rounded to the closest index. Not Go's: Go's
     /// quantiles are per cycle (`pauseQuantiles`).
     public func stopTheWorldPauseQuantile(_ q: Double) -> UInt64 {
         if allPauses.isEmpty { return 0 }

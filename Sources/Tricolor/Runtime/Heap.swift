@@ -163,8 +163,14 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var pauseTotalNs: UInt64 = 0
     @exclusivity(unchecked) var cyclePauseNs: UInt64 = 0
     @exclusivity(unchecked) var lastGC: UInt64 = 0
-    @exclusivity(unchecked) var pauses: [UInt64] = []            // every stop-the-world pause, for quantiles
-    @exclusivity(unchecked) var pausesStopping: [UInt64] = []    // the stopping part of each (statsLock)
+    /// The last `Heap.pauseHistoryLimit` stop-the-world pauses, for quantiles: filled in
+    /// order, then a ring whose oldest entry is at `pausesHead` (statsLock).
+    @exclusivity(unchecked) var pauses: [UInt64] = []
+    /// The stopping part of each entry of `pauses`, at the same index (statsLock).
+    @exclusivity(unchecked) var pausesStopping: [UInt64] = []
+    @exclusivity(unchecked) var pausesHead = 0
+    /// Pauses recorded since the heap was created (statsLock).
+    @exclusivity(unchecked) var pausesRecorded = 0
     /// How long the last stopTheWorld waited for the mutators (written by the stopping
     /// thread with the sched lock held, read by the same thread in `recordPause`).
     @exclusivity(unchecked) var lastStopWaitNs: UInt64 = 0

@@ -50,4 +50,21 @@ final class GCStatsQuantileTests: WatchdogTestCase {
         XCTAssertEqual(s.stopTheWorldPauseQuantile(1), s.allPauses.max())
         XCTAssertEqual(s.stopTheWorldPauseQuantile(0), s.allPauses.min())
     }
+
+    /// The individual-pause history is bounded: a long-running heap keeps the last
+    /// `Heap.pauseHistoryLimit` pauses, oldest first, and counts them all.
+    func testPauseHistoryIsBoundedAndKeepsTheLatest() throws {
+        let heap = try Heap()
+        let limit = Heap.pauseHistoryLimit
+        let total = limit + 1_234
+        for k in 1...total { heap.recordPause(UInt64(k)) }
+        let s = heap.gcStats()
+        XCTAssertEqual(s.pausesRecorded, total)
+        XCTAssertEqual(s.allPauses.count, limit)
+        XCTAssertEqual(s.allPausesStopping.count, limit)
+        XCTAssertEqual(s.allPauses.first, UInt64(total - limit + 1), "oldest kept first")
+        XCTAssertEqual(s.allPauses.last, UInt64(total), "the latest last")
+        XCTAssertTrue(zip(s.allPauses, s.allPauses.dropFirst()).allSatisfy { $0 + 1 == $1 }, "in order across the ring's wrap")
+        XCTAssertEqual(s.stopTheWorldPauseQuantile(1), UInt64(total))
+    }
 }
