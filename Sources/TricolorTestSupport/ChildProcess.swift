@@ -18,8 +18,15 @@ public struct ChildResult {
 /// hang the suite. `body` must not use XCTest assertions (they would be recorded in the
 /// child); see `checkInChild`.
 public func runInChild(timeout: UInt32 = 60, _ body: () -> Void) -> ChildResult {
+    forkChild(timeout: timeout, until: nil, body).result
+}
+
+/// The fork, the capture and the wait behind `runInChild` and `runInChild(until:)`:
+/// with a `marker`, the parent stops reading once the marker appears and kills the child
+/// (SIGKILL); `sawMarker` says whether it appeared.
+func forkChild(timeout: UInt32, until marker: String?, _ body: () -> Void) -> (result: ChildResult, sawMarker: Bool) {
     var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return ChildResult(exitStatus: nil, signal: nil, stderr: "pipe failed: \(errno)") }
+    guard pipe(&fds) == 0 else { return (ChildResult(exitStatus: nil, signal: nil, stderr: "pipe failed: \(errno)"), false) }
     fflush(nil)   // nothing buffered is written twice (the child leaves with _exit anyway)
     let pid = fork()
     if pid == 0 {
@@ -34,27 +41,40 @@ public func runInChild(timeout: UInt32 = 60, _ body: () -> Void) -> ChildResult 
     close(fds[1])
     guard pid > 0 else {
         close(fds[0])
-        return ChildResult(exitStatus: nil, signal: nil, stderr: "fork failed: \(errno)")
+        return (ChildResult(exitStatus: nil, signal: nil, stderr: "fork failed: \(errno)"), false)
     }
     var output: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
+    let needle = marker.map { Array($0.utf8) }
+    var saw = false
+    while !saw {
         let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
         if n > 0 {
             output.append(contentsOf: buffer[0..<n])
+            if let needle { saw = contains(output, needle) }
         } else if n < 0 && errno == EINTR {
             continue
         } else {
             break
         }
     }
+    if saw { kill(pid, SIGKILL) }
     close(fds[0])
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     let sig = status & 0x7f
-    return ChildResult(exitStatus: sig == 0 ? (status >> 8) & 0xff : nil,
-                       signal: sig == 0 ? nil : sig,
-                       stderr: String(decoding: output, as: UTF8.self))
+    return (ChildResult(exitStatus: sig == 0 ? (status >> 8) & 0xff : nil,
+                        signal: sig == 0 ? nil : sig,
+                        stderr: String(decoding: output, as: UTF8.self)), saw)
+}
+
+private func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+    if needle.isEmpty { return true }
+    if hay.count < needle.count { return false }
+    for i in 0...(hay.count - needle.count) where hay[i] == needle[0] {
+        if hay[i..<(i + needle.count)].elementsEqual(needle) { return true }
+    }
+    return false
 }
 
 /// Expectations checked in a child process, reported to the parent through stderr.
