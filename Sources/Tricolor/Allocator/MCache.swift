@@ -142,6 +142,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         let claimed = (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize
         heap.gcController.heapLive.add(claimed, .relaxed)
+        if !spc.noscan { heap.gcController.heapScan.add(claimed, .relaxed) }
         if heap.phase == .mark {
             heap.preBlacken(s)
             slot.pointee = s
@@ -186,7 +187,9 @@ extension Heap {
         s.pointee.allocCount = s.countAllocated()
         let n = s.pointee.allocCount - s.pointee.allocCountBeforeCache
         heapStats.smallAllocs[s.pointee.spanClass.sizeClass].add(n, .relaxed)
-        gcController.heapLive.sub((s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize, .relaxed)
+        let unused = (s.pointee.nelems - s.pointee.allocCount) * s.pointee.elemSize
+        gcController.heapLive.sub(unused, .relaxed)
+        if !s.pointee.spanClass.noscan { gcController.heapScan.sub(unused, .relaxed) }
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         if s.pointee.blackened != 0 {
             let marks = s.pointee.gcmarkBits!

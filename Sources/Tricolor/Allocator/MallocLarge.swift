@@ -59,6 +59,7 @@ extension Heap {
         heapStats.largeAllocCount.add(1, .relaxed)
         heapStats.largeAllocBytes.add(bytes, .relaxed)
         gcController.heapLive.add(bytes, .relaxed)
+        if !noscan { gcController.heapScan.add(bytes, .relaxed) }
         if phase != .off {
             // allocate black
             _ = tc_or64(s.pointee.gcmarkBits!, 1)

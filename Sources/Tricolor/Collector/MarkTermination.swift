@@ -166,6 +166,8 @@ extension Heap {
         }
         cycle.globals = pacer.globalsScan
         gcController.heapLive.store(marked, .releasing)
+        // Go's resetLive: the scannable heap is what this mark scanned of it.
+        gcController.heapScan.store(pacer.lastHeapScan, .releasing)
         memProfiler.nextCycle()
         sweep.sweepgen.store(UInt(sweepgen &+ 2), .releasing)
         sweep.pagesSwept.store(0, .releasing)

@@ -65,9 +65,13 @@ extension Heap {
 
     /// Recompute the assist ratio from the work and heap left in the cycle (Go's revise).
     func reviseAssistRatio() {
-        // heapLive bounds the scannable heap from above (Go tracks heapScan exactly).
+        // heapScan, not heapLive, bounds the scan work left: pointer-free objects cost the
+        // marker nothing, and counting them made a heap of mostly pointer-free bytes
+        // assist as if all of it were to be scanned (the growth benchmark's messages
+        // carried debts of megabytes, and operations of milliseconds).
         let live = gcController.heapLive.load(.relaxed)
-        let r = pacer.revise(Pacer.MarkProgress(heapLive: live, heapScan: live, scanWorkDone: marking.scanWork.load(.relaxed), maxStackScan: maxStackScan))
+        let scan = min(gcController.heapScan.load(.relaxed), live)
+        let r = pacer.revise(Pacer.MarkProgress(heapLive: live, heapScan: scan, scanWorkDone: marking.scanWork.load(.relaxed), maxStackScan: maxStackScan))
         gcController.assistWorkPerByte.store(r.workPerByte, .releasing)
     }
 
@@ -78,11 +82,20 @@ extension Heap {
         let stackWork = min(marking.stackScanBytes.load(.relaxed), scanWork)
         let globals = UInt(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes })
         let heapWork = scanWork - stackWork - min(globals, scanWork - stackWork)
+        // Go's idle mark time: a worker that marks flat out while a CPU would otherwise
+        // sit idle (GCWorkers.swift) works beyond the 25% background share, and the pacer
+        // counts that surplus as idle marking, as Go counts its idle workers. Left out,
+        // cons/mark came out about half of what it was with one mutator on two CPUs,
+        // so the trigger came too late and mutators assisted for the rest.
+        let duration = now > markStartTime ? now - markStartTime : 0
+        let share = Tuning.goalUtilization * Double(max(1, gomaxprocs)) * Double(duration)
+        let bg = Double(marking.bgMarkTimeNs.load(.relaxed))
+        let idle = bg > share ? UInt64(bg - share) : 0
         pacer.endCycle(Pacer.CycleResult(
             heapLive: gcController.heapLive.load(.relaxed), heapMarked: marked,
             heapScanWork: heapWork, stackScanWork: stackWork, globalsScan: globals,
-            assistTimeNs: UInt64(marking.assistTimeNs.load(.relaxed)), idleMarkTimeNs: 0,
-            markDurationNs: now > markStartTime ? now - markStartTime : 0, procs: gomaxprocs))
+            assistTimeNs: UInt64(marking.assistTimeNs.load(.relaxed)), idleMarkTimeNs: idle,
+            markDurationNs: duration, procs: gomaxprocs))
     }
 
     // MARK: settings (Go's debug.SetGCPercent / SetMemoryLimit)

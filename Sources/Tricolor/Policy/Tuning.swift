@@ -116,9 +116,12 @@ enum Tuning {
     static let overAssistWork: UInt = 64 << 10
 
     /// Large objects are scanned in pieces of at most this many bytes so one object never
-    /// holds a marker for long (Go's maxObletBytes, 128 KiB ≈ 40 µs at the measured scan
-    /// rate).
-    static let maxObletBytes: UInt = 128 << 10
+    /// holds a marker for long. Go's maxObletBytes is 128 KiB; ours is 32 KiB, because an
+    /// assist scans a whole piece whatever its budget, and a piece of a pointer array whose
+    /// elements are not yet marked (each a cache miss) took 250–350 µs at 128 KiB: the
+    /// growth benchmark's ring of messages put those on single operations (p99.99 of
+    /// 530–770 µs, against 60–160 µs with 32 KiB pieces, alternated runs).
+    static let maxObletBytes: UInt = 32 << 10
 
     // MARK: sweeping (Go's mgcsweep.go)
 

@@ -202,11 +202,17 @@ struct GCControllerShared {
     let assistWorkPerByte: AtomicDouble
     /// heapSys when the memory-limit trigger was last recomputed (stats lock).
     let limitTriggerHeapSys: AtomicWord
+    /// The scannable part of heapLive (Go's heapScan): bytes of spans of pointerful
+    /// classes handed to mcaches and of pointerful large objects since the last mark,
+    /// plus the heap scan work that mark did. The assist ratio's bound on the scan work
+    /// left. As heapLive: relaxed adds at refill/uncache and large allocation (a stale
+    /// value moves the ratio by one span), reset in pause #2.
+    let heapScan: AtomicWord
 
     init(_ c: inout SharedWordCarver) {
         c.nextLine()
         heapLive = c.word(); heapGoal = c.word(); trigger = c.word()
-        assistWorkPerByte = c.double(); limitTriggerHeapSys = c.word()
+        assistWorkPerByte = c.double(); limitTriggerHeapSys = c.word(); heapScan = c.word()
     }
 }
 

@@ -259,4 +259,32 @@ final class PacerTests: XCTestCase {
             }
         }
     }
+
+    /// Go's heapScan: only pointerful allocations add to the scannable heap the assist
+    /// ratio is bounded by; pointer-free bytes add to heapLive alone. A collection resets
+    /// it to the heap scan work that mark did (Go's resetLive). Before, the ratio used
+    /// heapLive, and a heap of mostly pointer-free bytes assisted as if all were to scan.
+    func testHeapScanCountsOnlyPointerfulAllocations() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: -1).precise)
+        let node = try heap.register(TypeLayout(name: "pacer.Node", size: 32, pointerWords: [0]))
+        let ctl = heap.gcController
+        heap.withMutator { m in
+            m.withFrame(slots: 2) { f in
+                let live0 = ctl.heapLive.load(.relaxed), scan0 = ctl.heapScan.load(.relaxed)
+                for _ in 0..<4_000 { f[0] = m.allocateBytes(512) }         // 2 MB pointer-free
+                let live1 = ctl.heapLive.load(.relaxed), scan1 = ctl.heapScan.load(.relaxed)
+                XCTAssertGreaterThanOrEqual(live1 - live0, UInt(4_000 * 512))
+                XCTAssertEqual(scan1, scan0, "pointer-free bytes are not scannable")
+                for _ in 0..<4_000 { f[1] = m.allocate(node) }              // 128 KB pointerful
+                _ = m.allocateArray(node, count: 20_000)                     // a large pointerful object
+                let scan2 = ctl.heapScan.load(.relaxed)
+                let used: UInt = 4_000 * 32 + 20_000 * 32
+                XCTAssertGreaterThanOrEqual(scan2 - scan1, used)
+                XCTAssertLessThan(scan2 - scan1, used + 64 * 1024, "no more than the spans handed out")
+                heap.collect()
+                XCTAssertEqual(ctl.heapScan.load(.relaxed), heap.pacer.lastHeapScan, "reset to the scan work of the mark")
+                XCTAssertLessThan(ctl.heapScan.load(.relaxed), ctl.heapLive.load(.relaxed))
+            }
+        }
+    }
 }
