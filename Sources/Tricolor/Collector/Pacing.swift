@@ -91,6 +91,7 @@ extension Heap {
         let share = Tuning.goalUtilization * Double(max(1, gomaxprocs)) * Double(duration)
         let bg = Double(marking.bgMarkTimeNs.load(.relaxed))
         let idle = bg > share ? UInt64(bg - share) : 0
+        cycle.idleNs = idle
         pacer.endCycle(Pacer.CycleResult(
             heapLive: gcController.heapLive.load(.relaxed), heapMarked: marked,
             heapScanWork: heapWork, stackScanWork: stackWork, globalsScan: globals,

@@ -19,7 +19,7 @@ extension Heap {
         let markWall = t.tMarkTerm > t.tMark ? t.tMarkTerm - t.tMark : 0
         var line = "gc \(t.number) @\(String(format3: since))s \(pct)%: "
         line += "\(ms(t.stw1Ns))+\(ms(markWall))+\(ms(t.stw2Ns)) ms clock, "
-        line += "\(ms(t.stw1Ns.saturatingMultiply(procs)))+\(ms(t.assistNs))/\(ms(t.bgNs))/0+\(ms(t.stw2Ns.saturatingMultiply(procs))) ms cpu, "
+        line += "\(ms(t.stw1Ns.saturatingMultiply(procs)))+\(ms(t.assistNs))/\(ms(t.bgNs))/\(ms(t.idleNs))+\(ms(t.stw2Ns.saturatingMultiply(procs))) ms cpu, "
         line += "\(mb(t.heap0))->\(mb(t.heap1))->\(mb(t.heap2)) MB, \(mb(t.goal)) MB goal, "
         line += "\(mb(t.stacks)) MB stacks, \(mb(t.globals)) MB globals, \(procs) P"
         if t.forced { line += " (forced)" }
@@ -65,7 +65,8 @@ struct CycleTrace {
     var stw1Ns: UInt64 = 0
     var stw2Ns: UInt64 = 0
     var assistNs: UInt64 = 0
-    var bgNs: UInt64 = 0
+    var bgNs: UInt64 = 0            // the workers' marking within the 25% share
+    var idleNs: UInt64 = 0          // the workers' marking beyond it (Go's idle workers)
     var heap0: UInt = 0             // heapLive at the start
     var heap1: UInt = 0             // heapLive at mark termination
     var heap2: UInt = 0             // marked (live) bytes

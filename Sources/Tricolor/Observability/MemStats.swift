@@ -241,7 +241,8 @@ extension Heap {
             gcCPUNs = gcCPUNs.saturatingAdd(pauseCPU).saturatingAdd(UInt64(marking.assistTimeNs.load(.relaxed))).saturatingAdd(UInt64(marking.bgMarkTimeNs.load(.relaxed)))
         }
         cycle.assistNs = UInt64(marking.assistTimeNs.load(.relaxed))
-        cycle.bgNs = UInt64(marking.bgMarkTimeNs.load(.relaxed))
+        let bg = UInt64(marking.bgMarkTimeNs.load(.relaxed))
+        cycle.bgNs = bg - min(bg, cycle.idleNs)
         marking.cyclesCompleted.store(marking.cyclesCompleted.load(.relaxed) + 1, .releasing)
     }
 }
