@@ -183,7 +183,7 @@ extension Heap {
     func freeSpan(_ s: UnsafeMutablePointer<MSpan>, releasePages: Bool = false) {
         // A span is freed only when none of its objects lived, and the sweep that
         // found that removed every record of theirs (Runtime/Specials.swift).
-        if internalChecks && s.specialsBits & UnsafeMutablePointer<MSpan>.specialsBit != 0 {
+        if internalChecks && (s.specialsBits & UnsafeMutablePointer<MSpan>.specialsBit != 0 || s.pointee.debugSpecials != nil) {
             runtimeFatal("freeSpan: span at \(Ref(address: s.pointee.startAddr)) still has lifecycle specials")
         }
         heapLock.lock()
