@@ -25,6 +25,21 @@ import Glibc
 // frame records, in order, tile 0..<stackTop (each starts where the previous ends).
 
 extension Heap {
+    /// Checked mode: each attached mutator's frame records tile its stack, 0..<stackTop
+    /// (see the top of this file). World stopped (`checkInvariantsStopped`).
+    func checkFrameRecords() {
+        guard checked else { return }
+        forEachMutator { m in
+            var end: UInt64 = 0
+            for k in 0..<m.pointee.debugFrameCount {
+                let f = m.pointee.debugFrames![k]
+                runtimeCheck(f.offset == end, "frames: mutator \(m.pointee.id)'s frame \(k) starts at slot \(f.offset), the one before ends at \(end)")
+                end = f.offset &+ f.slots
+            }
+            runtimeCheck(end == UInt64(m.pointee.stackTop), "frames: mutator \(m.pointee.id)'s \(m.pointee.debugFrameCount) frames end at slot \(end), its stack top is \(m.pointee.stackTop)")
+        }
+    }
+
     /// Give a new mutator its first stack. Owner thread, at attach.
     func allocInitialStack(_ st: UnsafeMutablePointer<MutatorState>) {
         guard let s = stackAlloc(StackAlloc.minStack, cache: st.pointee.mcache) else {
@@ -141,7 +156,10 @@ extension Mutator {
         if slots < 0 || slots > StackAlloc.maxStackCeiling / 8 {
             runtimeFatal("pushFrame: invalid slot count \(slots) (must be 0...\(StackAlloc.maxStackCeiling / 8))")
         }
-        if st.flags & MutatorState.flagChecked != 0 { recordFrame(offset: st.pointee.stackTop, slots: slots) }
+        // Checked mode records the frame last, after any growth (which may block, and so
+        // let the world stop): from here to the caller's store of the new stack top there
+        // is no safepoint, so whoever stops the world sees records that tile the stack.
+        defer { if st.flags & MutatorState.flagChecked != 0 { recordFrame(offset: st.pointee.stackTop, slots: slots) } }
         let need = st.pointee.stackTop + slots
         if need <= st.pointee.stackCap { return }
         var cap = Swift.max(st.pointee.stackCap, MutatorState.initialStackSlots)
@@ -174,7 +192,8 @@ extension Mutator {
         }
     }
 
-    /// Checked mode: append a frame record (see the top of this file). Owner thread.
+    /// Checked mode: append a frame record (see the top of this file). Owner thread, with
+    /// no safepoint before the push stores the new stack top.
     func recordFrame(offset: Int, slots: Int) {
         let st = state
         let n = st.pointee.debugFrameCount

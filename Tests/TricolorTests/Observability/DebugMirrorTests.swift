@@ -151,6 +151,7 @@ final class DebugMirrorTests: WatchdogTestCase {
                             let json = String(decoding: data, as: UTF8.self)
                             XCTAssertTrue(json.contains("\"frames\":[{"), json)
                             XCTAssertEqual(try! JSONDecoder().decode(AllocatorState.self, from: data), s)
+                            heap.checkInvariants()   // the records tile the stack
                         }
                     }
                 }
@@ -160,6 +161,7 @@ final class DebugMirrorTests: WatchdogTestCase {
                     big[999] = m.allocate(node)
                     XCTAssertEqual(heap.allocatorState().mutators[0].frames,
                                    [.init(offset: 0, slots: 3, roots: 2), .init(offset: 3, slots: 1000, roots: 1)])
+                    heap.checkInvariants()
                 }
             }
             XCTAssertEqual(heap.allocatorState().mutators[0].frames, [])
@@ -170,6 +172,29 @@ final class DebugMirrorTests: WatchdogTestCase {
             XCTAssertEqual(heap.allocatorState().mutators[0].frames, [.init(offset: 0, slots: 2, roots: 0)])
             m.popFrame(f)
         }
+    }
+
+    /// Pushes and pops that stop at safepoints (a collection at every safepoint, whose
+    /// mark termination checks every invariant with the world stopped, frames
+    /// included) and grow the stack: the records always tile it.
+    func testFrameRecordsTileTheStackAtEverySafepoint() throws {
+        var config = Configuration(gcPercent: nil, checked: true)
+        config.gcStress = 7
+        let heap = try Heap(configuration: config.withSelfChecks.precise)
+        let node = try heap.register(TypeLayout(name: "mirror.Node", size: 32, pointerWords: [0]))
+        heap.withMutator { m in
+            func nest(_ depth: Int) {
+                m.withFrame(slots: depth % 5 * 40) { f in
+                    if f.count > 0 { f[f.count - 1] = m.allocate(node) }
+                    m.safepoint()
+                    if depth < 12 { nest(depth + 1) }
+                    m.safepoint()
+                }
+            }
+            for _ in 0..<3 { nest(0) }
+            m.withFrame(slots: 1) { _ in heap.checkInvariants() }
+        }
+        XCTAssertGreaterThan(heap.gcStats().numGC, 3)
     }
 
     /// Unchecked mode records nothing, and says so in the table and in JSON.
