@@ -564,6 +564,8 @@ def specials_of(h, sp, base):
     n = u32(sp.addr + L["MSpan.debugSpecialCount"])
     if p == 0 or n == 0:
         return "none"
+    if n > 1 << 22:
+        return "none (the span's copy claims %d records: torn or corrupt)" % n
     size = L["special.size"]
     raw = _mem(p, n * size)
     kinds = {L["specialKind.finalizer"]: "finalizer", L["specialKind.weakHandle"]: "weak",
