@@ -8,7 +8,7 @@
 #
 #   tricolor heap [N]        the allocator state (Heap.allocatorState())
 #   tricolor object ADDR     what is at an address (Heap.inspect(_:))
-#   tricolor mutators [N]    attached mutators: status, stack depth
+#   tricolor mutators [N]    attached mutators: status, stack depth, frames (checked mode)
 #   tricolor memstats [N]    the heap's counters (MemStats names)
 #   tricolor spans CLASS [N] the spans of a size class
 #
@@ -17,9 +17,12 @@
 # (`add-auto-load-safe-path /path/to/binary` in ~/.gdbinit), or by hand with
 # `source tools/gdb/tricolor-gdb.py`. See docs/gdb.md.
 #
-# The sampled allocation stacks that Heap.inspect shows live in Swift dictionaries and
-# are not read here. Keep this file in sync with the descriptor (version 1) and run
-# Scripts/embed-gdb-script.py after editing it.
+# What Swift keeps in its own collections is read from the C copies the runtime keeps
+# for debuggers: a span's lifecycle specials (MSpan.debugSpecials) and, in checked mode,
+# a mutator's shadow-stack frames (MutatorState.debugFrames). The sampled allocation
+# stacks that Heap.inspect shows live in Swift arrays and are not read here. Keep this
+# file in sync with the descriptor (version 1) and run Scripts/embed-gdb-script.py
+# after editing it.
 
 import struct
 
@@ -304,6 +307,36 @@ class Mutator(object):
         self.cap = u64(m + L["MutatorState.stackCap"])
         self.native = (u64(m + L["MutatorState.nativeStackHi"]) - u64(m + L["MutatorState.nativeStackLo"])) & MASK64
         self.mcache = u64(m + L["MutatorState.mcache"])
+        self.checked = heap.F.get("checked", 0) != 0 and "MutatorState.debugFrames" in L
+
+    def frames(self):
+        """(offset, slots) of each recorded frame, outermost first (checked mode)."""
+        L = self.h.L
+        p = u64(self.addr + L["MutatorState.debugFrames"])
+        n = u64(self.addr + L["MutatorState.debugFrameCount"])
+        if p == 0 or n == 0 or n > 1 << 24:
+            return []
+        size = L["frame.size"]
+        raw = _mem(p, n * size)
+        return [(struct.unpack_from("<Q", raw, k * size + L["frame.offset"])[0],
+                 struct.unpack_from("<Q", raw, k * size + L["frame.slots"])[0]) for k in range(n)]
+
+    def frames_text(self):
+        """The lines AllocatorState.description prints under the mutator."""
+        if not self.checked:
+            return "    frames are recorded in checked mode only\n"
+        frames = self.frames()
+        if not frames:
+            return "    no frames\n"
+        stack = _mem(self.stack, self.top * 8) if self.top else b""
+        out = ""
+        for i, (off, n) in enumerate(frames):
+            lo = min(off, self.top)
+            hi = lo + min(n, self.top - lo)
+            roots = sum(1 for k in range(lo, hi) if struct.unpack_from("<Q", stack, 8 * k)[0] != 0)
+            out += "    frame %d: slots %d..<%d (%d slot%s, %d root%s)\n" % (
+                i, off, off + n, n, "" if n == 1 else "s", roots, "" if roots == 1 else "s")
+        return out
 
     def cached_spans(self):
         spans = u64(self.mcache + self.h.L["MCache.spans"])
@@ -426,7 +459,7 @@ def heap_state(h):
     out += "arenas: %d of %d mapped; stacks: %d spans, %d bytes\n" % (mapped, h.F["numArenas"], stack_spans, stack_bytes)
     out += "mutators:\n"
     for m in mutators:
-        out += m.line() + "\n"
+        out += m.line() + "\n" + m.frames_text()
     return out
 
 
@@ -516,7 +549,43 @@ def describe(h, p):
         if sp.spc == (2 << 1 | 1):
             t += ", tiny block"
         obj += t + "\n"
-    return head(kind, note) + arena + span + obj + "  specials none\n"
+    specials = specials_of(h, sp, base) if live else "none"
+    return head(kind, note) + arena + span + obj + "  specials %s\n" % specials
+
+
+def specials_of(h, sp, base):
+    """The specials line of AddressInfo.description: the span's records for the object
+    at base, in the list's order, as Heap.describeSpecial names them; heap-profile
+    samples are left out (inspect shows them as the allocation stack)."""
+    L = h.L
+    if "MSpan.debugSpecials" not in L:
+        return "none"
+    p = u64(sp.addr + L["MSpan.debugSpecials"])
+    n = u32(sp.addr + L["MSpan.debugSpecialCount"])
+    if p == 0 or n == 0:
+        return "none"
+    if n > 1 << 22:
+        return "none (the span's copy claims %d records: torn or corrupt)" % n
+    size = L["special.size"]
+    raw = _mem(p, n * size)
+    kinds = {L["specialKind.finalizer"]: "finalizer", L["specialKind.weakHandle"]: "weak",
+             L["specialKind.cleanup"]: "cleanup", L["specialKind.swiftBox"]: "box"}
+    out = []
+    for k in range(n):
+        def f(name):
+            return struct.unpack_from("<Q", raw, k * size + L["special." + name])[0]
+        if f("addr") != base:
+            continue
+        kind = kinds.get(f("kind"))
+        if kind == "finalizer":
+            out.append("finalizer")
+        elif kind == "weak":
+            out.append("weak handle %s" % hx(f("arg")))
+        elif kind == "cleanup":
+            out.append("cleanup #%d (argument %s)" % (f("id"), hx(f("arg"))))
+        elif kind == "box":
+            out.append("Swift object box")
+    return ", ".join(out) if out else "none"
 
 
 def memstats(h):
@@ -593,7 +662,7 @@ class ObjectCmd(gdb.Command):
 
 
 class MutatorsCmd(gdb.Command):
-    """tricolor mutators [N]: attached mutators of heap N, with status and stack depth."""
+    """tricolor mutators [N]: attached mutators of heap N: status, stack depth, and frames (checked mode)."""
 
     def __init__(self):
         super(MutatorsCmd, self).__init__("tricolor mutators", gdb.COMMAND_DATA)
@@ -601,7 +670,7 @@ class MutatorsCmd(gdb.Command):
     def invoke(self, arg, from_tty):
         h = pick_heap(gdb.string_to_argv(arg), 0)
         ms = h.mutators()
-        gdb.write("mutators:\n" + "".join(m.line() + "\n" for m in ms) if ms else "no mutator attached\n")
+        gdb.write("mutators:\n" + "".join(m.line() + "\n" + m.frames_text() for m in ms) if ms else "no mutator attached\n")
 
 
 class MemStatsCmd(gdb.Command):

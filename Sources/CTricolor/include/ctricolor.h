@@ -185,6 +185,24 @@ typedef struct tc_debug_descriptor {
     uint64_t field_count;
     tc_debug_heap heaps[TC_DEBUG_MAX_HEAPS];
 } tc_debug_descriptor;
+// A span's lifecycle specials as a debugger reads them (MSpan.debugSpecials, an array of
+// MSpan.debugSpecialCount records, malloc'd): a copy of the span's list in the Swift
+// specials table (Runtime/Specials.swift), in its order (by addr, then kind), rewritten
+// under the specials lock whenever the list changes. kind: 1 finalizer, 2 weak handle,
+// 3 cleanup, 4 Swift object box, 5 heap-profile sample.
+typedef struct tc_debug_special {
+    uint64_t addr;          // start of the object
+    uint64_t kind;
+    uint64_t id;            // cleanup: its id; 0 otherwise
+    uint64_t arg;           // weak handle: the handle object; cleanup: its argument; profile: bucket
+} tc_debug_special;
+// A shadow-stack frame as checked mode records it (MutatorState.debugFrames, an array of
+// MutatorState.debugFrameCount records, outermost first, malloc'd): written by the
+// mutator's own thread when it pushes (records) or pops (drops) a frame.
+typedef struct tc_debug_frame {
+    uint64_t offset;        // first slot of the frame in the shadow stack
+    uint64_t slots;         // slots in the frame
+} tc_debug_frame;
 extern tc_debug_descriptor tricolor_debug_descriptor;
 /* The descriptor's address (Swift cannot take the address of a C global cheaply). */
 tc_debug_descriptor *tc_debug(void);

@@ -182,7 +182,10 @@ extension Heap {
     /// garbage. `releasePages`: give them back to the OS too.
     func freeSpan(_ s: UnsafeMutablePointer<MSpan>, releasePages: Bool = false) {
         // A span is freed only when none of its objects lived, and the sweep that
-        // found that removed every record of theirs (Runtime/Specials.swift).
+        // found that removed every record of theirs (Runtime/Specials.swift), and the
+        // debugger's copy of them with the last one (checkSpecialsInvariants counts the
+        // copies; reading this span's here would race with a mutator that removed the
+        // last record, whose write only the specials lock orders).
         if internalChecks && s.specialsBits & UnsafeMutablePointer<MSpan>.specialsBit != 0 {
             runtimeFatal("freeSpan: span at \(Ref(address: s.pointee.startAddr)) still has lifecycle specials")
         }

@@ -70,9 +70,10 @@ struct MSpan: @unchecked Sendable {
     var state: UInt8                           // MSpanState; atomic store publishes the span
     var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
     var blackened: UInt8                       // free slots pre-marked (cached while marking)
-    /// Bit 0: holds heap-profiled objects (MemProfile.swift); bit 1: holds finalizer,
-    /// weak-handle, cleanup or box records (Runtime/Specials.swift). Changed with atomic
-    /// OR/AND under the owning table's lock; read by the sweeper that owns the span.
+    /// Bit 0 (`specialsBit`): the span has records in the specials table (finalizers,
+    /// weak handles, cleanups, boxes, heap-profile samples; Runtime/Specials.swift).
+    /// Changed with atomic OR/AND under the specials lock; read by the sweeper that owns
+    /// the span.
     var hasSpecials: UInt8
     /// Free slots of the current window withheld from the fast path until the next heap
     /// profile sample (see MemProfile.swift); nonzero only while cached.
@@ -84,6 +85,14 @@ struct MSpan: @unchecked Sendable {
     /// nil until the span's first checked sweep. Written (release) by the sweeper that owns
     /// the span; read (acquire) by `checkRef` on any mutator.
     var quarantine: UnsafeMutableRawPointer?
+    /// The debugger's copy of the span's specials (Runtime/Specials.swift, "Debugger
+    /// mirror"): `debugSpecialCount` C records (CTricolor's tc_debug_special) in a
+    /// malloc'd array of `debugSpecialCap`, nil while the span has none. Written under
+    /// the specials lock, never by allocation or marking; read by debuggers (with the
+    /// process stopped) and by `checkSpecialsInvariants`.
+    var debugSpecials: UnsafeMutablePointer<tc_debug_special>?
+    var debugSpecialCount: UInt32
+    var debugSpecialCap: UInt32
 
     var base: UInt { startAddr }
     var isLarge: Bool { spanClass.sizeClass == 0 }
@@ -93,7 +102,8 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0, manualFreeList: 0, quarantine: nil)
+        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0, manualFreeList: 0, quarantine: nil,
+        debugSpecials: nil, debugSpecialCount: 0, debugSpecialCap: 0)
 }
 
 /// Size class and "no pointers" bit: `sizeClass << 1 | noscan` (Go's spanClass).

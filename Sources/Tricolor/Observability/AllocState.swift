@@ -5,12 +5,17 @@ import Glibc
 // the gdb extension's `tricolor heap` shows): per span class, where its spans are
 // (mutator caches, the mcentral's partial/full × swept/unswept sets) and how full
 // they are; the page heap's free runs by size and the pages returned to the OS; the
-// arenas; the stacks; the mutators. Taken with the world stopped and the sweepers held
-// off (`withInspectionStop`), so the counts agree with each other.
+// arenas; the stacks; the mutators, with their shadow-stack frames in checked mode
+// (Runtime/ShadowStack.swift records them only there: the unchecked push and pop leave
+// no trace of where a frame starts, and the report says so). Taken with the world
+// stopped and the sweepers held off (`withInspectionStop`), so the counts agree with
+// each other.
 //
 // Invariants (checked by the tests): for each class, cached + the four central sets
 // == spans found by walking the span table; objectsInUse ≤ slots; free-run pages add up
-// to the page heap's free pages.
+// to the page heap's free pages; a mutator's frames, when listed, tile its stack
+// (each starts where the one before ends, the last ends at stackDepth) and their roots
+// add up to liveRoots.
 
 /// The allocator's state at one moment: see `Heap.allocatorState()`.
 public struct AllocatorState: Sendable, Codable, Equatable, CustomStringConvertible {
@@ -74,6 +79,19 @@ public struct AllocatorState: Sendable, Codable, Equatable, CustomStringConverti
         public var freeRuns: [FreeRunBucket]
     }
 
+    /// A shadow-stack frame (checked mode).
+    public struct FrameInfo: Sendable, Codable, Equatable {
+        /// The frame's first slot in the shadow stack.
+        public var offset: Int
+        /// Slots in the frame (`pushFrame(slots:)`).
+        public var slots: Int
+        /// Slots of them holding an object (non-null roots).
+        public var roots: Int
+    }
+
+    /// What `MutatorInfo.framesNote` says when frames are not listed.
+    public static let framesNotRecorded = "frames are recorded in checked mode only"
+
     /// A mutator.
     public struct MutatorInfo: Sendable, Codable, Equatable {
         /// Mutator id.
@@ -82,7 +100,7 @@ public struct AllocatorState: Sendable, Codable, Equatable, CustomStringConverti
         public var threadID: UInt64
         /// "running", "parked", "blocking".
         public var status: String
-        /// Shadow-stack slots in use (the stack depth; frames are not delimited).
+        /// Shadow-stack slots in use (the stack depth).
         public var stackDepth: Int
         /// Slots of them holding an object (non-null roots).
         public var liveRoots: Int
@@ -92,6 +110,11 @@ public struct AllocatorState: Sendable, Codable, Equatable, CustomStringConverti
         public var nativeStackBytes: Int
         /// Spans the mutator's cache holds.
         public var cachedSpans: Int
+        /// The frames on the shadow stack, outermost first, in checked mode
+        /// (`Configuration.checked`); nil otherwise.
+        public var frames: [FrameInfo]?
+        /// Why `frames` is nil (`AllocatorState.framesNotRecorded`); nil when it is not.
+        public var framesNote: String?
     }
 
     /// Span classes with at least one span, by span class.
@@ -138,6 +161,20 @@ public struct AllocatorState: Sendable, Codable, Equatable, CustomStringConverti
         out += "mutators:\n"
         for m in mutators {
             out += "  mutator \(m.id) thread \(m.threadID) \(m.status): stack depth \(m.stackDepth) slots (\(m.liveRoots) roots) of \(m.stackCapacity), native stack \(m.nativeStackBytes) bytes, \(m.cachedSpans) cached spans\n"
+            out += AllocatorState.framesText(m)
+        }
+        return out
+    }
+}
+
+extension AllocatorState {
+    /// The lines under a mutator's: its frames, outermost first, or why there are none.
+    static func framesText(_ m: MutatorInfo) -> String {
+        guard let frames = m.frames else { return "    \(m.framesNote ?? framesNotRecorded)\n" }
+        if frames.isEmpty { return "    no frames\n" }
+        var out = ""
+        for (i, f) in frames.enumerated() {
+            out += "    frame \(i): slots \(f.offset)..<\(f.offset + f.slots) (\(f.slots) slot\(f.slots == 1 ? "" : "s"), \(f.roots) root\(f.roots == 1 ? "" : "s"))\n"
         }
         return out
     }
@@ -147,10 +184,29 @@ extension Heap {
     /// A snapshot of the allocator: per span class, spans in mutator caches and in the
     /// mcentral's partial/full × swept/unswept sets, objects in use and fragmentation;
     /// the page heap's free runs by size and scavenged pages; arenas; stacks; mutators
-    /// with their status and stack depth. `print` it for tables; it is `Codable` for JSON.
+    /// with their status and stack depth, and in checked mode their frames (offset,
+    /// slots, roots). `print` it for tables; it is `Codable` for JSON.
     /// Stops the world briefly.
     public func allocatorState() -> AllocatorState {
         withInspectionStop { allocatorStateStopped(locking: true) }
+    }
+
+    /// A checked mutator's recorded frames with their roots (Runtime/ShadowStack.swift).
+    /// World stopped: the owner is not pushing or popping. Records past the stack top
+    /// (none, unless the records are corrupt) are clipped rather than read beyond it.
+    func mutatorFrames(_ m: UnsafeMutablePointer<MutatorState>) -> [AllocatorState.FrameInfo] {
+        guard let fr = m.pointee.debugFrames else { return [] }
+        var out: [AllocatorState.FrameInfo] = []
+        let top = m.pointee.stackTop
+        for k in 0..<m.pointee.debugFrameCount {
+            let off = Int(clamping: fr[k].offset), n = Int(clamping: fr[k].slots)
+            var roots = 0
+            var i = Swift.min(off, top)
+            let end = Swift.min(off, top) + Swift.min(n, top - Swift.min(off, top))
+            while i < end { if m.pointee.stack[i] != 0 { roots += 1 }; i += 1 }
+            out.append(.init(offset: off, slots: n, roots: roots))
+        }
+        return out
     }
 
     func allocatorStateStopped(locking: Bool) -> AllocatorState {
@@ -170,9 +226,11 @@ extension Heap {
             }
             var roots = 0
             for i in 0..<m.pointee.stackTop where m.pointee.stack[i] != 0 { roots += 1 }
+            let frames = checked ? mutatorFrames(m) : nil
             mutatorsOut.append(.init(id: m.pointee.id, threadID: m.rawThreadID, status: mutatorStatusName(m.rawStatus),
                                      stackDepth: m.pointee.stackTop, liveRoots: roots, stackCapacity: m.pointee.stackCap,
-                                     nativeStackBytes: Int(m.pointee.nativeStackHi &- m.pointee.nativeStackLo), cachedSpans: cachedCount))
+                                     nativeStackBytes: Int(m.pointee.nativeStackHi &- m.pointee.nativeStackLo), cachedSpans: cachedCount,
+                                     frames: frames, framesNote: frames == nil ? AllocatorState.framesNotRecorded : nil))
         }
         for i in 0..<SpanClass.count {
             let c = centrals + i

@@ -95,10 +95,11 @@ extension Heap {
     @_spi(Testing) public var debugHeapLive: UInt { gcController.heapLive.load(.relaxed) }
 
     /// Check every component's invariants (heap, page allocator, spans in central lists,
-    /// the pacing policies).
+    /// the pacing policies, checked mode's frame records).
     @_spi(Testing) public func checkInvariants() {
         checkHeapInvariants()
         checkPolicyInvariants()
+        if checked { withWorldStopped { checkFrameRecords() } }
     }
 
     /// `checkInvariants` inside pause #2 (world stopped, no sweep in flight).
@@ -106,5 +107,6 @@ extension Heap {
         checkHeapInvariantsStopped()
         checkPolicyInvariants()
         checkSpecialsInvariants()
+        checkFrameRecords()
     }
 }

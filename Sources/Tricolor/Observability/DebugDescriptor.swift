@@ -13,7 +13,13 @@ import Glibc
 // - one slot per live heap: its address-space layout (arena base, the arena table, the
 //   central lists, the shared words, the type registry, the page bitmaps), plus two
 //   mirrors kept current on cold paths: the head of the attached-mutator list (attach
-//   and detach, under the sched lock) and the type names (registration, types lock).
+//   and detach, under the sched lock) and the type names (registration, types lock);
+// - reached through those: two C copies of what Swift keeps in its own collections, so
+//   that the reader needs no Swift at all: each span's lifecycle specials
+//   (`MSpan.debugSpecials`, tc_debug_special records, kept by Runtime/Specials.swift
+//   under the specials lock) and, in checked mode, each mutator's shadow-stack frames
+//   (`MutatorState.debugFrames`, tc_debug_frame records, kept by Runtime/ShadowStack.swift
+//   on the checked push and pop slow paths).
 //
 // Heaps also find each other here for the fatal-error dump (FatalDump.swift).
 //
@@ -35,6 +41,7 @@ extension Heap {
             ("memProfileRate", UInt(configuration.memProfileRate)),
             ("pageBitmap", UInt(bitPattern: pages.bitmap)), ("pageScavenged", UInt(bitPattern: pages.scavenged)),
             ("conservativeStacks", conservativeStacks ? 1 : 0), ("maxTypes", UInt(maxTypes)),
+            ("checked", checked ? 1 : 0),
         ]
         let table = DebugLayout.table(fields)
         let names = UnsafeMutablePointer<UInt>.allocate(capacity: maxTypes)
@@ -141,11 +148,21 @@ enum DebugLayout {
             ("MSpan.divMul", o(\MSpan.divMul)), ("MSpan.spanClass", o(\MSpan.spanClass)),
             ("MSpan.state", o(\MSpan.state)), ("MSpan.bitmapWords", o(\MSpan.bitmapWords)),
             ("MSpan.heldCache", o(\MSpan.heldCache)), ("MSpan.hasSpecials", o(\MSpan.hasSpecials)),
+            ("MSpan.debugSpecials", o(\MSpan.debugSpecials)), ("MSpan.debugSpecialCount", o(\MSpan.debugSpecialCount)),
+            ("special.size", UInt(MemoryLayout<tc_debug_special>.stride)),
+            ("special.addr", o(\tc_debug_special.addr)), ("special.kind", o(\tc_debug_special.kind)),
+            ("special.id", o(\tc_debug_special.id)), ("special.arg", o(\tc_debug_special.arg)),
+            ("specialKind.finalizer", UInt(SpecialKind.finalizer.rawValue)), ("specialKind.weakHandle", UInt(SpecialKind.weakHandle.rawValue)),
+            ("specialKind.cleanup", UInt(SpecialKind.cleanup.rawValue)), ("specialKind.swiftBox", UInt(SpecialKind.swiftBox.rawValue)),
+            ("specialKind.profile", UInt(SpecialKind.profile.rawValue)),
             ("MutatorState.mcache", o(\MutatorState.mcache)), ("MutatorState.stack", o(\MutatorState.stack)),
             ("MutatorState.stackTop", o(\MutatorState.stackTop)), ("MutatorState.stackCap", o(\MutatorState.stackCap)),
             ("MutatorState.nativeStackLo", o(\MutatorState.nativeStackLo)), ("MutatorState.nativeStackHi", o(\MutatorState.nativeStackHi)),
             ("MutatorState.status", o(\MutatorState.status)), ("MutatorState.statusBytes", UInt(MemoryLayout<MutatorStatus>.size)), ("MutatorState.next", o(\MutatorState.next)),
             ("MutatorState.threadID", o(\MutatorState.threadID)), ("MutatorState.id", o(\MutatorState.id)),
+            ("MutatorState.debugFrames", o(\MutatorState.debugFrames)), ("MutatorState.debugFrameCount", o(\MutatorState.debugFrameCount)),
+            ("frame.size", UInt(MemoryLayout<tc_debug_frame>.stride)),
+            ("frame.offset", o(\tc_debug_frame.offset)), ("frame.slots", o(\tc_debug_frame.slots)),
             ("MCache.spans", o(\MCache.spans)), ("MCache.tinyAllocs", o(\MCache.tinyAllocs)),
             ("MCentral.size", UInt(MemoryLayout<MCentral>.stride)), ("MCentral.heads", o(\MCentral.heads)),
             ("HeapArena.spans", o(\HeapArena.spans)),

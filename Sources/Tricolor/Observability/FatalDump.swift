@@ -10,7 +10,8 @@ import Glibc
 //
 //     crash.<pid>.txt            the report: the message, the failing thread's stack,
 //                                per heap its phase, every mutator's status and stack
-//                                depth, MemStats and the top types by bytes
+//                                depth (and in checked mode its frames), MemStats and
+//                                the top types by bytes
 //     crash.<pid>.<n>.tchd       heap n's dump (docs/heapdump-format.md)
 //
 // then end the process as usual (exit 2, or SIGABRT with GOTRACEBACK=crash). It is the
@@ -83,6 +84,21 @@ func writeFatalDumps(prefix: String, message: String, stack: String) {
 }
 
 extension Heap {
+    /// The frames part of a mutator's line: checked mode records frames
+    /// (Runtime/ShadowStack.swift). Their list is read only where it cannot move: the
+    /// failing thread's own mutator, or one that is not running (its owner changes the
+    /// records only while running); a running one shows the count alone.
+    func fatalFramesText(_ m: UnsafeMutablePointer<MutatorState>) -> String {
+        guard checked else { return "; " + AllocatorState.framesNotRecorded }
+        let n = m.pointee.debugFrameCount
+        var out = ", \(n) frame\(n == 1 ? "" : "s")"
+        guard n > 0, let fr = m.pointee.debugFrames,
+              m.rawThreadID == tc_thread_id() || m.rawStatus != .running else { return out }
+        out += " (slot+count:"
+        for k in 0..<Swift.min(n, 32) { out += " \(fr[k].offset)+\(fr[k].slots)" }
+        return out + (n > 32 ? " …)" : ")")
+    }
+
     /// This heap's part of the fatal report; writes its dump to `dumpPath` on the way
     /// (its type tally gives the top types).
     func fatalReportSection(index n: Int, dumpPath: String) -> String {
@@ -94,6 +110,7 @@ extension Heap {
         forEachMutator { m in
             count += 1
             out += "  mutator \(m.pointee.id) thread \(m.rawThreadID) \(mutatorStatusName(m.rawStatus)): stack depth \(m.pointee.stackTop) slots of \(m.pointee.stackCap)"
+            out += fatalFramesText(m)
             out += m.rawThreadID == tc_thread_id() ? " (the failing thread)\n" : "\n"
             if count > 10_000 { out += "  … (list too long: torn read?)\n"; return }
         }

@@ -7,7 +7,8 @@ import Glibc
 //
 //   address → reservation? → arena (mapped?) → page → span (spans table) →
 //   span state → slot index (divMul) → alloc bits, mark bits, type id → type layout,
-//   and the heap profile's specials for the sampled allocation stack.
+//   and the specials table: the object's lifecycle records, and its heap-profile
+//   record for the sampled allocation stack.
 //
 // `Heap.inspect(_:)` stops the world and holds the sweepers off for the read (as
 // `checkHeapInvariants` does), so the answer is one consistent picture: no span changes
@@ -70,9 +71,11 @@ public struct AddressInfo: Sendable, Codable, Equatable, CustomStringConvertible
     /// The sampled stack symbolized (function names, innermost first). Filled by
     /// `TricolorProfiling`'s `Heap.inspectSymbolized(_:)`; nil from `inspect(_:)`.
     public var allocationFrames: [String]?
-    /// Finalizers, cleanups and weak handles attached to the object. Empty until the
-    /// runtime keeps for the object (Runtime/Specials.swift): "finalizer", "weak handle
-    /// 0x…" (the handle object), "cleanup #N (argument 0x…)", "Swift object box".
+    /// The lifecycle records of the object (Runtime/Specials.swift), in the order the
+    /// runtime keeps them (finalizer, weak handle, cleanups by id, box): "finalizer",
+    /// "weak handle 0x…" (the handle object), "cleanup #N (argument 0x…)", "Swift object
+    /// box". A heap-profile sample is not listed: it shows as `allocationStack`. gdb's
+    /// `tricolor object` prints the same list from the span's C copy of its records.
     public var specials: [String] = []
 
     /// Arena of an address.

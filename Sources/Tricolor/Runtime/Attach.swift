@@ -146,6 +146,7 @@ extension Heap {
         st.pointee.status = .detached
         freePoolIndices.append(st.pointee.poolIndex)
         st.pointee.stackTop = 0
+        st.pointee.debugFrameCount = 0   // its frames are gone with its stack
         st.storeFlags(MutatorState.flagDetached | (checked ? MutatorState.flagChecked : 0))
         sched.activeMutators.sub(1, .relaxed)
         st.pointee.next = freeMutators

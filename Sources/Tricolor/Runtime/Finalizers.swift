@@ -231,7 +231,8 @@ extension Heap {
 
     /// The heap's deinit, after its collector threads have stopped (until then a sweep
     /// may still move records from the table to the queue): release the Swift objects of
-    /// boxes, dead or not (nothing can reach them now), and empty the table and queue.
+    /// boxes, dead or not (nothing can reach them now), free the spans' debugger mirrors
+    /// of the table, and empty the table and queue.
     func releaseLifecycleLeftovers() {
         let q = finalizerQueue
         var owned: [UnsafeMutableRawPointer] = []
@@ -240,7 +241,11 @@ extension Heap {
             q.jobs = []; q.head = 0
         }
         specials.lock.withLock {
-            for (_, list) in specials.bySpan { for sp in list where sp.kind == .swiftBox { owned.append(sp.box!) } }
+            for (base, list) in specials.bySpan {
+                for sp in list where sp.kind == .swiftBox { owned.append(sp.box!) }
+                // The spans are still mapped (freed after this): drop their debugger mirrors.
+                if let s = spanOf(base) { mirrorFreeLocked(s) }
+            }
             specials.bySpan = [:]
             specials.count = 0
             specials.weakHandles = 0

@@ -41,6 +41,18 @@ struct MutatorState {
     @usableFromInline var stack: UnsafeMutablePointer<UInt>
     @usableFromInline var stackTop: Int
     @usableFromInline var stackCap: Int
+    /// Checked mode: the frames on the shadow stack, outermost first, as C records
+    /// (CTricolor's tc_debug_frame: offset, slots), `debugFrameCount` of them in a
+    /// malloc'd array of `debugFrameCap` (nil until the first push). Every checked push
+    /// takes the slow path (`growStack`), which appends, and every checked pop
+    /// `checkPop`, which drops the last: so the records tile 0..<stackTop exactly. Owner
+    /// thread only; emptied at detach, freed in `releaseStorage`. Read with the world
+    /// stopped (`allocatorState`), best effort by the fatal report (the count only), and
+    /// by debuggers (gdb's `tricolor mutators`). Unchecked mutators record nothing: the
+    /// inlined push and pop store nothing but the stack top.
+    var debugFrames: UnsafeMutablePointer<tc_debug_frame>? = nil
+    var debugFrameCount = 0
+    var debugFrameCap = 0
     // -- the native stack (Collector/ConservativeScan.swift) --
     /// The thread's stack [lo, hi), recorded at attach by the owner.
     var nativeStackLo: UInt = 0
@@ -133,6 +145,7 @@ struct MutatorState {
         mcache.deallocate()
         pathCounters?.destroy()
         conservativeCandidates?.deallocate()
+        free(debugFrames)
         wbBuf.deallocate()
         gcw.pointee.destroy()
         gcw.deallocate()

@@ -12,12 +12,34 @@ import Glibc
 // Growing past the heap's maximum (`Heap.setMaxStack`, Go's debug.SetMaxStack) is
 // fatal, as in Go.
 //
+// Frames have no boundaries in the stack itself: the inlined push and pop store only the
+// stack top. Checked mode records them on the side, for the allocator state, the fatal
+// report and gdb (`MutatorState.debugFrames`): a checked mutator's every push already
+// takes the slow path (`growStack`, its flags send it there) and every pop `checkPop`,
+// and those two append and drop the records, so unchecked code pays nothing.
+//
 // Invariants: 0 ≤ stackTop ≤ stackCap; stackCap × 8 is a power of two ≥ 2 KiB while
 // attached (0 while detached); frames are popped in reverse order of their pushes; the
 // stack memory is replaced only by its owner, under the sched lock, so a collector
-// scanning a blocking mutator's stack never reads freed memory.
+// scanning a blocking mutator's stack never reads freed memory; in checked mode the
+// frame records, in order, tile 0..<stackTop (each starts where the previous ends).
 
 extension Heap {
+    /// Checked mode: each attached mutator's frame records tile its stack, 0..<stackTop
+    /// (see the top of this file). World stopped (`checkInvariantsStopped`).
+    func checkFrameRecords() {
+        guard checked else { return }
+        forEachMutator { m in
+            var end: UInt64 = 0
+            for k in 0..<m.pointee.debugFrameCount {
+                let f = m.pointee.debugFrames![k]
+                runtimeCheck(f.offset == end, "frames: mutator \(m.pointee.id)'s frame \(k) starts at slot \(f.offset), the one before ends at \(end)")
+                end = f.offset &+ f.slots
+            }
+            runtimeCheck(end == UInt64(m.pointee.stackTop), "frames: mutator \(m.pointee.id)'s \(m.pointee.debugFrameCount) frames end at slot \(end), its stack top is \(m.pointee.stackTop)")
+        }
+    }
+
     /// Give a new mutator its first stack. Owner thread, at attach.
     func allocInitialStack(_ st: UnsafeMutablePointer<MutatorState>) {
         guard let s = stackAlloc(StackAlloc.minStack, cache: st.pointee.mcache) else {
@@ -134,6 +156,10 @@ extension Mutator {
         if slots < 0 || slots > StackAlloc.maxStackCeiling / 8 {
             runtimeFatal("pushFrame: invalid slot count \(slots) (must be 0...\(StackAlloc.maxStackCeiling / 8))")
         }
+        // Checked mode records the frame last, after any growth (which may block, and so
+        // let the world stop): from here to the caller's store of the new stack top there
+        // is no safepoint, so whoever stops the world sees records that tile the stack.
+        defer { if st.flags & MutatorState.flagChecked != 0 { recordFrame(offset: st.pointee.stackTop, slots: slots) } }
         let need = st.pointee.stackTop + slots
         if need <= st.pointee.stackCap { return }
         var cap = Swift.max(st.pointee.stackCap, MutatorState.initialStackSlots)
@@ -156,6 +182,31 @@ extension Mutator {
         if state.pointee.stackTop != f.offset + f.count {
             runtimeFatal("popFrame: frames popped out of order (frame at slot \(f.offset) of \(f.count), stack top \(state.pointee.stackTop))")
         }
+        if state.flags & MutatorState.flagChecked != 0 {
+            let st = state
+            let n = st.pointee.debugFrameCount
+            let last = n > 0 ? st.pointee.debugFrames![n - 1] : tc_debug_frame(offset: .max, slots: .max)
+            runtimeCheck(last.offset == UInt64(f.offset) && last.slots == UInt64(f.count),
+                         "popFrame: frame at slot \(f.offset) of \(f.count) is not the last recorded one (\(n) recorded)")
+            st.pointee.debugFrameCount = n - 1
+        }
+    }
+
+    /// Checked mode: append a frame record (see the top of this file). Owner thread, with
+    /// no safepoint before the push stores the new stack top.
+    func recordFrame(offset: Int, slots: Int) {
+        let st = state
+        let n = st.pointee.debugFrameCount
+        if n == st.pointee.debugFrameCap {
+            let cap = Swift.max(16, n * 2)
+            guard let p = realloc(st.pointee.debugFrames, cap * MemoryLayout<tc_debug_frame>.stride) else {
+                runtimeFatal("out of memory: cannot record \(cap) shadow-stack frames")
+            }
+            st.pointee.debugFrames = p.bindMemory(to: tc_debug_frame.self, capacity: cap)
+            st.pointee.debugFrameCap = cap
+        }
+        st.pointee.debugFrames![n] = tc_debug_frame(offset: UInt64(offset), slots: UInt64(slots))
+        st.pointee.debugFrameCount = n + 1
     }
 }
 

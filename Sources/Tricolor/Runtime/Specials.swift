@@ -23,6 +23,16 @@ import Glibc
 // or removing a special, sweeping a span whose `hasSpecials` has `specialsBit`, and the
 // once-per-cycle root scan below.
 //
+// Debugger mirror. A debugger cannot read a Swift dictionary, so each span with
+// records also carries a plain C copy of its list (`MSpan.debugSpecials`, CTricolor's
+// tc_debug_special: addr, kind, id, arg; same order), which the gdb extension finds
+// through the debug descriptor (Observability/DebugDescriptor.swift). It is changed
+// together with the list, under the specials lock, by the only code that changes lists:
+// an insertion or removal moves the records after it by one (as the Swift array does),
+// a sweep rewrites the span's copy, and a list that empties frees its copy (as does the
+// heap's deinit, in `releaseLifecycleLeftovers`). So the copy costs nothing on the
+// allocation, barrier or marking paths, and memory only for spans with records.
+//
 // Marking (Go's markrootSpans). Once per cycle, with the other non-stack roots:
 //   - a finalizer's object is scanned but not marked: what it refers to survives, the
 //     object itself only if something else reaches it. An object reachable from
@@ -52,7 +62,8 @@ import Glibc
 // at most one finalizer, one weak handle and one profile record per address; every
 // record's address is in an allocated object of its span (the start, except a profile
 // record's in a tiny block); a span with a list has `specialsBit` set; `count` and
-// `profileRecords` count the records.
+// `profileRecords` count the records; a span's debugger mirror equals its list record
+// for record, and exactly the spans with lists have one (`mirrors` counts them).
 // Locking: `SpecialsTable.lock` (rank specials) guards everything here; the sweeper
 // takes it with no other lock held; the finalizer queue's lock nests inside it.
 
@@ -104,6 +115,8 @@ final class SpecialsTable: @unchecked Sendable {
     var count = 0
     /// Profile records (of `count`).
     var profileRecords = 0
+    /// Spans with a debugger mirror (`MSpan.debugSpecials` not nil).
+    var mirrors = 0
 
     deinit { lock.destroy() }
 
@@ -118,16 +131,16 @@ final class SpecialsTable: @unchecked Sendable {
         return lo
     }
 
-    /// Insert `sp` in order (after the records of its object of kinds ≤ its own);
-    /// false if its kind is allowed once per object and the object has one.
-    static func insert(_ sp: Special, into list: inout [Special]) -> Bool {
+    /// Insert `sp` in order (after the records of its object of kinds ≤ its own) and
+    /// return its index; nil if its kind is allowed once per object and the object has one.
+    static func insert(_ sp: Special, into list: inout [Special]) -> Int? {
         var i = firstIndex(list, sp.addr)
         while i < list.count && list[i].addr == sp.addr && list[i].kind <= sp.kind {
-            if list[i].kind == sp.kind && sp.kind != .cleanup && sp.kind != .swiftBox { return false }
+            if list[i].kind == sp.kind && sp.kind != .cleanup && sp.kind != .swiftBox { return nil }
             i += 1
         }
         list.insert(sp, at: i)
-        return true
+        return i
     }
 
     /// Run `body` on a list in place.
@@ -167,8 +180,8 @@ extension Heap {
     /// Add a record; false (nothing added) if the object already has one of a kind
     /// allowed once. Specials lock held. The span's list is changed in place (no copy).
     func insertSpecialLocked(_ sp: Special, span s: UnsafeMutablePointer<MSpan>) -> Bool {
-        let inserted = SpecialsTable.insert(sp, into: &specials.bySpan[s.pointee.startAddr, default: []])
-        if !inserted { return false }
+        guard let at = SpecialsTable.insert(sp, into: &specials.bySpan[s.pointee.startAddr, default: []]) else { return false }
+        mirrorInsertLocked(s, sp, at: at)
         specials.count += 1
         if sp.kind == .weakHandle { specials.weakHandles += 1 }
         if sp.kind == .profile { specials.profileRecords += 1 }
@@ -182,11 +195,12 @@ extension Heap {
         let base = s.pointee.startAddr
         guard specials.bySpan[base] != nil else { return nil }
         var removed: Special? = nil
+        var at = 0
         var empty = false
         SpecialsTable.modify(&specials.bySpan[base, default: []]) { list in
             var i = SpecialsTable.firstIndex(list, addr)
             while i < list.count && list[i].addr == addr {
-                if match(list[i]) { removed = list.remove(at: i); break }
+                if match(list[i]) { removed = list.remove(at: i); at = i; break }
                 i += 1
             }
             empty = list.isEmpty
@@ -194,6 +208,9 @@ extension Heap {
         if empty {
             specials.bySpan[base] = nil
             s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
+            mirrorFreeLocked(s)
+        } else if removed != nil {
+            mirrorRemoveLocked(s, at: at)
         }
         guard let sp = removed else { return nil }
         specials.count -= 1
@@ -294,6 +311,7 @@ extension Heap {
             let base = s.pointee.startAddr
             guard let list = specials.bySpan[base] else {
                 s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
+                mirrorFreeLocked(s)
                 return
             }
             var keep: [Special] = []
@@ -338,7 +356,9 @@ extension Heap {
             if keep.isEmpty {
                 specials.bySpan[base] = nil
                 s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
+                mirrorFreeLocked(s)
             } else {
+                if keep.count != list.count { mirrorReplaceLocked(s, keep) }
                 specials.bySpan[base] = keep
             }
             // Queued under the specials lock, so that a root scan never sees a record
@@ -354,6 +374,75 @@ extension Heap {
     /// as nil (release: a reader that sees 0 sees it for good).
     func clearWeakHandle(_ handle: UInt) {
         tc_store_release(UnsafeMutableRawPointer(bitPattern: handle)!, 0)
+    }
+
+    // MARK: the debugger mirror (see the top of this file)
+
+    /// The C record of `sp`.
+    static func debugRecord(_ sp: Special) -> tc_debug_special {
+        tc_debug_special(addr: UInt64(sp.addr), kind: UInt64(sp.kind.rawValue), id: sp.id, arg: UInt64(sp.arg))
+    }
+
+    /// Room for one more record in `s`'s mirror (allocating or doubling it).
+    private func mirrorReserveLocked(_ s: UnsafeMutablePointer<MSpan>, _ n: UInt32) {
+        if s.pointee.debugSpecials != nil && n <= s.pointee.debugSpecialCap { return }
+        var cap = Swift.max(s.pointee.debugSpecialCap, 4)
+        while cap < n { cap = cap &* 2 }
+        let bytes = Int(cap) * MemoryLayout<tc_debug_special>.stride
+        guard let p = realloc(s.pointee.debugSpecials.map(UnsafeMutableRawPointer.init), bytes) else {
+            runtimeFatal("out of memory: cannot grow the debugger's copy of a span's specials to \(bytes) bytes")
+        }
+        if s.pointee.debugSpecials == nil { specials.mirrors += 1 }
+        s.pointee.debugSpecials = p.bindMemory(to: tc_debug_special.self, capacity: Int(cap))
+        s.pointee.debugSpecialCap = cap
+    }
+
+    /// `sp` was inserted at index `i` of `s`'s list. Specials lock held.
+    func mirrorInsertLocked(_ s: UnsafeMutablePointer<MSpan>, _ sp: Special, at i: Int) {
+        let n = Int(s.pointee.debugSpecialCount)
+        mirrorReserveLocked(s, UInt32(n + 1))
+        let m = s.pointee.debugSpecials!
+        if i < n { (m + i + 1).update(from: m + i, count: n - i) }   // overlapping: memmove
+        m[i] = Heap.debugRecord(sp)
+        s.pointee.debugSpecialCount = UInt32(n + 1)
+    }
+
+    /// The record at index `i` of `s`'s list was removed (the list is not empty). Specials lock held.
+    func mirrorRemoveLocked(_ s: UnsafeMutablePointer<MSpan>, at i: Int) {
+        let n = Int(s.pointee.debugSpecialCount)
+        let m = s.pointee.debugSpecials!
+        if i + 1 < n { (m + i).update(from: m + i + 1, count: n - i - 1) }
+        s.pointee.debugSpecialCount = UInt32(n - 1)
+    }
+
+    /// `s`'s list is now `list` (not empty). Specials lock held.
+    func mirrorReplaceLocked(_ s: UnsafeMutablePointer<MSpan>, _ list: [Special]) {
+        mirrorReserveLocked(s, UInt32(list.count))
+        let m = s.pointee.debugSpecials!
+        for (k, sp) in list.enumerated() { m[k] = Heap.debugRecord(sp) }
+        s.pointee.debugSpecialCount = UInt32(list.count)
+    }
+
+    /// `s` has no records any more. Specials lock held.
+    func mirrorFreeLocked(_ s: UnsafeMutablePointer<MSpan>) {
+        guard let m = s.pointee.debugSpecials else { return }
+        s.pointee.debugSpecials = nil
+        s.pointee.debugSpecialCount = 0
+        s.pointee.debugSpecialCap = 0
+        free(m)
+        specials.mirrors -= 1
+    }
+
+    /// The mirror of `s` equals `list`. Specials lock held.
+    func checkMirror(_ s: UnsafeMutablePointer<MSpan>, _ list: [Special]) {
+        guard let m = s.pointee.debugSpecials else { runtimeFatal("specials: span \(Ref(address: s.pointee.startAddr)) has records but no debugger mirror") }
+        runtimeCheck(Int(s.pointee.debugSpecialCount) == list.count && s.pointee.debugSpecialCount <= s.pointee.debugSpecialCap,
+                     "specials: debugger mirror of \(Ref(address: s.pointee.startAddr)) holds \(s.pointee.debugSpecialCount) records (room for \(s.pointee.debugSpecialCap)), the list \(list.count)")
+        for (k, sp) in list.enumerated() {
+            let r = m[k], w = Heap.debugRecord(sp)
+            runtimeCheck(r.addr == w.addr && r.kind == w.kind && r.id == w.id && r.arg == w.arg,
+                         "specials: debugger mirror of \(Ref(address: s.pointee.startAddr)) differs from the list at record \(k)")
+        }
     }
 
     /// Checks the invariants at the top of this file (tests, checked mode). Takes the
@@ -380,7 +469,9 @@ extension Heap {
                     if sp.kind == .profile { prof += 1 }
                 }
                 total += list.count
+                checkMirror(s, list)
             }
+            runtimeCheck(specials.mirrors == specials.bySpan.count, "specials: \(specials.mirrors) debugger mirrors for \(specials.bySpan.count) spans with records")
             runtimeCheck(total == specials.count, "specials: count \(specials.count), records \(total)")
             runtimeCheck(weak == specials.weakHandles, "specials: weak count \(specials.weakHandles), records \(weak)")
             runtimeCheck(prof == specials.profileRecords, "specials: profile count \(specials.profileRecords), records \(prof)")
