@@ -112,7 +112,7 @@ final class LargeAllocationTests: WatchdogTestCase {
 
     /// Growth for small-object spans is faulted in ahead of use (MADV_POPULATE_WRITE, so
     /// that a mutator does not sit in page faults): with no grower thread (GOGC off, no
-    /// collector threads) the allocating thread faults in only what it needs, 128 KiB;
+    /// collector threads) the allocating thread faults in only what it needs, 16 KiB;
     /// growth for a large object is not faulted in, and its pages are not cleared
     /// either. Counted at the OS layer.
     func testOnlySmallObjectGrowthIsPrefaulted() {
@@ -126,7 +126,7 @@ final class LargeAllocationTests: WatchdogTestCase {
                 var d = SysCounters.snapshot().since(before)
                 c.expectEqual(d.calls(.map), 1, "one growth step")
                 c.expectEqual(d.calls(.populate), 1, "small-object growth is pre-faulted")
-                c.expectEqual(d.bytes(.populate), 128 << 10)
+                c.expectEqual(d.bytes(.populate), Heap.mutatorFaultPages * SizeClassTable.pageSize)
 
                 before = SysCounters.snapshot()
                 let big = m.allocateBytes(256 << 20)
