@@ -8,10 +8,19 @@
 #include <sched.h>
 #include <errno.h>
 #include <sys/auxv.h>
+#include <sys/resource.h>
 
 __thread void *tc_current_mutator = 0;
 
 uint64_t tc_thread_id(void) { return (uint64_t)syscall(SYS_gettid); }
+
+int tc_set_thread_batch(void) {
+    // SCHED_BATCH for the calling thread (pid 0): the normal share of the CPU, but a
+    // waking thread does not preempt a running one. Unprivileged threads may switch
+    // between SCHED_OTHER and SCHED_BATCH freely (unlike SCHED_IDLE).
+    struct sched_param p = { .sched_priority = 0 };
+    return sched_setscheduler(0, SCHED_BATCH, &p) == 0 ? 0 : errno;
+}
 
 bool tc_thread_exists(uint64_t tid) {
     // Signal 0 checks existence only; ESRCH: no such thread in this thread group.

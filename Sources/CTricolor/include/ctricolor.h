@@ -82,6 +82,7 @@ int tc_watch_thread_exit(void *mutator, tc_thread_exit_fn fn);
 
 // ---- threads ----
 uint64_t tc_thread_id(void);                         // gettid()
+int tc_set_thread_batch(void);                        // SCHED_BATCH for the calling thread; 0 or errno
 bool tc_thread_exists(uint64_t tid);                 // a thread of this process with that id exists
 int tc_signal_thread(uint64_t tid, int sig);          // tgkill: 0, or -1 with errno
 int tc_thread_name(char *buf, size_t n);             // the calling thread's name (pthread_getname_np)

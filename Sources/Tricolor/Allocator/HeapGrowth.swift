@@ -197,10 +197,8 @@ extension Heap {
     /// `Configuration.backgroundHeapGrowth` is on): waits for a low reserve, then
     /// grows and faults in pieces until the reserve is refilled.
     func growerLoop() {
-        // Normal priority, on purpose: at SCHED_IDLE (tried; better tails under load) the
-        // thread is starved whenever the CPUs are busy, and a heap being dropped then
-        // waits for it to wake up and exit (HeapLifetimeTests timed out on a busy
-        // machine); going back from SCHED_IDLE needs privileges an ordinary process lacks.
+        // SCHED_BATCH, not SCHED_IDLE: see `lowerBackgroundThreadPriority`.
+        lowerBackgroundThreadPriority()
         heapLock.lock()
         while true {
             while !growth.requested && !growth.stop { growthCond.wait(heapLock) }

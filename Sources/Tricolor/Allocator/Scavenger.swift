@@ -9,8 +9,11 @@ import Glibc
 //   ScavengeGoal.swift is met: retained heap memory (HeapSys − HeapReleased) at most
 //   the heap goal + 10%, and under a memory limit mapped memory at most 95% of it. It
 //   paces itself to 1% of the CPU time of GOMAXPROCS CPUs (Go's scavengePercent): it
-//   works in batches of at least 1 ms (Go's minScavWorkTime) and sleeps 100/GOMAXPROCS − 1
-//   times as long as it worked (49 times on two CPUs).
+//   works in batches of ~50 µs (Go's minScavWorkTime is 1 ms; see minScavengeWorkNs)
+//   and sleeps 100/GOMAXPROCS − 1 times as long as it worked (49 times on two CPUs).
+//   It runs under SCHED_BATCH (`lowerBackgroundThreadPriority`), so that waking up it
+//   does not take a CPU from a running mutator; a stop-the-world waits for a mutator
+//   kept off its CPU.
 //   Go steers the sleep with a PI controller on measured CPU; a fixed duty cycle is the
 //   same target without the controller, and needs no goroutine-scheduler feedback.
 // - Huge pages first: a background pass releases whole 2 MiB blocks that are entirely
@@ -56,8 +59,12 @@ struct ScavengerState {
 extension Heap {
     /// Bytes the background scavenger releases per step (Go's scavengeQuantum).
     static let scavengeQuantumPages = (64 << 10) / SizeClassTable.pageSize
-    /// A batch of background work lasts at least this long (Go's minScavWorkTime).
-    static let minScavengeWorkNs: UInt64 = 1_000_000
+    /// A batch of background work lasts about this long before the scavenger sleeps.
+    /// Go's minScavWorkTime is 1 ms, but Go's scavenger is a goroutine on a P; ours is
+    /// an extra thread, and a 1 ms batch of madvise took a CPU from a mutator for 1 ms,
+    /// which a stop-the-world then waited for (two-mutator binary-trees 21: pause p99
+    /// ~200 µs → 1.1–1.8 ms). A batch is now one or a few 64 KiB quanta.
+    static let minScavengeWorkNs: UInt64 = 50_000
     /// Sleep per unit of work: 1% of all GOMAXPROCS CPUs (Go's scavengePercent, which
     /// Go measures against the whole machine: 2% of one CPU on two), so
     /// worked / (worked + slept) = 0.01 × GOMAXPROCS.
@@ -137,12 +144,13 @@ extension Heap {
 
     /// The background scavenger's thread.
     func scavengerLoop() {
+        lowerBackgroundThreadPriority()
         heapLock.lock()
         while true {
             while !scav.requested && !scav.stop { scavCond.wait(heapLock) }
             if scav.stop { break }
             scav.requested = false
-            // Batches of ≥ 1 ms of releasing, each followed by 99× as long asleep,
+            // Batches of ~50 µs of releasing, each followed by 99× as long asleep,
             // until the goal is met (or a new cycle moves it).
             while !scav.stop {
                 var worked: UInt64 = 0
@@ -164,6 +172,19 @@ extension Heap {
         }
         scav.running = false
         heapLock.unlock()
+    }
+
+    /// SCHED_BATCH for the calling grower or scavenger thread: its fair share of the
+    /// CPU, but waking up it does not preempt a running mutator. At plain SCHED_OTHER a
+    /// waking scavenger or grower took a mutator's CPU for the length of an madvise and
+    /// stops waited for that mutator (two-mutator binary-trees 21: pause p99 1.1–1.8
+    /// ms, against ~200 µs). Tried and rejected: SCHED_IDLE (such a thread starves
+    /// whenever every CPU is busy, a heap being dropped waits for its threads to exit,
+    /// and an unprivileged thread cannot leave SCHED_IDLE), and nice 19 (the same
+    /// starvation, milder: dropping 2 000 heaps beside two busy loops took over 120 s).
+    /// A refusal leaves the thread at SCHED_OTHER: slower pauses, nothing worse.
+    func lowerBackgroundThreadPriority() {
+        _ = tc_set_thread_batch()
     }
 
     /// Release one run of free pages (whole free huge pages first) with the heap lock
