@@ -18,16 +18,19 @@ import Glibc
 //   *reserved* (in use, no span): the pending range. Each piece is claimed by one
 //   thread, faulted in with the heap lock dropped, then freed into the page allocator.
 //   Several threads can fault different pieces at once; nobody waits for a whole chunk.
-// - The background grower (`growerLoop`, thread "tricolor-grow") keeps a reserve of
+// - The background grower (`growerLoop`, thread "tricolor-grow"; off by default, see
+//   `Configuration.backgroundHeapGrowth`: on two CPUs it cost the latency tail more
+//   than it saved) keeps a reserve of
 //   free, resident pages ahead of allocation: when an allocation leaves fewer than
 //   `growReserveLowPages` free pages that were not returned to the OS, it is woken and
 //   faults in pieces until twice that many are free, taking free pages the scavenger
 //   released before it grows the heap. In the common case no mutator ever faults fresh
 //   memory in. (The scavenger leaves the same reserve alone, so the two never undo
 //   each other's work: Allocator/Scavenger.swift.)
-// - A mutator that finds no free page (it outran the grower) claims a piece itself and
-//   faults it in inside a blocking region, so that a stop-the-world never waits for
-//   its page fault; it waits for one piece, never for a chunk.
+// - A mutator that finds no free page (no grower, or it outran the grower) claims a
+//   16 KiB piece itself and faults it in inside a blocking region, so that a
+//   stop-the-world never waits for its page fault; it waits for one piece, never for a
+//   chunk.
 // - Large objects and stacks are never faulted in: their pages come from the free
 //   pages, else from a chunk grown for them alone and handed out untouched (fresh OS
 //   memory is zero, and a 100 GiB array may never be touched at all).
