@@ -28,7 +28,7 @@ import Glibc
 //   memory in. (The scavenger leaves the same reserve alone, so the two never undo
 //   each other's work: Allocator/Scavenger.swift.)
 // - A mutator that finds no free page (no grower, or it outran the grower) claims a
-//   16 KiB piece itself and faults it in inside a blocking region, so that a
+//   piece of at least 8 KiB itself and faults it in inside a blocking region, so that a
 //   stop-the-world never waits for its page fault; it waits for one piece, never for a
 //   chunk.
 // - Large objects and stacks are never faulted in: their pages come from the free
@@ -80,12 +80,14 @@ struct GrowthState {
 extension Heap {
     /// Pages per piece the grower faults in at once: one transparent huge page.
     static let growPiecePages = (2 << 20) / SizeClassTable.pageSize
-    /// Pages a mutator that outran the grower faults in for itself (at least): 16 KiB, two
-    /// pages, about what Go's allocating goroutine touches at a time. 128 KiB made the
-    /// operation that faulted wait for 32 OS page faults at once, milliseconds when the
-    /// machine is busy (growth benchmark, 5 alternated rounds on a loaded machine: grow
-    /// phase p99.99 median 580 µs at 128 KiB, 199 µs at 16 KiB; steady 154 and 57 µs).
-    static let mutatorFaultPages = (16 << 10) / SizeClassTable.pageSize
+    /// Pages a mutator faults in for itself (at least; no grower, or it outran the
+    /// grower): one 8 KiB page, what the span it is allocating needs, as Go's allocating
+    /// goroutine faults in only what it touches. 128 KiB made the operation that faulted
+    /// wait for 32 OS page faults at once, milliseconds when the machine is busy (growth
+    /// benchmark, 5 alternated rounds on a loaded machine: grow phase p99.99 median 580 µs
+    /// at 128 KiB, 199 µs at 16 KiB; steady 154 and 57 µs); 8 KiB against 16 KiB, quiet:
+    /// p99 4.4–5.5 µs against 6.1–8.1, p99.99 the same (median 85 and 91 µs).
+    static let mutatorFaultPages = (8 << 10) / SizeClassTable.pageSize
 
     /// Below this many free resident pages the grower is woken; it grows until twice as
     /// many are free: 4 MiB, or 1/32 of the heap in use, whichever is more (~3–6% of the
@@ -145,7 +147,7 @@ extension Heap {
     /// Claim the next piece of the pending range, fault it in with the heap lock dropped
     /// (as a blocking region when the caller is a mutator) and free its pages into the
     /// page allocator. The grower claims whole 2 MiB pieces; a mutator claims only what
-    /// it needs, rounded up to 16 KiB, so that an allocation that outran the grower
+    /// it needs, so that an allocation that outran the grower
     /// waits for as few page faults as possible. False when the kernel could
     /// not back it: the piece is then given back to the OS and freed as released pages
     /// (they read as zero, and the next use faults them in again), and the caller's

@@ -25,7 +25,7 @@ public struct Configuration: Sendable, Equatable {
     public var scavtrace: Bool = false
     /// Fault fresh heap memory in on a background thread ahead of allocation (Allocator/
     /// HeapGrowth.swift). Off by default (`GODEBUG=tricolorbggrow=1` turns it on): growth
-    /// is then done by the allocating thread, 16 KiB at a time, inside a blocking region,
+    /// is then done by the allocating thread, 8 KiB at a time, inside a blocking region,
     /// much as Go's goroutines take their first-touch faults. On two CPUs the grower
     /// competed with the mutator and the mark worker, and each 2 MiB piece it faulted in
     /// kept a mutator off its CPU for about half a millisecond: the growth benchmark's

@@ -112,7 +112,7 @@ final class LargeAllocationTests: WatchdogTestCase {
 
     /// Growth for small-object spans is faulted in ahead of use (MADV_POPULATE_WRITE, so
     /// that a mutator does not sit in page faults): with no grower thread (GOGC off, no
-    /// collector threads) the allocating thread faults in only what it needs, 16 KiB;
+    /// collector threads) the allocating thread faults in only what it needs, 8 KiB;
     /// growth for a large object is not faulted in, and its pages are not cleared
     /// either. Counted at the OS layer.
     func testOnlySmallObjectGrowthIsPrefaulted() {
