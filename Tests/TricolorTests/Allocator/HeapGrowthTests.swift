@@ -116,10 +116,10 @@ final class HeapGrowthTests: XCTestCase {
                 XCTAssertEqual(d.bytes(.populate), Heap.mutatorFaultPages * SizeClassTable.pageSize, "only what the allocation needs is faulted in")
                 XCTAssertEqual(heap.memStats().heapSys, grown + 4 << 20)
                 heap.checkInvariants()
-                // 64-byte objects: 128 per page; 4 MiB more of them uses the whole chunk
+                // 64-byte objects: 128 per page; 4 MiB of them in all fill the whole chunk
                 // without another growth step.
                 var last = f[0]
-                for _ in 0..<((4 << 20) / 64 - 2 * 128) {
+                for _ in 0..<((4 << 20) / 64 - 1) {
                     let r = m.allocate(node)
                     m.store(r, 0, last)
                     last = r
