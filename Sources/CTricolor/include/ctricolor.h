@@ -82,6 +82,9 @@ int tc_watch_thread_exit(void *mutator, tc_thread_exit_fn fn);
 
 // ---- threads ----
 uint64_t tc_thread_id(void);                         // gettid()
+/// realloc for a block referenced only from mmap'ed runtime metadata: LeakSanitizer
+/// (when linked in) is told not to report it. Free it with free().
+void *tc_untracked_realloc(void *p, size_t n);
 int tc_set_thread_batch(void);                        // SCHED_BATCH for the calling thread; 0 or errno
 bool tc_thread_exists(uint64_t tid);                 // a thread of this process with that id exists
 int tc_signal_thread(uint64_t tid, int sig);          // tgkill: 0, or -1 with errno

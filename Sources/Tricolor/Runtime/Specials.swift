@@ -389,7 +389,8 @@ extension Heap {
         var cap = Swift.max(s.pointee.debugSpecialCap, 4)
         while cap < n { cap = cap &* 2 }
         let bytes = Int(cap) * MemoryLayout<tc_debug_special>.stride
-        guard let p = realloc(s.pointee.debugSpecials.map(UnsafeMutableRawPointer.init), bytes) else {
+        // Referenced only from the span (mmap'ed metadata): untracked for LeakSanitizer.
+        guard let p = tc_untracked_realloc(s.pointee.debugSpecials.map(UnsafeMutableRawPointer.init), bytes) else {
             runtimeFatal("out of memory: cannot grow the debugger's copy of a span's specials to \(bytes) bytes")
         }
         if s.pointee.debugSpecials == nil { specials.mirrors += 1 }
