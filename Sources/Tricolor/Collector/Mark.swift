@@ -153,13 +153,25 @@ extension Heap {
         marking.rootsClaimed.load(.relaxed) == 0 && marking.rootsClaimed.compareExchange(expected: 0, desired: 1)
     }
 
+    /// Runs on collector threads, so no closure here captures the heap strongly (here,
+    /// in `scanLifecycleRoots` and what it calls): a retain of the heap held by a
+    /// collector thread becomes the last release if the program drops the heap
+    /// meanwhile, and a heap's deinit on its own collector thread is fatal
+    /// (`LifecycleTests.testHeapDroppedMidCycleKeepsSpecialsConsistentAndReleasesEveryBox`
+    /// caught a retain through the lifecycle roots' closures). Locks are taken with
+    /// lock()/unlock(), and closures reach the heap through an unretained reference
+    /// (`_withUnsafeGuaranteedRef`: an `unowned(unsafe)` capture still retained it per
+    /// call).
     func scanGlobalRoots(_ gcw: inout GCWork) {
+        let heap = Unmanaged.passUnretained(self)
         // The table sizes are read under the lock too: makeHandle may grow them meanwhile.
-        let bytes = globalsLock.withLock {
-            globalSlots.forEach { greyObject($0, &gcw) }
-            handleSlots.forEach { greyObject($0, &gcw) }
+        globalsLock.lock()
+        let bytes = withUnsafeMutablePointer(to: &gcw) { w in
+            globalSlots.forEach { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
+            handleSlots.forEach { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
             return globalSlots.bytes + handleSlots.bytes
         }
+        globalsLock.unlock()
         // Finalizers, cleanups, weak handles, the finalizer queue, pools.
         let lifecycleBytes = scanLifecycleRoots(&gcw)
         gcw.scanWork &+= UInt(bytes + lifecycleBytes)

@@ -337,15 +337,13 @@ extension Heap {
         }
     }
 
-    /// Grey every pooled object (the root scan). Returns how many entries it read.
-    func scanPools(_ gcw: inout GCWork) -> Int {
-        forEachPooled { greyObject($0, &gcw) }
-    }
-
     /// Calls `body` with every pooled object (primary and victim); returns the entries read.
+    /// Used by the root scan on collector threads.
     func forEachPooled(_ body: (UInt) -> Void) -> Int {
         var n = 0
-        poolsLock.withLock {
+        poolsLock.lock()   // not withLock: no closure capturing the heap (Heap.scanGlobalRoots)
+        defer { poolsLock.unlock() }
+        do {
             for (_, p) in pools {
                 p.forEachLocal { l in
                     l.lock.withLock {

@@ -261,8 +261,14 @@ extension Heap {
     /// described at the top of this file, then the finalizer queue (objects and
     /// arguments waiting to be run) and the pools. Returns the bytes of root records read.
     func scanLifecycleRoots(_ gcw: inout GCWork) -> Int {
-        var n = forEachSpecialRoot(grey: { greyObject($0, &gcw) }, through: { markThrough($0, &gcw) })
-        n += scanPools(&gcw)
+        // On collector threads: no closure may capture the heap strongly (see
+        // `scanGlobalRoots`).
+        let heap = Unmanaged.passUnretained(self)
+        let n = withUnsafeMutablePointer(to: &gcw) { w in
+            forEachSpecialRoot(grey: { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } },
+                               through: { v in heap._withUnsafeGuaranteedRef { $0.markThrough(v, &w.pointee) } })
+                + forEachPooled { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
+        }
         return n * 8
     }
 
@@ -271,18 +277,19 @@ extension Heap {
     /// the records looked at. Also used by gccheckmark.
     func forEachSpecialRoot(grey: (UInt) -> Void, through: (UInt) -> Void) -> Int {
         var n = 0
-        specials.lock.withLock {
-            for (_, list) in specials.bySpan {
-                for sp in list {
-                    switch sp.kind {
-                    case .finalizer: through(sp.addr)
-                    case .cleanup, .weakHandle: if sp.arg != 0 { grey(sp.arg) }
-                    case .swiftBox, .profile: break
-                    }
+        let table = specials
+        table.lock.lock()   // not withLock: no closure capturing the heap (see scanGlobalRoots)
+        for (_, list) in table.bySpan {
+            for sp in list {
+                switch sp.kind {
+                case .finalizer: through(sp.addr)
+                case .cleanup, .weakHandle: if sp.arg != 0 { grey(sp.arg) }
+                case .swiftBox, .profile: break
                 }
-                n += list.count
             }
+            n += list.count
         }
+        table.lock.unlock()
         n += finalizerQueue.forEachRoot(grey)
         return n
     }
