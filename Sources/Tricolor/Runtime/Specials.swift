@@ -314,7 +314,22 @@ extension Heap {
         var jobs: [LifecycleJob] = []
         var finalizers = 0, cleanups = 0
         var profileFrees: [Int] = []
-        specials.lock.withLock {
+        // lock()/unlock() and a method, not withLock's closure: this runs on the
+        // background sweeper, and a closure capturing the heap retained it there (a
+        // collector thread must never hold the heap's last reference; see
+        // Heap.scanGlobalRoots).
+        specials.lock.lock()
+        sweepSpecialsLocked(s, &jobs, &finalizers, &cleanups, &profileFrees)
+        specials.lock.unlock()
+        // The thread was started with the first finalizer, cleanup or box.
+        // The profiler's lock ranks before the specials lock: the frees are counted now.
+        if !profileFrees.isEmpty { memProfiler.recordFrees(profileFrees, elemSize: Int(s.pointee.elemSize)) }
+    }
+
+    /// `sweepSpecials` under the specials lock.
+    private func sweepSpecialsLocked(_ s: UnsafeMutablePointer<MSpan>, _ jobs: inout [LifecycleJob], _ finalizers: inout Int,
+                                     _ cleanups: inout Int, _ profileFrees: inout [Int]) {
+        do {
             let base = s.pointee.startAddr
             guard let list = specials.bySpan[base] else {
                 s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
@@ -372,9 +387,6 @@ extension Heap {
             // neither in the table nor in the queue.
             if !jobs.isEmpty { finalizerQueue.enqueue(jobs, finalizers: finalizers, cleanups: cleanups) }
         }
-        // The thread was started with the first finalizer, cleanup or box.
-        // The profiler's lock ranks before the specials lock: the frees are counted now.
-        if !profileFrees.isEmpty { memProfiler.recordFrees(profileFrees, elemSize: Int(s.pointee.elemSize)) }
     }
 
     /// A weak handle's object died or is being finalized: from now on the handle reads
