@@ -343,17 +343,15 @@ extension Heap {
         var n = 0
         poolsLock.lock()   // not withLock: no closure capturing the heap (Heap.scanGlobalRoots)
         defer { poolsLock.unlock() }
-        do {
-            for (_, p) in pools {
-                p.forEachLocal { l in
-                    l.lock.withLock {
-                        func grey(_ v: UInt) { if v != 0 { body(v) } }
-                        grey(l.privateValue)
-                        grey(l.pointee.victimPrivate)
-                        l.pointee.shared.forEach(grey)
-                        l.pointee.victimShared.forEach(grey)
-                        n += 2 + l.pointee.shared.count + l.pointee.victimShared.count
-                    }
+        for (_, p) in pools {
+            p.forEachLocal { l in
+                l.lock.withLock {
+                    func grey(_ v: UInt) { if v != 0 { body(v) } }
+                    grey(l.privateValue)
+                    grey(l.pointee.victimPrivate)
+                    l.pointee.shared.forEach(grey)
+                    l.pointee.victimShared.forEach(grey)
+                    n += 2 + l.pointee.shared.count + l.pointee.victimShared.count
                 }
             }
         }

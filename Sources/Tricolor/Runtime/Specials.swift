@@ -329,64 +329,62 @@ extension Heap {
     /// `sweepSpecials` under the specials lock.
     private func sweepSpecialsLocked(_ s: UnsafeMutablePointer<MSpan>, _ jobs: inout [LifecycleJob], _ finalizers: inout Int,
                                      _ cleanups: inout Int, _ profileFrees: inout [Int]) {
-        do {
-            let base = s.pointee.startAddr
-            guard let list = specials.bySpan[base] else {
-                s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
-                mirrorFreeLocked(s)
-                return
-            }
-            var keep: [Special] = []
-            keep.reserveCapacity(list.count)
-            var i = 0
-            while i < list.count {
-                let addr = list[i].addr
-                var j = i
-                while j < list.count && list[j].addr == addr { j += 1 }
-                let idx = s.pointee.isLarge ? 0 : s.objectIndex(addr)
-                if s.isMarked(idx) {
-                    keep.append(contentsOf: list[i..<j])
-                } else if list[i..<j].contains(where: { $0.kind == .finalizer }) {
-                    // Revive the object for one more cycle; the finalizer gets it.
-                    _ = tc_or64(s.pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6), 1 &<< UInt64(idx & 63))
-                    for sp in list[i..<j] {
-                        switch sp.kind {
-                        case .finalizer:
-                            jobs.append(.finalizer(sp.fn!, obj: addr)); finalizers += 1
-                            specials.count -= 1
-                        case .weakHandle:
-                            clearWeakHandle(sp.arg)
-                            specials.count -= 1; specials.weakHandles -= 1
-                        case .cleanup, .swiftBox, .profile:
-                            keep.append(sp)
-                        }
-                    }
-                } else {
-                    for sp in list[i..<j] {
-                        switch sp.kind {
-                        case .finalizer: break   // not reached: handled above
-                        case .weakHandle: clearWeakHandle(sp.arg); specials.weakHandles -= 1
-                        case .cleanup: jobs.append(.cleanup(sp.fn!, arg: sp.arg)); cleanups += 1
-                        case .swiftBox: jobs.append(.release(sp.box!))
-                        case .profile: profileFrees.append(Int(sp.arg)); specials.profileRecords -= 1
-                        }
+        let base = s.pointee.startAddr
+        guard let list = specials.bySpan[base] else {
+            s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
+            mirrorFreeLocked(s)
+            return
+        }
+        var keep: [Special] = []
+        keep.reserveCapacity(list.count)
+        var i = 0
+        while i < list.count {
+            let addr = list[i].addr
+            var j = i
+            while j < list.count && list[j].addr == addr { j += 1 }
+            let idx = s.pointee.isLarge ? 0 : s.objectIndex(addr)
+            if s.isMarked(idx) {
+                keep.append(contentsOf: list[i..<j])
+            } else if list[i..<j].contains(where: { $0.kind == .finalizer }) {
+                // Revive the object for one more cycle; the finalizer gets it.
+                _ = tc_or64(s.pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6), 1 &<< UInt64(idx & 63))
+                for sp in list[i..<j] {
+                    switch sp.kind {
+                    case .finalizer:
+                        jobs.append(.finalizer(sp.fn!, obj: addr)); finalizers += 1
                         specials.count -= 1
+                    case .weakHandle:
+                        clearWeakHandle(sp.arg)
+                        specials.count -= 1; specials.weakHandles -= 1
+                    case .cleanup, .swiftBox, .profile:
+                        keep.append(sp)
                     }
                 }
-                i = j
-            }
-            if keep.isEmpty {
-                specials.bySpan[base] = nil
-                s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
-                mirrorFreeLocked(s)
             } else {
-                if keep.count != list.count { mirrorReplaceLocked(s, keep) }
-                specials.bySpan[base] = keep
+                for sp in list[i..<j] {
+                    switch sp.kind {
+                    case .finalizer: break   // not reached: handled above
+                    case .weakHandle: clearWeakHandle(sp.arg); specials.weakHandles -= 1
+                    case .cleanup: jobs.append(.cleanup(sp.fn!, arg: sp.arg)); cleanups += 1
+                    case .swiftBox: jobs.append(.release(sp.box!))
+                    case .profile: profileFrees.append(Int(sp.arg)); specials.profileRecords -= 1
+                    }
+                    specials.count -= 1
+                }
             }
-            // Queued under the specials lock, so that a root scan never sees a record
-            // neither in the table nor in the queue.
-            if !jobs.isEmpty { finalizerQueue.enqueue(jobs, finalizers: finalizers, cleanups: cleanups) }
+            i = j
         }
+        if keep.isEmpty {
+            specials.bySpan[base] = nil
+            s.clearSpecialsBits(UnsafeMutablePointer<MSpan>.specialsBit)
+            mirrorFreeLocked(s)
+        } else {
+            if keep.count != list.count { mirrorReplaceLocked(s, keep) }
+            specials.bySpan[base] = keep
+        }
+        // Queued under the specials lock, so that a root scan never sees a record
+        // neither in the table nor in the queue.
+        if !jobs.isEmpty { finalizerQueue.enqueue(jobs, finalizers: finalizers, cleanups: cleanups) }
     }
 
     /// A weak handle's object died or is being finalized: from now on the handle reads
