@@ -130,6 +130,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
         heap.deductSweepCredit(spanBytes)
         guard let s = heap.cacheSpan(spc, st) else { return false }
         heap.heapStats.spansCached.add(1, .relaxed)
+        s.pointee.keptEmpty = 0
         if let ids = s.pointee.typeIDs {
             // The fast path stores a type id per object; bring the array in now, as the
             // zeroing of the span did for the objects, instead of one miss per 32 slots.

@@ -133,3 +133,24 @@ extension Heap {
         }
     }
 }
+
+extension Heap {
+    /// Spans that sit in central lists kept empty by the sweeper (`MSpan.keptEmpty`),
+    /// counted under each central's lock, of one size class or of all: for tests.
+    @_spi(Testing) public func _spansKeptEmptyNow(sizeClass: Int? = nil) -> Int {
+        var n = 0
+        for i in 0..<SpanClass.count where sizeClass == nil || SpanClass(raw: UInt8(i)).sizeClass == sizeClass {
+            let c = centrals + i
+            c.pointee.lock.lock()
+            for set in 0..<4 {
+                var s = c.pointee.heads[set]
+                while let span = s {
+                    if span.pointee.keptEmpty != 0 { n += 1 }
+                    s = span.pointee.next
+                }
+            }
+            c.pointee.lock.unlock()
+        }
+        return n
+    }
+}

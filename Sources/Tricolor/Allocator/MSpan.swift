@@ -75,6 +75,12 @@ struct MSpan: @unchecked Sendable {
     /// Changed with atomic OR/AND under the specials lock; read by the sweeper that owns
     /// the span.
     var hasSpecials: UInt8
+    /// 1 while the span sits empty in its class's central list, kept there by the sweeper
+    /// instead of going back to the page heap (`Heap.sweepKeepsEmptySpans`); cleared when
+    /// a mutator caches it. A span the next sweep finds still empty and still marked kept
+    /// went a whole cycle unused and goes back to the page heap. Written by the sweeper
+    /// that owns the span, and by the mutator that caches it (and owns it then).
+    var keptEmpty: UInt8
     /// Free slots of the current window withheld from the fast path until the next heap
     /// profile sample (see MemProfile.swift); nonzero only while cached.
     var heldCache: UInt64
@@ -102,7 +108,7 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
         typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, heldCache: 0, manualFreeList: 0, quarantine: nil,
+        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, keptEmpty: 0, heldCache: 0, manualFreeList: 0, quarantine: nil,
         debugSpecials: nil, debugSpecialCount: 0, debugSpecialCap: 0)
 }
 
@@ -217,6 +223,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         if !s.isLarge && !s.spanClass.noscan { runtimeCheck(s.typeIDs != nil, "span: scan span without type array") }
         runtimeCheck(s.allocCache & ~validMask(s.freeIndex) == 0, "span: allocCache has bits past nelems")
         runtimeCheck(s.windowBase == s.startAddr &+ s.freeIndex &* s.elemSize, "span: windowBase out of step with freeIndex")
+        if s.keptEmpty != 0 { runtimeCheck(!s.isLarge && s.allocCount == 0, "span: kept empty in its class but holds \(s.allocCount) objects") }
         if let t = s.typeIDs, s.freeIndex <= s.nelems { runtimeCheck(s.windowTypeIDs == t + Int(s.freeIndex), "span: windowTypeIDs out of step with freeIndex") }
     }
 }

@@ -169,6 +169,13 @@ extension Heap {
         // Go's resetLive: the scannable heap is what this mark scanned of it.
         gcController.heapScan.store(pacer.lastHeapScan, .releasing)
         memProfiler.nextCycle()
+        // Whether this cycle's sweep keeps empty spans in their classes (Sweep.swift).
+        // Go returns every empty span to the page heap; keeping one for a cycle saves
+        // the refill that reuses it the page-heap round trip and the zeroing (the
+        // sweeper clears it instead). Not after collect() (runtime.GC's MemStats, and
+        // freeOSMemory, see every empty span freed), not under a memory limit, and not
+        // in the debugging modes that poison or quarantine freed slots.
+        sweepKeepsEmptySpans = !cycle.forced && pacer.memoryLimit == Int.max && !configuration.clobberFree && quarantineCycles == 0
         sweep.sweepgen.store(UInt(sweepgen &+ 2), .releasing)
         sweep.pagesSwept.store(0, .releasing)
         sweep.sweepIndex.store(0, .releasing)

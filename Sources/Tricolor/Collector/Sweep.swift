@@ -62,9 +62,13 @@ extension Heap {
         var nfreed: UInt = 0
         var nalloc: UInt = 0
         for w in 0..<words { nalloc += UInt(mark[w].nonzeroBitCount) }
-        // An empty span goes straight back to the page heap; it is zeroed when reused,
-        // so its dead objects are not cleared here.
-        let freeWhole = nalloc == 0 && !preserve && !configuration.clobberFree
+        // An empty span stays in its class once (`sweepKeepsEmptySpans`): its dead
+        // objects are cleared here, on the sweeper, and the next refill of the class
+        // takes it from the central list with no page-heap round trip and nothing to
+        // zero. Otherwise it goes straight back to the page heap and is zeroed when
+        // reused, so its dead objects are not cleared here.
+        let keepEmpty = nalloc == 0 && !preserve && sweepKeepsEmptySpans && s.pointee.keptEmpty == 0
+        let freeWhole = nalloc == 0 && !preserve && !configuration.clobberFree && !keepEmpty
         for w in 0..<words {
             let lo = UInt(w) * 64
             // slots allocated before this cycle's mark
@@ -89,15 +93,16 @@ extension Heap {
         if nfreed > 0 {
             heapStats.smallFrees[spc.sizeClass].add(nfreed, .relaxed)
         }
-        return publishSweptSpan(s, nalloc: nalloc, sweepgen: sg, preserve: preserve)
+        return publishSweptSpan(s, nalloc: nalloc, sweepgen: sg, preserve: preserve, keepEmpty: keepEmpty)
     }
 
     /// The end of sweeping a small-object span (here and in the checked mode's
     /// quarantine sweep): the mark bits become the alloc bits, the span is marked swept,
     /// and unless the caller keeps it (`preserve`) it goes back to the page heap when
-    /// empty (after `beforeFree`) or to its central list. Returns whether the span lives.
+    /// empty (after `beforeFree`; with `keepEmpty`, to its central list, marked
+    /// `keptEmpty`) or to its central list. Returns whether the span lives.
     func publishSweptSpan(_ s: UnsafeMutablePointer<MSpan>, nalloc: UInt, sweepgen sg: UInt32, preserve: Bool,
-                          beforeFree: () -> Void = {}) -> Bool {
+                          keepEmpty: Bool = false, beforeFree: () -> Void = {}) -> Bool {
         let mark = s.pointee.gcmarkBits!
         let alloc = s.pointee.allocBits!
         s.pointee.allocBits = mark
@@ -109,10 +114,14 @@ extension Heap {
         if internalChecks { s.checkInvariants() }
         if preserve { return true }
         if nalloc == 0 {
-            beforeFree()
-            freeSpan(s)
-            return false
+            if !keepEmpty {
+                beforeFree()
+                freeSpan(s)
+                return false
+            }
+            heapStats.spansKeptEmpty.add(1, .relaxed)
         }
+        s.pointee.keptEmpty = keepEmpty ? 1 : 0
         let spc = s.pointee.spanClass
         let c = centrals + Int(spc.raw)
         c.pointee.lock.withLock {

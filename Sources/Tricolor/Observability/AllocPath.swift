@@ -121,6 +121,10 @@ public struct AllocPathStats: Sendable, Codable, Equatable {
     /// Spans whose pages went back to the page heap because sweeping found them empty (or a
     /// large object died).
     public var spansFreed: UInt64
+    /// Empty spans a sweep kept in their size class for the next refill instead of
+    /// returning them to the page heap (a span is kept once: still unused at the next
+    /// sweep, it is freed).
+    public var spansKeptEmpty: UInt64 = 0
     /// Times the page heap grew: ran out of free pages and made more of its reserved address
     /// space Ready.
     public var heapGrows: UInt64
@@ -172,6 +176,7 @@ extension Heap {
             spansFreed: UInt64(heapStats.spansFreed.load(.relaxed)), heapGrows: UInt64(heapStats.heapGrows.load(.relaxed)),
             heapGrowBytes: UInt64(heapStats.heapGrowBytes.load(.relaxed)), bytesReturnedToOS: UInt64(heapStats.bytesReturnedToOS.load(.relaxed)),
             locks: LockWaits.snapshot())
+        result.spansKeptEmpty = UInt64(heapStats.spansKeptEmpty.load(.relaxed))
         heapLock.withLock {
             result.piecesFaultedInBackground = UInt64(growth.piecesByGrower)
             result.piecesFaultedByMutators = UInt64(growth.piecesByMutators)
@@ -227,9 +232,9 @@ extension AllocPathStats {
             out += "  (per-allocation levels not counted: run with --alloc-path)\n"
         }
         out += "spans: \(spansCreated) created, \(spansCached) cached, \(spansUncached) uncached, "
-            + "\(spansSwept) swept, \(spansFreed) freed to the page heap\n"
+            + "\(spansSwept) swept, \(spansFreed) freed to the page heap, \(spansKeptEmpty) kept empty in their class\n"
         out += "page heap: grew \(heapGrows) times (\(heapGrowBytes >> 20) MiB), returned \(bytesReturnedToOS >> 10) KiB to the OS\n"
-        out += "growth: \(piecesFaultedInBackground) pieces of 2 MiB faulted in ahead by the grower, \(piecesFaultedByMutators) of 128 KiB by allocating threads (longest \(ns(Double(maxMutatorFaultNs))))\n"
+        out += "growth: \(piecesFaultedInBackground) pieces of 2 MiB faulted in ahead by the grower, \(piecesFaultedByMutators) of \((Heap.mutatorFaultPages * SizeClassTable.pageSize) >> 10) KiB by allocating threads (longest \(ns(Double(maxMutatorFaultNs))))\n"
         out += "scavenger: released \(scavengerBackgroundBytes >> 10) KiB in the background in \(ns(Double(scavengerBackgroundNs)))\n"
         if locks.isEmpty {
             out += "runtime locks: no contention\n"

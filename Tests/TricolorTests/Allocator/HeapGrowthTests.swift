@@ -53,6 +53,63 @@ final class HeapGrowthTests: XCTestCase {
         XCTAssertGreaterThan(heap.memStats().numGC, 5)
     }
 
+    /// The sweep of a cycle the pacer started keeps empty spans in their class, cleared by
+    /// the sweeper instead of on reuse (Sweep.swift): objects allocated from them are
+    /// zero; a kept span that the next cycle finds unused goes back to the page heap;
+    /// collect() and a memory limit keep none.
+    func testEmptySpansKeptInTheirClassAreZeroAndGoBackWhenUnused() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: 100).precise.withSelfChecks)
+        let t = try heap.register(TypeLayout(name: "kept.T", size: 48, pointerWords: [0, 2]))
+        var dirtyFound = 0, checked = 0, keptSeen = 0
+        heap.withMutator { m in
+            let gc0 = heap.memStats().numGC
+            // Garbage only, so the pacer's cycles find whole spans empty; every object
+            // is checked for zero, then dirtied.
+            while heap.memStats().numGC < gc0 + 6 {
+                for _ in 0..<20_000 {
+                    let r = m.allocate(t)
+                    let bytes = UnsafeRawBufferPointer(start: r.rawPointer, count: 48)
+                    if bytes.contains(where: { $0 != 0 }) { dirtyFound += 1 }
+                    checked += 1
+                    r.rawPointer.initializeMemory(as: UInt8.self, repeating: 0xA5, count: 48)
+                }
+                m.safepoint()   // let the collector in
+                keptSeen = max(keptSeen, heap._spansKeptEmptyNow())
+            }
+            // Another class only: the 48-byte spans kept by one cycle are found unused
+            // by the next and freed.
+            let other = try! heap.register(TypeLayout(name: "kept.U", size: 256, pointerWords: [0]))
+            let gc1 = heap.memStats().numGC
+            while heap.memStats().numGC < gc1 + 3 {
+                for _ in 0..<4_000 { _ = m.allocate(other) }
+                m.safepoint()
+            }
+            XCTAssertEqual(heap._spansKeptEmptyNow(sizeClass: SizeClassTable.sizeToClass(48)), 0,
+                           "48-byte spans kept empty survived cycles that never used them")
+            heap.checkInvariants()
+        }
+        XCTAssertEqual(dirtyFound, 0, "\(dirtyFound) of \(checked) allocations returned non-zero memory")
+        XCTAssertGreaterThan(keptSeen, 0, "no span was ever kept empty")
+        XCTAssertGreaterThan(heap.allocPathStats().spansKeptEmpty, 0)
+        // collect()'s sweep keeps nothing, like runtime.GC: MemStats after it see every
+        // empty span freed.
+        heap.collect()
+        XCTAssertEqual(heap._spansKeptEmptyNow(), 0)
+        heap.checkInvariants()
+
+        // Under a memory limit no sweep keeps empty spans.
+        let limited = try Heap(configuration: Configuration(gcPercent: 100, memoryLimit: 1 << 30).precise.withSelfChecks)
+        let lt = try limited.register(TypeLayout(name: "kept.L", size: 48, pointerWords: [0]))
+        limited.withMutator { m in
+            let gc0 = limited.memStats().numGC
+            while limited.memStats().numGC < gc0 + 4 {
+                for _ in 0..<20_000 { _ = m.allocate(lt) }
+                m.safepoint()
+            }
+        }
+        XCTAssertEqual(limited.allocPathStats().spansKeptEmpty, 0)
+    }
+
     /// Several threads grow the heap at once (with the grower thread running, and
     /// without it): every object they get is zero when handed out, and no two objects
     /// overlap — each thread writes its id and a sequence number over all of each object
