@@ -1,4 +1,5 @@
 import CTricolor
+import Glibc
 
 // Grey work (Go's gcWork and workbuf lists, mgcwork.go).
 //
@@ -95,6 +96,31 @@ final class WorkList: @unchecked Sendable {
         published &+= UInt(n)
         tc_store_relaxed(approxCount, UInt(count))
         lock.unlock()
+    }
+
+    /// Move the `n` oldest entries of `w` (the bottom of its stack) here, for another
+    /// marker to take (Go's gcWork.balance). A marker scanning a tree depth-first keeps
+    /// only a few dozen entries, each the root of a pending subtree, and the oldest ones
+    /// are the biggest subtrees: handing those out keeps a second marker busy longest.
+    func putOldest(from w: inout GCWork, _ n: Int) {
+        if n == 0 { return }
+        lock.lock()
+        if count + n > capacity {
+            var c = capacity
+            while c < count + n { c *= 2 }
+            let nb = UnsafeMutablePointer<UInt>.allocate(capacity: c)
+            nb.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = nb
+            capacity = c
+        }
+        (base + count).moveInitialize(from: w.base, count: n)
+        count += n
+        published &+= UInt(n)
+        tc_store_relaxed(approxCount, UInt(count))
+        lock.unlock()
+        memmove(w.base, w.base + n, (w.count - n) * MemoryLayout<UInt>.stride)
+        w.count -= n
     }
 
     /// Publish everything `w` holds.

@@ -123,8 +123,13 @@ extension Heap {
                         r[(head + count) & (ringSize - 1)] = p
                         count += 1
                     }
-                    // Share work when the local stack is long and the global list is dry.
-                    if gcw.count > 2 * GCWork.batch && work.isEmptyApprox { work.put(from: &gcw, GCWork.batch) }
+                    // Share work whenever the global list is dry and this marker holds
+                    // more than a few entries (Go's gcw.balance, which hands off half a
+                    // buffer once it holds more than 4): half of them, the oldest, up to
+                    // a batch. A binary tree marked depth-first never holds more than a
+                    // few dozen entries, and sharing only past 512 left a second marker
+                    // idle while an assist drained the whole tree alone.
+                    if gcw.count > 4 && work.isEmptyApprox { work.putOldest(from: &gcw, min(gcw.count / 2, GCWork.batch)) }
                 } else if count > 0 {
                     let obj = r[head]
                     head = (head + 1) & (ringSize - 1)
