@@ -221,7 +221,7 @@ class Span(object):
         self.alloc_cache = u64(s + L["MSpan.allocCache"])
         self.held_cache = u64(s + L["MSpan.heldCache"])
         self.alloc_bits = u64(s + L["MSpan.allocBits"])
-        self.mark_bits = u64(s + L["MSpan.gcmarkBits"])
+        self.mark_bytes = u64(s + L["MSpan.gcmarkBytes"])
         self.type_ids = u64(s + L["MSpan.typeIDs"])
         self.limit = u64(s + L["MSpan.limit"])
         self.large_type = u32(s + L["MSpan.largeType"])
@@ -272,7 +272,7 @@ class Span(object):
         return idx < self.nelems and (self.allocated_word(idx // 64) >> (idx % 64)) & 1 == 1
 
     def is_marked(self, idx):
-        return (u64(self.mark_bits + 8 * (idx // 64)) >> (idx % 64)) & 1 == 1
+        return u8(self.mark_bytes + idx) != 0
 
     def count_allocated(self):
         return sum(bin(self.allocated_word(w)).count("1") for w in range(self.bitmap_words))

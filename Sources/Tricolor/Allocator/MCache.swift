@@ -193,10 +193,9 @@ extension Heap {
         if !s.pointee.spanClass.noscan { gcController.heapScan.sub(unused, .relaxed) }
         s.pointee.allocCountBeforeCache = s.pointee.allocCount
         if s.pointee.blackened != 0 {
-            let marks = s.pointee.gcmarkBits!
             for w in 0..<Int(s.pointee.bitmapWords) {
                 let free = ~s.allocatedWord(w) & s.validMask(UInt(w) * 64)
-                if free != 0 { _ = tc_and64(marks + w, ~free) }
+                if free != 0 { s.setMarkBytes(word: w, slots: free, to: 0) }
             }
             marking.bytesMarked.add(n * s.pointee.elemSize, .relaxed)
             s.pointee.blackened = 0
@@ -206,10 +205,9 @@ extension Heap {
     /// Allocate-black for a span cached during marking: every free slot is pre-marked, so
     /// whatever is allocated from it before it leaves the cache is black.
     func preBlacken(_ s: UnsafeMutablePointer<MSpan>) {
-        let marks = s.pointee.gcmarkBits!
         for w in 0..<Int(s.pointee.bitmapWords) {
             let free = ~s.allocatedWord(w) & s.validMask(UInt(w) * 64)
-            if free != 0 { _ = tc_or64(marks + w, free) }
+            if free != 0 { s.setMarkBytes(word: w, slots: free, to: 1) }
         }
         s.pointee.blackened = 1
     }

@@ -60,11 +60,16 @@ extension Heap {
         guard let ab = meta.alloc(bw * 8), let mb = meta.alloc(bw * 8) else {
             pages.free(page, npages); spanAlloc.free(raw); heapLock.unlock(); return nil
         }
+        guard let mt = meta.alloc(bw * 64) else {
+            meta.free(ab, bw * 8); meta.free(mb, bw * 8)
+            pages.free(page, npages); spanAlloc.free(raw); heapLock.unlock(); return nil
+        }
         span.allocBits = ab.bindMemory(to: UInt64.self, capacity: bw)
         span.gcmarkBits = mb.bindMemory(to: UInt64.self, capacity: bw)
+        span.gcmarkBytes = mt.bindMemory(to: UInt8.self, capacity: bw * 64)
         if c != 0 && !spc.noscan {
             guard let t = meta.alloc(Int(span.nelems) * 2) else {
-                meta.free(ab, bw * 8); meta.free(mb, bw * 8)
+                meta.free(ab, bw * 8); meta.free(mb, bw * 8); meta.free(mt, bw * 64)
                 pages.free(page, npages); spanAlloc.free(raw); heapLock.unlock(); return nil
             }
             span.typeIDs = t.bindMemory(to: UInt16.self, capacity: Int(span.nelems))
@@ -193,6 +198,7 @@ extension Heap {
         let bw = Int(s.pointee.bitmapWords) * 8
         meta.free(UnsafeMutableRawPointer(s.pointee.allocBits!), bw)
         meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBits!), bw)
+        meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBytes!), bw * 8)
         if let t = s.pointee.typeIDs { meta.free(UnsafeMutableRawPointer(t), Int(s.pointee.nelems) * 2) }
         heapStats.heapInuse.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
         releaseSpanLocked(s, releasePages: releasePages)

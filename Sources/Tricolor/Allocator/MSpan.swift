@@ -58,6 +58,18 @@ struct MSpan: @unchecked Sendable {
     @usableFromInline var typeIDs: UnsafeMutablePointer<UInt16>?
     // -- the rest --
     var allocBits: UnsafeMutablePointer<UInt64>?
+    /// The mark table: one byte per slot (`bitmapWords` × 64 bytes), 1 when the slot's
+    /// object is marked this cycle, else 0. Go keeps one bit per object (gcmarkBits) and
+    /// sets it with an atomic OR, so that two markers never lose each other's bits in a
+    /// shared word; a byte of its own needs only a plain store, and the locked
+    /// instruction was a third of the marker's time (`lock bts`, perf annotate of
+    /// `drain` on binary-trees). Written by markers with relaxed byte stores, by the
+    /// allocating mutator for free slots (allocate-black), and by the sweeper, which
+    /// packs it into `gcmarkBits` and clears it (`packMarks`). Read relaxed.
+    var gcmarkBytes: UnsafeMutablePointer<UInt8>?
+    /// The mark bits packed from `gcmarkBytes` by the sweeper that owns the span
+    /// (`packMarks`), which then swaps them in as the new `allocBits`; the old alloc bits
+    /// become the next sweep's array. All zero outside a sweep.
     var gcmarkBits: UnsafeMutablePointer<UInt64>?
     var next: UnsafeMutablePointer<MSpan>?     // link in an MCentral set
     var npages: UInt
@@ -106,7 +118,7 @@ struct MSpan: @unchecked Sendable {
 
     static let empty = MSpan(
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
-        typeIDs: nil, allocBits: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
+        typeIDs: nil, allocBits: nil, gcmarkBytes: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
         allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
         spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, keptEmpty: 0, heldCache: 0, manualFreeList: 0, quarantine: nil,
         debugSpecials: nil, debugSpecialCount: 0, debugSpecialCap: 0)
@@ -210,9 +222,60 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         idx < pointee.nelems && (allocatedWord(Int(idx / 64)) >> UInt64(idx % 64)) & 1 != 0
     }
 
+    /// Whether slot `idx` is marked this cycle (its mark-table byte; the sweep clears the
+    /// table, so a swept span reads unmarked).
     @inline(__always)
     func isMarked(_ idx: UInt) -> Bool {
-        (tc_load64_relaxed(pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)) &>> UInt64(idx & 63)) & 1 != 0
+        tc_load8_relaxed(pointee.gcmarkBytes.unsafelyUnwrapped + Int(idx)) != 0
+    }
+
+    /// Mark slot `idx` (a relaxed byte store: see `MSpan.gcmarkBytes`).
+    @inline(__always)
+    func setMarked(_ idx: UInt) {
+        tc_store8_relaxed(pointee.gcmarkBytes.unsafelyUnwrapped + Int(idx), 1)
+    }
+
+    /// The mark bits of slots 64w…64w+63, packed from the mark table: each 8 bytes of 0
+    /// or 1 become 8 bits with one multiply (byte k lands in bit 56+k, and no two
+    /// partial products meet in the top byte).
+    @inline(__always)
+    func markWord(_ w: Int) -> UInt64 {
+        let p = pointee.gcmarkBytes.unsafelyUnwrapped + w &* 64
+        var bits: UInt64 = 0
+        for k in 0..<8 {
+            let x = UInt64(tc_load64_relaxed(p + k &* 8))
+            bits |= ((x &* 0x0102_0408_1020_4080) &>> 56) &<< UInt64(k &* 8)
+        }
+        return bits
+    }
+
+    /// Sweep: pack the mark table into `gcmarkBits` and clear it for the next cycle
+    /// (only the 64-slot groups that had a mark). The caller owns the span and no
+    /// marker runs: sweeping starts after mark termination.
+    func packMarks() {
+        let bits = pointee.gcmarkBits.unsafelyUnwrapped
+        let bytes = pointee.gcmarkBytes.unsafelyUnwrapped
+        for w in 0..<Int(pointee.bitmapWords) {
+            let m = markWord(w)
+            bits[w] = m
+            if m != 0 { (bytes + w &* 64).initialize(repeating: 0, count: 64) }
+        }
+    }
+
+    /// Set (`value` 1) or clear (0) the mark-table bytes of the slots set in `slots`, the
+    /// word of slots 64w…: allocate-black for free slots (`Heap.preBlacken`,
+    /// `uncacheAccounting`). One store per run of consecutive slots. Only free slots'
+    /// bytes are written, which no marker writes, so plain stores are safe beside
+    /// markers marking the span's allocated objects.
+    func setMarkBytes(word w: Int, slots: UInt64, to value: UInt8) {
+        let bytes = pointee.gcmarkBytes.unsafelyUnwrapped + w &* 64
+        var rest = slots
+        while rest != 0 {
+            let first = rest.trailingZeroBitCount
+            let run = (~(rest &>> UInt64(first))).trailingZeroBitCount
+            (bytes + first).initialize(repeating: value, count: run)
+            rest = first + run >= 64 ? 0 : rest & ~(((1 &<< UInt64(run)) &- 1) &<< UInt64(first))
+        }
     }
 
 

@@ -62,7 +62,7 @@ extension Heap {
         if !noscan { gcController.heapScan.add(bytes, .relaxed) }
         if phase != .off {
             // allocate black
-            _ = tc_or64(s.pointee.gcmarkBits!, 1)
+            s.setMarked(0)
             marking.bytesMarked.add(bytes, .relaxed)
         }
         let c = centrals + Int(spc.raw)

@@ -4,9 +4,12 @@ import Glibc
 // Marking (Go's mgcmark.go): greying objects, scanning them, draining grey work, and
 // the roots outside mutator stacks.
 //
-// An object is grey when its mark bit is set and it sits in some marker's queue; black
-// once scanned. `greyObject` sets the mark bit with an atomic OR (several markers race
-// for the same object: exactly one wins and queues it); `scanObject` greys what an
+// An object is grey when its mark byte is set and it sits in some marker's queue; black
+// once scanned. `greyObject` sets the mark byte with a plain store (MSpan.gcmarkBytes:
+// Go sets a bit with an atomic OR; a byte per object needs no locked instruction). Two
+// markers that reach the same small object at the same instant may both queue it: it
+// is scanned twice, harmlessly, and counted twice in bytesMarked. A large object's byte
+// is set with an atomic OR, so exactly one marker queues it. `scanObject` greys what an
 // object's pointer words hold, reading each with an acquire load so that a store a
 // mutator published with release is seen whole. `drain` is the loop every marker runs
 // (background workers, assists, collect()).
@@ -17,7 +20,8 @@ import Glibc
 // write barrier makes that safe: a root overwritten after the scan had its old value
 // shaded by the store that overwrote it.
 //
-// Invariants: a marked object in a scan span is queued exactly once per cycle; the
+// Invariants: a marked object in a scan span is queued at least once per cycle (a large
+// object exactly once); the
 // tri-color invariant holds modulo the barrier buffers (no black object points to a
 // white one that is not grey or in a barrier buffer).
 
@@ -35,10 +39,18 @@ extension Heap {
             return
         }
         let idx = s.objectIndex(p)
-        let w = s.pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6)
-        let bit: UInt64 = 1 &<< UInt64(idx & 63)
-        if tc_load64_relaxed(w) & bit != 0 { return }
-        if tc_or64(w, bit) & bit != 0 { return }
+        let m = s.pointee.gcmarkBytes.unsafelyUnwrapped + Int(idx)
+        if tc_load8_relaxed(m) != 0 { return }
+        if _fastPath(s.pointee.nelems != 1) {
+            // A plain byte store (MSpan.gcmarkBytes). Two markers that load the same
+            // pointer at the same instant may both get here and both queue the object:
+            // it is scanned twice, which is harmless, and counted twice in bytesMarked.
+            tc_store8_relaxed(m, 1)
+        } else if tc_or8(m, 1) != 0 {
+            // A large object is queued exactly once: scanning it twice would repeat
+            // all of its oblets.
+            return
+        }
         gcw.bytesMarked &+= s.pointee.elemSize
         if !s.pointee.spanClass.noscan {
             let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize

@@ -150,7 +150,7 @@ extension Heap {
                 freeSpan(s)
                 return false
             }
-            if !isHeld && !s.isMarked(0) {
+            if !isHeld && s.pointee.gcmarkBits![0] & 1 == 0 {   // packed by sweepSpan
                 if let freeHook {
                     let event = FreeEvent(address: s.pointee.startAddr, slotSize: Int(s.pointee.npages << SizeClassTable.pageShiftU),
                                           sizeClass: 0, typeName: typeName(UInt16(truncatingIfNeeded: s.pointee.largeType) & ~arrayTypeBit))

@@ -6,9 +6,10 @@ import Glibc
 // central list (cacheSpan), and the next cycle finishes whatever is left before it
 // stops the world (sweepOne loop in gcStart).
 //
-// Sweeping one small span: objects that were allocated and are not marked are freed
-// (their memory zeroed, or poisoned under clobberfree), then the mark bits become the
-// alloc bits — a pointer swap, no copying — and fresh zero mark bits are installed.
+// Sweeping one small span: the mark table (a byte per slot) is packed into mark bits and
+// cleared, objects that were allocated and are not marked are freed (their memory
+// zeroed, or poisoned under clobberfree), then the mark bits become the alloc bits — a
+// pointer swap — and the old alloc bits, zeroed, are the next sweep's mark bits.
 // A span left with no objects returns to the page heap. A large span is either kept
 // (marked) or freed whole.
 
@@ -29,10 +30,13 @@ extension Heap {
         // finalizer objects are revived (marked), so that their heap-profile records
         // stay and the profile counts them live, as Go does.
         if _slowPath(s.specialsBits != 0) { sweepSpecials(s) }   // atomic: a mutator may add one meanwhile
+        // From here on the marks are read packed, from gcmarkBits; the table is clear
+        // for the next cycle.
+        s.packMarks()
         let freeHook = currentHooks()?.onFree
         if quarantineCycles != 0 { return sweepSpanQuarantined(s, preserve: preserve, freeHook: freeHook) }
         if s.pointee.isLarge {
-            if s.isMarked(0) {
+            if s.pointee.gcmarkBits![0] & 1 != 0 {
                 s.pointee.gcmarkBits![0] = 0
                 s.storeSweepgen(sg)
                 if !preserve {

@@ -323,7 +323,7 @@ extension Heap {
         let objSize = large ? s.pointee.limit - s.pointee.startAddr : elem
         for wi in 0..<Int(s.pointee.bitmapWords) {
             var bits = s.allocatedWord(wi)
-            if unswept { bits &= s.pointee.gcmarkBits![wi] }
+            if unswept { bits &= s.markWord(wi) }
             while bits != 0 {
                 let idx = UInt(wi * 64 + bits.trailingZeroBitCount)
                 bits &= bits &- 1

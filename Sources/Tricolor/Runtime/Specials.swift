@@ -347,7 +347,7 @@ extension Heap {
                 keep.append(contentsOf: list[i..<j])
             } else if list[i..<j].contains(where: { $0.kind == .finalizer }) {
                 // Revive the object for one more cycle; the finalizer gets it.
-                _ = tc_or64(s.pointee.gcmarkBits.unsafelyUnwrapped + Int(idx &>> 6), 1 &<< UInt64(idx & 63))
+                s.setMarked(idx)
                 for sp in list[i..<j] {
                     switch sp.kind {
                     case .finalizer:

@@ -245,4 +245,50 @@ final class SpanBitsTests: XCTestCase {
             XCTAssertEqual(UInt64(SizeClassTable.classToDivMagic[c]), UInt64(UInt32.max) / size + 1, "class \(c)")
         }
     }
+
+    /// The mark table (a byte per slot): `setMarked`/`isMarked`, packing into bits
+    /// (`markWord`), allocate-black's run stores (`setMarkBytes`), and the sweep's
+    /// `packMarks`, which leaves the packed bits in gcmarkBits and the table clear — for
+    /// random mark patterns on spans of 1 to 1024 slots.
+    func testMarkTablePacksIntoBitsAndClears() {
+        var rng = SplitMix64(seed: 0x3A4B)
+        for nelems in [1, 2, 63, 64, 65, 170, 512, 1000, 1024] {
+            let f = FakeSpan(nelems: nelems)
+            let words = f.words
+            let table = UnsafeMutablePointer<UInt8>.allocate(capacity: words * 64)
+            table.initialize(repeating: 0, count: words * 64)
+            let packed = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
+            packed.initialize(repeating: 0, count: words)
+            defer { table.deallocate(); packed.deallocate() }
+            f.s.pointee.gcmarkBytes = table
+            f.s.pointee.gcmarkBits = packed
+            for round in 0..<20 {
+                var want = [UInt64](repeating: 0, count: words)
+                let density = [0, 1, 10, 50, 90, 100][round % 6]
+                for i in 0..<nelems where rng.chance(density) {
+                    f.s.setMarked(UInt(i))
+                    want[i / 64] |= 1 << UInt64(i % 64)
+                }
+                // Allocate-black marks free slots in runs and unmarks them again: a
+                // random mask of other slots set and then cleared leaves the marks as
+                // they were.
+                for w in 0..<words {
+                    let extra = rng.next() & ~want[w] & f.s.validMask(UInt(w) * 64)
+                    f.s.setMarkBytes(word: w, slots: extra, to: 1)
+                    XCTAssertEqual(f.s.markWord(w), want[w] | extra, "\(nelems) slots, word \(w): runs set")
+                    f.s.setMarkBytes(word: w, slots: extra, to: 0)
+                }
+                for i in 0..<nelems {
+                    XCTAssertEqual(f.s.isMarked(UInt(i)), (want[i / 64] >> UInt64(i % 64)) & 1 != 0, "\(nelems) slots, slot \(i)")
+                }
+                for w in 0..<words { XCTAssertEqual(f.s.markWord(w), want[w], "\(nelems) slots, word \(w)") }
+                f.s.packMarks()
+                for w in 0..<words { XCTAssertEqual(packed[w], want[w], "\(nelems) slots, packed word \(w)") }
+                XCTAssertFalse((0..<words * 64).contains { table[$0] != 0 }, "\(nelems) slots: table not clear after packMarks")
+                XCTAssertFalse((0..<nelems).contains { f.s.isMarked(UInt($0)) })
+            }
+            f.s.pointee.gcmarkBytes = nil
+            f.s.pointee.gcmarkBits = nil
+        }
+    }
 }
