@@ -43,7 +43,9 @@ enum MSpanState: UInt8 {
 
 @usableFromInline
 struct MSpan: @unchecked Sendable {
-    // -- fast path (the first four fields: all the inlined allocation reads) --
+    // Three cache lines, grouped by who touches them (MemoryLayout<MSpan>.stride is 192
+    // and FixAlloc chunks are page-aligned, so each group is one line):
+    // -- line 0: the allocating mutator (the inlined fast path reads the first four) --
     @usableFromInline var allocCache: UInt64
     /// Address of slot `freeIndex` (the window's first slot): the fast path adds
     /// tz × elemSize to it, one load and one add fewer than startAddr + (freeIndex + tz) × elemSize.
@@ -53,11 +55,15 @@ struct MSpan: @unchecked Sendable {
     @usableFromInline var windowTypeIDs: UnsafeMutablePointer<UInt16>?
     @usableFromInline var freeIndex: UInt
     @usableFromInline var nelems: UInt
-    @usableFromInline var startAddr: UInt
     @usableFromInline var allocCount: UInt
+    /// Free slots of the current window withheld from the fast path until the next heap
+    /// profile sample (see MemProfile.swift); nonzero only while cached.
+    var heldCache: UInt64
+    // -- line 1: markers (greyObject: span bounds, index, mark table, type ids), read-only
+    //    while the span is in use, so marking never shares a line the mutator writes --
+    @usableFromInline var startAddr: UInt
+    var limit: UInt
     @usableFromInline var typeIDs: UnsafeMutablePointer<UInt16>?
-    // -- the rest --
-    var allocBits: UnsafeMutablePointer<UInt64>?
     /// The mark table: one byte per slot (`bitmapWords` × 64 bytes), 1 when the slot's
     /// object is marked this cycle, else 0. Go keeps one bit per object (gcmarkBits) and
     /// sets it with an atomic OR, so that two markers never lose each other's bits in a
@@ -67,20 +73,21 @@ struct MSpan: @unchecked Sendable {
     /// allocating mutator for free slots (allocate-black), and by the sweeper, which
     /// packs it into `gcmarkBits` and clears it (`packMarks`). Read relaxed.
     var gcmarkBytes: UnsafeMutablePointer<UInt8>?
-    /// The mark bits packed from `gcmarkBytes` by the sweeper that owns the span
-    /// (`packMarks`), which then swaps them in as the new `allocBits`; the old alloc bits
-    /// become the next sweep's array. All zero outside a sweep.
-    var gcmarkBits: UnsafeMutablePointer<UInt64>?
-    var next: UnsafeMutablePointer<MSpan>?     // link in an MCentral set
-    var npages: UInt
-    var limit: UInt
-    var allocCountBeforeCache: UInt
-    var largeType: UInt32                      // type of a large scan object
-    var sweepgen: UInt32                       // atomic: see above
     var divMul: UInt32
     @usableFromInline var spanClass: SpanClass
     var state: UInt8                           // MSpanState; atomic store publishes the span
     var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
+    var allocBits: UnsafeMutablePointer<UInt64>?
+    /// The mark bits packed from `gcmarkBytes` by the sweeper that owns the span
+    /// (`packMarks`), which then swaps them in as the new `allocBits`; the old alloc bits
+    /// become the next sweep's array. All zero outside a sweep.
+    var gcmarkBits: UnsafeMutablePointer<UInt64>?
+    // -- line 2: sweeping, central lists, specials, debugging --
+    var next: UnsafeMutablePointer<MSpan>?     // link in an MCentral set
+    var npages: UInt
+    var allocCountBeforeCache: UInt
+    var largeType: UInt32                      // type of a large scan object
+    var sweepgen: UInt32                       // atomic: see above
     var blackened: UInt8                       // free slots pre-marked (cached while marking)
     /// Bit 0 (`specialsBit`): the span has records in the specials table (finalizers,
     /// weak handles, cleanups, boxes, heap-profile samples; Runtime/Specials.swift).
@@ -93,9 +100,6 @@ struct MSpan: @unchecked Sendable {
     /// went a whole cycle unused and goes back to the page heap. Written by the sweeper
     /// that owns the span, and by the mutator that caches it (and owns it then).
     var keptEmpty: UInt8
-    /// Free slots of the current window withheld from the fast path until the next heap
-    /// profile sample (see MemProfile.swift); nonzero only while cached.
-    var heldCache: UInt64
     /// Manual (stack) spans of the stack pool: the first free stack, each free stack's
     /// first word linking the next (Go's manualFreeList). Stack lock.
     var manualFreeList: UInt
@@ -117,11 +121,12 @@ struct MSpan: @unchecked Sendable {
     var endAddr: UInt { startAddr + npages << SizeClassTable.pageShiftU }
 
     static let empty = MSpan(
-        allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0, startAddr: 0, allocCount: 0,
-        typeIDs: nil, allocBits: nil, gcmarkBytes: nil, gcmarkBits: nil, next: nil, npages: 0, limit: 0,
-        allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, divMul: 0,
-        spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, blackened: 0, hasSpecials: 0, keptEmpty: 0, heldCache: 0, manualFreeList: 0, quarantine: nil,
-        debugSpecials: nil, debugSpecialCount: 0, debugSpecialCap: 0)
+        allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0,
+        allocCount: 0, heldCache: 0, startAddr: 0, limit: 0, typeIDs: nil, gcmarkBytes: nil,
+        divMul: 0, spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, allocBits: nil, gcmarkBits: nil,
+        next: nil, npages: 0, allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, blackened: 0,
+        hasSpecials: 0, keptEmpty: 0, manualFreeList: 0, quarantine: nil, debugSpecials: nil,
+        debugSpecialCount: 0, debugSpecialCap: 0)
 }
 
 /// Size class and "no pointers" bit: `sizeClass << 1 | noscan` (Go's spanClass).

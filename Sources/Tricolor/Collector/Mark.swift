@@ -41,7 +41,7 @@ extension Heap {
         let idx = s.objectIndex(p)
         let m = s.pointee.gcmarkBytes.unsafelyUnwrapped + Int(idx)
         if tc_load8_relaxed(m) != 0 { return }
-        if _fastPath(s.pointee.nelems != 1) {
+        if _fastPath(s.pointee.spanClass.sizeClass != 0) {
             // A plain byte store (MSpan.gcmarkBytes). Two markers that load the same
             // pointer at the same instant may both get here and both queue the object:
             // it is scanned twice, which is harmless, and counted twice in bytesMarked.

@@ -291,4 +291,17 @@ final class SpanBitsTests: XCTestCase {
             f.s.pointee.gcmarkBits = nil
         }
     }
+
+    /// MSpan's cache-line groups (see the struct): the fast path's fields in line 0, the
+    /// fields greyObject reads in line 1, the size a multiple of a line.
+    func testSpanFieldsSitInTheirCacheLines() {
+        func line(_ k: PartialKeyPath<MSpan>) -> Int { MemoryLayout<MSpan>.offset(of: k)! / 64 }
+        XCTAssertEqual(MemoryLayout<MSpan>.stride % 64, 0)
+        for k: PartialKeyPath<MSpan> in [\.allocCache, \.windowBase, \.elemSize, \.windowTypeIDs, \.freeIndex, \.heldCache] {
+            XCTAssertEqual(line(k), 0, "\(k)")
+        }
+        for k: PartialKeyPath<MSpan> in [\.startAddr, \.limit, \.typeIDs, \.gcmarkBytes, \.divMul, \.spanClass, \.state] {
+            XCTAssertEqual(line(k), 1, "\(k)")
+        }
+    }
 }
