@@ -95,7 +95,7 @@ struct MSpan: @unchecked Sendable {
     /// the span.
     var hasSpecials: UInt8
     /// 1 while the span sits empty in its class's central list, kept there by the sweeper
-    /// instead of going back to the page heap (`Heap.sweepKeepsEmptySpans`); cleared when
+    /// instead of going back to the page heap (`SweepShared.keepEmptyPages`); cleared when
     /// a mutator caches it. A span the next sweep finds still empty and still marked kept
     /// went a whole cycle unused and goes back to the page heap. Written by the sweeper
     /// that owns the span, and by the mutator that caches it (and owns it then).

@@ -169,13 +169,6 @@ extension Heap {
         // Go's resetLive: the scannable heap is what this mark scanned of it.
         gcController.heapScan.store(pacer.lastHeapScan, .releasing)
         memProfiler.nextCycle()
-        // Whether this cycle's sweep keeps empty spans in their classes (Sweep.swift).
-        // Go returns every empty span to the page heap; keeping one for a cycle saves
-        // the refill that reuses it the page-heap round trip and the zeroing (the
-        // sweeper clears it instead). Not after collect() (runtime.GC's MemStats, and
-        // freeOSMemory, see every empty span freed), not under a memory limit, and not
-        // in the debugging modes that poison or quarantine freed slots.
-        sweepKeepsEmptySpans = !cycle.forced && pacer.memoryLimit == Int.max && !configuration.clobberFree && quarantineCycles == 0
         sweep.sweepgen.store(UInt(sweepgen &+ 2), .releasing)
         sweep.pagesSwept.store(0, .releasing)
         sweep.sweepIndex.store(0, .releasing)
@@ -183,6 +176,25 @@ extension Heap {
         // NumGC before the phase: a thread that sees the phase off sees the new count.
         marking.numGC.store(marking.numGC.load(.relaxed) + 1, .releasing)
         commitPacer(isSweepDone: false)
+        // How many pages of empty spans this cycle's sweep may keep in their classes
+        // (Sweep.swift). Go returns every empty span to the page heap; keeping one for a
+        // cycle saves the refill that reuses it the page-heap round trip and the zeroing
+        // (the sweeper clears it instead). At most what the scavenger's goal (the heap
+        // goal + 10%) leaves beyond the marked heap, so that the kept spans never hold
+        // retained memory above the goal: after a spike of garbage the scavenger can
+        // still give back everything above it. None after collect() (runtime.GC's
+        // MemStats, and freeOSMemory, see every empty span freed), under a memory limit,
+        // or in the debugging modes that poison or quarantine freed slots.
+        // Set after the pacer's commit (the new GOGC goal) and before the phase turns
+        // off: no sweeper has started yet (the background sweeper waits for the phase,
+        // mutators are stopped).
+        var keepPages: UInt = 0
+        let goal = pacer.gcPercentHeapGoal
+        if !cycle.forced && pacer.memoryLimit == Int.max && goal != UInt.max && !configuration.clobberFree && quarantineCycles == 0 {
+            let retainGoal = goal.saturatingAdd(goal / 10)
+            if retainGoal > marked { keepPages = (retainGoal - marked) >> SizeClassTable.pageShiftU }
+        }
+        sweep.keepEmptyPages.store(keepPages, .releasing)
         marking.phase.store(GCPhase.off.rawValue, .releasing)
         // Stack spans emptied while marking go back to the page heap now.
         freeStackSpans()

@@ -66,12 +66,12 @@ extension Heap {
         var nfreed: UInt = 0
         var nalloc: UInt = 0
         for w in 0..<words { nalloc += UInt(mark[w].nonzeroBitCount) }
-        // An empty span stays in its class once (`sweepKeepsEmptySpans`): its dead
-        // objects are cleared here, on the sweeper, and the next refill of the class
-        // takes it from the central list with no page-heap round trip and nothing to
-        // zero. Otherwise it goes straight back to the page heap and is zeroed when
-        // reused, so its dead objects are not cleared here.
-        let keepEmpty = nalloc == 0 && !preserve && sweepKeepsEmptySpans && s.pointee.keptEmpty == 0
+        // An empty span stays in its class once, within this sweep's budget
+        // (`takeKeepEmptyBudget`): its dead objects are cleared here, on the sweeper, and
+        // the next refill of the class takes it from the central list with no page-heap
+        // round trip and nothing to zero. Otherwise it goes straight back to the page
+        // heap and is zeroed when reused, so its dead objects are not cleared here.
+        let keepEmpty = nalloc == 0 && !preserve && s.pointee.keptEmpty == 0 && takeKeepEmptyBudget(s.pointee.npages)
         let freeWhole = nalloc == 0 && !preserve && !configuration.clobberFree && !keepEmpty
         for w in 0..<words {
             let lo = UInt(w) * 64
@@ -132,6 +132,18 @@ extension Heap {
             c.pointee.push(nalloc == s.pointee.nelems ? MCentral.fullSwept(sg) : MCentral.partialSwept(sg), s)
         }
         return true
+    }
+
+    /// Take `pages` from this sweep phase's budget of empty spans to keep (set at mark
+    /// termination). False when it is spent.
+    func takeKeepEmptyBudget(_ pages: UInt) -> Bool {
+        let budget = sweep.keepEmptyPages
+        var left = budget.load(.relaxed)
+        while left >= pages {
+            if budget.compareExchange(expected: left, desired: left - pages) { return true }
+            left = budget.load(.relaxed)
+        }
+        return false
     }
 
     /// `sweepSpan`, counted in activeSweepers so that `collect()` can wait for sweeps

@@ -134,10 +134,6 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var handleSlots: RootSlotTable
 
     // MARK: collector state
-    /// Whether sweeping keeps empty spans in their classes for one cycle (Sweep.swift).
-    /// Written at mark termination with the world stopped, before the release store of
-    /// the new sweepgen; read by sweepers, which acquire the sweepgen first.
-    @exclusivity(unchecked) var sweepKeepsEmptySpans = false
     /// Goal, trigger and cons/mark (gc: the thread that owns the stopped world, or the
     /// setters under statsLock).
     @exclusivity(unchecked) var pacer: Pacer

@@ -237,11 +237,17 @@ struct SweepShared {
     let sweepBlocked: AtomicWord
     /// Next central list to look for unswept spans in; relaxed compare-and-swap by sweepers.
     let sweepIndex: AtomicWord
+    /// Pages of empty spans this sweep phase may still keep in their classes
+    /// (Sweep.swift, "kept empty"). Set in pause #2 (release, world stopped); taken by
+    /// sweepers with compare-and-swap, never below zero.
+    let keepEmptyPages: AtomicWord
 
     init(_ c: inout SharedWordCarver) {
         c.nextLine()
         sweepgen = c.word(); pagesSwept = c.word(); pagesSweptBasis = c.word(); sweepHeapLiveBasis = c.word()
         sweepPagesPerByte = c.double(); activeSweepers = c.word(); sweepBlocked = c.word(); sweepIndex = c.word()
+        c.nextLine()
+        keepEmptyPages = c.word()
     }
 }
 
@@ -285,7 +291,7 @@ struct HeapStatsShared {
     /// Span lifecycle and page-heap events (AllocPath.swift).
     let spansCreated: AtomicWord, spansCached: AtomicWord, spansUncached: AtomicWord
     let spansSwept: AtomicWord, spansFreed: AtomicWord
-    /// Empty spans a sweep kept in their class (`Heap.sweepKeepsEmptySpans`).
+    /// Empty spans a sweep kept in their class (`SweepShared.keepEmptyPages`).
     let spansKeptEmpty: AtomicWord
     let heapGrows: AtomicWord, heapGrowBytes: AtomicWord, bytesReturnedToOS: AtomicWord
     /// Objects allocated / freed per size class (small objects).

@@ -110,6 +110,43 @@ final class HeapGrowthTests: XCTestCase {
         XCTAssertEqual(limited.allocPathStats().spansKeptEmpty, 0)
     }
 
+    /// The sweep keeps empty spans only within the scavenger's goal (the heap goal + 10%,
+    /// less the marked heap): when a large live set dies, the pacer's next cycle frees
+    /// its spans to the page heap, where the scavenger can return them to the OS, instead
+    /// of keeping them all in their class.
+    func testKeptEmptySpansStayWithinTheScavengeGoalWhenALiveSetDies() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: 100).precise)
+        let node = try heap.register(TypeLayout(name: "kept.Node", size: 48, pointerWords: [0]))
+        let holder = try heap.register(TypeLayout(name: "kept.Holder", size: 8, pointerWords: [0]))
+        let n = 500_000   // 24 MB of 48-byte nodes
+        var keptBytes = 0, goal: UInt64 = 0, waited = 0
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                f[0] = m.allocateArray(holder, count: n)
+                for i in 0..<n { m.store(f[0], i, m.allocate(node)) }
+                m.safepoint()
+                f[0] = .null
+            }
+            // Garbage until the pacer runs one cycle that finds the nodes dead.
+            let gc0 = heap.memStats().numGC
+            while heap.memStats().numGC < gc0 + 1 {
+                for _ in 0..<1_000 { _ = m.allocate(node) }
+                m.safepoint()
+            }
+            // Let the background sweeper finish that cycle's sweep (bounded wait).
+            while heap.debugUnsweptSpans > 0 && waited < 20_000 {
+                m.blocking { usleep(1_000) }
+                waited += 1
+            }
+            keptBytes = heap._spansKeptEmptyNow() * SizeClassTable.pageSize
+            goal = heap.memStats().nextGC
+        }
+        XCTAssertEqual(heap.debugUnsweptSpans, 0, "the sweep did not finish")
+        XCTAssertGreaterThan(heap.allocPathStats().spansFreed, 1_000, "the dead nodes' spans were not freed")
+        XCTAssertLessThanOrEqual(UInt64(keptBytes), goal + goal / 10,
+                                 "\(keptBytes >> 10) KiB of empty spans kept, above the heap goal \(goal >> 10) KiB + 10%")
+    }
+
     /// Several threads grow the heap at once (with the grower thread running, and
     /// without it): every object they get is zero when handed out, and no two objects
     /// overlap — each thread writes its id and a sequence number over all of each object
