@@ -221,7 +221,9 @@ class Span(object):
         self.alloc_cache = u64(s + L["MSpan.allocCache"])
         self.held_cache = u64(s + L["MSpan.heldCache"])
         self.alloc_bits = u64(s + L["MSpan.allocBits"])
-        self.mark_bytes = u64(s + L["MSpan.gcmarkBytes"])
+        # One mark byte per slot; binaries before the mark table kept one bit per slot.
+        self.mark_bytes = u64(s + L["MSpan.gcmarkBytes"]) if "MSpan.gcmarkBytes" in L else None
+        self.mark_bits = u64(s + L["MSpan.gcmarkBits"])
         self.type_ids = u64(s + L["MSpan.typeIDs"])
         self.limit = u64(s + L["MSpan.limit"])
         self.large_type = u32(s + L["MSpan.largeType"])
@@ -272,6 +274,8 @@ class Span(object):
         return idx < self.nelems and (self.allocated_word(idx // 64) >> (idx % 64)) & 1 == 1
 
     def is_marked(self, idx):
+        if self.mark_bytes is None:
+            return (u64(self.mark_bits + 8 * (idx // 64)) >> (idx % 64)) & 1 == 1
         return u8(self.mark_bytes + idx) != 0
 
     def count_allocated(self):

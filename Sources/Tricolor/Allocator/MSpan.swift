@@ -82,9 +82,9 @@ struct MSpan: @unchecked Sendable {
     /// (`packMarks`), which then swaps them in as the new `allocBits`; the old alloc bits
     /// become the next sweep's array. All zero outside a sweep.
     var gcmarkBits: UnsafeMutablePointer<UInt64>?
+    var npages: UInt
     // -- line 2: sweeping, central lists, specials, debugging --
     var next: UnsafeMutablePointer<MSpan>?     // link in an MCentral set
-    var npages: UInt
     var allocCountBeforeCache: UInt
     var largeType: UInt32                      // type of a large scan object
     var sweepgen: UInt32                       // atomic: see above
@@ -124,7 +124,7 @@ struct MSpan: @unchecked Sendable {
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0,
         allocCount: 0, heldCache: 0, startAddr: 0, limit: 0, typeIDs: nil, gcmarkBytes: nil,
         divMul: 0, spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, allocBits: nil, gcmarkBits: nil,
-        next: nil, npages: 0, allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, blackened: 0,
+        npages: 0, next: nil, allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, blackened: 0,
         hasSpecials: 0, keptEmpty: 0, manualFreeList: 0, quarantine: nil, debugSpecials: nil,
         debugSpecialCount: 0, debugSpecialCap: 0)
 }
@@ -269,17 +269,24 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     /// Set (`value` 1) or clear (0) the mark-table bytes of the slots set in `slots`, the
     /// word of slots 64w…: allocate-black for free slots (`Heap.preBlacken`,
-    /// `uncacheAccounting`). One store per run of consecutive slots. Only free slots'
-    /// bytes are written, which no marker writes, so plain stores are safe beside
-    /// markers marking the span's allocated objects.
+    /// `uncacheAccounting`). Only free slots' bytes are written, so markers marking the
+    /// span's allocated objects meanwhile lose nothing. The stores are relaxed atomics
+    /// (8 bytes at a time where 8 slots in a row are set): the conservative stack scan
+    /// may read the byte of a free slot of a cached span (a stale stack word) at the
+    /// same time, and may mark it, which at worst keeps that zeroed slot out of use
+    /// for a cycle.
     func setMarkBytes(word w: Int, slots: UInt64, to value: UInt8) {
         let bytes = pointee.gcmarkBytes.unsafelyUnwrapped + w &* 64
-        var rest = slots
-        while rest != 0 {
-            let first = rest.trailingZeroBitCount
-            let run = (~(rest &>> UInt64(first))).trailingZeroBitCount
-            (bytes + first).initialize(repeating: value, count: run)
-            rest = first + run >= 64 ? 0 : rest & ~(((1 &<< UInt64(run)) &- 1) &<< UInt64(first))
+        let eight = UInt(value) &* 0x0101_0101_0101_0101
+        for g in 0..<8 {
+            let group = (slots &>> UInt64(g &* 8)) & 0xff
+            if group == 0 { continue }
+            let p = bytes + g &* 8
+            if group == 0xff {
+                tc_store_relaxed(UnsafeMutableRawPointer(p), eight)
+            } else {
+                for k in 0..<8 where (group &>> UInt64(k)) & 1 != 0 { tc_store8_relaxed(p + k, value) }
+            }
         }
     }
 

@@ -179,10 +179,12 @@ extension Heap {
         // How many pages of empty spans this cycle's sweep may keep in their classes
         // (Sweep.swift). Go returns every empty span to the page heap; keeping one for a
         // cycle saves the refill that reuses it the page-heap round trip and the zeroing
-        // (the sweeper clears it instead). At most what the scavenger's goal (the heap
-        // goal + 10%) leaves beyond the marked heap, so that the kept spans never hold
-        // retained memory above the goal: after a spike of garbage the scavenger can
-        // still give back everything above it. None after collect() (runtime.GC's
+        // (the sweeper clears it instead). At most the heap goal less the marked heap
+        // (the garbage a steady program makes per cycle), so that the kept spans and
+        // the live ones stay within the scavenger's goal (the heap goal + 10%; the 10%
+        // for the live spans' free slots): after a spike of garbage the scavenger can
+        // still give back everything above it, and a program that goes idle keeps no
+        // more than Go's scavenger would leave it. None after collect() (runtime.GC's
         // MemStats, and freeOSMemory, see every empty span freed), under a memory limit,
         // or in the debugging modes that poison or quarantine freed slots.
         // Set after the pacer's commit (the new GOGC goal) and before the phase turns
@@ -191,8 +193,7 @@ extension Heap {
         var keepPages: UInt = 0
         let goal = pacer.gcPercentHeapGoal
         if !cycle.forced && pacer.memoryLimit == Int.max && goal != UInt.max && !configuration.clobberFree && quarantineCycles == 0 {
-            let retainGoal = goal.saturatingAdd(goal / 10)
-            if retainGoal > marked { keepPages = (retainGoal - marked) >> SizeClassTable.pageShiftU }
+            if goal > marked { keepPages = (goal - marked) >> SizeClassTable.pageShiftU }
         }
         sweep.keepEmptyPages.store(keepPages, .releasing)
         marking.phase.store(GCPhase.off.rawValue, .releasing)

@@ -124,6 +124,8 @@ extension Heap {
         withWorldStopped {
             let old = pacer
             statsLock.withLock { change(&pacer) }
+            // A memory limit set while sweeping: keep no more empty spans (MarkTermination).
+            if pacer.memoryLimit != Int.max { sweep.keepEmptyPages.store(0, .releasing) }
             if phase == .off {
                 commitPacer(isSweepDone: false)
             } else {

@@ -303,5 +303,9 @@ final class SpanBitsTests: XCTestCase {
         for k: PartialKeyPath<MSpan> in [\.startAddr, \.limit, \.typeIDs, \.gcmarkBytes, \.divMul, \.spanClass, \.state] {
             XCTAssertEqual(line(k), 1, "\(k)")
         }
+        // Written while the span is in use by others than its owner: not in the markers' line.
+        for k: PartialKeyPath<MSpan> in [\.next, \.sweepgen, \.hasSpecials, \.keptEmpty, \.allocCountBeforeCache, \.blackened] {
+            XCTAssertEqual(line(k), 2, "\(k)")
+        }
     }
 }
