@@ -112,8 +112,10 @@ extension Heap {
             marking.activeWorkers.sub(1, .acquiringAndReleasing)  // -1
         }
         let startWork = gcw.scanWork
-        let ringSize = 16
+        let ringSize = 32
         var ring = (0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
+                    0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
+                    0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
         withUnsafeMutableBytes(of: &ring) { raw in
             let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
