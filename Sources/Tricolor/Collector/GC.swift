@@ -68,7 +68,11 @@ extension Heap {
         while true {
             // Phase first: mark termination stores NumGC before it turns the phase off.
             let ph = phase
-            let done = marking.cyclesCompleted.load(.relaxed)
+            // Acquire: pairs with the release store in the cycle's last pause, so that
+            // everything that pause did (mark termination, its self-checks of every span)
+            // happens before this thread's sweeping below (found by the TSan run: a
+            // sweep's write raced with pause #2's read of the span under expensiveChecks).
+            let done = marking.cyclesCompleted.load(.acquiring)
             if done >= target { break }
             if marking.numGC.load(.relaxed) > done {
                 // A cycle is publishing its statistics inside its last pause.
