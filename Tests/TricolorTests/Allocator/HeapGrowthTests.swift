@@ -135,7 +135,7 @@ final class HeapGrowthTests: XCTestCase {
             }
             // Let the background sweeper finish that cycle's sweep (bounded wait).
             while heap.debugUnsweptSpans > 0 && waited < 20_000 {
-                m.blocking { usleep(1_000) }
+                m.blocking { _ = usleep(1_000) }
                 waited += 1
             }
             keptBytes = heap._spansKeptEmptyNow() * SizeClassTable.pageSize
