@@ -77,10 +77,12 @@ final class HeapGrowthTests: XCTestCase {
                 keptSeen = max(keptSeen, heap._spansKeptEmptyNow())
             }
             // Another class only: the 48-byte spans kept by one cycle are found unused
-            // by the next and freed.
+            // by the next and freed. Four cycles: one may already be marking (its
+            // allocate-black objects die in the next, whose sweep keeps their spans, and
+            // the one after frees them; its sweep is done once the fourth has started).
             let other = try! heap.register(TypeLayout(name: "kept.U", size: 256, pointerWords: [0]))
             let gc1 = heap.memStats().numGC
-            while heap.memStats().numGC < gc1 + 3 {
+            while heap.memStats().numGC < gc1 + 4 {
                 for _ in 0..<4_000 { _ = m.allocate(other) }
                 m.safepoint()
             }
