@@ -57,23 +57,22 @@ extension Heap {
         span.limit = base + span.elemSize * span.nelems
         let bw = (Int(span.nelems) + 63) / 64
         span.bitmapWords = UInt16(bw)
-        guard let ab = meta.alloc(bw * 8), let mb = meta.alloc(bw * 8) else {
-            pages.free(page, npages); spanAlloc.free(raw); heapLock.unlock(); return nil
-        }
-        guard let mt = meta.alloc(bw * 64) else {
-            meta.free(ab, bw * 8); meta.free(mb, bw * 8)
+        // Alloc bits, mark bits (packed at sweep), the mark table (a byte per slot, bw × 64
+        // bytes), and for a small scan span the slots' type ids; all or none.
+        let typeBytes = c != 0 && !spc.noscan ? Int(span.nelems) * 2 : 0
+        let ab = meta.alloc(bw * 8), mb = meta.alloc(bw * 8), mt = meta.alloc(bw * 64)
+        let t = typeBytes > 0 ? meta.alloc(typeBytes) : nil
+        guard let ab, let mb, let mt, typeBytes == 0 || t != nil else {
+            if let ab { meta.free(ab, bw * 8) }
+            if let mb { meta.free(mb, bw * 8) }
+            if let mt { meta.free(mt, bw * 64) }
+            if let t { meta.free(t, typeBytes) }
             pages.free(page, npages); spanAlloc.free(raw); heapLock.unlock(); return nil
         }
         span.allocBits = ab.bindMemory(to: UInt64.self, capacity: bw)
         span.gcmarkBits = mb.bindMemory(to: UInt64.self, capacity: bw)
         span.gcmarkBytes = mt.bindMemory(to: UInt8.self, capacity: bw * 64)
-        if c != 0 && !spc.noscan {
-            guard let t = meta.alloc(Int(span.nelems) * 2) else {
-                meta.free(ab, bw * 8); meta.free(mb, bw * 8); meta.free(mt, bw * 64)
-                pages.free(page, npages); spanAlloc.free(raw); heapLock.unlock(); return nil
-            }
-            span.typeIDs = t.bindMemory(to: UInt16.self, capacity: Int(span.nelems))
-        }
+        span.typeIDs = t?.bindMemory(to: UInt16.self, capacity: Int(span.nelems))
         span.sweepgen = sweepgen
         span.state = MSpanState.inUse.rawValue
         s.initialize(to: span)
@@ -195,10 +194,10 @@ extension Heap {
             runtimeFatal("freeSpan: span at \(Ref(address: s.pointee.startAddr)) still has lifecycle specials")
         }
         heapLock.lock()
-        let bw = Int(s.pointee.bitmapWords) * 8
-        meta.free(UnsafeMutableRawPointer(s.pointee.allocBits!), bw)
-        meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBits!), bw)
-        meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBytes!), bw * 8)
+        let bw = Int(s.pointee.bitmapWords)
+        meta.free(UnsafeMutableRawPointer(s.pointee.allocBits!), bw * 8)
+        meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBits!), bw * 8)
+        meta.free(UnsafeMutableRawPointer(s.pointee.gcmarkBytes!), bw * 64)
         if let t = s.pointee.typeIDs { meta.free(UnsafeMutableRawPointer(t), Int(s.pointee.nelems) * 2) }
         heapStats.heapInuse.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
         releaseSpanLocked(s, releasePages: releasePages)

@@ -77,19 +77,23 @@ final class WorkList: @unchecked Sendable {
 
     var isEmptyApprox: Bool { tc_load_relaxed(approxCount) == 0 }
 
+    /// Room for `n` more entries. Lock held.
+    private func reserveLocked(_ n: Int) {
+        if count + n <= capacity { return }
+        var c = capacity
+        while c < count + n { c *= 2 }
+        let nb = UnsafeMutablePointer<UInt>.allocate(capacity: c)
+        nb.moveInitialize(from: base, count: count)
+        base.deallocate()
+        base = nb
+        capacity = c
+    }
+
     /// Move `n` entries from the top of `w` here.
     func put(from w: inout GCWork, _ n: Int) {
         if n == 0 { return }
         lock.lock()
-        if count + n > capacity {
-            var c = capacity
-            while c < count + n { c *= 2 }
-            let nb = UnsafeMutablePointer<UInt>.allocate(capacity: c)
-            nb.moveInitialize(from: base, count: count)
-            base.deallocate()
-            base = nb
-            capacity = c
-        }
+        reserveLocked(n)
         (base + count).moveInitialize(from: w.base + (w.count - n), count: n)
         w.count -= n
         count += n
@@ -105,15 +109,7 @@ final class WorkList: @unchecked Sendable {
     func putOldest(from w: inout GCWork, _ n: Int) {
         if n == 0 { return }
         lock.lock()
-        if count + n > capacity {
-            var c = capacity
-            while c < count + n { c *= 2 }
-            let nb = UnsafeMutablePointer<UInt>.allocate(capacity: c)
-            nb.moveInitialize(from: base, count: count)
-            base.deallocate()
-            base = nb
-            capacity = c
-        }
+        reserveLocked(n)
         (base + count).moveInitialize(from: w.base, count: n)
         count += n
         published &+= UInt(n)

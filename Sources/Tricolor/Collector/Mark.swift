@@ -21,9 +21,8 @@ import Glibc
 // shaded by the store that overwrote it.
 //
 // Invariants: a marked object in a scan span is queued at least once per cycle (a large
-// object exactly once); the
-// tri-color invariant holds modulo the barrier buffers (no black object points to a
-// white one that is not grey or in a barrier buffer).
+// object exactly once); the tri-color invariant holds modulo the barrier buffers (no
+// black object points to a white one that is not grey or in a barrier buffer).
 
 extension Heap {
     // MARK: marking
