@@ -30,7 +30,9 @@ extension Mutator {
             runtimeFatal("allocation inside a blocking region: the body of blocking { } must not touch the heap")
         }
         if _slowPath(heap.flags.hooksInstalled.load(.relaxed) != 0) && HookGuard.inHook { HookGuard.misuse("allocation") }
-        if tc_load_relaxed(st.pointee.stopFlag) != 0 { heap.gcSafepoint(st, mayFinishMark: true) }
+        // Borrowed, not `heap.`: the unowned(unsafe) read retains and releases the heap
+        // around the call, an atomic pair on every window refill of the mark phase.
+        if tc_load_relaxed(st.pointee.stopFlag) != 0 { st.heapUnretained._withUnsafeGuaranteedRef { $0.gcSafepoint(st, mayFinishMark: true) } }
         if _slowPath(st.pointee.gcStress != 0) { gcStressPoint() }
         if size < 0 {
             if canFail { return 0 }

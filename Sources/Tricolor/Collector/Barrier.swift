@@ -134,7 +134,7 @@ extension Mutator {
         let st = state
         if st.flags & MutatorState.flagSafepoint != 0 {
             st.clearFlags(MutatorState.flagSafepoint)
-            st.pointee.heap.gcSafepoint(st, full: false)
+            st.heapUnretained._withUnsafeGuaranteedRef { $0.gcSafepoint(st, full: false) }
         }
     }
 
@@ -179,7 +179,7 @@ extension Mutator {
         let old = tc_load_relaxed(slot)
         var n = st.pointee.wbCount
         if n + 2 > MutatorState.wbBufEntries {
-            st.pointee.heap.writeBarrierBufferFull(st)
+            st.heapUnretained._withUnsafeGuaranteedRef { $0.writeBarrierBufferFull(st) }
             n = 0
         }
         if old != 0 { st.pointee.wbBuf[n] = old; n += 1 }

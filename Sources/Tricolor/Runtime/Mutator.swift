@@ -241,7 +241,7 @@ public struct Mutator {
 
     @usableFromInline @inline(never)
     func parkSlow() {
-        state.pointee.heap.gcSafepoint(state, mayFinishMark: true)
+        state.heapUnretained._withUnsafeGuaranteedRef { $0.gcSafepoint(state, mayFinishMark: true) }
         if state.pointee.gcStress != 0 { gcStressPoint() }
     }
 
