@@ -149,8 +149,10 @@ extension Mutator {
         let st = state
         slowPathSafepoint()
         if st.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 { checkUsable("push a frame") }
-        let heap = st.pointee.heap
-        let maxBytes = Int(heap.flags.maxStack.load(.relaxed))
+        // Borrowed: a strong copy of the unowned(unsafe) field would retain and release
+        // the heap, and this is also the frame push's safepoint, taken once per request.
+        let heap = st.heapUnretained
+        let maxBytes = heap._withUnsafeGuaranteedRef { Int($0.flags.maxStack.load(.relaxed)) }
         // A count no stack could hold is a bad argument, not an overflow; checked before
         // any arithmetic on it, in every mode.
         if slots < 0 || slots > StackAlloc.maxStackCeiling / 8 {
@@ -167,10 +169,10 @@ extension Mutator {
         if cap * 8 > maxBytes {
             runtimeFatal("stack overflow: shadow stack exceeds \(maxBytes)-byte limit (mutator \(st.pointee.id) needs \(cap * 8) bytes; see Heap.setMaxStack)")
         }
-        if !heap.copyStack(st, newSlots: cap) {
+        if !heap._withUnsafeGuaranteedRef({ $0.copyStack(st, newSlots: cap) }) {
             runtimeFatal("out of memory: cannot grow the shadow stack to \(cap * 8) bytes")
         }
-        heap.marking.stacksGrown.add(1, .relaxed)
+        heap._withUnsafeGuaranteedRef { $0.marking.stacksGrown.add(1, .relaxed) }
     }
 
     @usableFromInline @inline(never)

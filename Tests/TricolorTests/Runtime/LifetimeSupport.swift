@@ -111,7 +111,11 @@ enum RetainCounter {
         originalRetain = retainSlot.pointee
         originalRelease = releaseSlot.pointee
         retainSlot.pointee = { p in
-            if p == RetainCounter.target { RetainCounter.retains += 1 }
+            if p == RetainCounter.target {
+                RetainCounter.retains += 1
+                // To find who retains: the child's crash backtrace names the caller.
+                if getenv("TRICOLOR_TRAP_ON_RETAIN") != nil { fatalError("TRICOLOR_TRAP_ON_RETAIN: a counted retain") }
+            }
             return RetainCounter.originalRetain!(p)
         }
         releaseSlot.pointee = { p in
