@@ -145,6 +145,14 @@ extension UnsafeMutablePointer where Pointee == MCache {
         heap.gcController.heapLive.add(claimed, .relaxed)
         if !spc.noscan { heap.gcController.heapScan.add(claimed, .relaxed) }
         if heap.phase == .mark {
+            if s.pointee.allocCount == 0 {
+                // Empty, and every slot about to be pre-marked: all it will hold this
+                // phase is black, so the barrier may skip pointers into it
+                // (`MutatorState.blackBase`). A range kept from an earlier span of this
+                // phase stays valid too; the newest one is the likelier target.
+                st.pointee.blackBase = s.pointee.startAddr
+                st.pointee.blackBytes = s.pointee.limit &- s.pointee.startAddr
+            }
             heap.preBlacken(s)
             slot.pointee = s
             if !pointee.slowAlloc { fastSlot.pointee = s }

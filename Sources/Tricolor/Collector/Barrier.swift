@@ -93,13 +93,19 @@ extension Mutator {
             return
         }
         if flags == MutatorState.flagBarrier {
-            // Go's buffered hybrid barrier, inline: record the old and the new value.
+            // Go's buffered hybrid barrier, inline: record the old and the new value,
+            // without branches leaving out a null old value and a new value known to be
+            // marked already (allocated black in this mutator's `blackBase` range: a
+            // node just built, stored into its parent, the common case).
             let n = st.pointee.wbCount
             if _fastPath(n &+ 2 <= MutatorState.wbBufEntries) {
-                st.pointee.wbBuf[n] = tc_load_relaxed(slot)
-                st.pointee.wbBuf[n &+ 1] = value.address
-                st.pointee.wbCount = n &+ 2
-                tc_store_release(slot, value.address)
+                let old = tc_load_relaxed(slot)
+                let new = value.address
+                st.pointee.wbBuf[n] = old
+                let k = n &+ (old != 0 ? 1 : 0)
+                st.pointee.wbBuf[k] = new
+                st.pointee.wbCount = k &+ (new &- st.pointee.blackBase < st.pointee.blackBytes ? 0 : 1)
+                tc_store_release(slot, new)
                 return
             }
         }
@@ -183,7 +189,7 @@ extension Mutator {
             n = 0
         }
         if old != 0 { st.pointee.wbBuf[n] = old; n += 1 }
-        if new != 0 { st.pointee.wbBuf[n] = new; n += 1 }
+        if new != 0 && new &- st.pointee.blackBase >= st.pointee.blackBytes { st.pointee.wbBuf[n] = new; n += 1 }
         st.pointee.wbCount = n
     }
 }

@@ -167,6 +167,10 @@ extension Heap {
         // Turn the write barrier on and ask for stack scans.
         var stackBytes: UInt = 0
         forEachMutator { m in
+            // The black range first: one from the last cycle covers objects that are
+            // white in this one.
+            m.pointee.blackBase = 0
+            m.pointee.blackBytes = 0
             m.setFlags(MutatorState.flagBarrier)
             tc_store8_relaxed(m.stackScannedAddress, 0)
             m.pointee.assistDebt = 0

@@ -82,6 +82,15 @@ struct MutatorState {
     /// Write-barrier buffer (Go's wbBuf): old and new values of barriered stores.
     @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
     @usableFromInline var wbCount = 0
+    /// The slots of a span that was empty when this mutator cached it during the current
+    /// mark phase: `[blackBase, blackBase + blackBytes)`. Its slots were all pre-marked
+    /// (allocate-black) and no object in it is older than the cycle, so every object there
+    /// is marked until the phase ends, and the barrier need not record a pointer into it
+    /// (`Mutator.store`). Written by the owner at a refill while marking (`MCache.refill`);
+    /// emptied for every mutator in pause #1 (`gcStart`), with the world stopped, before
+    /// the barrier is turned on, so a range from an earlier cycle is never used.
+    @usableFromInline var blackBase: UInt = 0
+    @usableFromInline var blackBytes: UInt = 0
     /// Grey objects from this mutator's stack scan, barrier flushes and assists. In its
     /// own allocation, so that marking through it is not an access to the whole state
     /// (whose flags other threads change atomically).

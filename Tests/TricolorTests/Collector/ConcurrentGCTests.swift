@@ -221,6 +221,66 @@ final class ConcurrentGCTests: XCTestCase {
         heap.checkInvariants()
     }
 
+    /// The barrier leaves out a new value in the mutator's black range: a span that was
+    /// empty when the mutator cached it during this mark phase, so that everything in it
+    /// is marked (`MutatorState.blackBase`). The range holds for one mark phase only. C
+    /// below is allocated in cycle 1's range; in cycle 2 it is white, held only in an
+    /// unscanned frame slot, and stored into a scanned object: the barrier must record
+    /// it. With last cycle's range left in place, the barrier skipped C and it was freed
+    /// (checked by removing pause #1's reset).
+    func testBarrierBlackRangeHoldsForOneMarkPhaseOnly() throws {
+        let (heap, N) = try steppedHeap()
+        let global = heap.makeGlobal()
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                let a = node(m, N, 1)
+                m.store(global, a)
+
+                // Cycle 1: allocate until a refill while marking cached an empty span,
+                // and take C from it.
+                heap.debugStartCycle()
+                XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
+                var c = Ref.null
+                var cid = 0
+                for i in 0..<100_000 {
+                    let x = node(m, N, 10 + i)
+                    let st = m.state.pointee
+                    if st.blackBytes != 0 && x.address &- st.blackBase < st.blackBytes { c = x; cid = 10 + i; break }
+                }
+                XCTAssertFalse(c.isNull, "no refill while marking cached an empty span")
+                guard !c.isNull else { return }
+                f[0] = c
+                XCTAssertTrue(heap.debugIsMarked(c), "the black range holds marked objects only")
+                // A store of C (marked) into a null field records nothing; a store that
+                // overwrites a pointer records the old value.
+                let before = m.state.pointee.wbCount
+                m.store(a, 1, c)
+                XCTAssertEqual(m.state.pointee.wbCount, before, "nothing to record: the old value is null and C is marked")
+                m.store(a, 1, .null)
+                XCTAssertEqual(m.load(a, 1), .null)
+                XCTAssertGreaterThan(m.state.pointee.wbCount, before, "the overwritten C is recorded")
+                heap.debugFinishCycle()
+                heap.debugSweepSome(Int.max)
+
+                // Cycle 2: C is white, only in the frame, whose slot is not scanned yet.
+                heap.debugStartCycle()
+                XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
+                heap.debugMarkSome(1 << 20)          // the global, then A: black
+                XCTAssertTrue(heap.debugIsMarked(a))
+                XCTAssertFalse(heap.debugIsMarked(c), "C is only in an unscanned stack slot")
+                m.store(a, 0, c)                     // into a black object: must record C
+                f[0] = .null
+                m.safepoint()                        // the stack scan finds nothing
+                heap.debugFinishCycle()
+                XCTAssertTrue(heap.debugIsMarked(c), "C is reachable from a global through A and must be marked")
+                heap.debugSweepSome(Int.max)
+                XCTAssertTrue(heap.debugIsAllocated(c), "C was freed although A.0 points to it")
+                XCTAssertTrue(intact(m, m.load(a, 0), cid))
+            }
+        }
+        heap.checkInvariants()
+    }
+
     // MARK: 3. allocate-black
 
     /// Objects allocated while marking are black: those linked from a rooted object
