@@ -356,11 +356,11 @@ final class HeapLifetimeTests: WatchdogTestCase {
             c.expectEqual(heap.debugPhase, "mark")
             // The first safepoint of the cycle scans this mutator's stack (once per cycle).
             work(100)
-            let buffersBefore = heap.allocPathStats().spansCached
+            let refillsBefore = heap.allocPathStats().spansCached
             let marking = RetainCounter.count(heap) { work(20_000) }
             guard let marking else { c.expect(false, "no retain hooks in this Swift runtime"); return }
             c.expectEqual(heap.debugPhase, "mark", "the cycle must still be marking: the count covers the mark phase only")
-            c.expect(heap.allocPathStats().spansCached > buffersBefore, "the measured work refilled spans")
+            c.expect(heap.allocPathStats().spansCached > refillsBefore, "the measured work refilled spans")
             c.expectEqual(marking.retains, 0, "retains of the heap on the mark phase's slow paths")
             c.expectEqual(marking.releases, 0, "releases of the heap on the mark phase's slow paths")
             heap.debugFinishCycle()
