@@ -10,7 +10,7 @@ import Glibc
 // release store: the only cost is one relaxed load of the mutator's flags word.
 //
 // Where we differ from Go: Go's wbBuf records both values whatever they are and filters
-// at the flush. Ours leaves out, at the store, a null old value and a new value in the
+// at the flush. Ours leaves out, at the store, null values and a new value in the
 // mutator's black range (`MutatorState.blackBase`: a span that was empty when cached in
 // this mark phase, so everything in it is allocate-black). A tree built while marking
 // stores fresh nodes into fresh nodes, and those stores then record nothing: the flush
@@ -102,7 +102,7 @@ extension Mutator {
         }
         if flags == MutatorState.flagBarrier {
             // Go's buffered hybrid barrier, inline: record the old and the new value,
-            // without branches leaving out a null old value and a new value known to be
+            // without branches leaving out null values and a new value known to be
             // marked already (allocated black in this mutator's `blackBase` range: a
             // node just built, stored into its parent, the common case).
             let n = st.pointee.wbCount
@@ -112,7 +112,7 @@ extension Mutator {
                 st.pointee.wbBuf[n] = old
                 let k = n &+ (old != 0 ? 1 : 0)
                 st.pointee.wbBuf[k] = new
-                st.pointee.wbCount = k &+ (new &- st.pointee.blackBase < st.pointee.blackBytes ? 0 : 1)
+                st.pointee.wbCount = k &+ (new == 0 || new &- st.pointee.blackBase < st.pointee.blackBytes ? 0 : 1)
                 tc_store_release(slot, new)
                 return
             }

@@ -83,12 +83,15 @@ struct MutatorState {
     @usableFromInline let wbBuf: UnsafeMutablePointer<UInt>
     @usableFromInline var wbCount = 0
     /// The slots of a span that was empty when this mutator cached it during the current
-    /// mark phase: `[blackBase, blackBase + blackBytes)`. Its slots were all pre-marked
-    /// (allocate-black) and no object in it is older than the cycle, so every object there
-    /// is marked until the phase ends, and the barrier need not record a pointer into it
-    /// (`Mutator.store`). Written by the owner at a refill while marking (`MCache.refill`);
-    /// emptied for every mutator in pause #1 (`gcStart`), with the world stopped, before
-    /// the barrier is turned on, so a range from an earlier cycle is never used.
+    /// mark phase: `[blackBase, blackBase + blackBytes)`. No object in it is older than
+    /// the phase, and every object allocated there during the phase took a pre-marked
+    /// slot (allocate-black: any mutator that caches the span while marking pre-marks its
+    /// free slots first; uncaching withdraws the marks of free slots only). So every
+    /// object in the range is marked until the phase ends, and the barrier need not record
+    /// a pointer into it (`Mutator.store`). Written by the owner at a refill while marking
+    /// (`MCache.refill`); emptied for every mutator in pause #1 (`gcStart`), with the world
+    /// stopped, before the barrier is turned on, so a range from an earlier cycle is never
+    /// used; emptied again in pause #2 and at attach.
     @usableFromInline var blackBase: UInt = 0
     @usableFromInline var blackBytes: UInt = 0
     /// Grey objects from this mutator's stack scan, barrier flushes and assists. In its

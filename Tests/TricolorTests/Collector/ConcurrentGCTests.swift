@@ -252,13 +252,17 @@ final class ConcurrentGCTests: XCTestCase {
                 f[0] = c
                 XCTAssertTrue(heap.debugIsMarked(c), "the black range holds marked objects only")
                 // A store of C (marked) into a null field records nothing; a store that
-                // overwrites a pointer records the old value.
+                // overwrites a pointer with null records the old value only; a store of
+                // an object from outside the range records it.
                 let before = m.state.pointee.wbCount
                 m.store(a, 1, c)
                 XCTAssertEqual(m.state.pointee.wbCount, before, "nothing to record: the old value is null and C is marked")
                 m.store(a, 1, .null)
                 XCTAssertEqual(m.load(a, 1), .null)
-                XCTAssertGreaterThan(m.state.pointee.wbCount, before, "the overwritten C is recorded")
+                XCTAssertEqual(m.state.pointee.wbCount, before + 1, "the overwritten C is recorded, the null is not")
+                m.store(c, 1, a)
+                XCTAssertEqual(m.state.pointee.wbCount, before + 2, "A, allocated before the cycle, is recorded")
+                m.store(c, 1, .null)
                 heap.debugFinishCycle()
                 heap.debugSweepSome(Int.max)
 
