@@ -150,8 +150,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
                 // phase is black, so the barrier may skip pointers into it
                 // (`MutatorState.blackBase`). A range kept from an earlier span of this
                 // phase stays valid too; the newest one is the likelier target.
-                st.pointee.blackBase = s.pointee.startAddr
-                st.pointee.blackBytes = s.pointee.limit &- s.pointee.startAddr
+                st.pointee.setBlackRange(s)
             }
             heap.preBlacken(s)
             slot.pointee = s

@@ -112,7 +112,7 @@ extension Mutator {
                 st.pointee.wbBuf[n] = old
                 let k = n &+ (old != 0 ? 1 : 0)
                 st.pointee.wbBuf[k] = new
-                st.pointee.wbCount = k &+ (new == 0 || new &- st.pointee.blackBase < st.pointee.blackBytes ? 0 : 1)
+                st.pointee.wbCount = k &+ (st.pointee.barrierSkips(new) ? 0 : 1)
                 tc_store_release(slot, new)
                 return
             }
@@ -197,7 +197,7 @@ extension Mutator {
             n = 0
         }
         if old != 0 { st.pointee.wbBuf[n] = old; n += 1 }
-        if new != 0 && new &- st.pointee.blackBase >= st.pointee.blackBytes { st.pointee.wbBuf[n] = new; n += 1 }
+        if !st.pointee.barrierSkips(new) { st.pointee.wbBuf[n] = new; n += 1 }
         st.pointee.wbCount = n
     }
 }

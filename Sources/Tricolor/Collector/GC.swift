@@ -169,8 +169,7 @@ extension Heap {
         forEachMutator { m in
             // The black range first: one from the last cycle covers objects that are
             // white in this one.
-            m.pointee.blackBase = 0
-            m.pointee.blackBytes = 0
+            m.pointee.clearBlackRange()
             m.setFlags(MutatorState.flagBarrier)
             tc_store8_relaxed(m.stackScannedAddress, 0)
             m.pointee.assistDebt = 0

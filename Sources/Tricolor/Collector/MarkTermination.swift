@@ -150,8 +150,7 @@ extension Heap {
             m.clearFlags(MutatorState.flagBarrier)
             // The black range ends with the phase (pause #1 empties it again; this keeps
             // it from outliving the phase should anything else turn the barrier on).
-            m.pointee.blackBase = 0
-            m.pointee.blackBytes = 0
+            m.pointee.clearBlackRange()
             m.pointee.assistDebt = 0
         }
         sched.attention.fetchAnd(~Attention.gcDuties)

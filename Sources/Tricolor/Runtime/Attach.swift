@@ -67,8 +67,7 @@ extension Heap {
         tc_store_relaxed(st.flushAckAddress, marking.flushGen.load(.relaxed))
         st.pointee.assistDebt = 0
         // A recycled state's black range may be from an earlier cycle (MutatorState.blackBase).
-        st.pointee.blackBase = 0
-        st.pointee.blackBytes = 0
+        st.pointee.clearBlackRange()
         st.pointee.status = .running
         st.pointee.threadID = tc_thread_id()
         if let i = freePoolIndices.popLast() { st.pointee.poolIndex = i } else { st.pointee.poolIndex = nextPoolIndex; nextPoolIndex += 1 }

@@ -166,6 +166,22 @@ struct MutatorState {
 }
 
 extension MutatorState {
+    /// Whether the barrier may leave out `p` as a new value: null, or in the black range.
+    @inlinable @inline(__always)
+    func barrierSkips(_ p: UInt) -> Bool { p == 0 || p &- blackBase < blackBytes }
+
+    /// Make the slots of `s`, empty and cached while marking, the black range.
+    mutating func setBlackRange(_ s: UnsafeMutablePointer<MSpan>) {
+        blackBase = s.pointee.startAddr
+        blackBytes = s.pointee.limit &- s.pointee.startAddr
+    }
+
+    /// Empty the black range (pauses #1 and #2, attach).
+    mutating func clearBlackRange() {
+        blackBase = 0
+        blackBytes = 0
+    }
+
     static let sharedOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.shared)!
     static let statusOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.status)!
     static let nextOffset = MemoryLayout<MutatorState>.offset(of: \MutatorState.next)!

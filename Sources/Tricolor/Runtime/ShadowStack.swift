@@ -149,10 +149,15 @@ extension Mutator {
         let st = state
         slowPathSafepoint()
         if st.flags & (MutatorState.flagChecked | MutatorState.flagDetached) != 0 { checkUsable("push a frame") }
-        // Borrowed: a strong copy of the unowned(unsafe) field would retain and release
-        // the heap, and this is also the frame push's safepoint, taken once per request.
-        let heap = st.heapUnretained
-        let maxBytes = heap._withUnsafeGuaranteedRef { Int($0.flags.maxStack.load(.relaxed)) }
+        // The heap borrowed (+0), as MCache.refill does: a strong copy of the
+        // unowned(unsafe) field would retain and release it, and this is also the frame
+        // push's safepoint, taken once per request.
+        st.heapUnretained._withUnsafeGuaranteedRef { growStack(slots, heap: $0) }
+    }
+
+    private func growStack(_ slots: Int, heap: Heap) {
+        let st = state
+        let maxBytes = Int(heap.flags.maxStack.load(.relaxed))
         // A count no stack could hold is a bad argument, not an overflow; checked before
         // any arithmetic on it, in every mode.
         if slots < 0 || slots > StackAlloc.maxStackCeiling / 8 {
@@ -169,10 +174,10 @@ extension Mutator {
         if cap * 8 > maxBytes {
             runtimeFatal("stack overflow: shadow stack exceeds \(maxBytes)-byte limit (mutator \(st.pointee.id) needs \(cap * 8) bytes; see Heap.setMaxStack)")
         }
-        if !heap._withUnsafeGuaranteedRef({ $0.copyStack(st, newSlots: cap) }) {
+        if !heap.copyStack(st, newSlots: cap) {
             runtimeFatal("out of memory: cannot grow the shadow stack to \(cap * 8) bytes")
         }
-        heap._withUnsafeGuaranteedRef { $0.marking.stacksGrown.add(1, .relaxed) }
+        heap.marking.stacksGrown.add(1, .relaxed)
     }
 
     @usableFromInline @inline(never)

@@ -186,6 +186,28 @@ final class ConcurrentGCTests: XCTestCase {
 
     // MARK: 2. the insertion (Dijkstra) half of the barrier
 
+    /// One whole cycle in which only the insertion half of the barrier keeps C: A is a
+    /// global root, scanned (black) when C, held only in the not-yet-scanned frame slot
+    /// `f[0]`, is stored into A.0 and the slot is cleared. Then the sweep; C must be
+    /// marked and still allocated. `afterPause1` runs just after pause #1.
+    private func cycleStoringUnscannedReferent(_ heap: Heap, _ m: Mutator, _ f: Frame, a: Ref, c: Ref,
+                                               afterPause1: () -> Void = {}) {
+        heap.debugStartCycle()                   // no safepoint: the stack is not scanned yet
+        afterPause1()
+        heap.debugMarkSome(1 << 20)              // globals scanned, A scanned: black
+        XCTAssertTrue(heap.debugIsMarked(a))
+        XCTAssertFalse(heap.debugIsMarked(c), "C is only in an unscanned stack slot")
+
+        m.store(a, 0, c)                         // into a black object: barrier shades C
+        f[0] = .null                             // frame writes are not barriered
+        m.safepoint()                            // the stack scan finds nothing
+        heap.debugFinishCycle()
+        XCTAssertTrue(heap.debugIsMarked(c), "C is reachable from a global through A and must be marked")
+
+        heap.debugSweepSome(Int.max)
+        XCTAssertTrue(heap.debugIsAllocated(c), "C was freed although A.0 points to it (insertion barrier missing)")
+    }
+
     /// A is a global root, already scanned (black) when C — until then held only in a
     /// not-yet-scanned frame slot — is stored into A.0 and the slot is cleared. The stack
     /// scan that follows finds nothing, A is not rescanned: only the insertion half of
@@ -200,19 +222,7 @@ final class ConcurrentGCTests: XCTestCase {
                 f[0] = node(m, N, 2)                 // C, only in the frame
                 let c = f[0]
 
-                heap.debugStartCycle()               // no safepoint: the stack is not scanned yet
-                heap.debugMarkSome(1 << 20)          // globals scanned, A scanned: black
-                XCTAssertTrue(heap.debugIsMarked(a))
-                XCTAssertFalse(heap.debugIsMarked(c), "C is only in an unscanned stack slot")
-
-                m.store(a, 0, c)                     // into a black object: barrier shades C
-                f[0] = .null                         // frame writes are not barriered
-                m.safepoint()                        // the stack scan finds nothing
-                heap.debugFinishCycle()
-                XCTAssertTrue(heap.debugIsMarked(c), "C is reachable from a global through A and must be marked")
-
-                heap.debugSweepSome(Int.max)
-                XCTAssertTrue(heap.debugIsAllocated(c), "C was freed although A.0 points to it (insertion barrier missing)")
+                cycleStoringUnscannedReferent(heap, m, f, a: a, c: c)
                 XCTAssertEqual(m.load(global.value, 0), c)
                 XCTAssertTrue(intact(m, m.load(global.value, 0), 2))
                 XCTAssertTrue(intact(m, global.value, 1))
@@ -267,18 +277,9 @@ final class ConcurrentGCTests: XCTestCase {
                 heap.debugSweepSome(Int.max)
 
                 // Cycle 2: C is white, only in the frame, whose slot is not scanned yet.
-                heap.debugStartCycle()
-                XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
-                heap.debugMarkSome(1 << 20)          // the global, then A: black
-                XCTAssertTrue(heap.debugIsMarked(a))
-                XCTAssertFalse(heap.debugIsMarked(c), "C is only in an unscanned stack slot")
-                m.store(a, 0, c)                     // into a black object: must record C
-                f[0] = .null
-                m.safepoint()                        // the stack scan finds nothing
-                heap.debugFinishCycle()
-                XCTAssertTrue(heap.debugIsMarked(c), "C is reachable from a global through A and must be marked")
-                heap.debugSweepSome(Int.max)
-                XCTAssertTrue(heap.debugIsAllocated(c), "C was freed although A.0 points to it")
+                cycleStoringUnscannedReferent(heap, m, f, a: a, c: c) {
+                    XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
+                }
                 XCTAssertTrue(intact(m, m.load(a, 0), cid))
             }
         }
