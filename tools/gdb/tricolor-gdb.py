@@ -352,6 +352,19 @@ class Mutator(object):
                 out.append(s)
         return out
 
+    def batched_spans(self):
+        """Full spans waiting in the mutator's batch for their central list (MCache.uncached)."""
+        heads = u64(self.mcache + self.h.L["MCache.uncached"])
+        out = []
+        for i in range(self.h.L["numSpanClasses"]):
+            s = u64(heads + 8 * i)
+            seen = 0
+            while s and seen < 100000:
+                out.append(s)
+                s = u64(s + self.h.L["MSpan.next"])
+                seen += 1
+        return out
+
     def roots(self):
         return sum(1 for i in range(self.top) if u64(self.stack + 8 * i) != 0)
 
@@ -381,6 +394,8 @@ def heap_state(h):
     for m in mutators:
         for s in m.cached_spans():
             row(Span(h, s).spc)["cached"] += 1
+        for s in m.batched_spans():
+            row(Span(h, s).spc)["fs"] += 1
     ps = (sg // 2) % 2
     for i in range(nclasses):
         heads = h.central_heads(i)
@@ -604,6 +619,7 @@ def memstats(h):
 
 def spans_of_class(h, size_class):
     cached = h.cached_spans()
+    batched = dict((s, m.id) for m in h.mutators() for s in m.batched_spans())
     sg = h.sweepgen()
     out = ""
     n = 0
@@ -611,7 +627,8 @@ def spans_of_class(h, size_class):
         if not sp.in_use or sp.size_class != size_class:
             continue
         n += 1
-        where = "mutator %d's mcache" % cached[sp.addr] if sp.addr in cached else "mcentral"
+        where = "mutator %d's mcache" % cached[sp.addr] if sp.addr in cached else (
+            "mutator %d's batch for mcentral" % batched[sp.addr] if sp.addr in batched else "mcentral")
         out += ("span %s spanclass %d%s pages %d elemsize %d nelems %d allocCount %d %s, %s\n"
                 % (hx(sp.start), sp.spc, "n" if sp.noscan else "s", sp.npages, sp.elem, sp.nelems,
                    sp.in_use_count(cached), sweep_status(sp.sweepgen, sg), where))

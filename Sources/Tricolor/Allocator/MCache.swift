@@ -5,10 +5,11 @@ import Glibc
 //
 // The inlined fast path (Malloc.swift) allocates from `alloc[spanClass]` without a lock
 // or an atomic: only the owning mutator touches its cache while it runs. When the cached
-// span is full, `refill` hands it back to its central list and takes another span with
-// free slots (MCentral.cacheSpan), sweeping or growing the heap as needed. At every
-// cycle's pauses, and at detach, `releaseAll` flushes every span back, so that the
-// sweeper and the next cycle see exact counts.
+// span is full, `refill` hands it back to its central list (through a batch of full
+// spans, `uncached`, eight at a time) and takes another span with free slots
+// (MCentral.cacheSpan), sweeping or growing the heap as needed. At every cycle's pauses,
+// and at detach, `releaseAll` flushes every span and batch back, so that the sweeper and
+// the next cycle see exact counts.
 //
 // The cache also holds the tiny allocator's block and the heap profile's sampling state
 // (MemProfile.swift), as Go's mcache does.
@@ -17,6 +18,9 @@ import Glibc
 // - `spans[i]` is `emptySpan` or an in-use span of class i whose sweepgen is
 //   heap.sweepgen + 3 ("swept and cached"); no span is in two caches or in a cache and
 //   a central list at once;
+// - `uncached[i]` lists `uncachedCount[i]` < `Tuning.uncacheBatch` full spans of class i
+//   swept this cycle (sweepgen == heap.sweepgen), in no cache and no central list; every
+//   pause empties it before mark termination moves the sweep generation;
 // - `alloc[i]` is `spans[i]`, or `emptySpan` for every i in slow mode (`slowAlloc`);
 // - the tiny block, when set, is a 16-byte slot of the cached tiny span's class.
 // Protection: the owning mutator, while it runs; anyone else only with the world
@@ -48,6 +52,18 @@ struct MCache {
     var profRate = 0
     /// Free stacks per order (Go's mcache.stackcache; Allocator/StackAlloc.swift).
     let stackCache: UnsafeMutablePointer<StackFreeList>
+    /// Per span class: full spans this mutator handed back since the last flush, linked
+    /// through `MSpan.next`, and how many. Swept (sweepgen == the heap's), full, in no
+    /// central list. Go pushes each full span onto its central set at once; we push them
+    /// `Tuning.uncacheBatch` at a time under one lock (`flushUncached`), and all of them
+    /// at every pause and at detach (`releaseAll`), before mark termination moves the
+    /// sweep generation, so the next cycle's sweep finds every one in its unswept set.
+    /// Why: the background sweeper takes the same lock to publish the spans it sweeps,
+    /// and each refill's lock round trip moved the lock's and the list's cache lines
+    /// between the two cores (BENCHMARKS.md, "Where the typed case's slow path goes").
+    /// Protection: the owning mutator, or anyone with the world stopped.
+    let uncached: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+    let uncachedCount: UnsafeMutablePointer<UInt8>
     unowned(unsafe) let heap: Heap
 
     init(heap: Heap) {
@@ -60,6 +76,10 @@ struct MCache {
         toSample.initialize(repeating: 0, count: SpanClass.count)
         stackCache = .allocate(capacity: StackAlloc.orders)
         stackCache.initialize(repeating: StackFreeList(), count: StackAlloc.orders)
+        uncached = .allocate(capacity: SpanClass.count)
+        uncached.initialize(repeating: nil, count: SpanClass.count)
+        uncachedCount = .allocate(capacity: SpanClass.count)
+        uncachedCount.initialize(repeating: 0, count: SpanClass.count)
     }
 
     func destroy() {
@@ -67,6 +87,8 @@ struct MCache {
         spans.deallocate()
         toSample.deallocate()
         stackCache.deallocate()
+        uncached.deallocate()
+        uncachedCount.deallocate()
     }
 }
 
@@ -121,7 +143,21 @@ extension UnsafeMutablePointer where Pointee == MCache {
             heap.uncacheAccounting(old)
             slot.pointee = heap.emptySpan
             fastSlot.pointee = heap.emptySpan
-            heap.uncacheSpan(old)
+            let sg = heap.sweepgen
+            if old.pointee.allocCount == old.pointee.nelems && old.loadSweepgen() == sg &+ 3 {
+                // Full and swept this cycle (the usual reason for a refill): into the
+                // batch (`uncached`). A span cached before the last mark termination
+                // (sg+1) still needs its sweep, which `uncacheSpan` does now.
+                heap.heapStats.spansUncached.add(1, .relaxed)
+                old.storeSweepgen(sg)
+                let ci = Int(spc.raw)
+                old.pointee.next = pointee.uncached[ci]
+                pointee.uncached[ci] = old
+                pointee.uncachedCount[ci] &+= 1
+                if pointee.uncachedCount[ci] >= Tuning.uncacheBatch { flushUncached(ci, heap: heap) }
+            } else {
+                heap.uncacheSpan(old)
+            }
         }
         raisePathLevel(st, .central)
         heap.refreshMemoryLimitTrigger()
@@ -169,7 +205,32 @@ extension UnsafeMutablePointer where Pointee == MCache {
         Unmanaged.passUnretained(pointee.heap)._withUnsafeGuaranteedRef { releaseAll(heap: $0) }
     }
 
+    /// Hand span class `ci`'s batch of full spans to its central list, under one lock,
+    /// oldest first, so the list ends up in the order one push per span would give.
+    func flushUncached(_ ci: Int, heap: Heap) {
+        // The batch is newest first: reverse it (no lock needed, it is ours).
+        var oldestFirst: UnsafeMutablePointer<MSpan>? = nil
+        var p = pointee.uncached[ci]
+        while let s = p {
+            p = s.pointee.next
+            s.pointee.next = oldestFirst
+            oldestFirst = s
+        }
+        pointee.uncached[ci] = nil
+        pointee.uncachedCount[ci] = 0
+        let c = heap.centrals + ci
+        c.pointee.lock.lock()
+        while let s = oldestFirst {
+            oldestFirst = s.pointee.next
+            // The set of the sweep generation the span was swept in: still the swept set
+            // now, and the unswept one if a pause moved the generation since.
+            c.pointee.push(MCentral.fullSwept(s.loadSweepgen()), s)
+        }
+        c.pointee.lock.unlock()
+    }
+
     private func releaseAll(heap: Heap) {
+        for i in 0..<SpanClass.count where pointee.uncachedCount[i] != 0 { flushUncached(i, heap: heap) }
         for i in 0..<SpanClass.count {
             let s = pointee.spans[i]
             if s != heap.emptySpan {

@@ -224,6 +224,11 @@ extension Heap {
             for i in 0..<SpanClass.count where m.pointee.mcache.pointee.spans[i] != emptySpan {
                 var r = row(i); r.cached += 1; classes[i] = r; cachedCount += 1
             }
+            // Full spans waiting in the mutator's batch for their central list
+            // (`MCache.uncached`) are swept and full: counted as the list will hold them.
+            for i in 0..<SpanClass.count where m.pointee.mcache.pointee.uncachedCount[i] != 0 {
+                var r = row(i); r.fullSwept += Int(m.pointee.mcache.pointee.uncachedCount[i]); classes[i] = r
+            }
             var roots = 0
             for i in 0..<m.pointee.stackTop where m.pointee.stack[i] != 0 { roots += 1 }
             let frames = checked ? mutatorFrames(m) : nil

@@ -193,6 +193,46 @@ final class InspectTests: WatchdogTestCase {
         }
     }
 
+    /// Full spans a mutator hands back wait in its batch (`MCache.uncached`) until
+    /// `Tuning.uncacheBatch` of their class have gathered, or until the next pause. The
+    /// snapshot counts them as full swept spans meanwhile, and the pause hands every one
+    /// to its central list, so the sweep after it frees them once their objects are dead.
+    /// Without the pause's flush, the spans still waiting would never be swept.
+    func testFullSpansWaitingInAMutatorsBatchAreCountedAndSwept() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil).precise.withSelfChecks)
+        let node = try heap.register(TypeLayout(name: "inspect.Batch", size: 32, pointerWords: [0]))
+        let sc = SizeClassTable.sizeToClass(32)
+        let perSpan = Int(SizeClassTable.classToAllocNPages[sc]) * SizeClassTable.pageSize / Int(SizeClassTable.classToSize[sc])
+        func row() -> AllocatorState.SpanClassState? {
+            let s = heap.allocatorState()
+            for c in s.spanClasses {
+                XCTAssertEqual(c.cached + c.partialSwept + c.partialUnswept + c.fullSwept + c.fullUnswept, c.spans, "\(c)")
+            }
+            return s.spanClasses.first { $0.sizeClass == sc && !$0.noscan }
+        }
+        let spc = Int(SpanClass(sizeClass: sc, noscan: false).raw)
+        heap.withMutator { m in
+            heap.collect()
+            let freed0 = heap.allocPathStats().spansFreed
+            // Three full spans, all still in the batch.
+            for _ in 0..<(3 * perSpan + 10) { _ = m.allocate(node) }
+            XCTAssertEqual(row()?.fullSwept, 3)
+            XCTAssertEqual(m.state.pointee.mcache.pointee.uncachedCount[spc], 3)
+            // Twenty more: two batches reach the central list at refills, the rest wait.
+            for _ in 0..<(20 * perSpan) { _ = m.allocate(node) }
+            XCTAssertEqual(row()?.fullSwept, 23)
+            XCTAssertEqual(m.state.pointee.mcache.pointee.uncachedCount[spc], 23 % Tuning.uncacheBatch)
+            heap.checkInvariants()   // the batch's own checks: count, class, full, swept
+            // Nothing refers to the objects: the collection's sweep frees all 24 spans
+            // (the 23 full ones and the one the cache held).
+            heap.collect()
+            XCTAssertEqual(m.state.pointee.mcache.pointee.uncachedCount[spc], 0)
+            XCTAssertGreaterThanOrEqual(heap.allocPathStats().spansFreed - freed0, 24)
+            XCTAssertEqual(row()?.spans ?? 0, 0)
+            heap.checkInvariants()
+        }
+    }
+
     /// The allocator snapshot agrees with itself: per class, the spans found in caches
     /// and central sets add up to the spans in the span table; free-run pages add up to
     /// the free pages; a mutator is listed with its stack depth.
