@@ -207,24 +207,28 @@ extension UnsafeMutablePointer where Pointee == MCache {
 
     /// Hand span class `ci`'s batch of full spans to its central list, under one lock,
     /// oldest first, so the list ends up in the order one push per span would give.
+    /// Runs on the owning mutator, or with the world stopped (`releaseAll`): no pause
+    /// can fall between the batching and this push (taking the central lock is not a
+    /// blocking region), so every span is still of the heap's sweep generation and goes
+    /// to the swept set; the background sweeper never needs to look for it this cycle.
     func flushUncached(_ ci: Int, heap: Heap) {
-        // The batch is newest first: reverse it (no lock needed, it is ours).
-        var oldestFirst: UnsafeMutablePointer<MSpan>? = nil
         var p = pointee.uncached[ci]
+        pointee.uncached[ci] = nil
+        pointee.uncachedCount[ci] = 0
+        // The batch is newest first: reverse it (it is ours alone now).
+        var oldestFirst: UnsafeMutablePointer<MSpan>? = nil
         while let s = p {
             p = s.pointee.next
             s.pointee.next = oldestFirst
             oldestFirst = s
         }
-        pointee.uncached[ci] = nil
-        pointee.uncachedCount[ci] = 0
+        let sg = heap.sweepgen
         let c = heap.centrals + ci
         c.pointee.lock.lock()
         while let s = oldestFirst {
             oldestFirst = s.pointee.next
-            // The set of the sweep generation the span was swept in: still the swept set
-            // now, and the unswept one if a pause moved the generation since.
-            c.pointee.push(MCentral.fullSwept(s.loadSweepgen()), s)
+            runtimeCheck(s.loadSweepgen() == sg, "mcache: a batched full span is of sweep generation \(s.loadSweepgen()), the heap's is \(sg)")
+            c.pointee.push(MCentral.fullSwept(sg), s)
         }
         c.pointee.lock.unlock()
     }

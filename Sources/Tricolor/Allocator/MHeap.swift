@@ -229,7 +229,10 @@ extension Heap {
                 var n = 0
                 var p = c.uncached[i]
                 while let s = p {
-                    runtimeCheck(s.pointee.spanClass.raw == UInt8(i) && s.pointee.state == MSpanState.inUse.rawValue,
+                    runtimeCheck(n < Int(Tuning.uncacheBatch), "heap: mutator \(m.pointee.id)'s batch for class \(i) holds more than a batch (a cycle?)")
+                    runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue,
+                                 "heap: span in mutator \(m.pointee.id)'s batch for class \(i) is not in use (state \(s.pointee.state))")
+                    runtimeCheck(s.pointee.spanClass.raw == UInt8(i),
                                  "heap: span in mutator \(m.pointee.id)'s batch for class \(i) is of class \(s.pointee.spanClass.raw)")
                     runtimeCheck(s.pointee.allocCount == s.pointee.nelems && s.loadSweepgen() == sg,
                                  "heap: span in mutator \(m.pointee.id)'s batch is not full and swept (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
