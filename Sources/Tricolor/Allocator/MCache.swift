@@ -233,6 +233,29 @@ extension UnsafeMutablePointer where Pointee == MCache {
         c.pointee.lock.unlock()
     }
 
+    /// The batches' invariants (`uncached`): as many spans as counted, fewer than a
+    /// batch, each in use, of its class, full, and of sweep generation `sg`. World
+    /// stopped (`checkHeapInvariantsStopped`); `mutator` names the owner in messages.
+    func checkUncached(sweepgen sg: UInt32, mutator: Int) {
+        for i in 0..<SpanClass.count {
+            var n = 0
+            var p = pointee.uncached[i]
+            while let s = p {
+                runtimeCheck(n < Int(Tuning.uncacheBatch), "mcache: mutator \(mutator)'s batch for class \(i) holds more than a batch (its links loop?)")
+                runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue,
+                             "mcache: span in mutator \(mutator)'s batch for class \(i) is not in use (state \(s.pointee.state))")
+                runtimeCheck(s.pointee.spanClass.raw == UInt8(i),
+                             "mcache: span in mutator \(mutator)'s batch for class \(i) is of class \(s.pointee.spanClass.raw)")
+                runtimeCheck(s.pointee.allocCount == s.pointee.nelems && s.loadSweepgen() == sg,
+                             "mcache: span in mutator \(mutator)'s batch is not full and swept (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
+                n += 1
+                p = s.pointee.next
+            }
+            runtimeCheck(n == Int(pointee.uncachedCount[i]) && n < Int(Tuning.uncacheBatch),
+                         "mcache: mutator \(mutator)'s batch for class \(i) holds \(n) spans, counted \(pointee.uncachedCount[i])")
+        }
+    }
+
     private func releaseAll(heap: Heap) {
         for i in 0..<SpanClass.count where pointee.uncachedCount[i] != 0 { flushUncached(i, heap: heap) }
         for i in 0..<SpanClass.count {

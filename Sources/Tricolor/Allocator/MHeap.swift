@@ -220,29 +220,9 @@ extension Heap {
 
     /// The same with the world already stopped and no sweep in flight (pause #2).
     func checkHeapInvariantsStopped() {
-        // Each mutator's batch of full spans (MCache.uncached): as many as counted, fewer
-        // than a batch, each full, of its class, and swept this cycle.
+        // Each mutator's batch of full spans (MCache.uncached).
         let sg = sweepgen
-        forEachMutator { m in
-            let c = m.pointee.mcache.pointee
-            for i in 0..<SpanClass.count {
-                var n = 0
-                var p = c.uncached[i]
-                while let s = p {
-                    runtimeCheck(n < Int(Tuning.uncacheBatch), "heap: mutator \(m.pointee.id)'s batch for class \(i) holds more than a batch (a cycle?)")
-                    runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue,
-                                 "heap: span in mutator \(m.pointee.id)'s batch for class \(i) is not in use (state \(s.pointee.state))")
-                    runtimeCheck(s.pointee.spanClass.raw == UInt8(i),
-                                 "heap: span in mutator \(m.pointee.id)'s batch for class \(i) is of class \(s.pointee.spanClass.raw)")
-                    runtimeCheck(s.pointee.allocCount == s.pointee.nelems && s.loadSweepgen() == sg,
-                                 "heap: span in mutator \(m.pointee.id)'s batch is not full and swept (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
-                    n += 1
-                    p = s.pointee.next
-                }
-                runtimeCheck(n == Int(c.uncachedCount[i]) && n < Int(Tuning.uncacheBatch),
-                             "heap: mutator \(m.pointee.id)'s batch for class \(i) holds \(n) spans, counted \(c.uncachedCount[i])")
-            }
-        }
+        forEachMutator { m in m.pointee.mcache.checkUncached(sweepgen: sg, mutator: m.pointee.id) }
         heapLock.withLock {
             pages.checkInvariants()
             var inUsePages = 0, stackPages = 0, reservedPages = 0

@@ -208,27 +208,35 @@ final class ConcurrentGCTests: XCTestCase {
         XCTAssertTrue(heap.debugIsAllocated(c), "C was freed although A.0 points to it (insertion barrier missing)")
     }
 
-    /// A is a global root, already scanned (black) when C — until then held only in a
-    /// not-yet-scanned frame slot — is stored into A.0 and the slot is cleared. The stack
-    /// scan that follows finds nothing, A is not rescanned: only the insertion half of
-    /// the barrier, which shades the new value C, keeps C alive.
-    func testInsertionBarrierShadesNewReferent() throws {
+    /// The insertion-barrier tests' setup: a stepped heap, node A (id 1) stored in a
+    /// global, and a mutator with a one-slot frame; the heap's invariants checked after.
+    private func withGlobalA(_ body: (Heap, ObjectType, Global, Mutator, Frame, Ref) -> Void) throws {
         let (heap, N) = try steppedHeap()
         let global = heap.makeGlobal()
         heap.withMutator { m in
             m.withFrame(slots: 1) { f in
                 let a = node(m, N, 1)
                 m.store(global, a)
-                f[0] = node(m, N, 2)                 // C, only in the frame
-                let c = f[0]
-
-                cycleStoringUnscannedReferent(heap, m, f, a: a, c: c)
-                XCTAssertEqual(m.load(global.value, 0), c)
-                XCTAssertTrue(intact(m, m.load(global.value, 0), 2))
-                XCTAssertTrue(intact(m, global.value, 1))
+                body(heap, N, global, m, f, a)
             }
         }
         heap.checkInvariants()
+    }
+
+    /// A is a global root, already scanned (black) when C — until then held only in a
+    /// not-yet-scanned frame slot — is stored into A.0 and the slot is cleared. The stack
+    /// scan that follows finds nothing, A is not rescanned: only the insertion half of
+    /// the barrier, which shades the new value C, keeps C alive.
+    func testInsertionBarrierShadesNewReferent() throws {
+        try withGlobalA { heap, N, global, m, f, a in
+            f[0] = node(m, N, 2)                     // C, only in the frame
+            let c = f[0]
+
+            cycleStoringUnscannedReferent(heap, m, f, a: a, c: c)
+            XCTAssertEqual(m.load(global.value, 0), c)
+            XCTAssertTrue(intact(m, m.load(global.value, 0), 2))
+            XCTAssertTrue(intact(m, global.value, 1))
+        }
     }
 
     /// The barrier leaves out a new value in the mutator's black range: a span that was
@@ -239,51 +247,43 @@ final class ConcurrentGCTests: XCTestCase {
     /// it. With last cycle's range left in place, the barrier skipped C and it was freed
     /// (checked by removing pause #1's reset).
     func testBarrierBlackRangeHoldsForOneMarkPhaseOnly() throws {
-        let (heap, N) = try steppedHeap()
-        let global = heap.makeGlobal()
-        heap.withMutator { m in
-            m.withFrame(slots: 1) { f in
-                let a = node(m, N, 1)
-                m.store(global, a)
-
-                // Cycle 1: allocate until a refill while marking cached an empty span,
-                // and take C from it.
-                heap.debugStartCycle()
-                XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
-                var c = Ref.null
-                var cid = 0
-                for i in 0..<100_000 {
-                    let x = node(m, N, 10 + i)
-                    let st = m.state.pointee
-                    if st.blackBytes != 0 && x.address &- st.blackBase < st.blackBytes { c = x; cid = 10 + i; break }
-                }
-                XCTAssertFalse(c.isNull, "no refill while marking cached an empty span")
-                guard !c.isNull else { return }
-                f[0] = c
-                XCTAssertTrue(heap.debugIsMarked(c), "the black range holds marked objects only")
-                // A store of C (marked) into a null field records nothing; a store that
-                // overwrites a pointer with null records the old value only; a store of
-                // an object from outside the range records it.
-                let before = m.state.pointee.wbCount
-                m.store(a, 1, c)
-                XCTAssertEqual(m.state.pointee.wbCount, before, "nothing to record: the old value is null and C is marked")
-                m.store(a, 1, .null)
-                XCTAssertEqual(m.load(a, 1), .null)
-                XCTAssertEqual(m.state.pointee.wbCount, before + 1, "the overwritten C is recorded, the null is not")
-                m.store(c, 1, a)
-                XCTAssertEqual(m.state.pointee.wbCount, before + 2, "A, allocated before the cycle, is recorded")
-                m.store(c, 1, .null)
-                heap.debugFinishCycle()
-                heap.debugSweepSome(Int.max)
-
-                // Cycle 2: C is white, only in the frame, whose slot is not scanned yet.
-                cycleStoringUnscannedReferent(heap, m, f, a: a, c: c) {
-                    XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
-                }
-                XCTAssertTrue(intact(m, m.load(a, 0), cid))
+        try withGlobalA { heap, N, _, m, f, a in
+            // Cycle 1: allocate until a refill while marking cached an empty span,
+            // and take C from it.
+            heap.debugStartCycle()
+            XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
+            var c = Ref.null
+            var cid = 0
+            for i in 0..<100_000 {
+                let x = node(m, N, 10 + i)
+                let st = m.state.pointee
+                if st.blackBytes != 0 && x.address &- st.blackBase < st.blackBytes { c = x; cid = 10 + i; break }
             }
+            XCTAssertFalse(c.isNull, "no refill while marking cached an empty span")
+            guard !c.isNull else { return }
+            f[0] = c
+            XCTAssertTrue(heap.debugIsMarked(c), "the black range holds marked objects only")
+            // A store of C (marked) into a null field records nothing; a store that
+            // overwrites a pointer with null records the old value only; a store of
+            // an object from outside the range records it.
+            let before = m.state.pointee.wbCount
+            m.store(a, 1, c)
+            XCTAssertEqual(m.state.pointee.wbCount, before, "nothing to record: the old value is null and C is marked")
+            m.store(a, 1, .null)
+            XCTAssertEqual(m.load(a, 1), .null)
+            XCTAssertEqual(m.state.pointee.wbCount, before + 1, "the overwritten C is recorded, the null is not")
+            m.store(c, 1, a)
+            XCTAssertEqual(m.state.pointee.wbCount, before + 2, "A, allocated before the cycle, is recorded")
+            m.store(c, 1, .null)
+            heap.debugFinishCycle()
+            heap.debugSweepSome(Int.max)
+
+            // Cycle 2: C is white, only in the frame, whose slot is not scanned yet.
+            cycleStoringUnscannedReferent(heap, m, f, a: a, c: c) {
+                XCTAssertEqual(m.state.pointee.blackBytes, 0, "pause #1 empties the black range")
+            }
+            XCTAssertTrue(intact(m, m.load(a, 0), cid))
         }
-        heap.checkInvariants()
     }
 
     // MARK: 3. allocate-black
