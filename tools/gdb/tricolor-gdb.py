@@ -354,7 +354,14 @@ class Mutator(object):
 
     def batched_spans(self):
         """Full spans waiting in the mutator's batch for their central list (MCache.uncached)."""
-        heads = u64(self.mcache + self.h.L["MCache.uncached"])
+        return self._span_lists("MCache.uncached")
+
+    def stashed_spans(self):
+        """Swept spans with free slots the mutator took ahead from its central list (MCache.stash)."""
+        return self._span_lists("MCache.stash")
+
+    def _span_lists(self, field):
+        heads = u64(self.mcache + self.h.L[field])
         out = []
         for i in range(self.h.L["numSpanClasses"]):
             s = u64(heads + 8 * i)
@@ -396,6 +403,8 @@ def heap_state(h):
             row(Span(h, s).spc)["cached"] += 1
         for s in m.batched_spans():
             row(Span(h, s).spc)["fs"] += 1
+        for s in m.stashed_spans():
+            row(Span(h, s).spc)["ps"] += 1
     ps = (sg // 2) % 2
     for i in range(nclasses):
         heads = h.central_heads(i)
@@ -620,6 +629,7 @@ def memstats(h):
 def spans_of_class(h, size_class):
     cached = h.cached_spans()
     batched = dict((s, m.id) for m in h.mutators() for s in m.batched_spans())
+    stashed = dict((s, m.id) for m in h.mutators() for s in m.stashed_spans())
     sg = h.sweepgen()
     out = ""
     n = 0
@@ -628,7 +638,8 @@ def spans_of_class(h, size_class):
             continue
         n += 1
         where = "mutator %d's mcache" % cached[sp.addr] if sp.addr in cached else (
-            "mutator %d's batch for mcentral" % batched[sp.addr] if sp.addr in batched else "mcentral")
+            "mutator %d's batch for mcentral" % batched[sp.addr] if sp.addr in batched else (
+                "mutator %d's stash" % stashed[sp.addr] if sp.addr in stashed else "mcentral"))
         out += ("span %s spanclass %d%s pages %d elemsize %d nelems %d allocCount %d %s, %s\n"
                 % (hx(sp.start), sp.spc, "n" if sp.noscan else "s", sp.npages, sp.elem, sp.nelems,
                    sp.in_use_count(cached), sweep_status(sp.sweepgen, sg), where))

@@ -6,10 +6,11 @@ import Glibc
 // The inlined fast path (Malloc.swift) allocates from `alloc[spanClass]` without a lock
 // or an atomic: only the owning mutator touches its cache while it runs. When the cached
 // span is full, `refill` hands it back to its central list (through a batch of full
-// spans, `uncached`, eight at a time) and takes another span with free slots
-// (MCentral.cacheSpan), sweeping or growing the heap as needed. At every cycle's pauses,
-// and at detach, `releaseAll` flushes every span and batch back, so that the sweeper and
-// the next cycle see exact counts.
+// spans, `uncached`, eight at a time) and takes another span with free slots: the next
+// one of its `stash`, else from the central list (MCentral.cacheSpan, which takes up to
+// four swept spans at once and stashes the rest), sweeping or growing the heap as
+// needed. At every cycle's pauses, and at detach, `releaseAll` flushes every span,
+// batch and stash back, so that the sweeper and the next cycle see exact counts.
 //
 // The cache also holds the tiny allocator's block and the heap profile's sampling state
 // (MemProfile.swift), as Go's mcache does.
@@ -21,6 +22,8 @@ import Glibc
 // - `uncached[i]` lists `uncachedCount[i]` < `Tuning.uncacheBatch` full spans of class i
 //   swept this cycle (sweepgen == heap.sweepgen), in no cache and no central list; every
 //   pause empties it before mark termination moves the sweep generation;
+// - `stash[i]` lists `stashCount[i]` < `Tuning.stashBatch` spans of class i with a free
+//   slot, swept this cycle, in no cache and no central list, emptied like `uncached`;
 // - `alloc[i]` is `spans[i]`, or `emptySpan` for every i in slow mode (`slowAlloc`);
 // - the tiny block, when set, is a 16-byte slot of the cached tiny span's class.
 // Protection: the owning mutator, while it runs; anyone else only with the world
@@ -64,6 +67,18 @@ struct MCache {
     /// Protection: the owning mutator, or anyone with the world stopped.
     let uncached: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
     let uncachedCount: UnsafeMutablePointer<UInt8>
+    /// Per span class: swept spans with free slots that this mutator took from its
+    /// central list together with the span it cached (up to `Tuning.stashBatch` in all),
+    /// linked through `MSpan.next` in the order the refills will take them, and how
+    /// many. Swept (sweepgen == the heap's), not full, in no cache and no central list;
+    /// flushed back to the list's swept partial set with the batches (`releaseAll`).
+    /// Go takes one span per refill from a lock-free set; we take several under one
+    /// lock, and each refill prefetches the next stashed span (`prefetchStashed`), whose
+    /// lines the background sweeper wrote last on the other core (BENCHMARKS.md, "The
+    /// take side of a refill").
+    /// Protected like `uncached`.
+    let stash: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+    let stashCount: UnsafeMutablePointer<UInt8>
     unowned(unsafe) let heap: Heap
 
     init(heap: Heap) {
@@ -80,6 +95,10 @@ struct MCache {
         uncached.initialize(repeating: nil, count: SpanClass.count)
         uncachedCount = .allocate(capacity: SpanClass.count)
         uncachedCount.initialize(repeating: 0, count: SpanClass.count)
+        stash = .allocate(capacity: SpanClass.count)
+        stash.initialize(repeating: nil, count: SpanClass.count)
+        stashCount = .allocate(capacity: SpanClass.count)
+        stashCount.initialize(repeating: 0, count: SpanClass.count)
     }
 
     func destroy() {
@@ -89,6 +108,8 @@ struct MCache {
         stackCache.deallocate()
         uncached.deallocate()
         uncachedCount.deallocate()
+        stash.deallocate()
+        stashCount.deallocate()
     }
 }
 
@@ -164,7 +185,20 @@ extension UnsafeMutablePointer where Pointee == MCache {
         heap.maybeTriggerGC(st)
         let spanBytes = UInt(SizeClassTable.classToAllocNPages[spc.sizeClass]) << SizeClassTable.pageShiftU
         heap.deductSweepCredit(spanBytes)
-        guard let s = heap.cacheSpan(spc, st) else { return false }
+        let ci = Int(spc.raw)
+        let s: UnsafeMutablePointer<MSpan>
+        if let top = pointee.stash[ci] {
+            pointee.stash[ci] = top.pointee.next
+            pointee.stashCount[ci] &-= 1
+            top.pointee.next = nil
+            // Every pause empties the stash before the sweep generation moves.
+            runtimeCheck(top.loadSweepgen() == heap.sweepgen,
+                         "mcache: a stashed span is of sweep generation \(top.loadSweepgen()), the heap's is \(heap.sweepgen)")
+            s = top
+        } else {
+            guard let t = heap.cacheSpan(spc, st, stash: self) else { return false }
+            s = t
+        }
         heap.heapStats.spansCached.add(1, .relaxed)
         s.pointee.keptEmpty = 0
         if let ids = s.pointee.typeIDs {
@@ -191,11 +225,13 @@ extension UnsafeMutablePointer where Pointee == MCache {
             heap.preBlacken(s)
             slot.pointee = s
             if !pointee.slowAlloc { fastSlot.pointee = s }
+            prefetchStashed(ci)
             heap.reviseAssistRatio()
             heap.assist(st, bytes: claimed)
         } else {
             slot.pointee = s
             if !pointee.slowAlloc { fastSlot.pointee = s }
+            prefetchStashed(ci)
         }
         return true
     }
@@ -233,6 +269,49 @@ extension UnsafeMutablePointer where Pointee == MCache {
         c.pointee.lock.unlock()
     }
 
+    /// Bring the next stashed span of class `ci` toward this core while the current span
+    /// is used up: the lines of the span the refill and the fast path write (the first:
+    /// the window and counts; the third: sweepgen and the cache bookkeeping) and the one
+    /// they read (the second: bounds and the bitmaps' addresses), its alloc bits and, for
+    /// a scan span, its slot type ids, which the fast path writes. The background
+    /// sweeper wrote most of these last, on the other core.
+    @inline(__always)
+    func prefetchStashed(_ ci: Int) {
+        guard let n = pointee.stash[ci] else { return }
+        let raw = UnsafeRawPointer(n)
+        tc_prefetchw(raw)
+        tc_prefetch(raw + 64)
+        tc_prefetchw(raw + 128)
+        if let ab = n.pointee.allocBits { tc_prefetch(UnsafeRawPointer(ab)) }
+        if let ids = n.pointee.typeIDs {
+            let r = UnsafeRawPointer(ids)
+            for off in stride(from: 0, to: Int(n.pointee.nelems) * 2, by: 64) { tc_prefetchw(r + off) }
+        }
+    }
+
+    /// Give span class `ci`'s stash back to its central list's swept partial set, so
+    /// that the list's first span is the one the stash would have given next.
+    func flushStash(_ ci: Int, heap: Heap) {
+        var p = pointee.stash[ci]
+        pointee.stash[ci] = nil
+        pointee.stashCount[ci] = 0
+        var lastFirst: UnsafeMutablePointer<MSpan>? = nil
+        while let s = p {
+            p = s.pointee.next
+            s.pointee.next = lastFirst
+            lastFirst = s
+        }
+        let sg = heap.sweepgen
+        let c = heap.centrals + ci
+        c.pointee.lock.lock()
+        while let s = lastFirst {
+            lastFirst = s.pointee.next
+            runtimeCheck(s.loadSweepgen() == sg, "mcache: a stashed span is of sweep generation \(s.loadSweepgen()), the heap's is \(sg)")
+            c.pointee.push(MCentral.partialSwept(sg), s)
+        }
+        c.pointee.lock.unlock()
+    }
+
     /// The batches' invariants (`uncached`): as many spans as counted, fewer than a
     /// batch, each in use, of its class, full, and of sweep generation `sg`. World
     /// stopped (`checkHeapInvariantsStopped`); `mutator` names the owner in messages.
@@ -256,8 +335,32 @@ extension UnsafeMutablePointer where Pointee == MCache {
         }
     }
 
+    /// The stashes' invariants (`stash`): as many spans as counted, fewer than a batch,
+    /// each in use, of its class, with a free slot, and of sweep generation `sg`. World
+    /// stopped (`checkHeapInvariantsStopped`); `mutator` names the owner in messages.
+    func checkStash(sweepgen sg: UInt32, mutator: Int) {
+        for i in 0..<SpanClass.count {
+            var n = 0
+            var p = pointee.stash[i]
+            while let s = p {
+                runtimeCheck(n < Int(Tuning.stashBatch), "mcache: mutator \(mutator)'s stash for class \(i) holds a batch or more (its links loop?)")
+                runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue,
+                             "mcache: span in mutator \(mutator)'s stash for class \(i) is not in use (state \(s.pointee.state))")
+                runtimeCheck(s.pointee.spanClass.raw == UInt8(i),
+                             "mcache: span in mutator \(mutator)'s stash for class \(i) is of class \(s.pointee.spanClass.raw)")
+                runtimeCheck(s.pointee.allocCount < s.pointee.nelems && s.loadSweepgen() == sg,
+                             "mcache: span in mutator \(mutator)'s stash is not swept with a free slot (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
+                n += 1
+                p = s.pointee.next
+            }
+            runtimeCheck(n == Int(pointee.stashCount[i]) && n < Int(Tuning.stashBatch),
+                         "mcache: mutator \(mutator)'s stash for class \(i) holds \(n) spans, counted \(pointee.stashCount[i])")
+        }
+    }
+
     private func releaseAll(heap: Heap) {
         for i in 0..<SpanClass.count where pointee.uncachedCount[i] != 0 { flushUncached(i, heap: heap) }
+        for i in 0..<SpanClass.count where pointee.stashCount[i] != 0 { flushStash(i, heap: heap) }
         for i in 0..<SpanClass.count {
             let s = pointee.spans[i]
             if s != heap.emptySpan {

@@ -4,7 +4,9 @@ import CTricolor
 // Four sets: partial/full × swept/unswept. Because the heap's sweepgen grows by 2 per
 // cycle, the swept and unswept sets trade roles at every mark termination without
 // moving a span. Go's sets are lock-free spanSets; ours are intrusive stacks under one
-// lock per span class, which refill paths take once per span.
+// lock per span class. A refill takes it once per few spans on both sides: it takes up
+// to `Tuning.stashBatch` swept spans at once (the rest wait in its `MCache.stash`) and
+// hands full spans back `Tuning.uncacheBatch` at a time (`MCache.uncached`).
 //
 // Invariants: a span is in at most one set; spans in swept(sg) sets have sweepgen == sg.
 
@@ -61,10 +63,15 @@ extension Heap {
     /// A span with at least one free slot for a mutator cache (Go's cacheSpan):
     /// a swept partial span, else an unswept one swept now, else a fresh span.
     ///
+    /// With `stash` (the refilling mutator's cache, whose stash for this class is
+    /// empty), a swept partial span comes with up to `Tuning.stashBatch` - 1 more from
+    /// the same set, taken under the same lock into the stash for the next refills.
+    ///
     /// `st` is the refilling mutator, which is at a full safepoint: if the world is being
     /// stopped while it sweeps, it parks and starts over (the sweep generation may have
     /// moved on meanwhile).
-    func cacheSpan(_ spc: SpanClass, _ st: UnsafeMutablePointer<MutatorState>? = nil) -> UnsafeMutablePointer<MSpan>? {
+    func cacheSpan(_ spc: SpanClass, _ st: UnsafeMutablePointer<MutatorState>? = nil,
+                   stash: UnsafeMutablePointer<MCache>? = nil) -> UnsafeMutablePointer<MSpan>? {
         let c = centrals + Int(spc.raw)
         let sg = sweepgen
         var found: UnsafeMutablePointer<MSpan>? = nil
@@ -76,6 +83,23 @@ extension Heap {
         c.pointee.lock.lock()
         if let s = c.pointee.pop(MCentral.partialSwept(sg)) {
             found = s
+            if let mc = stash {
+                // Take up to a batch of swept spans at once: the rest wait in the
+                // mutator's stash, in list order, for its next refills of this class.
+                let ci = Int(spc.raw)
+                var tail: UnsafeMutablePointer<MSpan>? = nil
+                var n: UInt8 = 0
+                while n &+ 1 < Tuning.stashBatch, let more = c.pointee.pop(MCentral.partialSwept(sg)) {
+                    if let t = tail { t.pointee.next = more } else { mc.pointee.stash[ci] = more }
+                    tail = more
+                    n &+= 1
+                    // The pop brought in its third line; the first two, toward the
+                    // refill that takes it (see `MCache.prefetchStashed`).
+                    tc_prefetchw(UnsafeRawPointer(more))
+                    tc_prefetch(UnsafeRawPointer(more) + 64)
+                }
+                mc.pointee.stashCount[ci] = n
+            }
         } else {
             sweeperEnter()
             counted = true
@@ -90,7 +114,7 @@ extension Heap {
                         c.pointee.lock.unlock()
                         sweeperExit()
                         gcSafepoint(st!)
-                        return cacheSpan(spc, st)
+                        return cacheSpan(spc, st, stash: stash)
                     }
                     if s.tryAcquireForSweep(sg) {
                         c.pointee.lock.unlock()
@@ -136,9 +160,22 @@ extension Heap {
 
 extension Heap {
     /// Spans that sit in central lists kept empty by the sweeper (`MSpan.keptEmpty`),
-    /// counted under each central's lock, of one size class or of all: for tests.
+    /// counted under each central's lock, of one size class or of all, and those in the
+    /// calling mutator's own stash (`MCache.stash`; other mutators' stashes are theirs
+    /// alone while they run, and so is the caller's while it is in a blocking region,
+    /// where a pause may flush it): for tests.
     @_spi(Testing) public func _spansKeptEmptyNow(sizeClass: Int? = nil) -> Int {
         var n = 0
+        if let st = currentMutator(), st.pointee.status != .blocking {
+            let mc = st.pointee.mcache
+            for i in 0..<SpanClass.count where sizeClass == nil || SpanClass(raw: UInt8(i)).sizeClass == sizeClass {
+                var s = mc.pointee.stash[i]
+                while let span = s {
+                    if span.pointee.keptEmpty != 0 { n += 1 }
+                    s = span.pointee.next
+                }
+            }
+        }
         for i in 0..<SpanClass.count where sizeClass == nil || SpanClass(raw: UInt8(i)).sizeClass == sizeClass {
             let c = centrals + i
             c.pointee.lock.lock()

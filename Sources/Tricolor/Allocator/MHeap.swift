@@ -220,9 +220,13 @@ extension Heap {
 
     /// The same with the world already stopped and no sweep in flight (pause #2).
     func checkHeapInvariantsStopped() {
-        // Each mutator's batch of full spans (MCache.uncached).
+        // Each mutator's batch of full spans (MCache.uncached) and stash of swept spans
+        // with free slots (MCache.stash).
         let sg = sweepgen
-        forEachMutator { m in m.pointee.mcache.checkUncached(sweepgen: sg, mutator: m.pointee.id) }
+        forEachMutator { m in
+            m.pointee.mcache.checkUncached(sweepgen: sg, mutator: m.pointee.id)
+            m.pointee.mcache.checkStash(sweepgen: sg, mutator: m.pointee.id)
+        }
         heapLock.withLock {
             pages.checkInvariants()
             var inUsePages = 0, stackPages = 0, reservedPages = 0

@@ -32,6 +32,9 @@ public struct AllocatorState: Sendable, Codable, Equatable, CustomStringConverti
         /// Spans in mutator caches.
         public var cached: Int
         /// Spans in the mcentral: partial (free slots) and full, swept and unswept.
+        /// Swept partial spans include those waiting in a mutator's stash (taken from the
+        /// mcentral ahead of its next refills); swept full ones, those waiting in a
+        /// mutator's batch for the mcentral. Both go back to it at every pause.
         public var partialSwept: Int
         /// Partial spans that need sweeping.
         public var partialUnswept: Int
@@ -228,6 +231,11 @@ extension Heap {
             // (`MCache.uncached`) are swept and full: counted as the list will hold them.
             for i in 0..<SpanClass.count where m.pointee.mcache.pointee.uncachedCount[i] != 0 {
                 var r = row(i); r.fullSwept += Int(m.pointee.mcache.pointee.uncachedCount[i]); classes[i] = r
+            }
+            // Swept spans with free slots waiting in its stash (`MCache.stash`) are
+            // counted as the central list held them, and will again at the next pause.
+            for i in 0..<SpanClass.count where m.pointee.mcache.pointee.stashCount[i] != 0 {
+                var r = row(i); r.partialSwept += Int(m.pointee.mcache.pointee.stashCount[i]); classes[i] = r
             }
             var roots = 0
             for i in 0..<m.pointee.stackTop where m.pointee.stack[i] != 0 { roots += 1 }

@@ -165,7 +165,7 @@ enum DebugLayout {
             ("frame.size", UInt(MemoryLayout<tc_debug_frame>.stride)),
             ("frame.offset", o(\tc_debug_frame.offset)), ("frame.slots", o(\tc_debug_frame.slots)),
             ("MCache.spans", o(\MCache.spans)), ("MCache.tinyAllocs", o(\MCache.tinyAllocs)),
-            ("MCache.uncached", o(\MCache.uncached)),
+            ("MCache.uncached", o(\MCache.uncached)), ("MCache.stash", o(\MCache.stash)),
             ("MCentral.size", UInt(MemoryLayout<MCentral>.stride)), ("MCentral.heads", o(\MCentral.heads)),
             ("HeapArena.spans", o(\HeapArena.spans)),
             ("TypeInfo.size", UInt(MemoryLayout<TypeInfo>.stride)), ("TypeInfo.bytes", o(\TypeInfo.size)),

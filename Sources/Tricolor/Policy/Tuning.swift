@@ -144,6 +144,10 @@ enum Tuning {
     /// for the next pause.
     static let uncacheBatch: UInt8 = 8
 
+    /// A refill that finds swept spans in its central list takes up to this many at
+    /// once, under one acquisition of the list's lock (ours; `MCache.stash`).
+    static let stashBatch: UInt8 = 4
+
     // MARK: GC CPU limiter (Go's mgclimit.go)
 
     /// Bucket capacity per GOMAXPROCS (Go's capacityPerProc, 1 s of CPU): GC may run over

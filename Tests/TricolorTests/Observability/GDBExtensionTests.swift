@@ -148,6 +148,7 @@ final class GDBExtensionTests: WatchdogTestCase {
         let checkedNode = try! checkedHeap.register(TypeLayout(name: "gdb.Checked", size: 16, pointerWords: [0]))
         let node = try! heap.register(TypeLayout(name: "gdb.Node", size: 48, pointerWords: [0, 3]))
         let leaf = try! heap.register(TypeLayout(name: "gdb.Leaf", size: 24, pointerWords: []))
+        let holder = try! heap.register(TypeLayout(name: "gdb.Holder", size: 8, pointerWords: [0]))
         let ready = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
         ready.initialize(to: 0)
         let addrs = UnsafeMutablePointer<UInt>.allocate(capacity: 16)
@@ -157,7 +158,16 @@ final class GDBExtensionTests: WatchdogTestCase {
             let ready = UnsafeMutablePointer<UInt>(bitPattern: readyBits)!
             let addrs = UnsafeMutablePointer<UInt>(bitPattern: addrBits)!
             heap.withMutator { m in
-                m.withFrame(slots: 6) { f in
+                m.withFrame(slots: 7) { f in
+                    // Six swept 64-byte spans with free slots in their central list (one
+                    // reachable object in each), for the refill at the end to stash.
+                    let perSpan = SizeClassTable.pageSize / 64
+                    f[6] = m.allocateArray(holder, count: 6)
+                    for i in 0..<(6 * perSpan) {
+                        let r = m.allocateBytes(64)
+                        if i % perSpan == 0 { m.store(f[6], i / perSpan, r) }
+                    }
+                    heap.collect()
                     for _ in 0..<300 { let n = m.allocate(node); m.store(n, 0, f[0]); f[0] = n; _ = m.allocate(leaf) }
                     f[1] = m.allocateBytes(100_000)
                     f[2] = m.allocateArray(node, count: 5)
@@ -174,6 +184,11 @@ final class GDBExtensionTests: WatchdogTestCase {
                     _ = m.makeWeak(f[4])
                     m.addCleanup(f[4], argument: f[5]) { _, _ in }
                     addrs[9] = f[4].address; addrs[10] = f[4].address + 8; addrs[11] = f[5].address
+                    // A refill that caches one of the six and stashes the next ones
+                    // (MCache.stash): gdb must count them as swept partial spans.
+                    _ = m.allocateBytes(64)
+                    precondition(m.state.pointee.mcache.pointee.stashCount[Int(SpanClass(sizeClass: SizeClassTable.sizeToClass(64), noscan: true).raw)] > 0,
+                                 "gdb test: the refill stashed no span")
                     m.blocking {
                         tc_store_release(UnsafeMutableRawPointer(ready), 1)
                         while true { sleep(1000) }

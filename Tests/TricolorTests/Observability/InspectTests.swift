@@ -233,6 +233,84 @@ final class InspectTests: WatchdogTestCase {
         }
     }
 
+    /// A refill that finds swept spans with free slots in its central list takes up to
+    /// `Tuning.stashBatch` of them at once: it caches one and the rest wait in the
+    /// mutator's stash (`MCache.stash`) for its next refills of the class. The snapshot
+    /// counts them as swept partial spans meanwhile, the next refill takes the next one
+    /// without the list, and every pause hands the stash back to the central list, so the
+    /// sweep after it sees every span and frees none that holds a reachable object.
+    /// Without the pause's flush, the stashed spans would never be swept again.
+    func testSweptSpansTakenAheadWaitInTheStashAndGoBackAtThePause() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil).precise.withSelfChecks)
+        let node = try heap.register(TypeLayout(name: "inspect.Stash", size: 32, pointerWords: [0]))
+        let holder = try heap.register(TypeLayout(name: "inspect.StashHolder", size: 8, pointerWords: [0]))
+        let sc = SizeClassTable.sizeToClass(32)
+        let perSpan = Int(SizeClassTable.classToAllocNPages[sc]) * SizeClassTable.pageSize / Int(SizeClassTable.classToSize[sc])
+        let spc = Int(SpanClass(sizeClass: sc, noscan: false).raw)
+        let spans = 6
+        let batch = Int(Tuning.stashBatch)
+        precondition(batch >= 2 && batch <= spans, "the test needs more swept spans than a batch takes")
+        func row() -> AllocatorState.SpanClassState? {
+            let s = heap.allocatorState()
+            for c in s.spanClasses {
+                XCTAssertEqual(c.cached + c.partialSwept + c.partialUnswept + c.fullSwept + c.fullUnswept, c.spans, "\(c)")
+            }
+            return s.spanClasses.first { $0.sizeClass == sc && !$0.noscan }
+        }
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in
+                heap.collect()
+                // One reachable object (the first) in each of six spans, the rest garbage.
+                f[0] = m.allocateArray(holder, count: spans)
+                for i in 0..<(spans * perSpan) {
+                    let r = m.allocate(node)
+                    if i % perSpan == 0 {
+                        m.storeWord(r, 1, 1000 + i / perSpan)
+                        m.store(f[0], i / perSpan, r)
+                    }
+                }
+                // The sweep leaves six swept spans with free slots in the central list.
+                heap.collect()
+                XCTAssertEqual(row()?.partialSwept, spans)
+                XCTAssertEqual(m.state.pointee.mcache.pointee.stashCount[spc], 0)
+                // The first refill caches one and stashes the next batch - 1.
+                _ = m.allocate(node)
+                XCTAssertEqual(row()?.cached, 1)
+                XCTAssertEqual(row()?.partialSwept, spans - 1)
+                XCTAssertEqual(Int(m.state.pointee.mcache.pointee.stashCount[spc]), batch - 1)
+                heap.checkInvariants()   // the stash's own checks: count, class, free slot, swept
+                // Using up the cached span's free slots: the next refill takes the
+                // stash's next span, not the list's.
+                for _ in 0..<(perSpan - 1) { _ = m.allocate(node) }
+                XCTAssertEqual(Int(m.state.pointee.mcache.pointee.stashCount[spc]), batch - 2)
+                XCTAssertEqual(row()?.partialSwept, spans - 2)
+                XCTAssertEqual(row()?.fullSwept, 1)
+                heap.checkInvariants()
+                // The pause hands the stash back; the sweep frees the garbage of the
+                // two spans used and keeps every span that holds a reachable object
+                // (their objects are intact).
+                heap.collect()
+                XCTAssertEqual(m.state.pointee.mcache.pointee.stashCount[spc], 0)
+                XCTAssertEqual(row()?.spans, spans)
+                XCTAssertEqual(row()?.partialSwept, spans)
+                for k in 0..<spans {
+                    XCTAssertEqual(m.loadWord(m.load(f[0], k), 1), 1000 + k, "object \(k) lost its contents")
+                }
+                heap.checkInvariants()
+                // The stash fills from the list once more, for the detach below.
+                _ = m.allocate(node)
+                XCTAssertEqual(Int(m.state.pointee.mcache.pointee.stashCount[spc]), batch - 1)
+                XCTAssertEqual(row()?.partialSwept, spans - 1)
+            }
+        }
+        // Detaching hands the stash back too (and the cached span): all six spans are
+        // in the central list again, none in a cache the snapshot no longer sees.
+        XCTAssertEqual(row()?.cached, 0)
+        XCTAssertEqual(row()?.partialSwept, spans)
+        XCTAssertEqual(row()?.spans, spans)
+        heap.checkInvariants()
+    }
+
     /// The allocator snapshot agrees with itself: per class, the spans found in caches
     /// and central sets add up to the spans in the span table; free-run pages add up to
     /// the free pages; a mutator is listed with its stack depth.
