@@ -62,12 +62,12 @@ extension Mutator {
     public func allocate(_ t: ObjectType) -> Ref {
         if _fastPath(t.isSmall) {
             // Go's nextFreeFast, inline: take the lowest free slot of the cache window.
-            let s = cache[Int(t.spanClass.raw)]
+            let s = cache[t.cacheSlot]
             let c = s.pointee.allocCache
             if _fastPath(c != 0) {
                 s.pointee.allocCache = c & (c &- 1)
                 let i = c.trailingZeroBitCount
-                if !t.spanClass.noscan { s.pointee.windowTypeIDs.unsafelyUnwrapped[i] = t.id }
+                if t.storesTypeID { s.pointee.windowTypeIDs.unsafelyUnwrapped[i] = t.id }
                 return Ref(address: s.pointee.windowBase &+ UInt(truncatingIfNeeded: i) &* s.pointee.elemSize)
             }
         }
@@ -79,14 +79,14 @@ extension Mutator {
     @usableFromInline @inline(never)
     func allocateSlow(_ t: ObjectType) -> UInt {
         checkTypeOwner(t)
-        return allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: false,
-                            cachedClass: t.isSmall ? t.spanClass : nil)
+        return allocateSlow(size: t.size, typeID: t.id, noscan: !t.hasPointers, canFail: false,
+                            cachedSlot: t.isSmall ? t.cacheSlot : nil)
     }
 
     /// Like `allocate`, but nil instead of a fatal error when memory cannot be had.
     public func tryAllocate(_ t: ObjectType) -> Ref? {
         checkTypeOwner(t)
-        let p = allocateSlow(size: t.size, typeID: t.id, noscan: t.spanClass.noscan, canFail: true)
+        let p = allocateSlow(size: t.size, typeID: t.id, noscan: !t.hasPointers, canFail: true)
         return p == 0 ? nil : Ref(address: p)
     }
 
@@ -95,7 +95,7 @@ extension Mutator {
         checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { runtimeFatal("allocation size out of range: \(count) elements of \(t.size) bytes") }
-        return Ref(address: allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: false))
+        return Ref(address: allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: !t.hasPointers, canFail: false))
     }
 
     /// Like `allocateArray(_:count:)`, but nil instead of a fatal error when memory cannot be
@@ -104,7 +104,7 @@ extension Mutator {
         checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
         if count < 0 || overflow { return nil }
-        let p = allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: t.spanClass.noscan, canFail: true)
+        let p = allocateSlow(size: size, typeID: t.id | arrayTypeBit, noscan: !t.hasPointers, canFail: true)
         return p == 0 ? nil : Ref(address: p)
     }
 

@@ -346,7 +346,7 @@ class Mutator(object):
         spans = u64(self.mcache + self.h.L["MCache.spans"])
         empty = self.h.F["emptySpan"]
         out = []
-        for i in range(self.h.L["numSpanClasses"]):
+        for i in range(self.h.L.get("numCacheSlots", self.h.L["numSpanClasses"])):
             s = u64(spans + 8 * i)
             if s != empty:
                 out.append(s)

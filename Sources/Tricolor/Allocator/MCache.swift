@@ -1,9 +1,10 @@
 import CTricolor
 import Glibc
 
-// MCache: a mutator's private cache of spans, one per span class (Go's mcache.go).
+// MCache: a mutator's private cache of spans, one per span class and one per type slot
+// (Go's mcache.go; see `slotCount`).
 //
-// The inlined fast path (Malloc.swift) allocates from `alloc[spanClass]` without a lock
+// The inlined fast path (Malloc.swift) allocates from `alloc[slot]` without a lock
 // or an atomic: only the owning mutator touches its cache while it runs. When the cached
 // span is full, `refill` hands it back to its central list (through a batch of full
 // spans, `uncached`, eight at a time) and takes another span with free slots: the next
@@ -16,15 +17,16 @@ import Glibc
 // (MemProfile.swift), as Go's mcache does.
 //
 // Invariants:
-// - `spans[i]` is `emptySpan` or an in-use span of class i whose sweepgen is
-//   heap.sweepgen + 3 ("swept and cached"); no span is in two caches or in a cache and
-//   a central list at once;
+// - `spans[i]` is `emptySpan` or an in-use span of the slot's class (`Heap.slotClass`:
+//   class i for i < SpanClass.count) whose sweepgen is heap.sweepgen + 3 ("swept and
+//   cached"); no span is in two slots or in a cache and a central list at once; in a
+//   type slot, every free slot of the span holds the type's id (`checkSlots`);
 // - `uncached[i]` lists `uncachedCount[i]` < `Tuning.uncacheBatch` full spans of class i
 //   swept this cycle (sweepgen == heap.sweepgen), in no cache and no central list; every
 //   pause empties it before mark termination moves the sweep generation;
 // - `stash[i]` lists `stashCount[i]` < `Tuning.stashBatch` spans of class i with a free
 //   slot, swept this cycle, in no cache and no central list, emptied like `uncached`;
-// - `alloc[i]` is `spans[i]`, or `emptySpan` for every i in slow mode (`slowAlloc`);
+// - `alloc[i]` is `spans[i]`, or `emptySpan` for every slot in slow mode (`slowAlloc`);
 // - the tiny block, when set, is a 16-byte slot of the cached tiny span's class.
 // Protection: the owning mutator, while it runs; anyone else only with the world
 // stopped (pause #1, pause #2, MemStats) or while the mutator is detaching.
@@ -33,9 +35,26 @@ import Glibc
 /// mutator state; never in Swift's heap.
 @usableFromInline
 struct MCache {
-    /// What the inlined fast path allocates from (Go's mcache.alloc[numSpanClasses]).
+    /// Cache slots: one per span class (slot i is class i, as Go's mcache.alloc), then
+    /// type slots, one per small type with pointers while they last (`Heap.register`).
+    /// A span in a type slot is of the type's class and gets the type's id in every free
+    /// slot when it is cached, so the fast path stores no id per object. Type slots are
+    /// odd, from 137 (`firstTypeSlot`) to 255: 60, shared by the process's heaps
+    /// (`Heap.claimTypeSlot`). Go has no such slots: its heap bitmap is written per
+    /// object, as our type ids are in class slots.
+    static let slotCount = 256
+    static let firstTypeSlot = SpanClass.count + 1
+    static let typeSlots = (slotCount - firstTypeSlot + 1) / 2
+    /// `toSample` of a type slot no span has been cached in yet.
+    static let sampleUnset = Int.min
+    /// Bytes of one cache and its arrays (MemStats.MCacheInuse).
+    static let bytes = MemoryLayout<MCache>.stride + slotCount * 3 * 8 + SpanClass.count * 2 * (8 + 1)
+        + StackAlloc.orders * MemoryLayout<StackFreeList>.stride
+
+    /// What the inlined fast path allocates from, per cache slot (Go's
+    /// mcache.alloc[numSpanClasses], plus the type slots).
     @usableFromInline let alloc: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>>
-    /// The spans this cache holds, per span class. `alloc` holds the same spans, except
+    /// The spans this cache holds, per cache slot. `alloc` holds the same spans, except
     /// in slow mode (`slowAlloc`: checked mode, clobberfree, an allocation hook, the
     /// allocation-path counters), where `alloc` stays all empty so that every allocation
     /// takes the slow path.
@@ -46,7 +65,8 @@ struct MCache {
     var tinyOffset: UInt = 0
     var tinyAllocs: UInt = 0
     // Heap profile sampling (MemProfile.swift).
-    /// Per span class: objects to allocate before the next sampled one.
+    /// Per cache slot: objects to allocate before the next sampled one (`sampleUnset`
+    /// until `Heap.initSampling` at attach, and for a type slot until its first span).
     let toSample: UnsafeMutablePointer<Int>
     /// Bytes of tiny and large allocations before the next sample (Go's nextSample).
     var nextSampleBytes = 0
@@ -83,12 +103,12 @@ struct MCache {
 
     init(heap: Heap) {
         self.heap = heap
-        alloc = .allocate(capacity: SpanClass.count)
-        alloc.initialize(repeating: heap.emptySpan, count: SpanClass.count)
-        spans = .allocate(capacity: SpanClass.count)
-        spans.initialize(repeating: heap.emptySpan, count: SpanClass.count)
-        toSample = .allocate(capacity: SpanClass.count)
-        toSample.initialize(repeating: 0, count: SpanClass.count)
+        alloc = .allocate(capacity: MCache.slotCount)
+        alloc.initialize(repeating: heap.emptySpan, count: MCache.slotCount)
+        spans = .allocate(capacity: MCache.slotCount)
+        spans.initialize(repeating: heap.emptySpan, count: MCache.slotCount)
+        toSample = .allocate(capacity: MCache.slotCount)
+        toSample.initialize(repeating: MCache.sampleUnset, count: MCache.slotCount)
         stackCache = .allocate(capacity: StackAlloc.orders)
         stackCache.initialize(repeating: StackFreeList(), count: StackAlloc.orders)
         uncached = .allocate(capacity: SpanClass.count)
@@ -114,19 +134,20 @@ struct MCache {
 }
 
 extension UnsafeMutablePointer where Pointee == MCache {
-    /// A free slot of span class `spc`, refilling the cache if its span is full (Go's
-    /// mcache.nextFree); with `sample`, whether this object is a heap profile sample
-    /// (see MemProfile.swift). nil only when memory cannot be had and `canFail`.
-    func nextFree(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>, canFail: Bool, size: Int, sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
+    /// A free slot of span class `spc` from cache slot `slot` (the class's, or a type's
+    /// own of that class), refilling the slot if its span is full (Go's mcache.nextFree);
+    /// with `sample`, whether this object is a heap profile sample (see MemProfile.swift).
+    /// nil only when memory cannot be had and `canFail`.
+    func nextFree(slot ci: Int, _ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>, canFail: Bool, size: Int,
+                  sample: Bool) -> (UnsafeMutablePointer<MSpan>, UInt, Bool)? {
         let spans = pointee.spans
-        let ci = Int(spc.raw)
         let profiling = pointee.profRate != 0
         var s = spans[ci]
         if profiling && (s.pointee.allocCache | s.pointee.heldCache) != 0 { disarmSample(self, s, ci) }
         var idx = s.nextFreeIndex()
         // A refill can run a collection whose pauses flush this cache again: retry.
         while idx == s.pointee.nelems {
-            guard refill(spc, for: st) else {
+            guard refill(slot: ci, spc, for: st) else {
                 if canFail { return nil }
                 pointee.heap.throwOutOfMemory(size)
             }
@@ -148,19 +169,20 @@ extension UnsafeMutablePointer where Pointee == MCache {
         return (s, idx, sampled)
     }
 
-    /// Replace the full span of class `spc` in the mutator's cache (Go's mcache.refill).
-    /// May start a collection first and pay mark assists. False when no memory can be had.
-    func refill(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>) -> Bool {
+    /// Replace the full span of cache slot `slotIndex` (of span class `spc`) in the
+    /// mutator's cache (Go's mcache.refill). May start a collection first and pay mark
+    /// assists. False when no memory can be had.
+    func refill(slot slotIndex: Int, _ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>) -> Bool {
         // The heap as a guaranteed (+0) reference: no retain/release on this path.
-        Unmanaged.passUnretained(pointee.heap)._withUnsafeGuaranteedRef { refill(spc, for: st, heap: $0) }
+        Unmanaged.passUnretained(pointee.heap)._withUnsafeGuaranteedRef { refill(slotIndex, spc, for: st, heap: $0) }
     }
 
-    private func refill(_ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>, heap: Heap) -> Bool {
-        let slot = pointee.spans + Int(spc.raw)
-        let fastSlot = pointee.alloc + Int(spc.raw)
+    private func refill(_ slotIndex: Int, _ spc: SpanClass, for st: UnsafeMutablePointer<MutatorState>, heap: Heap) -> Bool {
+        let slot = pointee.spans + slotIndex
+        let fastSlot = pointee.alloc + slotIndex
         let old = slot.pointee
         if old != heap.emptySpan {
-            if pointee.profRate != 0 { disarmSample(self, old, Int(spc.raw)) }
+            if pointee.profRate != 0 { disarmSample(self, old, slotIndex) }
             heap.uncacheAccounting(old)
             slot.pointee = heap.emptySpan
             fastSlot.pointee = heap.emptySpan
@@ -201,7 +223,16 @@ extension UnsafeMutablePointer where Pointee == MCache {
         }
         heap.heapStats.spansCached.add(1, .relaxed)
         s.pointee.keptEmpty = 0
-        if let ids = s.pointee.typeIDs {
+        if slotIndex >= SpanClass.count {
+            // A type's own slot: every free slot gets the type's id now, so the fast
+            // path stores none (see `ObjectType.bits`). Its sampling countdown starts
+            // here: the type may have been registered after this mutator attached.
+            s.fillFreeTypeIDs(heap.slotType[slotIndex])
+            if pointee.toSample[slotIndex] == MCache.sampleUnset {
+                pointee.toSample[slotIndex] = pointee.profRate == 0 ? Int.max / 2 : sampleDistance(self, elemSize: s.pointee.elemSize)
+            }
+        } else if let ids = s.pointee.typeIDs {
+            s.pointee.filledType = 0   // its allocations store any type's id
             // The fast path stores a type id per object; bring the array in now, as the
             // zeroing of the span did for the objects, instead of one miss per 32 slots.
             let raw = UnsafeRawPointer(ids)
@@ -358,10 +389,32 @@ extension UnsafeMutablePointer where Pointee == MCache {
         }
     }
 
+    /// The slots' invariants: each holds the empty span or an in-use span of the slot's
+    /// class, and a span in a type's own slot has that type's id in every free slot
+    /// (what the fast path, which stores none there, relies on). World stopped.
+    func checkSlots(heap: Heap, mutator: Int) {
+        for i in 0..<MCache.slotCount {
+            let s = pointee.spans[i]
+            if s == heap.emptySpan { continue }
+            runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue && s.pointee.spanClass.raw == heap.slotClass[i],
+                         "mcache: mutator \(mutator)'s slot \(i) holds a span of class \(s.pointee.spanClass.raw) in state \(s.pointee.state), not an in-use span of class \(heap.slotClass[i])")
+            guard i >= SpanClass.count, let ids = s.pointee.typeIDs else { continue }
+            let want = heap.slotType[i]
+            for w in 0..<Int(s.pointee.bitmapWords) {
+                var free = ~s.allocatedWord(w) & s.validMask(UInt(w) * 64)
+                while free != 0 {
+                    let j = w * 64 + free.trailingZeroBitCount
+                    free &= free &- 1
+                    runtimeCheck(ids[j] == want, "mcache: mutator \(mutator)'s slot \(i) for type \(want): free slot \(j) of its span has type id \(ids[j])")
+                }
+            }
+        }
+    }
+
     private func releaseAll(heap: Heap) {
         for i in 0..<SpanClass.count where pointee.uncachedCount[i] != 0 { flushUncached(i, heap: heap) }
         for i in 0..<SpanClass.count where pointee.stashCount[i] != 0 { flushStash(i, heap: heap) }
-        for i in 0..<SpanClass.count {
+        for i in 0..<MCache.slotCount {
             let s = pointee.spans[i]
             if s != heap.emptySpan {
                 if pointee.profRate != 0 { disarmSample(self, s, i) }

@@ -226,6 +226,7 @@ extension Heap {
         forEachMutator { m in
             m.pointee.mcache.checkUncached(sweepgen: sg, mutator: m.pointee.id)
             m.pointee.mcache.checkStash(sweepgen: sg, mutator: m.pointee.id)
+            m.pointee.mcache.checkSlots(heap: self, mutator: m.pointee.id)
         }
         heapLock.withLock {
             pages.checkInvariants()

@@ -100,6 +100,13 @@ struct MSpan: @unchecked Sendable {
     /// went a whole cycle unused and goes back to the page heap. Written by the sweeper
     /// that owns the span, and by the mutator that caches it (and owns it then).
     var keptEmpty: UInt8
+    /// A type id that every slot of the span holds, allocated or free, or 0: set when an
+    /// empty span is cached in that type's slot (`fillFreeTypeIDs`), kept while only
+    /// that slot allocates from it (which stores that id or none), cleared when a class
+    /// slot caches it (its allocations store other types' ids). A type slot that caches
+    /// the span again skips the fill. Written and read by the mutator that caches the
+    /// span (and owns it then).
+    var filledType: UInt16
     /// Manual (stack) spans of the stack pool: the first free stack, each free stack's
     /// first word linking the next (Go's manualFreeList). Stack lock.
     var manualFreeList: UInt
@@ -125,7 +132,7 @@ struct MSpan: @unchecked Sendable {
         allocCount: 0, heldCache: 0, startAddr: 0, limit: 0, typeIDs: nil, gcmarkBytes: nil,
         divMul: 0, spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, allocBits: nil, gcmarkBits: nil,
         npages: 0, next: nil, allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, blackened: 0,
-        hasSpecials: 0, keptEmpty: 0, manualFreeList: 0, quarantine: nil, debugSpecials: nil,
+        hasSpecials: 0, keptEmpty: 0, filledType: 0, manualFreeList: 0, quarantine: nil, debugSpecials: nil,
         debugSpecialCount: 0, debugSpecialCap: 0)
 }
 
@@ -204,6 +211,35 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     /// After sweeping: allocation restarts from slot 0.
     func primeAllocCache() { loadWindow(0) }
+
+    /// Give every free slot type id `id` (a span being cached in a type's own slot,
+    /// `MCache.firstTypeSlot`): whole free words with one run of stores, the rest slot by
+    /// slot. Allocated slots keep theirs.
+    func fillFreeTypeIDs(_ id: UInt16) {
+        guard let ids = pointee.typeIDs, pointee.filledType != id else { return }
+        // An empty span ends with every slot holding `id`; otherwise allocated slots
+        // may hold others.
+        pointee.filledType = pointee.allocCount == 0 ? id : 0
+        let n = Int(pointee.nelems)
+        let four = UInt64(id) &* 0x0001_0001_0001_0001
+        for w in 0..<Int(pointee.bitmapWords) {
+            let valid = validMask(UInt(w) * 64)
+            var free = ~allocatedWord(w) & valid
+            if free == valid {
+                // Four ids per 8-byte store, the last few one by one.
+                let lo = w * 64
+                let count = Swift.min(64, n - lo)
+                let raw = UnsafeMutableRawPointer(ids + lo)
+                for k in 0..<(count / 4) { raw.storeBytes(of: four, toByteOffset: k &* 8, as: UInt64.self) }
+                for k in (count & ~3)..<count { ids[lo + k] = id }
+                continue
+            }
+            while free != 0 {
+                ids[w * 64 + free.trailingZeroBitCount] = id
+                free &= free &- 1
+            }
+        }
+    }
 
     /// Number of allocated slots, from the allocation state.
     func countAllocated() -> UInt {
@@ -300,5 +336,10 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         runtimeCheck(s.windowBase == s.startAddr &+ s.freeIndex &* s.elemSize, "span: windowBase out of step with freeIndex")
         if s.keptEmpty != 0 { runtimeCheck(!s.isLarge && s.allocCount == 0, "span: kept empty in its class but holds \(s.allocCount) objects") }
         if let t = s.typeIDs, s.freeIndex <= s.nelems { runtimeCheck(s.windowTypeIDs == t + Int(s.freeIndex), "span: windowTypeIDs out of step with freeIndex") }
+        if s.filledType != 0, let t = s.typeIDs {
+            for i in 0..<Int(s.nelems) where t[i] != s.filledType {
+                runtimeFatal("invariant violated: span filled with type id \(s.filledType) has \(t[i]) in slot \(i)")
+            }
+        }
     }
 }

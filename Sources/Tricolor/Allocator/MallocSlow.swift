@@ -11,15 +11,18 @@ import Glibc
 extension Mutator {
     /// Go's mallocgc minus the fast paths above. Returns 0 only when `canFail`.
     ///
-    /// `cachedClass`: the span class of a small typed allocation. Checked mode and
-    /// gcstress send every allocation here for the checks above; when nothing else wants
-    /// the slow path (no hook, no path counters, no clobbering), the slot is then taken
-    /// the way the inlined fast path takes it, from the cached span's window, instead of
-    /// through the general `nextFree` (an eighth of checked binary-trees).
+    /// `cachedSlot`: the cache slot of a small typed allocation (`ObjectType.cacheSlot`:
+    /// its span class's, or the type's own), which the allocation refills. Checked mode
+    /// and gcstress send every allocation here for the checks above; when nothing else
+    /// wants the slow path (no hook, no path counters, no clobbering), the slot is then
+    /// taken the way the inlined fast path takes it, from the cached span's window,
+    /// instead of through the general `nextFree` (an eighth of checked binary-trees).
     @usableFromInline @inline(never)
-    func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool, cachedClass: SpanClass? = nil) -> UInt {
+    func allocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool, cachedSlot: Int? = nil) -> UInt {
         let st = state
-        if _slowPath(st.pointee.slowTiming) { return timedAllocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail) }
+        if _slowPath(st.pointee.slowTiming) {
+            return timedAllocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail, cachedSlot: cachedSlot)
+        }
         unowned(unsafe) let heap = st.pointee.heap
         if st.flags != 0 { checkUsable("allocate") }
         // Misuse that one compare on this slow path catches in every mode: a Mutator used
@@ -39,11 +42,11 @@ extension Mutator {
             runtimeFatal("allocation size out of range: \(size)")
         }
         if size == 0 { return heap.zeroBase }
-        if let spc = cachedClass, st.pointee.pathCounters == nil, !heap.allocHookInstalled, !heap.configuration.clobberFree {
-            let s = st.pointee.mcache.pointee.spans[Int(spc.raw)]
+        if let slot = cachedSlot, st.pointee.pathCounters == nil, !heap.allocHookInstalled, !heap.configuration.clobberFree {
+            let s = st.pointee.mcache.pointee.spans[slot]
             let idx = s.nextFreeFast()
             if idx != .max {
-                if !spc.noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
+                if !noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
                 return s.pointee.startAddr &+ idx &* s.pointee.elemSize
             }
         }
@@ -55,7 +58,7 @@ extension Mutator {
         if noscan && size < 16 {
             p = allocateTiny(size, canFail: canFail)
         } else if size <= SizeClassTable.maxSmallSize {
-            p = allocateSmall(size, typeID: typeID, noscan: noscan, canFail: canFail)
+            p = allocateSmall(size, typeID: typeID, noscan: noscan, canFail: canFail, slot: cachedSlot)
         } else {
             p = allocateLarge(size, typeID: typeID, noscan: noscan, canFail: canFail)
         }
@@ -71,11 +74,11 @@ extension Mutator {
 
     /// `allocateSlow` bracketed by cycle-counter reads (see `_timeSlowPath`).
     @inline(never)
-    func timedAllocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+    func timedAllocateSlow(size: Int, typeID: UInt16, noscan: Bool, canFail: Bool, cachedSlot: Int?) -> UInt {
         let st = state
         st.pointee.slowTiming = false
         let t0 = tc_cputicks()
-        let p = allocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail)
+        let p = allocateSlow(size: size, typeID: typeID, noscan: noscan, canFail: canFail, cachedSlot: cachedSlot)
         st.pointee.slowTicks &+= tc_cputicks() &- t0
         st.pointee.slowCalls &+= 1
         st.pointee.slowTiming = true

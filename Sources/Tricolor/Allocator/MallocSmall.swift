@@ -8,12 +8,14 @@ import Glibc
 // it falls here when its cache window is empty.
 
 extension Mutator {
-    /// A small object of `size` bytes (16…32 KiB, or 1…32 KiB with pointers).
-    func allocateSmall(_ size: Int, typeID: UInt16, noscan: Bool, canFail: Bool) -> UInt {
+    /// A small object of `size` bytes (16…32 KiB, or 1…32 KiB with pointers), from cache
+    /// slot `slot` (a type's own, see `ObjectType.cacheSlot`) or its span class's.
+    func allocateSmall(_ size: Int, typeID: UInt16, noscan: Bool, canFail: Bool, slot: Int? = nil) -> UInt {
         let st = state
         unowned(unsafe) let heap = st.pointee.heap
         let spc = SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)
-        guard let (s, idx, sampled) = st.pointee.mcache.nextFree(spc, for: st, canFail: canFail, size: size, sample: true) else { return 0 }
+        guard let (s, idx, sampled) = st.pointee.mcache.nextFree(slot: slot ?? Int(spc.raw), spc, for: st, canFail: canFail,
+                                                                 size: size, sample: true) else { return 0 }
         let p = s.pointee.startAddr + idx * s.pointee.elemSize
         if !noscan { s.pointee.typeIDs.unsafelyUnwrapped[Int(idx)] = typeID }
         if heap.configuration.clobberFree {

@@ -29,7 +29,7 @@ extension Mutator {
             raisePathLevel(st, .tiny)
             p = c.pointee.tiny + off
         } else {
-            guard let (s, idx, _) = c.nextFree(.tiny, for: st, canFail: canFail, size: size, sample: false) else { return 0 }
+            guard let (s, idx, _) = c.nextFree(slot: Int(SpanClass.tiny.raw), .tiny, for: st, canFail: canFail, size: size, sample: false) else { return 0 }
             p = s.pointee.startAddr + idx * s.pointee.elemSize
             if heap.configuration.clobberFree {
                 UnsafeMutableRawPointer(bitPattern: p)!.initializeMemory(as: UInt8.self, repeating: 0, count: 16)

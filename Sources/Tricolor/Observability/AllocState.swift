@@ -224,8 +224,9 @@ extension Heap {
         var mutatorsOut: [AllocatorState.MutatorInfo] = []
         forEachMutator { m in
             var cachedCount = 0
-            for i in 0..<SpanClass.count where m.pointee.mcache.pointee.spans[i] != emptySpan {
-                var r = row(i); r.cached += 1; classes[i] = r; cachedCount += 1
+            for i in 0..<MCache.slotCount where m.pointee.mcache.pointee.spans[i] != emptySpan {
+                let c = Int(m.pointee.mcache.pointee.spans[i].pointee.spanClass.raw)   // a type slot's class
+                var r = row(c); r.cached += 1; classes[c] = r; cachedCount += 1
             }
             // Full spans waiting in the mutator's batch for their central list
             // (`MCache.uncached`) are swept and full: counted as the list will hold them.

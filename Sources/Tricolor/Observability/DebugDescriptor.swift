@@ -179,7 +179,7 @@ enum DebugLayout {
             ("shared.smallAllocs", UInt(bitPattern: shared.heapStats.smallAllocs.base) - UInt(bitPattern: shared.block)),
             ("shared.smallFrees", UInt(bitPattern: shared.heapStats.smallFrees.base) - UInt(bitPattern: shared.block)),
             ("pageShift", SizeClassTable.pageShiftU), ("arenaLogBytes", HeapArena.logBytes),
-            ("pagesPerArena", UInt(HeapArena.pagesPerArena)), ("numSpanClasses", UInt(SpanClass.count)),
+            ("pagesPerArena", UInt(HeapArena.pagesPerArena)), ("numSpanClasses", UInt(SpanClass.count)), ("numCacheSlots", UInt(MCache.slotCount)),
             ("numSizeClasses", UInt(SizeClassTable.numSizeClasses)), ("arrayTypeBit", UInt(arrayTypeBit)),
             ("spanState.inUse", UInt(MSpanState.inUse.rawValue)), ("spanState.manual", UInt(MSpanState.manual.rawValue)),
             ("status.running", UInt(MutatorStatus.running.rawValue)), ("status.parked", UInt(MutatorStatus.parked.rawValue)),

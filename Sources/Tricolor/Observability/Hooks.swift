@@ -91,7 +91,7 @@ extension Heap {
         let slow = debugSlowPath || allocHookInstalled || configuration.allocPathStats
         let c = st.pointee.mcache
         c.pointee.slowAlloc = slow
-        for i in 0..<SpanClass.count {
+        for i in 0..<MCache.slotCount {
             c.pointee.alloc[i] = slow ? emptySpan : c.pointee.spans[i]
         }
     }

@@ -249,7 +249,7 @@ extension Heap {
         var out: [UInt: Int] = [:]
         forEachMutator { m in
             let spans = m.pointee.mcache.pointee.spans
-            for i in 0..<SpanClass.count where spans[i] != emptySpan {
+            for i in 0..<MCache.slotCount where spans[i] != emptySpan {
                 out[UInt(bitPattern: spans[i])] = m.pointee.id
             }
         }

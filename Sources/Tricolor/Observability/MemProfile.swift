@@ -5,12 +5,13 @@ import Glibc
 //
 // Sampling. Go samples an allocation when the bytes allocated since the last sample
 // cross an exponentially distributed threshold with mean MemProfileRate. Tricolor does
-// the same per span class, so the inlined fast path pays nothing: when the allocation
+// the same per mutator cache slot (a span class's, or a type's own), so the inlined fast
+// path pays nothing: when the allocation
 // slow path loads a window of free slots into a cached span's allocCache, it keeps only
 // as many free slots as there are whole objects before the next sample point and parks
 // the rest in `heldCache`. The fast path runs dry exactly at the sampled object and
 // calls the slow path, which samples it and re-arms. Independent exponential countdowns
-// per class add up to the same Poisson process over bytes that Go's single countdown
+// per slot add up to the same Poisson process over bytes that Go's single countdown
 // gives, so each object of size s is still sampled with probability 1 − exp(−s/rate),
 // the figure pprof's un-sampling divides by. Tiny and large allocations always take the
 // slow path and use one byte countdown per mutator, exactly as Go's mcache.nextSample.
@@ -180,8 +181,9 @@ func sampleDistance(_ c: UnsafeMutablePointer<MCache>, elemSize: UInt) -> Int {
     return nextExponential(&c.pointee.rngState, mean: rate) / Int(elemSize)
 }
 
-/// Limit the cached span's current window to the objects before this class's next
-/// sample point (see the top of this file). Charges the kept slots to the countdown.
+/// Limit the cached span's current window to the objects before its cache slot's next
+/// sample point (see the top of this file; `spc` is the slot). Charges the kept slots to
+/// the countdown.
 /// (Free functions, not Heap methods: the allocation slow path must not retain the heap.)
 @inline(__always)
 func armSample(_ c: UnsafeMutablePointer<MCache>, _ s: UnsafeMutablePointer<MSpan>, _ spc: Int) {
@@ -239,6 +241,8 @@ extension Heap {
             let size = SizeClassTable.classToSize[i >> 1]
             c.pointee.toSample[i] = rate == 0 || size == 0 ? Int.max / 2 : sampleDistance(c, elemSize: UInt(size))
         }
+        // Type slots start counting at their first span (`MCache.refill`).
+        for i in SpanClass.count..<MCache.slotCount { c.pointee.toSample[i] = MCache.sampleUnset }
     }
 
     /// Record a sampled allocation: capture the stack here (never symbolized here).

@@ -94,7 +94,7 @@ extension Heap {
         var tiny: UInt = 0
         var nMutators: UInt = 0
         forEachMutator { st in
-            for i in 0..<SpanClass.count {
+            for i in 0..<MCache.slotCount {
                 let s = st.pointee.mcache.pointee.spans[i]
                 if s != emptySpan {
                     cachedAllocs[s.pointee.spanClass.sizeClass] += s.countAllocated() - s.pointee.allocCountBeforeCache
@@ -140,7 +140,7 @@ extension Heap {
             m.mSpanSys = UInt64(spanAlloc.sys + meta.sys)
             m.gcSys = UInt64(pages.metadataInUse + mappedArenas * HeapArena.pagesPerArena * 8 + work.capacity * 8)
         }
-        m.mCacheInuse = UInt64(nMutators) * UInt64(MemoryLayout<MutatorState>.stride + SpanClass.count * 8)
+        m.mCacheInuse = UInt64(nMutators) * UInt64(MemoryLayout<MutatorState>.stride + MCache.bytes)
         m.mCacheSys = m.mCacheInuse
         m.otherSys = UInt64(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes }) + UInt64(typesLock.withLock { typeNames.count } * MemoryLayout<TypeInfo>.stride)
         m.sys = m.heapSys + m.stackSys + m.mSpanSys + m.mCacheSys + m.gcSys + m.otherSys

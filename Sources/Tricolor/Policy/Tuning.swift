@@ -148,6 +148,12 @@ enum Tuning {
     /// once, under one acquisition of the list's lock (ours; `MCache.stash`).
     static let stashBatch: UInt8 = 4
 
+    /// Small types with pointers up to this size get a mutator cache slot of their own
+    /// while slots last (ours; `MCache.firstTypeSlot`): 60 per heap, in registration
+    /// order. Above it, the per-object type-id store is a small part of an allocation,
+    /// and each slot may hold a span of its own per mutator.
+    static let typeSlotMaxSize = 512
+
     // MARK: GC CPU limiter (Go's mgclimit.go)
 
     /// Bucket capacity per GOMAXPROCS (Go's capacityPerProc, 1 s of CPU): GC may run over

@@ -114,6 +114,17 @@ public final class Heap: @unchecked Sendable {
     let types: UnsafeMutablePointer<TypeInfo>
     @exclusivity(unchecked) var typeNames: [String] = ["<bytes>"]
     let typesLock = RuntimeLock(rank: .types)
+    /// Per cache slot (`MCache.slotCount`): its span class (`SpanClass.raw`; a class slot
+    /// is its own class) and, for a type's own slot, the type's id (0 otherwise). Written
+    /// under the types lock when a type gets its slot, before the `ObjectType` that names
+    /// the slot is handed out. `slotType` is read without a lock by mutators refilling
+    /// the slot, which hold that `ObjectType` and so were handed it after the write;
+    /// `slotClass` by `MCache.checkSlots`, with the world stopped.
+    let slotClass: UnsafeMutablePointer<UInt8>
+    let slotType: UnsafeMutablePointer<UInt16>
+    /// Type slots this heap took from the process's pool (`Heap.claimTypeSlot`), given
+    /// back at deinit. Types lock.
+    @exclusivity(unchecked) var typeSlotsHeld: UInt64 = 0
 
     // MARK: world stop (sched lock)
     let schedLock = RuntimeLock(rank: .sched)
@@ -294,6 +305,9 @@ public final class Heap: @unchecked Sendable {
 
         centrals = .allocate(capacity: SpanClass.count)
         for i in 0..<SpanClass.count { (centrals + i).initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i)))) }
+        slotClass = .allocate(capacity: MCache.slotCount)
+        slotType = .allocate(capacity: MCache.slotCount)
+        for i in 0..<MCache.slotCount { slotClass[i] = i < SpanClass.count ? UInt8(i) : 0; slotType[i] = 0 }
 
         globalSlots = RootSlotTable()
         handleSlots = RootSlotTable()
@@ -343,6 +357,9 @@ public final class Heap: @unchecked Sendable {
         meta.destroy()
         for i in 0..<SpanClass.count { centrals[i].lock.destroy(); centrals[i].heads.deallocate() }
         centrals.deallocate()
+        Heap.releaseTypeSlots(typeSlotsHeld)
+        slotClass.deallocate()
+        slotType.deallocate()
         for i in 0..<typeNames.count {
             types[i].ptrWords?.deallocate()
             types[i].ptrMask?.deallocate()
@@ -401,7 +418,17 @@ public final class Heap: @unchecked Sendable {
             let small = size <= SizeClassTable.maxSmallSize
             let spc = small && size > 0 ? SpanClass(sizeClass: SizeClassTable.sizeToClass(size), noscan: noscan)
                                          : SpanClass(sizeClass: 0, noscan: noscan)
-            let t = ObjectType(id: UInt16(id), size: size, spanClass: spc, isSmall: small, heapTag: typeTag)
+            // A small type with pointers gets a cache slot of its own while there are
+            // any (`MCache.firstTypeSlot`): its spans' type ids are filled in when a span
+            // is cached there, so the fast path stores none per object.
+            var slot = Int(spc.raw)
+            if small && size > 0 && !noscan && size <= Tuning.typeSlotMaxSize, let k = Heap.claimTypeSlot() {
+                typeSlotsHeld |= 1 << UInt64(k)
+                slot = MCache.firstTypeSlot + 2 * k
+                slotClass[slot] = spc.raw
+                slotType[slot] = UInt16(id)
+            }
+            let t = ObjectType(id: UInt16(id), size: size, cacheSlot: slot, isSmall: small, heapTag: typeTag)
             types[id].objectTypeBits = t.bits
             return t
         }
@@ -442,6 +469,34 @@ public enum HeapError: Error, CustomStringConvertible, Equatable {
 }
 
 extension Heap {
+    /// Type slots in use by any heap of the process, bit k for slot
+    /// `MCache.firstTypeSlot + 2k`. Process-wide rather than per heap so that a type used
+    /// with a heap that did not register it never finds a span of another class in its
+    /// slot: the slot is empty there, and the first allocation takes the slow path, whose
+    /// owner check traps (`checkTypeOwner`). Claimed by compare-and-swap at registration,
+    /// given back at heap deinit.
+    nonisolated(unsafe) static let typeSlotsInUse: UnsafeMutablePointer<UInt> = {
+        let p = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+        p.initialize(to: 0)
+        return p
+    }()
+
+    /// The lowest free type slot's number k (slot `MCache.firstTypeSlot + 2k`), now taken;
+    /// nil when all `MCache.typeSlots` are in use.
+    static func claimTypeSlot() -> Int? {
+        while true {
+            let used = tc_load_acquire(UnsafeRawPointer(typeSlotsInUse))
+            let free = ~used & ((1 << UInt(MCache.typeSlots)) - 1)
+            if free == 0 { return nil }
+            let k = free.trailingZeroBitCount
+            if tc_cas(UnsafeMutableRawPointer(typeSlotsInUse), used, used | 1 << UInt(k)) { return k }
+        }
+    }
+
+    static func releaseTypeSlots(_ held: UInt64) {
+        if held != 0 { _ = tc_and64(UnsafeMutableRawPointer(typeSlotsInUse), ~held) }
+    }
+
     /// Source of `typeTag`s (relaxed fetch-add at heap creation).
     nonisolated(unsafe) static let nextTypeTag: UnsafeMutablePointer<UInt> = {
         let p = UnsafeMutablePointer<UInt>.allocate(capacity: 1)

@@ -28,15 +28,21 @@ public struct TypeLayout: Sendable, Hashable {
 @frozen
 public struct ObjectType: Sendable, Hashable {
     /// Everything the inlined fast path needs, packed in one word so that an allocation
-    /// loop keeps a type in one register: bits 0–15 the registry index, 16–23 the span
-    /// class, bit 24 "fits a size class", bits 25–31 the registering heap's tag (see
-    /// `Heap.typeTag`), bits 32–63 the size. (As separate fields the
-    /// loop in the allocation benchmark ran out of registers and reloaded the span class
-    /// from the stack after every type-id store, at +1 ns per typed allocation.)
+    /// loop keeps a type in one register: bits 0–15 the registry index, 16–23 the cache
+    /// slot (`MCache.slotCount`: the span class's, or for a small type with pointers one
+    /// of its own), bit 24 "fits a size class", bits 25–31 the registering heap's tag
+    /// (see `Heap.typeTag`), bits 32–63 the size. (As separate fields the loop in the
+    /// allocation benchmark ran out of registers and reloaded the span class from the
+    /// stack after every type-id store, at +1 ns per typed allocation.)
+    ///
+    /// Bit 16, the slot's lowest bit, tells the fast path whether to store the type id
+    /// of the slot it takes: a class slot's is its span class's noscan bit (store for
+    /// scan classes), and type slots are odd (their spans' ids are filled in when
+    /// cached), so one test serves both.
     @usableFromInline let bits: UInt64
 
-    @usableFromInline init(id: UInt16, size: Int, spanClass: SpanClass, isSmall: Bool, heapTag: UInt8) {
-        bits = UInt64(id) | UInt64(spanClass.raw) << 16 | (isSmall ? 1 << 24 : 0)
+    @usableFromInline init(id: UInt16, size: Int, cacheSlot: Int, isSmall: Bool, heapTag: UInt8) {
+        bits = UInt64(id) | UInt64(cacheSlot & 0xff) << 16 | (isSmall ? 1 << 24 : 0)
             | UInt64(heapTag & 0x7f) << 25 | UInt64(size) << 32
     }
 
@@ -44,12 +50,16 @@ public struct ObjectType: Sendable, Hashable {
     @inlinable public var id: UInt16 { UInt16(truncatingIfNeeded: bits) }
     /// Size of one object in bytes (the layout's size rounded up to 8).
     @inlinable public var size: Int { Int(bits &>> 32) }
-    @inlinable var spanClass: SpanClass { SpanClass(raw: UInt8(truncatingIfNeeded: bits &>> 16)) }
+    /// The mutator cache slot allocation takes from (`MCache.alloc`).
+    @inlinable var cacheSlot: Int { Int(truncatingIfNeeded: (bits &>> 16) & 0xff) }
+    /// Whether the fast path stores the object's type id in its slot (see `bits`).
+    @inlinable var storesTypeID: Bool { bits & (1 << 16) == 0 }
     /// True when the object fits a size class (≤ 32 KiB); larger objects get their own span.
     @inlinable var isSmall: Bool { bits & (1 << 24) != 0 }
     /// Whether objects of this type have pointer words. Objects without are allocated from
-    /// spans the collector never scans (Go's noscan spans).
-    public var hasPointers: Bool { !spanClass.noscan }
+    /// spans the collector never scans (Go's noscan spans): a class slot with the noscan
+    /// bit set. Type slots are only for types with pointers.
+    public var hasPointers: Bool { cacheSlot >= SpanClass.count || cacheSlot & 1 == 0 }
     /// The tag of the heap that registered this type (1…127).
     var heapTag: UInt8 { UInt8(truncatingIfNeeded: bits &>> 25) & 0x7f }
 }

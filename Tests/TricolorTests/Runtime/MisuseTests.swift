@@ -69,6 +69,24 @@ final class MisuseTests: WatchdogTestCase {
         }
     }
 
+    /// In unchecked mode too, at the very first allocation, even with a window of the
+    /// same size class cached: a type with a cache slot of its own finds that slot empty
+    /// in any heap that did not register it (type slots are numbered per process), so
+    /// the inlined fast path never hands it a slot and the slow path's check traps.
+    func testTypeOfAnotherHeapTrapsAtItsFirstAllocation() {
+        expectFatal("registered with another heap") {
+            let a = try! Heap(configuration: Configuration())
+            let b = try! Heap(configuration: Configuration())
+            let nodeOfA = try! a.register(TypeLayout(name: "A.Node", size: 16, pointerWords: [0]))
+            precondition(nodeOfA.cacheSlot >= MCache.firstTypeSlot, "A.Node got no type slot")
+            let nodeOfB = try! b.register(TypeLayout(name: "B.Node", size: 16, pointerWords: [0]))
+            b.withMutator { m in
+                _ = m.allocate(nodeOfB)   // a window of the class is cached now
+                _ = m.allocate(nodeOfA)
+            }
+        }
+    }
+
     func testAllocationInsideBlockingTrapsInBothModes() {
         for checked in [false, true] {
             expectFatal("allocation inside a blocking region") {

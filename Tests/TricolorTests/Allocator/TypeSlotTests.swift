@@ -1,0 +1,146 @@
+import XCTest
+import CTricolor
+@testable @_spi(Testing) import Tricolor
+
+/// Type slots (`MCache.slotCount`): a small type with pointers gets a mutator cache slot
+/// of its own, whose spans get the type's id in every free slot when they are cached, so
+/// the inlined fast path stores no id per object. Spans move between a type's slot,
+/// other types' slots and their class's slot as the sweep frees them; every object must
+/// keep the type it was allocated with, or the marker would scan it with another
+/// layout.
+final class TypeSlotTests: XCTestCase {
+    /// Registration order decides: small types with pointers (up to
+    /// `Tuning.typeSlotMaxSize` bytes) get slots of their own, odd, from 137, while the
+    /// process's 60 last; the rest, pointer-free types and larger ones use their span
+    /// class's slot. A heap gives its slots back when it goes away.
+    func testSlotsAreHandedOutInRegistrationOrderWhileTheyLast() throws {
+        let free = MCache.typeSlots - tc_load_acquire(UnsafeRawPointer(Heap.typeSlotsInUse)).nonzeroBitCount
+        XCTAssertGreaterThan(free, 0, "heaps of earlier tests still hold every type slot")
+        let classSlot32 = Int(SpanClass(sizeClass: SizeClassTable.sizeToClass(32), noscan: false).raw)
+        do {
+            let heap = try Heap(configuration: Configuration(gcPercent: nil).precise)
+            var own: [ObjectType] = []
+            for i in 0..<free {
+                own.append(try heap.register(TypeLayout(name: "slot.T\(i)", size: 32, pointerWords: [0])))
+            }
+            let slots = own.map(\.cacheSlot)
+            XCTAssertEqual(Set(slots).count, free, "two types share a slot")
+            XCTAssertTrue(slots.allSatisfy { $0 >= MCache.firstTypeSlot && $0 < MCache.slotCount && $0 & 1 == 1 }, "\(slots)")
+            XCTAssertEqual(slots, slots.sorted(), "slots not in registration order")
+            XCTAssertTrue(own.allSatisfy { !$0.storesTypeID && $0.hasPointers })
+            let late = try heap.register(TypeLayout(name: "slot.Late", size: 32, pointerWords: [0]))
+            XCTAssertEqual(late.cacheSlot, classSlot32)
+            XCTAssertTrue(late.storesTypeID && late.hasPointers)
+            // Another heap meanwhile: none left for it either.
+            let other = try Heap(configuration: Configuration(gcPercent: nil).precise)
+            XCTAssertEqual(try other.register(TypeLayout(name: "slot.Other", size: 32, pointerWords: [0])).cacheSlot, classSlot32)
+        }
+        // Both heaps are gone: their slots are free again.
+        let heap = try Heap(configuration: Configuration(gcPercent: nil).precise)
+        let bytes = try heap.register(TypeLayout(name: "slot.Bytes", size: 32, pointerWords: []))
+        XCTAssertEqual(bytes.cacheSlot, Int(SpanClass(sizeClass: SizeClassTable.sizeToClass(32), noscan: true).raw))
+        XCTAssertFalse(bytes.hasPointers)
+        let big = try heap.register(TypeLayout(name: "slot.Big", size: Tuning.typeSlotMaxSize + 8, pointerWords: [0]))
+        XCTAssertLessThan(big.cacheSlot, SpanClass.count)
+        XCTAssertTrue(big.storesTypeID && big.hasPointers)
+        let large = try heap.register(TypeLayout(name: "slot.Large", size: 64 << 10, pointerWords: [0]))
+        XCTAssertTrue(large.hasPointers)
+        let again = try heap.register(TypeLayout(name: "slot.Again", size: 16, pointerWords: [1]))
+        XCTAssertGreaterThanOrEqual(again.cacheSlot, MCache.firstTypeSlot, "the slots of heaps that went away were not given back")
+    }
+
+    /// Type slots are numbered across the process, so a type used with a heap that did
+    /// not register it finds its slot empty there: never a span of another size class,
+    /// whose slots the caller would overrun. The slow path's owner check then traps
+    /// (MisuseTests.testTypeOfAnotherHeapTrapsAtItsFirstAllocation).
+    func testATypeOfAnotherHeapFindsItsSlotEmpty() throws {
+        let a = try Heap(configuration: Configuration(gcPercent: nil).precise)
+        let b = try Heap(configuration: Configuration(gcPercent: nil).precise)
+        let nodeOfA = try a.register(TypeLayout(name: "A.Node", size: 48, pointerWords: [0]))
+        XCTAssertGreaterThanOrEqual(nodeOfA.cacheSlot, MCache.firstTypeSlot)
+        var typesOfB: [ObjectType] = []
+        for i in 0..<8 { typesOfB.append(try b.register(TypeLayout(name: "B.T\(i)", size: 16 * (i + 1), pointerWords: [0]))) }
+        XCTAssertFalse(typesOfB.contains { $0.cacheSlot == nodeOfA.cacheSlot })
+        b.withMutator { m in
+            for t in typesOfB { for _ in 0..<100 { _ = m.allocate(t) } }
+            XCTAssertEqual(m.state.pointee.mcache.pointee.alloc[nodeOfA.cacheSlot], b.emptySpan)
+        }
+    }
+
+    /// Two types with slots of their own and one in its class's slot, all of one size
+    /// class, allocated in turn into lists that live for a few collections and then die:
+    /// spans pass between the three slots many times. Every object reachable at the end
+    /// has its own type and contents, and the self-checks (each type slot's span holds
+    /// the type's id in every free slot) pass at every pause. In unchecked mode the
+    /// inlined fast path serves most allocations; in checked mode the slow path.
+    func testObjectsKeepTheirTypesWhileSpansMoveBetweenSlots() throws {
+        for checked in [false, true] {
+            var configuration = Configuration(gcPercent: 100, checked: checked).precise.withSelfChecks
+            configuration.memProfileRate = 4096   // sampling arms windows in every slot
+            let heap = try Heap(configuration: configuration)
+            let a = try heap.register(TypeLayout(name: "slot.A", size: 32, pointerWords: [0]))
+            let b = try heap.register(TypeLayout(name: "slot.B", size: 32, pointerWords: [0, 2]))
+            for i in 0..<60 { _ = try heap.register(TypeLayout(name: "slot.Fill\(i)", size: 8, pointerWords: [0])) }
+            let z = try heap.register(TypeLayout(name: "slot.Z", size: 32, pointerWords: [0, 3]))
+            XCTAssertGreaterThanOrEqual(a.cacheSlot, SpanClass.count)
+            XCTAssertGreaterThanOrEqual(b.cacheSlot, SpanClass.count)
+            XCTAssertLessThan(z.cacheSlot, SpanClass.count)
+            let types = [a, b, z]
+            let lists = 8, perList = checked ? 2_000 : 20_000
+            var seq = 0
+            // The slots each span was seen cached in.
+            var seenIn: [UInt: Set<Int>] = [:]
+            heap.withMutator { m in
+                let gc0 = heap.memStats().numGC
+                m.withFrame(slots: lists) { f in
+                    var round = 0
+                    while heap.memStats().numGC < gc0 + 6 || round < lists {
+                        // Replace the oldest list: the one it held becomes garbage.
+                        let k = round % lists
+                        f[k] = .null
+                        for _ in 0..<perList {
+                            let t = types[seq % 3]
+                            let o = m.allocate(t)
+                            m.storeWord(o, 1, seq)
+                            m.store(o, 0, f[k])
+                            f[k] = o
+                            seq += 1
+                        }
+                        round += 1
+                        for t in types {
+                            let span = m.state.pointee.mcache.pointee.spans[t.cacheSlot]
+                            if span != heap.emptySpan { seenIn[UInt(bitPattern: span), default: []].insert(t.cacheSlot) }
+                        }
+                        // The self-checks with spans cached: every free slot of a span in
+                        // a type slot holds the type's id.
+                        if round % 4 == 0 { heap.checkInvariants() }
+                        m.safepoint()
+                    }
+                    heap.collect()
+                    heap.checkInvariants()
+                    // Every object still reachable has its type and contents.
+                    var checkedObjects = 0
+                    for k in 0..<lists {
+                        var o = f[k]
+                        var prev = Int.max
+                        while o != .null {
+                            let s = m.loadWord(o, 1)
+                            XCTAssertLessThan(s, prev, "list \(k) is out of order")
+                            prev = s
+                            let want = types[s % 3]
+                            let got = m.type(of: o)
+                            if got != want {
+                                XCTFail("checked \(checked): object \(s) has type id \(got.map { Int($0.id) } ?? -1), allocated as \(want.id)")
+                                return
+                            }
+                            o = m.load(o, 0)
+                            checkedObjects += 1
+                        }
+                    }
+                    XCTAssertEqual(checkedObjects, lists * perList)
+                }
+            }
+            XCTAssertTrue(seenIn.values.contains { $0.count >= 2 }, "checked \(checked): no span was seen in two slots")
+        }
+    }
+}
