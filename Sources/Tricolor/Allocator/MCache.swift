@@ -279,23 +279,31 @@ extension UnsafeMutablePointer where Pointee == MCache {
     /// blocking region), so every span is still of the heap's sweep generation and goes
     /// to the swept set; the background sweeper never needs to look for it this cycle.
     func flushUncached(_ ci: Int, heap: Heap) {
-        var p = pointee.uncached[ci]
+        let p = pointee.uncached[ci]
         pointee.uncached[ci] = nil
         pointee.uncachedCount[ci] = 0
-        // The batch is newest first: reverse it (it is ours alone now).
-        var oldestFirst: UnsafeMutablePointer<MSpan>? = nil
+        pushBack(p, class: ci, to: MCentral.fullSwept, heap: heap, what: "batched full span")
+    }
+
+    /// Push a list of this cache's spans of class `ci` (ours alone now) onto its central
+    /// list's set `set(sg)` under one lock, last first, so the list's first span ends up
+    /// the list's first again. Each must be of the heap's sweep generation (see
+    /// `flushUncached`); `what` names the spans in the message if one is not.
+    private func pushBack(_ list: UnsafeMutablePointer<MSpan>?, class ci: Int, to set: (UInt32) -> Int, heap: Heap, what: String) {
+        var p = list
+        var reversed: UnsafeMutablePointer<MSpan>? = nil
         while let s = p {
             p = s.pointee.next
-            s.pointee.next = oldestFirst
-            oldestFirst = s
+            s.pointee.next = reversed
+            reversed = s
         }
         let sg = heap.sweepgen
         let c = heap.centrals + ci
         c.pointee.lock.lock()
-        while let s = oldestFirst {
-            oldestFirst = s.pointee.next
-            runtimeCheck(s.loadSweepgen() == sg, "mcache: a batched full span is of sweep generation \(s.loadSweepgen()), the heap's is \(sg)")
-            c.pointee.push(MCentral.fullSwept(sg), s)
+        while let s = reversed {
+            reversed = s.pointee.next
+            runtimeCheck(s.loadSweepgen() == sg, "mcache: a \(what) is of sweep generation \(s.loadSweepgen()), the heap's is \(sg)")
+            c.pointee.push(set(sg), s)
         }
         c.pointee.lock.unlock()
     }
@@ -323,69 +331,47 @@ extension UnsafeMutablePointer where Pointee == MCache {
     /// Give span class `ci`'s stash back to its central list's swept partial set, so
     /// that the list's first span is the one the stash would have given next.
     func flushStash(_ ci: Int, heap: Heap) {
-        var p = pointee.stash[ci]
+        let p = pointee.stash[ci]
         pointee.stash[ci] = nil
         pointee.stashCount[ci] = 0
-        var lastFirst: UnsafeMutablePointer<MSpan>? = nil
-        while let s = p {
-            p = s.pointee.next
-            s.pointee.next = lastFirst
-            lastFirst = s
-        }
-        let sg = heap.sweepgen
-        let c = heap.centrals + ci
-        c.pointee.lock.lock()
-        while let s = lastFirst {
-            lastFirst = s.pointee.next
-            runtimeCheck(s.loadSweepgen() == sg, "mcache: a stashed span is of sweep generation \(s.loadSweepgen()), the heap's is \(sg)")
-            c.pointee.push(MCentral.partialSwept(sg), s)
-        }
-        c.pointee.lock.unlock()
+        pushBack(p, class: ci, to: MCentral.partialSwept, heap: heap, what: "stashed span")
     }
 
     /// The batches' invariants (`uncached`): as many spans as counted, fewer than a
     /// batch, each in use, of its class, full, and of sweep generation `sg`. World
     /// stopped (`checkHeapInvariantsStopped`); `mutator` names the owner in messages.
     func checkUncached(sweepgen sg: UInt32, mutator: Int) {
-        for i in 0..<SpanClass.count {
-            var n = 0
-            var p = pointee.uncached[i]
-            while let s = p {
-                runtimeCheck(n < Int(Tuning.uncacheBatch), "mcache: mutator \(mutator)'s batch for class \(i) holds more than a batch (its links loop?)")
-                runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue,
-                             "mcache: span in mutator \(mutator)'s batch for class \(i) is not in use (state \(s.pointee.state))")
-                runtimeCheck(s.pointee.spanClass.raw == UInt8(i),
-                             "mcache: span in mutator \(mutator)'s batch for class \(i) is of class \(s.pointee.spanClass.raw)")
-                runtimeCheck(s.pointee.allocCount == s.pointee.nelems && s.loadSweepgen() == sg,
-                             "mcache: span in mutator \(mutator)'s batch is not full and swept (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
-                n += 1
-                p = s.pointee.next
-            }
-            runtimeCheck(n == Int(pointee.uncachedCount[i]) && n < Int(Tuning.uncacheBatch),
-                         "mcache: mutator \(mutator)'s batch for class \(i) holds \(n) spans, counted \(pointee.uncachedCount[i])")
-        }
+        checkLists(pointee.uncached, pointee.uncachedCount, limit: Tuning.uncacheBatch, full: true, sweepgen: sg, mutator: mutator)
     }
 
     /// The stashes' invariants (`stash`): as many spans as counted, fewer than a batch,
     /// each in use, of its class, with a free slot, and of sweep generation `sg`. World
     /// stopped (`checkHeapInvariantsStopped`); `mutator` names the owner in messages.
     func checkStash(sweepgen sg: UInt32, mutator: Int) {
+        checkLists(pointee.stash, pointee.stashCount, limit: Tuning.stashBatch, full: false, sweepgen: sg, mutator: mutator)
+    }
+
+    /// Per span class, a list of spans and its count: fewer than `limit`, each in use, of
+    /// the class, full (`full`) or with a free slot, and of sweep generation `sg`.
+    private func checkLists(_ heads: UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>, _ counts: UnsafeMutablePointer<UInt8>,
+                            limit: UInt8, full: Bool, sweepgen sg: UInt32, mutator: Int) {
+        let name = full ? "batch" : "stash"
         for i in 0..<SpanClass.count {
             var n = 0
-            var p = pointee.stash[i]
+            var p = heads[i]
             while let s = p {
-                runtimeCheck(n < Int(Tuning.stashBatch), "mcache: mutator \(mutator)'s stash for class \(i) holds a batch or more (its links loop?)")
+                runtimeCheck(n < Int(limit), "mcache: mutator \(mutator)'s \(name) for class \(i) holds more than it may (its links loop?)")
                 runtimeCheck(s.pointee.state == MSpanState.inUse.rawValue,
-                             "mcache: span in mutator \(mutator)'s stash for class \(i) is not in use (state \(s.pointee.state))")
+                             "mcache: span in mutator \(mutator)'s \(name) for class \(i) is not in use (state \(s.pointee.state))")
                 runtimeCheck(s.pointee.spanClass.raw == UInt8(i),
-                             "mcache: span in mutator \(mutator)'s stash for class \(i) is of class \(s.pointee.spanClass.raw)")
-                runtimeCheck(s.pointee.allocCount < s.pointee.nelems && s.loadSweepgen() == sg,
-                             "mcache: span in mutator \(mutator)'s stash is not swept with a free slot (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
+                             "mcache: span in mutator \(mutator)'s \(name) for class \(i) is of class \(s.pointee.spanClass.raw)")
+                runtimeCheck((s.pointee.allocCount == s.pointee.nelems) == full && s.loadSweepgen() == sg,
+                             "mcache: span in mutator \(mutator)'s \(name) is not \(full ? "full" : "with a free slot") and swept (\(s.pointee.allocCount) of \(s.pointee.nelems), sweepgen \(s.loadSweepgen()), heap \(sg))")
                 n += 1
                 p = s.pointee.next
             }
-            runtimeCheck(n == Int(pointee.stashCount[i]) && n < Int(Tuning.stashBatch),
-                         "mcache: mutator \(mutator)'s stash for class \(i) holds \(n) spans, counted \(pointee.stashCount[i])")
+            runtimeCheck(n == Int(counts[i]) && n < Int(limit),
+                         "mcache: mutator \(mutator)'s \(name) for class \(i) holds \(n) spans, counted \(counts[i])")
         }
     }
 
