@@ -32,30 +32,36 @@ extension Heap {
     /// 48…63), so scanning a single small object needs no span lookup.
     @inline(__always)
     func greyObject(_ p: UInt, _ gcw: inout GCWork) {
-        if p == 0 || p == zeroBase { return }
+        if p == 0 { return }
         guard let s = spanOf(p), s.pointee.state == MSpanState.inUse.rawValue, p < s.pointee.limit else {
-            badPointer(p)
+            // The zero-size object lies outside the heap's reservation: checked here,
+            // off the path of every pointer that is a heap object.
+            if p != zeroBase { badPointer(p) }
             return
         }
         let idx = s.objectIndex(p)
         let m = s.pointee.gcmarkBytes.unsafelyUnwrapped + Int(idx)
         if tc_load8_relaxed(m) != 0 { return }
-        if _fastPath(s.pointee.spanClass.sizeClass != 0) {
+        let spc = s.pointee.spanClass
+        if _fastPath(spc.sizeClass != 0) {
             // A plain byte store (MSpan.gcmarkBytes). Two markers that load the same
             // pointer at the same instant may both get here and both queue the object:
             // it is scanned twice, which is harmless, and counted twice in bytesMarked.
             tc_store8_relaxed(m, 1)
-        } else if tc_or8(m, 1) != 0 {
+            gcw.bytesMarked &+= s.pointee.elemSize
+            if spc.noscan { return }
+            // A small scan span always has its type-id array (MHeap.allocSpan).
+            let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
+            let tid = tc_load16_relaxed(s.pointee.typeIDs.unsafelyUnwrapped + Int(idx))
+            gcw.push(base | UInt(tid) &<< 48)
+        } else {
             // A large object is queued exactly once: scanning it twice would repeat
             // all of its oblets.
-            return
-        }
-        gcw.bytesMarked &+= s.pointee.elemSize
-        if !s.pointee.spanClass.noscan {
-            let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
-            let tid: UInt16
-            if let t = s.pointee.typeIDs { tid = tc_load16_relaxed(t + Int(idx)) } else { tid = UInt16(s.pointee.largeType) | arrayTypeBit }
-            gcw.push(base | UInt(tid) &<< 48)
+            if tc_or8(m, 1) != 0 { return }
+            gcw.bytesMarked &+= s.pointee.elemSize
+            if spc.noscan { return }
+            let tid = UInt16(truncatingIfNeeded: s.pointee.largeType) | arrayTypeBit
+            gcw.push(s.pointee.startAddr | UInt(tid) &<< 48)
         }
     }
 
@@ -65,6 +71,18 @@ extension Heap {
         let obj = entry & 0xffff_ffff_ffff
         let tid = UInt16(truncatingIfNeeded: entry &>> 48)
         let t = types + Int(tid & ~arrayTypeBit)
+        // A single object of at most 64 words: one bit per pointer word.
+        var bits = t.pointee.smallPtrBits
+        if tid & arrayTypeBit == 0 && bits != 0 {
+            repeat {
+                let k = UInt(truncatingIfNeeded: bits.trailingZeroBitCount)
+                bits &= bits &- 1
+                let v = tc_load_acquire(UnsafeRawPointer(bitPattern: obj &+ k &* 8).unsafelyUnwrapped)
+                if v != 0 { greyObject(v, &gcw) }
+            } while bits != 0
+            gcw.scanWork &+= t.pointee.size
+            return
+        }
         let ptrWords = t.pointee.ptrWords.unsafelyUnwrapped
         let np = t.pointee.numPtrWords
         var n: UInt = 1
@@ -130,11 +148,11 @@ extension Heap {
                     if count == ringSize {
                         let obj = r[head]
                         r[head] = p
-                        head = (head + 1) & (ringSize - 1)
+                        head = (head &+ 1) & (ringSize &- 1)
                         scanObject(obj, &gcw)
                     } else {
-                        r[(head + count) & (ringSize - 1)] = p
-                        count += 1
+                        r[(head &+ count) & (ringSize &- 1)] = p
+                        count &+= 1
                     }
                     // Share work whenever the global list is dry and this marker holds
                     // more than a few entries (Go's gcw.balance, which hands off half a
@@ -145,15 +163,15 @@ extension Heap {
                     if gcw.count > 4 && work.isEmptyApprox { work.putOldest(from: &gcw, min(gcw.count / 2, GCWork.batch)) }
                 } else if count > 0 {
                     let obj = r[head]
-                    head = (head + 1) & (ringSize - 1)
-                    count -= 1
+                    head = (head &+ 1) & (ringSize &- 1)
+                    count &-= 1
                     scanObject(obj, &gcw)
                 } else if !work.get(into: &gcw) {
                     if claimRoots() { scanGlobalRoots(&gcw) } else { break }
                 }
             }
             // Budget reached with objects still in the ring: they go back to the queue.
-            while count > 0 { gcw.push(r[head]); head = (head + 1) & (ringSize - 1); count -= 1 }
+            while count > 0 { gcw.push(r[head]); head = (head &+ 1) & (ringSize &- 1); count &-= 1 }
         }
         let done = gcw.scanWork &- startWork
         flushMarkedStats(&gcw)

@@ -410,6 +410,7 @@ public final class Heap: @unchecked Sendable {
                 mask.initialize(repeating: 0, count: maskWords)
                 for w in sorted { mask[w / 64] |= 1 << UInt64(w % 64) }
                 info.ptrMask = mask
+                if wordsCount <= 64 { info.smallPtrBits = mask[0] }
             }
             types[id] = info
             typeNames.append(layout.name)

@@ -71,6 +71,10 @@ struct TypeInfo {
     var ptrWords: UnsafeMutablePointer<UInt32>?   // word offsets of pointer fields, ascending
     var numPtrWords: Int
     var ptrMask: UnsafeMutablePointer<UInt64>?    // one bit per word: 1 = pointer (checked mode)
+    /// For a type of at most 64 words with pointers, its pointer words as one bit each
+    /// (bit k: word k), so that scanning a single object walks the bits instead of the
+    /// `ptrWords` array (`Heap.scanObject`); 0 for larger types and types without pointers.
+    var smallPtrBits: UInt64 = 0
     /// The `ObjectType.bits` registration returned (for `Mutator.type(of:)`). Written
     /// once under the types lock before the type is handed out; read without a lock by
     /// threads that found the id in an object allocated with the type.
