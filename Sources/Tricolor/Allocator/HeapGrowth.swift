@@ -298,6 +298,7 @@ extension Heap {
             }
             let h = UnsafeMutablePointer<HeapArena>.allocate(capacity: 1)
             h.initialize(to: meta)
+            tc_store_release(UnsafeMutableRawPointer(arenaSpans + ai), UInt(bitPattern: meta.spans))
             tc_store_release(UnsafeMutableRawPointer(arenas + ai), UInt(bitPattern: h))   // see setSpans
             mappedArenas += 1
         }

@@ -140,9 +140,9 @@ extension Heap {
     func spanOfAcquiring(_ p: UInt) -> UnsafeMutablePointer<MSpan>? {
         let off = p &- arenaBase
         if off >= reservedBytes { return nil }
-        let a = tc_load_acquire(UnsafeRawPointer(arenas + Int(off >> HeapArena.logBytes)))
-        guard let arena = UnsafeMutablePointer<HeapArena>(bitPattern: a) else { return nil }
-        let entry = arena.pointee.spans + Int((off >> SizeClassTable.pageShiftU) & UInt(HeapArena.pagesPerArena - 1))
+        let a = tc_load_acquire(UnsafeRawPointer(arenaSpans + Int(off >> HeapArena.logBytes)))
+        guard let table = UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>(bitPattern: a) else { return nil }
+        let entry = table + Int((off >> SizeClassTable.pageShiftU) & UInt(HeapArena.pagesPerArena - 1))
         return UnsafeMutablePointer<MSpan>(bitPattern: tc_load_acquire(UnsafeRawPointer(entry)))
     }
 
