@@ -239,7 +239,14 @@ extension Heap {
     /// sweeper are not stopped with the world, so they must not read `pacer` while a
     /// stopped world's `setMemoryLimit` writes it (under the stats lock, which ranks
     /// above the heap lock, so it may be taken with the heap lock held).
-    var memoryLimitNow: Int { statsLock.withLock { pacer.memoryLimit } }
+    /// No closure: the background sweeper reads it (see `Heap.drain` on closures in
+    /// unoptimized builds).
+    var memoryLimitNow: Int {
+        statsLock.lock()
+        let limit = pacer.memoryLimit
+        statsLock.unlock()
+        return limit
+    }
 
     /// Ask the grower to stop (its loop ends at its next check). Heap lock not held.
     func stopGrower() {

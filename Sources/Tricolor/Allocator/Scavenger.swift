@@ -132,14 +132,18 @@ extension Heap {
     /// - Precondition: no lock ranked at or above mheap is held.
     func sweepDoneWakeScavenger() {
         scavengeForMemoryLimit()
-        heapLock.withLock {
-            let sg = sweepgen
-            guard scav.wokenAtSweepgen != sg else { return }
+        // lock()/unlock(), not withLock: the background sweeper calls this, and in an
+        // unoptimized build a closure capturing the heap retains it, which could make
+        // the sweeper's release the heap's last (see `scanGlobalRoots`).
+        heapLock.lock()
+        let sg = sweepgen
+        if scav.wokenAtSweepgen != sg {
             scav.wokenAtSweepgen = sg
             if scavtrace { printScavTraceLocked(forced: false) }
             scav.requested = true
             scavCond.broadcast()
         }
+        heapLock.unlock()
     }
 
     /// The background scavenger's thread.
@@ -147,7 +151,9 @@ extension Heap {
         lowerBackgroundThreadPriority()
         heapLock.lock()
         while true {
-            while !scav.requested && !scav.stop { scavCond.wait(heapLock) }
+            // No `&&` or `||` with the heap on the right in this loop: that side is a
+            // closure, which in an unoptimized build retains the heap (see `Heap.drain`).
+            while !scav.requested { if scav.stop { break }; scavCond.wait(heapLock) }
             if scav.stop { break }
             scav.requested = false
             // Batches of ~50 µs of releasing, each followed by 99× as long asleep,
@@ -155,7 +161,8 @@ extension Heap {
             while !scav.stop {
                 var worked: UInt64 = 0
                 var met = false
-                while worked < Heap.minScavengeWorkNs && !scav.stop {
+                while worked < Heap.minScavengeWorkNs {
+                    if scav.stop { break }
                     let want = scavengeWorkPages()
                     if want == 0 { met = true; break }
                     let t0 = tc_nanotime()
@@ -165,7 +172,8 @@ extension Heap {
                     scav.backgroundNs &+= dt
                     if got == 0 { met = true; break }   // nothing left to release, or the OS refused
                 }
-                if met || scav.stop { break }
+                if met { break }
+                if scav.stop { break }
                 let sleep = max(worked, Heap.minScavengeWorkNs) * scavengeSleepRatio
                 if sleep > 0 { _ = tc_cond_timedwait_ns(scavCond.raw, heapLock.raw, sleep) }
             }
@@ -252,7 +260,9 @@ extension Heap {
     func scavengeForMemoryLimit() {
         let limit = memoryLimitNow
         guard limit != Int.max else { return }
-        heapLock.withLock { _ = scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit)) }
+        heapLock.lock()   // no closure: the background sweeper calls this (see above)
+        _ = scavengeLocked(toTarget: ScavengeGoal.memoryLimitTarget(limit))
+        heapLock.unlock()
     }
 
     // MARK: FreeOSMemory

@@ -76,7 +76,13 @@ extension Heap {
 
     /// Whether `stopBackgroundThreads` was called (checked by the threads' loops between
     /// units of work).
-    func isShuttingDown() -> Bool { bgLock.withLock { shuttingDown } }
+    /// No closure: collector threads call it (see `drain` on closures in unoptimized builds).
+    func isShuttingDown() -> Bool {
+        bgLock.lock()
+        let stop = shuttingDown
+        bgLock.unlock()
+        return stop
+    }
 
     func wakeMarkWorkers() {
         startBackgroundThreadsIfNeeded()
@@ -103,7 +109,9 @@ extension Heap {
         defer { gcw.destroy() }
         while true {
             bgLock.lock()
-            while phase != .mark && !shuttingDown { bgCond.wait(bgLock) }
+            // Not `phase != .mark && !shuttingDown`: the right side of `&&` is a closure
+            // that, in an unoptimized build, retains the heap (see `drain`).
+            while phase != .mark { if shuttingDown { break }; bgCond.wait(bgLock) }
             let stop = shuttingDown
             bgLock.unlock()
             if stop { return }
@@ -184,7 +192,7 @@ extension Heap {
     func sweeperLoop() {
         while true {
             bgLock.lock()
-            while !sweepRequested && !shuttingDown { bgCond.wait(bgLock) }
+            while !sweepRequested { if shuttingDown { break }; bgCond.wait(bgLock) }   // no `&&` (see above)
             sweepRequested = false
             let stop = shuttingDown
             bgLock.unlock()

@@ -129,53 +129,69 @@ extension Heap {
             marking.activeWorkers.sub(1, .acquiringAndReleasing)  // -1
         }
         let startWork = gcw.scanWork
-        let ringSize = 32
         var ring = (0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
+        // The closures reach the heap through an unretained reference, not `self`: in an
+        // unoptimized build a closure capturing `self` retains the heap for the whole
+        // drain, and a program dropping its heap meanwhile made the marker's release the
+        // last one, running deinit on the collector thread (RELIABILITY.md). The same
+        // holds for the right side of `&&` and `||`, an autoclosure: the loop below
+        // nests its tests instead.
+        let heap = Unmanaged.passUnretained(self)
         withUnsafeMutableBytes(of: &ring) { raw in
             let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
-            var head = 0, count = 0
-            var polls = 0
-            while gcw.scanWork &- startWork < budget {
-                if preemptible {
-                    polls &+= 1
-                    if polls & 63 == 0 && sched.attention.load(.relaxed) & Attention.stop != 0 { break }
-                }
-                if let p = gcw.pop() {
-                    tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
-                    if count == ringSize {
-                        let obj = r[head]
-                        r[head] = p
-                        head = (head &+ 1) & (ringSize &- 1)
-                        scanObject(obj, &gcw)
-                    } else {
-                        r[(head &+ count) & (ringSize &- 1)] = p
-                        count &+= 1
-                    }
-                    // Share work whenever the global list is dry and this marker holds
-                    // more than a few entries (Go's gcw.balance, which hands off half a
-                    // buffer once it holds more than 4): half of them, the oldest, up to
-                    // a batch. A binary tree marked depth-first never holds more than a
-                    // few dozen entries, and sharing only past 512 left a second marker
-                    // idle while an assist drained the whole tree alone.
-                    if gcw.count > 4 && work.isEmptyApprox { work.putOldest(from: &gcw, min(gcw.count / 2, GCWork.batch)) }
-                } else if count > 0 {
-                    let obj = r[head]
-                    head = (head &+ 1) & (ringSize &- 1)
-                    count &-= 1
-                    scanObject(obj, &gcw)
-                } else if !work.get(into: &gcw) {
-                    if claimRoots() { scanGlobalRoots(&gcw) } else { break }
-                }
-            }
-            // Budget reached with objects still in the ring: they go back to the queue.
-            while count > 0 { gcw.push(r[head]); head = (head &+ 1) & (ringSize &- 1); count &-= 1 }
+            heap._withUnsafeGuaranteedRef { $0.drainLoop(&gcw, ring: r, budget: budget, startWork: startWork, preemptible: preemptible) }
         }
         let done = gcw.scanWork &- startWork
         flushMarkedStats(&gcw)
         return done
+    }
+
+    /// `drain`'s loop, with its prefetch ring of 32 entries at `r`.
+    @inline(__always)
+    private func drainLoop(_ gcw: inout GCWork, ring r: UnsafeMutablePointer<UInt>, budget: UInt, startWork: UInt,
+                           preemptible: Bool) {
+        let ringSize = 32
+        var head = 0, count = 0
+        var polls = 0
+        while gcw.scanWork &- startWork < budget {
+            if preemptible {
+                polls &+= 1
+                // Nested ifs, not `&&`: its right side is a closure, which in an
+                // unoptimized build retains the heap (see `drain`).
+                if polls & 63 == 0 { if sched.attention.load(.relaxed) & Attention.stop != 0 { break } }
+            }
+            if let p = gcw.pop() {
+                tc_prefetch(UnsafeRawPointer(bitPattern: p & 0xffff_ffff_ffff))
+                if count == ringSize {
+                    let obj = r[head]
+                    r[head] = p
+                    head = (head &+ 1) & (ringSize &- 1)
+                    scanObject(obj, &gcw)
+                } else {
+                    r[(head &+ count) & (ringSize &- 1)] = p
+                    count &+= 1
+                }
+                // Share work whenever the global list is dry and this marker holds
+                // more than a few entries (Go's gcw.balance, which hands off half a
+                // buffer once it holds more than 4): half of them, the oldest, up to
+                // a batch. A binary tree marked depth-first never holds more than a
+                // few dozen entries, and sharing only past 512 left a second marker
+                // idle while an assist drained the whole tree alone.
+                if gcw.count > 4 { if work.isEmptyApprox { work.putOldest(from: &gcw, min(gcw.count / 2, GCWork.batch)) } }
+            } else if count > 0 {
+                let obj = r[head]
+                head = (head &+ 1) & (ringSize &- 1)
+                count &-= 1
+                scanObject(obj, &gcw)
+            } else if !work.get(into: &gcw) {
+                if claimRoots() { scanGlobalRoots(&gcw) } else { break }
+            }
+        }
+        // Budget reached with objects still in the ring: they go back to the queue.
+        while count > 0 { gcw.push(r[head]); head = (head &+ 1) & (ringSize &- 1); count &-= 1 }
     }
 
     /// Move a marker's counters into the heap's.
@@ -186,7 +202,10 @@ extension Heap {
 
     /// Take the job of scanning globals and handles; true for exactly one caller per cycle.
     func claimRoots() -> Bool {
-        marking.rootsClaimed.load(.relaxed) == 0 && marking.rootsClaimed.compareExchange(expected: 0, desired: 1)
+        // Not `&&`: its right side is a closure, which in an unoptimized build retains
+        // the heap (see `drain`).
+        if marking.rootsClaimed.load(.relaxed) != 0 { return false }
+        return marking.rootsClaimed.compareExchange(expected: 0, desired: 1)
     }
 
     /// Runs on collector threads, so no closure here captures the heap strongly (here,
@@ -203,9 +222,11 @@ extension Heap {
         // The table sizes are read under the lock too: makeHandle may grow them meanwhile.
         globalsLock.lock()
         let bytes = withUnsafeMutablePointer(to: &gcw) { w in
-            globalSlots.forEach { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
-            handleSlots.forEach { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
-            return globalSlots.bytes + handleSlots.bytes
+            heap._withUnsafeGuaranteedRef { h in
+                h.globalSlots.forEach { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
+                h.handleSlots.forEach { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
+                return h.globalSlots.bytes + h.handleSlots.bytes
+            }
         }
         globalsLock.unlock()
         // Finalizers, cleanups, weak handles, the finalizer queue, pools.

@@ -264,10 +264,14 @@ extension Heap {
         // On collector threads: no closure may capture the heap strongly (see
         // `scanGlobalRoots`).
         let heap = Unmanaged.passUnretained(self)
+        // The outer closures too: calling `forEachSpecialRoot` on `self` inside them
+        // captured it (an unoptimized build's debug test run caught that one).
         let n = withUnsafeMutablePointer(to: &gcw) { w in
-            forEachSpecialRoot(grey: { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } },
-                               through: { v in heap._withUnsafeGuaranteedRef { $0.markThrough(v, &w.pointee) } })
-                + forEachPooled { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
+            heap._withUnsafeGuaranteedRef { h in
+                h.forEachSpecialRoot(grey: { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } },
+                                     through: { v in heap._withUnsafeGuaranteedRef { $0.markThrough(v, &w.pointee) } })
+                    + h.forEachPooled { v in heap._withUnsafeGuaranteedRef { $0.greyObject(v, &w.pointee) } }
+            }
         }
         return n * 8
     }

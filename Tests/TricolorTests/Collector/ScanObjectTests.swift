@@ -31,6 +31,9 @@ final class ScanObjectTests: XCTestCase {
             let ptrs = words == 2 ? [0, 1] : [0, words / 2, words - 1]
             let data = words >= 4 ? words / 2 - 1 : -1   // a data word between two pointer words
             let t = try heap.register(TypeLayout(name: "scan.Holder\(words)", size: words * 8, pointerWords: ptrs))
+            // Which path scans it: the bitmap up to 64 words, the list above.
+            let bits = heap.types[Int(t.id)].smallPtrBits
+            check.expectEqual(bits != 0, words <= 64, "holder of \(words) words: pointer bitmap \(String(bits, radix: 16))")
             holders.append((t, ptrs, data))
         }
         var expectedLive = 0
