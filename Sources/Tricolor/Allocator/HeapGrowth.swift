@@ -239,8 +239,7 @@ extension Heap {
     /// sweeper are not stopped with the world, so they must not read `pacer` while a
     /// stopped world's `setMemoryLimit` writes it (under the stats lock, which ranks
     /// above the heap lock, so it may be taken with the heap lock held).
-    /// No closure: the background sweeper reads it (see `Heap.drain` on closures in
-    /// unoptimized builds).
+    /// No closure: the background sweeper reads it (see `Heap.scanGlobalRoots`).
     var memoryLimitNow: Int {
         statsLock.lock()
         let limit = pacer.memoryLimit

@@ -132,9 +132,8 @@ extension Heap {
     /// - Precondition: no lock ranked at or above mheap is held.
     func sweepDoneWakeScavenger() {
         scavengeForMemoryLimit()
-        // lock()/unlock(), not withLock: the background sweeper calls this, and in an
-        // unoptimized build a closure capturing the heap retains it, which could make
-        // the sweeper's release the heap's last (see `scanGlobalRoots`).
+        // lock()/unlock(), not withLock: the background sweeper calls this (see
+        // `scanGlobalRoots`).
         heapLock.lock()
         let sg = sweepgen
         if scav.wokenAtSweepgen != sg {
@@ -151,8 +150,7 @@ extension Heap {
         lowerBackgroundThreadPriority()
         heapLock.lock()
         while true {
-            // No `&&` or `||` with the heap on the right in this loop: that side is a
-            // closure, which in an unoptimized build retains the heap (see `Heap.drain`).
+            // No `&&` or `||` with the heap on the right in this loop (see `scanGlobalRoots`).
             while !scav.requested { if scav.stop { break }; scavCond.wait(heapLock) }
             if scav.stop { break }
             scav.requested = false

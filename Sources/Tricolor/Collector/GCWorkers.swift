@@ -76,7 +76,7 @@ extension Heap {
 
     /// Whether `stopBackgroundThreads` was called (checked by the threads' loops between
     /// units of work).
-    /// No closure: collector threads call it (see `drain` on closures in unoptimized builds).
+    /// No closure: collector threads call it (see `scanGlobalRoots`).
     func isShuttingDown() -> Bool {
         bgLock.lock()
         let stop = shuttingDown
@@ -109,8 +109,7 @@ extension Heap {
         defer { gcw.destroy() }
         while true {
             bgLock.lock()
-            // Not `phase != .mark && !shuttingDown`: the right side of `&&` is a closure
-            // that, in an unoptimized build, retains the heap (see `drain`).
+            // Not `phase != .mark && !shuttingDown` (see `scanGlobalRoots`).
             while phase != .mark { if shuttingDown { break }; bgCond.wait(bgLock) }
             let stop = shuttingDown
             bgLock.unlock()

@@ -133,12 +133,8 @@ extension Heap {
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt,
                     0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt, 0 as UInt)
-        // The closures reach the heap through an unretained reference, not `self`: in an
-        // unoptimized build a closure capturing `self` retains the heap for the whole
-        // drain, and a program dropping its heap meanwhile made the marker's release the
-        // last one, running deinit on the collector thread (RELIABILITY.md). The same
-        // holds for the right side of `&&` and `||`, an autoclosure: the loop below
-        // nests its tests instead.
+        // The closures reach the heap through an unretained reference, not `self`, and
+        // the loop nests its tests instead of `&&` (see `scanGlobalRoots`).
         let heap = Unmanaged.passUnretained(self)
         withUnsafeMutableBytes(of: &ring) { raw in
             let r = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
@@ -159,8 +155,7 @@ extension Heap {
         while gcw.scanWork &- startWork < budget {
             if preemptible {
                 polls &+= 1
-                // Nested ifs, not `&&`: its right side is a closure, which in an
-                // unoptimized build retains the heap (see `drain`).
+                // Nested ifs, not `&&` (see `scanGlobalRoots`).
                 if polls & 63 == 0 { if sched.attention.load(.relaxed) & Attention.stop != 0 { break } }
             }
             if let p = gcw.pop() {
@@ -202,8 +197,7 @@ extension Heap {
 
     /// Take the job of scanning globals and handles; true for exactly one caller per cycle.
     func claimRoots() -> Bool {
-        // Not `&&`: its right side is a closure, which in an unoptimized build retains
-        // the heap (see `drain`).
+        // Not `&&` (see `scanGlobalRoots`).
         if marking.rootsClaimed.load(.relaxed) != 0 { return false }
         return marking.rootsClaimed.compareExchange(expected: 0, desired: 1)
     }
@@ -216,7 +210,10 @@ extension Heap {
     /// caught a retain through the lifecycle roots' closures). Locks are taken with
     /// lock()/unlock(), and closures reach the heap through an unretained reference
     /// (`_withUnsafeGuaranteedRef`: an `unowned(unsafe)` capture still retained it per
-    /// call).
+    /// call). This is the rule for every collector-thread path (the other sites point
+    /// here). In an unoptimized build every closure that captures `self` retains the heap,
+    /// including a `withLock` body and the right side of `&&` and `||` (an autoclosure):
+    /// such tests are written as nested `if`s there.
     func scanGlobalRoots(_ gcw: inout GCWork) {
         let heap = Unmanaged.passUnretained(self)
         // The table sizes are read under the lock too: makeHandle may grow them meanwhile.
