@@ -60,7 +60,8 @@ struct MSpan: @unchecked Sendable {
     /// profile sample (see MemProfile.swift); nonzero only while cached.
     var heldCache: UInt64
     // -- line 1: markers (greyObject: span bounds, index, mark table, type ids), read-only
-    //    while the span is in use, so marking never shares a line the mutator writes --
+    //    while the span is in use, so marking never shares a line the mutator writes
+    //    (filledType aside: written when a mutator caches the span, not per object) --
     @usableFromInline var startAddr: UInt
     var limit: UInt
     @usableFromInline var typeIDs: UnsafeMutablePointer<UInt16>?
@@ -76,7 +77,18 @@ struct MSpan: @unchecked Sendable {
     var divMul: UInt32
     @usableFromInline var spanClass: SpanClass
     var state: UInt8                           // MSpanState; atomic store publishes the span
-    var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
+    /// A type id that every slot of the span holds, allocated or free, or 0: set when an
+    /// empty span is cached in that type's slot (`fillFreeTypeIDs`), kept while only
+    /// that slot allocates from it (which stores that id or none), cleared when a class
+    /// slot caches it (its allocations store other types' ids). A type slot that caches
+    /// the span again skips the fill. Written by the mutator that caches the span (and
+    /// owns it then); read by it and, relaxed, by markers (`greyObject`), which take
+    /// it instead of the slot's entry in `typeIDs`. A marker that reads a value about
+    /// to be cleared still reads the right type: the objects it can reach were
+    /// allocated before the clear, and the ones allocated after it are allocated black
+    /// (`blackened`) and never queued by a marker. It sits on the markers' line for
+    /// that read.
+    var filledType: UInt16
     var allocBits: UnsafeMutablePointer<UInt64>?
     /// The mark bits packed from `gcmarkBytes` by the sweeper that owns the span
     /// (`packMarks`), which then swaps them in as the new `allocBits`; the old alloc bits
@@ -100,13 +112,7 @@ struct MSpan: @unchecked Sendable {
     /// went a whole cycle unused and goes back to the page heap. Written by the sweeper
     /// that owns the span, and by the mutator that caches it (and owns it then).
     var keptEmpty: UInt8
-    /// A type id that every slot of the span holds, allocated or free, or 0: set when an
-    /// empty span is cached in that type's slot (`fillFreeTypeIDs`), kept while only
-    /// that slot allocates from it (which stores that id or none), cleared when a class
-    /// slot caches it (its allocations store other types' ids). A type slot that caches
-    /// the span again skips the fill. Written and read by the mutator that caches the
-    /// span (and owns it then).
-    var filledType: UInt16
+    var bitmapWords: UInt16                    // words in allocBits and gcmarkBits
     /// Manual (stack) spans of the stack pool: the first free stack, each free stack's
     /// first word linking the next (Go's manualFreeList). Stack lock.
     var manualFreeList: UInt
@@ -130,9 +136,9 @@ struct MSpan: @unchecked Sendable {
     static let empty = MSpan(
         allocCache: 0, windowBase: 0, elemSize: 0, windowTypeIDs: nil, freeIndex: 0, nelems: 0,
         allocCount: 0, heldCache: 0, startAddr: 0, limit: 0, typeIDs: nil, gcmarkBytes: nil,
-        divMul: 0, spanClass: SpanClass(raw: 0), state: 0, bitmapWords: 0, allocBits: nil, gcmarkBits: nil,
+        divMul: 0, spanClass: SpanClass(raw: 0), state: 0, filledType: 0, allocBits: nil, gcmarkBits: nil,
         npages: 0, next: nil, allocCountBeforeCache: 0, largeType: 0, sweepgen: 0, blackened: 0,
-        hasSpecials: 0, keptEmpty: 0, filledType: 0, manualFreeList: 0, quarantine: nil, debugSpecials: nil,
+        hasSpecials: 0, keptEmpty: 0, bitmapWords: 0, manualFreeList: 0, quarantine: nil, debugSpecials: nil,
         debugSpecialCount: 0, debugSpecialCap: 0)
 }
 
@@ -207,6 +213,12 @@ extension UnsafeMutablePointer where Pointee == MSpan {
             loadWindow(next)
         }
         return nextFreeFast()
+    }
+
+    /// Where `filledType` lives, for the markers' relaxed load.
+    @inline(__always)
+    var filledTypeAddress: UnsafeRawPointer {
+        UnsafeRawPointer(self) + MemoryLayout<MSpan>.offset(of: \MSpan.filledType)!
     }
 
     /// After sweeping: allocation restarts from slot 0.

@@ -52,7 +52,10 @@ extension Heap {
             if spc.noscan { return }
             // A small scan span always has its type-id array (MHeap.allocSpan).
             let base = s.pointee.startAddr &+ idx &* s.pointee.elemSize
-            let tid = tc_load16_relaxed(s.pointee.typeIDs.unsafelyUnwrapped + Int(idx))
+            // A span filled with one type (MSpan.filledType, on this line) needs no
+            // look at its type-id array.
+            var tid = tc_load16_relaxed(s.filledTypeAddress)
+            if tid == 0 { tid = tc_load16_relaxed(s.pointee.typeIDs.unsafelyUnwrapped + Int(idx)) }
             gcw.push(base | UInt(tid) &<< 48)
         } else {
             // A large object is queued exactly once: scanning it twice would repeat

@@ -300,7 +300,7 @@ final class SpanBitsTests: XCTestCase {
         for k: PartialKeyPath<MSpan> in [\.allocCache, \.windowBase, \.elemSize, \.windowTypeIDs, \.freeIndex, \.heldCache] {
             XCTAssertEqual(line(k), 0, "\(k)")
         }
-        for k: PartialKeyPath<MSpan> in [\.startAddr, \.limit, \.typeIDs, \.gcmarkBytes, \.divMul, \.spanClass, \.state] {
+        for k: PartialKeyPath<MSpan> in [\.startAddr, \.limit, \.typeIDs, \.gcmarkBytes, \.divMul, \.spanClass, \.state, \.filledType] {
             XCTAssertEqual(line(k), 1, "\(k)")
         }
         // Written while the span is in use by others than its owner: not in the markers' line.

@@ -1,6 +1,7 @@
 import XCTest
 import CTricolor
 @testable @_spi(Testing) import Tricolor
+import TricolorTestSupport
 
 /// Type slots (`MCache.slotCount`): a small type with pointers gets a mutator cache slot
 /// of its own, whose spans get the type's id in every free slot when they are cached, so
@@ -120,6 +121,74 @@ final class TypeSlotTests: XCTestCase {
                 XCTAssertEqual(m.type(of: f[0]), zType)
                 for _ in 2..<perSpan { XCTAssertEqual(m.type(of: m.allocate(b)), b) }
                 heap.checkInvariants()
+            }
+        }
+    }
+
+    /// The marker takes a span's type from `MSpan.filledType` when the span holds one
+    /// type in every slot. A span filled with A's id in A's own slot, then taken by a
+    /// class slot that allocates Z objects (pointer word 1, where A has a data word),
+    /// must not be marked as A's: a chain linked through word 1 survives collections
+    /// with freed memory clobbered. In a child process: a Z object scanned with A's
+    /// layout ends it with gccheckmark's fatal error.
+    func testMarkerScansObjectsOfASpanThatLeftATypeSlotWithTheirOwnTypes() {
+        checkInChild { check in
+            do { try Self.markAfterSlotChange(check) } catch { check.expect(false, "\(error)") }
+        }
+    }
+
+    private static func markAfterSlotChange(_ check: ChildChecks) throws {
+        var c = Configuration(gcPercent: nil, clobberFree: true, checkmark: true, markWorkers: 0)
+        c.conservativeStackScan = false
+        let heap = try Heap(configuration: c.withSelfChecks)
+        let a = try heap.register(TypeLayout(name: "fill.A", size: 32, pointerWords: [0]))
+        guard a.cacheSlot >= SpanClass.count else { check.expect(false, "a fresh heap has type slots"); return }
+        let sc = SizeClassTable.sizeToClass(32)
+        let perSpan = Int(SizeClassTable.classToAllocNPages[sc]) * SizeClassTable.pageSize / Int(SizeClassTable.classToSize[sc])
+        // Z in its class slot: many types before it take the remaining type slots.
+        var z = try heap.register(TypeLayout(name: "fill.Z", size: 32, pointerWords: [1]))
+        var fillers = 0
+        while z.cacheSlot >= SpanClass.count {
+            fillers += 1
+            z = try heap.register(TypeLayout(name: "fill.Z\(fillers)", size: 32, pointerWords: [1]))
+        }
+        heap.withMutator { m in
+            m.withFrame(slots: 2) { f in
+                heap.collect()
+                // A span of A objects, filled with A's id; the first stays reachable so the
+                // span stays in the class, as the only swept one.
+                f[0] = m.allocate(a)
+                let span = m.state.pointee.mcache.pointee.spans[a.cacheSlot]
+                check.expectEqual(span.pointee.filledType, UInt16(truncatingIfNeeded: a.id), "an empty span cached in A's slot is filled with A")
+                for _ in 1..<perSpan { _ = m.allocate(a) }
+                heap.collect()
+                // Z's class slot takes it and links its objects through word 1.
+                var head = m.allocate(z)
+                check.expect(m.state.pointee.mcache.pointee.spans[z.cacheSlot] == span, "Z's slot took another span")
+                m.storeWord(head, 0, 0)
+                m.storeWord(head, 2, 0)
+                f[1] = head
+                var n = 1
+                for i in 1..<(perSpan - 1) {
+                    let o = m.allocate(z)
+                    m.storeWord(o, 2, i)
+                    m.store(o, 1, head)
+                    head = o
+                    f[1] = head
+                    n += 1
+                }
+                for _ in 0..<2 { heap.collect() }
+                var o = f[1]
+                var seen = 0
+                var want = perSpan - 2
+                while o != .null {
+                    check.expectEqual(m.type(of: o), z, "object \(want) keeps type Z")
+                    check.expectEqual(m.loadWord(o, 2), want, "object \(want) keeps its contents")
+                    o = m.load(o, 1)
+                    want -= 1
+                    seen += 1
+                }
+                check.expectEqual(seen, n, "the chain through word 1 is whole")
             }
         }
     }
