@@ -35,7 +35,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "Tricolor", dependencies: ["CTricolor"]),
-        .target(name: "TricolorProfiling", dependencies: ["Tricolor", "CTricolor", "CZlib"]),
+        .target(name: "TricolorProfiling", dependencies: ["Tricolor", "TricolorHeapDump", "CTricolor", "CZlib"]),
         // Test support (@_spi(Testing)): running code in a child process, watchdogs,
         // seeded random numbers, reference implementations. Not a product.
         .target(name: "TricolorTestSupport", dependencies: ["Tricolor"]),

@@ -292,13 +292,14 @@ public final class HeapAnalysis: @unchecked Sendable {
     }
 
     /// The allocation site of a sampled stack: the first frame outside the runtime
-    /// (module `Tricolor`), by the writer's symbolized names (a FRAME record holds the
+    /// (module `Tricolor`, and the standard-library helpers it calls: `isRuntimeFrameName`),
+    /// by the writer's symbolized names (a FRAME record holds the
     /// frames at one address, innermost first, one per line), else the first address.
     public static func site(_ dump: HeapDump, stack: [UInt64]) -> String {
         for pc in stack {
             guard let names = dump.frames[pc] else { continue }
             for name in names.split(separator: "\n").map(String.init) {
-                if name.hasPrefix("Tricolor.") || name.hasPrefix("closure #") && name.contains(" in Tricolor.") { continue }
+                if isRuntimeFrameName(name) { continue }
                 return name
             }
         }

@@ -1,4 +1,5 @@
 import Tricolor
+import TricolorHeapDump
 import CTricolor
 import Glibc
 
@@ -70,39 +71,14 @@ func scaleHeapSample(count: Int, bytes: Int, rate: Int) -> (Int64, Int64) {
     return (Int64(Double(count) * scale), Int64(Double(bytes) * scale))
 }
 
-/// The name without Swift's decorations ("closure #1 in ", "specialized ", …).
-func undecorated(_ name: Substring) -> Substring {
-    var n = name
-    for prefix in ["specialized ", "merged "] where n.hasPrefix(prefix) {
-        n = n.dropFirst(prefix.count)
-    }
-    // "generic specialization <…> of X", "function signature specialization <…> of X"
-    if n.hasPrefix("generic specialization <") || n.hasPrefix("function signature specialization <"),
-       let r = n.firstRange(of: "> of ") {
-        n = n[r.upperBound...]
-    }
-    if let r = n.firstRange(of: " in "), n.hasPrefix("closure") || n.hasPrefix("implicit closure") || n.hasPrefix("partial apply") {
-        n = n[r.upperBound...]
-    }
-    return n
-}
-
-/// Frames of the runtime itself (Go trims leading runtime.* frames from heap samples),
-/// and the standard library's generic helpers and thunks it calls (not inlined in
-/// debug builds), which can only appear at the top of a stack captured in the runtime.
-func isRuntimeFrame(_ f: ProfileFrame) -> Bool {
-    let n = undecorated(Substring(f.function))
-    return n.hasPrefix("Tricolor.") || isStdlibHelper(n)
-}
+/// Frames of the runtime itself and the standard-library helpers it calls
+/// (TricolorHeapDump's `isRuntimeFrameName`: the heap dump names sites by the same rule).
+func isRuntimeFrame(_ f: ProfileFrame) -> Bool { isRuntimeFrameName(f.function) }
 
 /// Frames of the lock-wait recording machinery (and standard-library helpers under it).
 func isLockFrame(_ f: ProfileFrame) -> Bool {
-    let n = undecorated(Substring(f.function))
-    return n.hasPrefix("Tricolor.LockWaits.") || n.hasPrefix("Tricolor.RuntimeLock.") || n.hasPrefix("tc_") || isStdlibHelper(n)
-}
-
-func isStdlibHelper(_ n: Substring) -> Bool {
-    n.hasPrefix("Swift.") || n.hasPrefix("reabstraction thunk") || n.hasPrefix("thunk for")
+    let n = undecoratedFrameName(Substring(f.function))
+    return n.hasPrefix("Tricolor.LockWaits.") || n.hasPrefix("Tricolor.RuntimeLock.") || n.hasPrefix("tc_") || isStdlibHelperFrame(n)
 }
 
 /// Drop the leading (innermost) frames `drop` matches; if that leaves nothing, keep all.

@@ -329,6 +329,32 @@ final class HeapDumpTests: WatchdogTestCase {
 
     // MARK: leak hunting
 
+    /// An allocation's site is its first frame outside the runtime. The standard
+    /// library's generic helpers the runtime calls (not inlined in an unoptimized build:
+    /// a debug build's leak diff named `Swift.withUnsafeMutableBytes` as the leaking
+    /// site) and thunks count as the runtime's; the program's frames, decorated or not,
+    /// do not. The profiles trim stacks by the same rule.
+    func testSiteSkipsTheRuntimeAndTheStandardLibraryHelpersItCalls() {
+        for runtime in [
+            "Tricolor.Mutator.allocateSlow(_: Tricolor.ObjectType) -> Tricolor.Ref",
+            "closure #1 in Tricolor.Heap.sample(_: Swift.UInt) -> ()",
+            "Swift.withUnsafeMutableBytes<A, B, C where B: Swift.Error>(of: inout A, _: (Swift.UnsafeMutableRawBufferPointer) throws(B) -> C) throws(B) -> C",
+            "generic specialization <Swift.Int> of Swift.Array.append(A) -> ()",
+            "reabstraction thunk helper from @callee_guaranteed () -> () to @escaping @callee_guaranteed () -> (@out ())",
+            "thunk for @escaping @callee_guaranteed () -> ()",
+        ] {
+            XCTAssertTrue(isRuntimeFrameName(runtime), runtime)
+        }
+        for program in [
+            "TricolorWorkloads.LeakyCache.remember(Swift.Int) -> ()",
+            "specialized TricolorWorkloads.Leak.run(heap: Tricolor.Heap, requests: Swift.Int) -> ()",
+            "closure #2 in leak.main() -> ()",
+            "function signature specialization <Arg[0] = Dead> of TricolorWorkloads.LeakyCache.remember() -> ()",
+        ] {
+            XCTAssertFalse(isRuntimeFrameName(program), program)
+        }
+    }
+
     /// Two dumps of the leak workload (a small and a larger run): `diff` puts the cache
     /// entries first among the named types and `LeakyCache.remember` first among the
     /// allocation sites; `top` ranks the cache table first by retained size.

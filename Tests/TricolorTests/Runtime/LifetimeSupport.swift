@@ -5,12 +5,20 @@ import Glibc
 // Helpers for the lifetime tests (threads that attach, exit, drop heaps) and for
 // reading what the process holds from /proc.
 
-/// Start a thread running `body` (named `name`, if given, so /proc and warnings show it).
-func lifeStartThread(name: String? = nil, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+/// Start a thread running `body` (named `name`, if given, so /proc and warnings show it),
+/// with a native stack of `stackBytes` if given (else the default, 8 MiB).
+func lifeStartThread(name: String? = nil, stackBytes: Int? = nil, _ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box { let f: () -> Void; let name: String?; init(_ f: @escaping () -> Void, _ n: String?) { self.f = f; name = n } }
     let box = Unmanaged.passRetained(Box(body, name)).toOpaque()
     var t = pthread_t()
-    let rc = pthread_create(&t, nil, { arg in
+    var attr = pthread_attr_t()
+    precondition(pthread_attr_init(&attr) == 0, "pthread_attr_init failed")
+    defer { pthread_attr_destroy(&attr) }
+    if let n = stackBytes {
+        let rc = pthread_attr_setstacksize(&attr, n)
+        precondition(rc == 0, "pthread_attr_setstacksize(\(n)) failed: \(rc)")
+    }
+    let rc = pthread_create(&t, &attr, { arg in
         let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
         if let n = b.name { _ = n.withCString { tc_set_thread_name($0) } }
         b.f()

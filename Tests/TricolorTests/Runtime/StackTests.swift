@@ -96,6 +96,14 @@ final class StackTests: WatchdogTestCase {
     /// each holding objects, with collections at the bottom and on the way.
     func testFramesSurviveGrowthThroughOneMiBOfRecursion() {
         let (heap, node) = makeHeap(Configuration(gcPercent: 20, clobberFree: true))
+        // 32,768 native frames: an unoptimized build's outgrow a default 8 MiB thread
+        // stack, so the recursion runs on a thread with 256 MiB of it (reserved, touched
+        // only as deep as it goes).
+        let t = lifeStartThread(name: "deep-recursion", stackBytes: 256 << 20) { Self.recurse(heap, node) }
+        lifeJoin(t)
+    }
+
+    private static func recurse(_ heap: Heap, _ node: ObjectType) {
         heap.withMutator { m in
             let grownBefore = heap.gcStats().stacksGrown
             @inline(never) func level(_ d: Int) -> Bool {
