@@ -292,8 +292,8 @@ public final class HeapAnalysis: @unchecked Sendable {
     }
 
     /// The allocation site of a sampled stack: the first frame outside the runtime
-    /// (module `Tricolor`, and the standard-library helpers it calls: `isRuntimeFrameName`),
-    /// by the writer's symbolized names (a FRAME record holds the
+    /// (module `Tricolor` and the standard-library helpers it calls, by
+    /// `isRuntimeFrameName`), by the writer's symbolized names (a FRAME record holds the
     /// frames at one address, innermost first, one per line), else the first address.
     public static func site(_ dump: HeapDump, stack: [UInt64]) -> String {
         for pc in stack {
