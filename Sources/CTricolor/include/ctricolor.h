@@ -31,6 +31,7 @@ TC_INLINE uint64_t tc_or64(void *p, uint64_t v) { return __atomic_fetch_or((uint
 TC_INLINE uint64_t tc_load64_relaxed(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
 TC_INLINE uint64_t tc_and64(void *p, uint64_t v) { return __atomic_fetch_and((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
 TC_INLINE uint16_t tc_load16_relaxed(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); }
+TC_INLINE void tc_store16_relaxed(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); }
 TC_INLINE uint8_t tc_load8_relaxed(const void *p) { return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED); }
 TC_INLINE void tc_store8_relaxed(void *p, uint8_t v) { __atomic_store_n((uint8_t *)p, v, __ATOMIC_RELAXED); }
 TC_INLINE uint8_t tc_or8(void *p, uint8_t v) { return __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_SEQ_CST); }

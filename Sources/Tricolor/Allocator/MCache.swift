@@ -232,7 +232,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
                 pointee.toSample[slotIndex] = pointee.profRate == 0 ? Int.max / 2 : sampleDistance(self, elemSize: s.pointee.elemSize)
             }
         } else if let ids = s.pointee.typeIDs {
-            s.pointee.filledType = 0   // its allocations store any type's id
+            s.setFilledType(0)   // its allocations store any type's id
             // The fast path stores a type id per object; bring the array in now, as the
             // zeroing of the span did for the objects, instead of one miss per 32 slots.
             let raw = UnsafeRawPointer(ids)

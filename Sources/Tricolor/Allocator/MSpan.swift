@@ -81,8 +81,8 @@ struct MSpan: @unchecked Sendable {
     /// empty span is cached in that type's slot (`fillFreeTypeIDs`), kept while only
     /// that slot allocates from it (which stores that id or none), cleared when a class
     /// slot caches it (its allocations store other types' ids). A type slot that caches
-    /// the span again skips the fill. Written by the mutator that caches the span (and
-    /// owns it then); read by it and, relaxed, by markers (`greyObject`), which take
+    /// the span again skips the fill. Written (relaxed, `setFilledType`) by the mutator
+    /// that caches the span (and owns it then); read by it and, relaxed, by markers (`greyObject`), which take
     /// it instead of the slot's entry in `typeIDs`. A marker that reads a value about
     /// to be cleared still reads the right type: the objects it can reach were
     /// allocated before the clear, and the ones allocated after it are allocated black
@@ -221,6 +221,13 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         UnsafeRawPointer(self) + MemoryLayout<MSpan>.offset(of: \MSpan.filledType)!
     }
 
+    /// Set `filledType` with a relaxed store: a marker may be reading it (ThreadSanitizer
+    /// caught the plain store racing with `greyObject`'s load).
+    @inline(__always)
+    func setFilledType(_ id: UInt16) {
+        tc_store16_relaxed(UnsafeMutableRawPointer(mutating: filledTypeAddress), id)
+    }
+
     /// After sweeping: allocation restarts from slot 0.
     func primeAllocCache() { loadWindow(0) }
 
@@ -231,7 +238,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         guard let ids = pointee.typeIDs, pointee.filledType != id else { return }
         // An empty span ends with every slot holding `id`; otherwise allocated slots
         // may hold others.
-        pointee.filledType = pointee.allocCount == 0 ? id : 0
+        setFilledType(pointee.allocCount == 0 ? id : 0)
         let n = Int(pointee.nelems)
         let four = UInt64(id) &* 0x0001_0001_0001_0001
         for w in 0..<Int(pointee.bitmapWords) {
