@@ -82,12 +82,12 @@ struct MSpan: @unchecked Sendable {
     /// that slot allocates from it (which stores that id or none), cleared when a class
     /// slot caches it (its allocations store other types' ids). A type slot that caches
     /// the span again skips the fill. Written (relaxed, `setFilledType`) by the mutator
-    /// that caches the span (and owns it then); read by it and, relaxed, by markers (`greyObject`), which take
-    /// it instead of the slot's entry in `typeIDs`. A marker that reads a value about
-    /// to be cleared still reads the right type: the objects it can reach were
-    /// allocated before the clear, and the ones allocated after it are allocated black
-    /// (`blackened`) and never queued by a marker. It sits on the markers' line for
-    /// that read.
+    /// that caches the span (and owns it then); read by it and, relaxed, by markers
+    /// (`greyObject`), which take it instead of the slot's entry in `typeIDs`. A marker
+    /// that reads a value about to be cleared still reads the right type: the objects it
+    /// can reach were allocated before the clear, and the ones allocated after it are
+    /// allocated black (`blackened`) and never queued by a marker. It sits on the
+    /// markers' line for that read.
     var filledType: UInt16
     var allocBits: UnsafeMutablePointer<UInt64>?
     /// The mark bits packed from `gcmarkBytes` by the sweeper that owns the span

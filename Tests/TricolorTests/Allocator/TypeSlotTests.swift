@@ -77,19 +77,11 @@ final class TypeSlotTests: XCTestCase {
         let heap = try Heap(configuration: Configuration(gcPercent: nil).precise.withSelfChecks)
         let a = try heap.register(TypeLayout(name: "move.A", size: 32, pointerWords: [0]))
         let b = try heap.register(TypeLayout(name: "move.B", size: 32, pointerWords: [1]))
-        let z = try heap.register(TypeLayout(name: "move.Z", size: 32, pointerWords: [0, 1]))
         guard a.cacheSlot >= SpanClass.count, b.cacheSlot >= SpanClass.count else {
             throw XCTSkip("heaps of earlier tests hold every type slot")
         }
-        let sc = SizeClassTable.sizeToClass(32)
-        let perSpan = Int(SizeClassTable.classToAllocNPages[sc]) * SizeClassTable.pageSize / Int(SizeClassTable.classToSize[sc])
-        // Z in its class slot: many types before it take the remaining type slots.
-        var zType = z
-        var fillers = 0
-        while zType.cacheSlot >= SpanClass.count {
-            fillers += 1
-            zType = try heap.register(TypeLayout(name: "move.Z\(fillers)", size: 32, pointerWords: [0, 1]))
-        }
+        let perSpan = Self.objectsPerSpan(size: 32)
+        let zType = try Self.typeInClassSlot(heap, name: "move.Z", size: 32, pointerWords: [0, 1])
         heap.withMutator { m in
             m.withFrame(slots: 2) { f in
                 heap.collect()
@@ -143,15 +135,8 @@ final class TypeSlotTests: XCTestCase {
         let heap = try Heap(configuration: c.withSelfChecks)
         let a = try heap.register(TypeLayout(name: "fill.A", size: 32, pointerWords: [0]))
         guard a.cacheSlot >= SpanClass.count else { check.expect(false, "a fresh heap has type slots"); return }
-        let sc = SizeClassTable.sizeToClass(32)
-        let perSpan = Int(SizeClassTable.classToAllocNPages[sc]) * SizeClassTable.pageSize / Int(SizeClassTable.classToSize[sc])
-        // Z in its class slot: many types before it take the remaining type slots.
-        var z = try heap.register(TypeLayout(name: "fill.Z", size: 32, pointerWords: [1]))
-        var fillers = 0
-        while z.cacheSlot >= SpanClass.count {
-            fillers += 1
-            z = try heap.register(TypeLayout(name: "fill.Z\(fillers)", size: 32, pointerWords: [1]))
-        }
+        let perSpan = Self.objectsPerSpan(size: 32)
+        let z = try Self.typeInClassSlot(heap, name: "fill.Z", size: 32, pointerWords: [1])
         heap.withMutator { m in
             m.withFrame(slots: 2) { f in
                 heap.collect()
@@ -163,19 +148,13 @@ final class TypeSlotTests: XCTestCase {
                 for _ in 1..<perSpan { _ = m.allocate(a) }
                 heap.collect()
                 // Z's class slot takes it and links its objects through word 1.
-                var head = m.allocate(z)
+                f[1] = m.allocate(z)   // word 2 (its number) is 0, word 1 null
                 check.expect(m.state.pointee.mcache.pointee.spans[z.cacheSlot] == span, "Z's slot took another span")
-                m.storeWord(head, 0, 0)
-                m.storeWord(head, 2, 0)
-                f[1] = head
-                var n = 1
                 for i in 1..<(perSpan - 1) {
                     let o = m.allocate(z)
                     m.storeWord(o, 2, i)
-                    m.store(o, 1, head)
-                    head = o
-                    f[1] = head
-                    n += 1
+                    m.store(o, 1, f[1])
+                    f[1] = o
                 }
                 for _ in 0..<2 { heap.collect() }
                 var o = f[1]
@@ -188,7 +167,7 @@ final class TypeSlotTests: XCTestCase {
                     want -= 1
                     seen += 1
                 }
-                check.expectEqual(seen, n, "the chain through word 1 is whole")
+                check.expectEqual(seen, perSpan - 1, "the chain through word 1 is whole")
             }
         }
     }
@@ -261,5 +240,24 @@ final class TypeSlotTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Objects of `size` bytes in one span of their class.
+    static func objectsPerSpan(size: Int) -> Int {
+        let sc = SizeClassTable.sizeToClass(size)
+        return Int(SizeClassTable.classToAllocNPages[sc]) * SizeClassTable.pageSize / Int(SizeClassTable.classToSize[sc])
+    }
+
+    /// Register a type `name` of `size` bytes; while it gets a type slot of its own,
+    /// register more like it (`name` and a number), which take the remaining type slots,
+    /// and return the first that lands in its class's slot.
+    static func typeInClassSlot(_ heap: Heap, name: String, size: Int, pointerWords: [Int]) throws -> ObjectType {
+        var t = try heap.register(TypeLayout(name: name, size: size, pointerWords: pointerWords))
+        var fillers = 0
+        while t.cacheSlot >= SpanClass.count {
+            fillers += 1
+            t = try heap.register(TypeLayout(name: "\(name)\(fillers)", size: size, pointerWords: pointerWords))
+        }
+        return t
     }
 }
