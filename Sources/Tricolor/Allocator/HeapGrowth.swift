@@ -199,39 +199,44 @@ extension Heap {
     // MARK: the background grower
 
     /// The grower thread (started with the collector's threads when
-    /// `Configuration.backgroundHeapGrowth` is on): waits for a low reserve, then
-    /// grows and faults in pieces until the reserve is refilled.
-    func growerLoop() {
-        // SCHED_BATCH, not SCHED_IDLE: see `lowerBackgroundThreadPriority`.
-        lowerBackgroundThreadPriority()
+    /// `Configuration.backgroundHeapGrowth` is on) waits for a low reserve, then grows
+    /// and faults in pieces until the reserve is refilled. This is its wait (unpinned,
+    /// no closures: see `Heap.collectorUnit`); false when it must stop.
+    func waitForGrowthRequest() -> Bool {
         heapLock.lock()
-        while true {
-            while !growth.requested && !growth.stop { growthCond.wait(heapLock) }
-            if growth.stop { break }
-            growth.requested = false
-            let epoch = growth.cancelEpoch
-            while !growth.stop && growth.cancelEpoch == epoch && freeResidentPages < 2 * growReserveLowPages {
-                // Under a memory limit, nothing ahead of need once mapped memory nears
-                // the limit's target (Go grows only on demand, and the scavenger would
-                // give the reserve straight back).
-                let limit = memoryLimitNow
-                if limit != Int.max {
-                    let mapped = heapStats.heapSys.load(.relaxed) - heapStats.heapReleased.load(.relaxed)
-                    if mapped + UInt(PageAlloc.chunkPages) << SizeClassTable.pageShiftU > ScavengeGoal.memoryLimitTarget(limit) { break }
-                }
-                // Free pages the scavenger returned to the OS come first: fault them in
-                // again rather than grow the heap past them.
-                if let run = pages.takeReleasedRun(maxPages: Heap.growPiecePages) {
-                    publishReleased()
-                    growth.reservedPages += run.count
-                    if !faultInRun(run.first, run.count, byGrower: true) { break }
-                    continue
-                }
-                if growth.pendingPages == 0 && !growPending(npages: PageAlloc.chunkPages) { break }
-                if !faultInPiece(minPages: 1, byGrower: true) { break }
+        // No `&&` with the heap on the right (see `scanGlobalRoots`): unpinned.
+        while !growth.requested { if growth.stop { break }; growthCond.wait(heapLock) }
+        let stop = growth.stop
+        if stop { growth.running = false } else { growth.requested = false }
+        heapLock.unlock()
+        return !stop
+    }
+
+    /// The grower's unit of work: fault memory in until the reserve is full again, the
+    /// request is cancelled, or the grower must stop.
+    func growerUnit() {
+        heapLock.lock()
+        let epoch = growth.cancelEpoch
+        while !growth.stop && growth.cancelEpoch == epoch && freeResidentPages < 2 * growReserveLowPages {
+            // Under a memory limit, nothing ahead of need once mapped memory nears
+            // the limit's target (Go grows only on demand, and the scavenger would
+            // give the reserve straight back).
+            let limit = memoryLimitNow
+            if limit != Int.max {
+                let mapped = heapStats.heapSys.load(.relaxed) - heapStats.heapReleased.load(.relaxed)
+                if mapped + UInt(PageAlloc.chunkPages) << SizeClassTable.pageShiftU > ScavengeGoal.memoryLimitTarget(limit) { break }
             }
+            // Free pages the scavenger returned to the OS come first: fault them in
+            // again rather than grow the heap past them.
+            if let run = pages.takeReleasedRun(maxPages: Heap.growPiecePages) {
+                publishReleased()
+                growth.reservedPages += run.count
+                if !faultInRun(run.first, run.count, byGrower: true) { break }
+                continue
+            }
+            if growth.pendingPages == 0 && !growPending(npages: PageAlloc.chunkPages) { break }
+            if !faultInPiece(minPages: 1, byGrower: true) { break }
         }
-        growth.running = false
         heapLock.unlock()
     }
 

@@ -145,39 +145,52 @@ extension Heap {
         heapLock.unlock()
     }
 
-    /// The background scavenger's thread.
-    func scavengerLoop() {
-        lowerBackgroundThreadPriority()
+    // The background scavenger's thread (its loop: `startBackgroundThreadsIfNeeded`):
+    // wait for a request, then batches of releasing with sleeps between them, until
+    // the goal is met (or a new cycle moves it).
+
+    /// The background scavenger's wait for a request (unpinned, no closures: see
+    /// `Heap.collectorUnit`). False when it must stop.
+    func waitForScavengeRequest() -> Bool {
         heapLock.lock()
-        while true {
-            // No `&&` or `||` with the heap on the right in this loop (see `scanGlobalRoots`).
-            while !scav.requested { if scav.stop { break }; scavCond.wait(heapLock) }
-            if scav.stop { break }
-            scav.requested = false
-            // Batches of ~50 µs of releasing, each followed by 99× as long asleep,
-            // until the goal is met (or a new cycle moves it).
-            while !scav.stop {
-                var worked: UInt64 = 0
-                var met = false
-                while worked < Heap.minScavengeWorkNs {
-                    if scav.stop { break }
-                    let want = scavengeWorkPages()
-                    if want == 0 { met = true; break }
-                    let t0 = tc_nanotime()
-                    let got = releaseOneRun(maxPages: min(want, Heap.scavengeQuantumPages))
-                    let dt = tc_nanotime() &- t0
-                    worked &+= dt
-                    scav.backgroundNs &+= dt
-                    if got == 0 { met = true; break }   // nothing left to release, or the OS refused
-                }
-                if met { break }
-                if scav.stop { break }
-                let sleep = max(worked, Heap.minScavengeWorkNs) * scavengeSleepRatio
-                if sleep > 0 { _ = tc_cond_timedwait_ns(scavCond.raw, heapLock.raw, sleep) }
-            }
-        }
-        scav.running = false
+        // No `&&` or `||` with the heap on the right (see `scanGlobalRoots`).
+        while !scav.requested { if scav.stop { break }; scavCond.wait(heapLock) }
+        let stop = scav.stop
+        if stop { scav.running = false } else { scav.requested = false }
         heapLock.unlock()
+        return !stop
+    }
+
+    /// One batch of ~50 µs of releasing (`Heap.minScavengeWorkNs`). Returns how long to
+    /// sleep before the next batch (99× the batch), or nil when the goal is met, nothing
+    /// is left to release, or the scavenger must stop.
+    func scavengerUnit() -> UInt64? {
+        heapLock.lock()
+        defer { heapLock.unlock() }
+        var worked: UInt64 = 0
+        while worked < Heap.minScavengeWorkNs {
+            if scav.stop { return nil }
+            let want = scavengeWorkPages()
+            if want == 0 { return nil }
+            let t0 = tc_nanotime()
+            let got = releaseOneRun(maxPages: min(want, Heap.scavengeQuantumPages))
+            let dt = tc_nanotime() &- t0
+            worked &+= dt
+            scav.backgroundNs &+= dt
+            if got == 0 { return nil }   // nothing left to release, or the OS refused
+        }
+        if scav.stop { return nil }
+        return max(worked, Heap.minScavengeWorkNs) * scavengeSleepRatio
+    }
+
+    /// The scavenger's sleep between batches (unpinned, no closures). False when it
+    /// must stop.
+    func scavengerSleep(_ ns: UInt64) -> Bool {
+        heapLock.lock()
+        if !scav.stop { _ = tc_cond_timedwait_ns(scavCond.raw, heapLock.raw, ns) }
+        let stop = scav.stop
+        heapLock.unlock()
+        return !stop
     }
 
     /// SCHED_BATCH for the calling grower or scavenger thread: its fair share of the

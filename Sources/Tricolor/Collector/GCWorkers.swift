@@ -1,5 +1,6 @@
 import CTricolor
 import Glibc
+import Synchronization
 
 // Background threads of the collector, started with the first cycle and parked between
 // cycles: mark workers (Go's gcBgMarkWorker) and the background sweeper (Go's bgsweep).
@@ -26,11 +27,13 @@ extension Heap {
 
     /// Start the mark workers and the background sweeper (with the first cycle).
     ///
-    /// The threads hold no reference to the heap: a thread's body reaches it through an
-    /// unretained reference, so a heap whose last user drops it is freed (its deinit
-    /// stops these threads) instead of being kept alive by its own collector. A closure
-    /// capturing `self`, even `unowned(unsafe)`, retains it for as long as the loop it
-    /// calls runs, and that is the thread's lifetime.
+    /// The threads hold no reference to the heap while they wait: a thread's body
+    /// reaches it through an unretained reference, so a heap whose last user drops it is
+    /// freed (its deinit stops these threads) instead of being kept alive by its own
+    /// collector. A closure capturing `self`, even `unowned(unsafe)`, retains it for as
+    /// long as the loop it calls runs, and that is the thread's lifetime.
+    /// Each thread's loop alternates a wait, which touches the heap without closures,
+    /// and a unit of work (`collectorUnit`), which may pin the heap (see there).
     /// At most one mark worker per usable CPU whatever GOMAXPROCS says (`workerProcs`).
     func startBackgroundThreadsIfNeeded() {
         bgLock.lock()
@@ -41,25 +44,108 @@ extension Heap {
         let plan = markWorkerPlan
         if checked { plan.checkInvariants() }
         let heap = Unmanaged.passUnretained(self)
+        let control = collectorControl
         for i in 0..<plan.count {
             let u = plan.utilization(ofThread: i)
-            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") { heap._withUnsafeGuaranteedRef { $0.markWorkerLoop(utilization: u) } })
+            backgroundThreads.append(spawnThread(name: "tricolor-mark\(i)") {
+                var gcw = GCWork()
+                defer { gcw.destroy() }
+                while heap._withUnsafeGuaranteedRef({ $0.waitForMarkPhase() }) {
+                    if !Heap.collectorUnit(heap, control, { $0.markWorkerUnit(&gcw, utilization: u) }) { return }
+                }
+            })
         }
         // With markWorkers: 0 (tests stepping cycles by hand) there is no background
         // sweeper either: sweeping happens only on demand.
         // The same for the background scavenger and the grower (Allocator/Scavenger.swift,
         // Allocator/HeapGrowth.swift).
         if plan.count > 0 {
-            backgroundThreads.append(spawnThread(name: "tricolor-sweep") { heap._withUnsafeGuaranteedRef { $0.sweeperLoop() } })
+            backgroundThreads.append(spawnThread(name: "tricolor-sweep") {
+                while heap._withUnsafeGuaranteedRef({ $0.waitForSweepRequest() }) {
+                    if !Heap.collectorUnit(heap, control, { $0.sweeperUnit() }) { return }
+                }
+            })
             heapLock.withLock { scav.running = true }
-            backgroundThreads.append(spawnThread(name: "tricolor-scav") { heap._withUnsafeGuaranteedRef { $0.scavengerLoop() } })
+            backgroundThreads.append(spawnThread(name: "tricolor-scav") {
+                heap._withUnsafeGuaranteedRef { $0.lowerBackgroundThreadPriority() }
+                while heap._withUnsafeGuaranteedRef({ $0.waitForScavengeRequest() }) {
+                    // Batches of work, each followed by a sleep without the heap pinned.
+                    while true {
+                        var sleepNs: UInt64? = nil
+                        if !Heap.collectorUnit(heap, control, { sleepNs = $0.scavengerUnit() }) { return }
+                        guard let ns = sleepNs else { break }
+                        if ns > 0 { if !heap._withUnsafeGuaranteedRef({ $0.scavengerSleep(ns) }) { break } }
+                    }
+                }
+            })
             if backgroundHeapGrowth {
                 heapLock.withLock { growth.running = true }
-                backgroundThreads.append(spawnThread(name: "tricolor-grow") { heap._withUnsafeGuaranteedRef { $0.growerLoop() } })
+                backgroundThreads.append(spawnThread(name: "tricolor-grow") {
+                    heap._withUnsafeGuaranteedRef { $0.lowerBackgroundThreadPriority() }
+                    while heap._withUnsafeGuaranteedRef({ $0.waitForGrowthRequest() }) {
+                        if !Heap.collectorUnit(heap, control, { $0.growerUnit() }) { return }
+                    }
+                })
             }
         }
     }
 
+    /// Whether collector threads pin the heap during each unit of work (below). On in
+    /// unoptimized builds, where it is needed; tests turn it on in optimized builds to
+    /// cover the teardown it leads to. Read once per heap, at creation.
+    #if DEBUG
+    nonisolated(unsafe) static var collectorThreadsPinHeap = true
+    #else
+    nonisolated(unsafe) static var collectorThreadsPinHeap = false
+    #endif
+
+    /// Tests: called on the collector thread at the start of each unit of work, after
+    /// the pin. Set before the heaps it is meant for are created.
+    nonisolated(unsafe) static var collectorUnitHook: (() -> Void)? = nil
+
+    /// Heap deinits that ran on one of the heap's own collector threads (tests).
+    static let deinitsOnCollectorThreads = Atomic<Int>(0)
+
+    /// Run one unit of a collector thread's work (a mark phase's share, a sweep, a batch
+    /// of scavenging, a growth), on the thread's unretained reference to the heap.
+    /// Returns false when the heap is gone and the thread must end without touching it.
+    ///
+    /// Why the pin: in an unoptimized build every closure that captures `self` retains
+    /// the heap, including a `withLock` body and the right side of `&&` and `||` (an
+    /// autoclosure), and releases it when done. If the program drops its last
+    /// reference meanwhile, such a release on a collector thread is the last one, and
+    /// the heap's deinit would run deep inside collector code that then goes on using
+    /// the freed heap (`DropStressTests` found it in the sweep and in mark termination
+    /// within a second). Rewriting every such closure on every collector path did not
+    /// scale, so with `pinsDuringCollectorWork` the thread holds a strong reference for
+    /// the unit: no release inside it can be the last. The last can only be the unpin
+    /// here, at the top of the thread, holding no lock. The deinit then runs on this
+    /// thread: it joins the other collector threads, detaches this one and sets
+    /// `control.heapGone`, and the thread ends.
+    ///
+    /// The cost: a heap dropped during a unit is freed when the unit ends, by the
+    /// collector thread (a mark phase's share ends when the phase does), not by the
+    /// program's release. Optimized builds take no such references on these paths, so
+    /// they do not pin, and their teardown stays synchronous. The waits between units
+    /// are unpinned and closure-free: the heap's deinit must be able to wake and join a
+    /// waiting thread.
+    ///
+    /// A pin taken while the deinit already runs on another thread (the program
+    /// dropped the heap as the unit began) is harmless: the deinit joins this thread
+    /// before freeing anything, the unit sees `shuttingDown` and ends, and the unpin of
+    /// an object in its deinit does not run the deinit again.
+    static func collectorUnit(_ heap: Unmanaged<Heap>, _ control: CollectorThreadControl,
+                              _ body: (Heap) -> Void) -> Bool {
+        let pin = heap._withUnsafeGuaranteedRef { $0.pinsDuringCollectorWork }
+        if pin { _ = heap.retain() }
+        if let hook = collectorUnitHook { hook() }
+        heap._withUnsafeGuaranteedRef { body($0) }
+        if pin {
+            heap.release()
+            if control.heapGone { return false }
+        }
+        return true
+    }
     /// Stop the collector threads and wait for them to end (the heap's deinit). A mark
     /// phase in progress is abandoned; the threads step out of it at their next check.
     func stopBackgroundThreads() {
@@ -70,7 +156,22 @@ extension Heap {
         }
         stopScavenger()
         stopGrower()
-        for t in threads { pthread_join(t, nil) }
+        var onOwnThread = false
+        for t in threads {
+            if pthread_equal(t, pthread_self()) != 0 {
+                // The deinit runs on this collector thread, at the end of a unit of work
+                // (`collectorUnit`): the thread ends when the deinit returns.
+                onOwnThread = true
+                pthread_detach(t)
+            } else {
+                pthread_join(t, nil)
+            }
+        }
+        // After the joins: no other thread reads the flag any more.
+        if onOwnThread {
+            collectorControl.heapGone = true
+            Heap.deinitsOnCollectorThreads.add(1, ordering: .relaxed)
+        }
         bgLock.withLock { backgroundThreads = [] }
     }
 
@@ -100,49 +201,59 @@ extension Heap {
         bgCond.broadcast()
         bgLock.unlock()
     }
+}
 
-    /// A background mark worker: waits for a mark phase, then drains grey objects in
-    /// slices, sleeping as needed to keep to its CPU share, and tries to finish the cycle
-    /// whenever it runs out of work.
-    func markWorkerLoop(utilization: Double) {
-        var gcw = GCWork()
-        defer { gcw.destroy() }
-        while true {
-            bgLock.lock()
-            // Not `phase != .mark && !shuttingDown` (see `scanGlobalRoots`).
-            while phase != .mark { if shuttingDown { break }; bgCond.wait(bgLock) }
-            let stop = shuttingDown
-            bgLock.unlock()
-            if stop { return }
-            let wallStart = tc_nanotime()
-            let cpuStart = tc_thread_cputime_ns()
-            var handoffStart: UInt64 = 0
-            while phase == .mark {
-                if isShuttingDown() { return }
-                waitWhileWorldStopping()
-                let t0 = tc_thread_cputime_ns()
-                let done = drain(&gcw, budget: Tuning.markSliceWork, preemptible: true)
-                let dt = tc_thread_cputime_ns() - t0
-                marking.bgMarkTimeNs.add(UInt(dt), .relaxed)
-                if done > 0 { marking.bgScanCredit.add(done, .relaxed) }
-                if done < Tuning.markSliceWork {
-                    if sched.attention.load(.relaxed) & Attention.stop != 0 { continue }   // preempted, not out of work
-                    finishMarkOrHandOff(&handoffStart)
-                    if phase == .mark { tc_sleep_ns(Tuning.markWorkerPollNs) }   // waiting for mutators
-                    continue
-                }
-                handoffStart = 0
-                // Go's idle mark workers: while fewer mutators run than there are
-                // CPUs, the spare CPU marks flat out (counted as idle marking).
-                let idle = Int(sched.activeMutators.load(.relaxed)) + backgroundThreadCountForPacing < gomaxprocs
-                if utilization < 1 && !idle {
-                    // Fractional: sleep while ahead of the share of wall time since mark start.
-                    let wall = Double(tc_nanotime() - wallStart)
-                    let cpu = Double(tc_thread_cputime_ns() - cpuStart)
-                    if cpu > utilization * wall {
-                        let ahead = cpu / utilization - wall
-                        tc_sleep_ns(min(UInt64(saturating: ahead), Tuning.maxFractionalSleepNs))
-                    }
+/// What a heap's collector threads learn from its deinit when it runs on one of them
+/// (`Heap.collectorUnit`). Written by that deinit, after it has joined the other
+/// collector threads, and read by the same thread when the deinit returns.
+final class CollectorThreadControl: @unchecked Sendable {
+    var heapGone = false
+}
+
+extension Heap {
+    /// A background mark worker's wait for a mark phase (unpinned, no closures: see
+    /// `collectorUnit`). False when the heap is shutting down.
+    func waitForMarkPhase() -> Bool {
+        bgLock.lock()
+        // Not `phase != .mark && !shuttingDown` (see `scanGlobalRoots`).
+        while phase != .mark { if shuttingDown { break }; bgCond.wait(bgLock) }
+        let stop = shuttingDown
+        bgLock.unlock()
+        return !stop
+    }
+
+    /// A background mark worker's share of one mark phase: drains grey objects in
+    /// slices, sleeping as needed to keep to its CPU share, and tries to finish the
+    /// cycle whenever it runs out of work.
+    func markWorkerUnit(_ gcw: inout GCWork, utilization: Double) {
+        let wallStart = tc_nanotime()
+        let cpuStart = tc_thread_cputime_ns()
+        var handoffStart: UInt64 = 0
+        while phase == .mark {
+            if isShuttingDown() { return }
+            waitWhileWorldStopping()
+            let t0 = tc_thread_cputime_ns()
+            let done = drain(&gcw, budget: Tuning.markSliceWork, preemptible: true)
+            let dt = tc_thread_cputime_ns() - t0
+            marking.bgMarkTimeNs.add(UInt(dt), .relaxed)
+            if done > 0 { marking.bgScanCredit.add(done, .relaxed) }
+            if done < Tuning.markSliceWork {
+                if sched.attention.load(.relaxed) & Attention.stop != 0 { continue }   // preempted, not out of work
+                finishMarkOrHandOff(&handoffStart)
+                if phase == .mark { tc_sleep_ns(Tuning.markWorkerPollNs) }   // waiting for mutators
+                continue
+            }
+            handoffStart = 0
+            // Go's idle mark workers: while fewer mutators run than there are
+            // CPUs, the spare CPU marks flat out (counted as idle marking).
+            let idle = Int(sched.activeMutators.load(.relaxed)) + backgroundThreadCountForPacing < gomaxprocs
+            if utilization < 1 && !idle {
+                // Fractional: sleep while ahead of the share of wall time since mark start.
+                let wall = Double(tc_nanotime() - wallStart)
+                let cpu = Double(tc_thread_cputime_ns() - cpuStart)
+                if cpu > utilization * wall {
+                    let ahead = cpu / utilization - wall
+                    tc_sleep_ns(min(UInt64(saturating: ahead), Tuning.maxFractionalSleepNs))
                 }
             }
         }
@@ -186,31 +297,35 @@ extension Heap {
         }
     }
 
-    /// The background sweeper: after each mark termination, sweep spans until none is
-    /// left, yielding between spans so it only uses otherwise idle time.
-    func sweeperLoop() {
-        while true {
-            bgLock.lock()
-            while !sweepRequested { if shuttingDown { break }; bgCond.wait(bgLock) }   // no `&&` (see above)
-            sweepRequested = false
-            let stop = shuttingDown
-            bgLock.unlock()
-            if stop { return }
-            var n = 0
-            while phase == .off {
-                waitWhileWorldStopping()
-                // Like Go's bgsweep, only use a CPU that no mutator wants; otherwise the
-                // mutators sweep on demand and in proportion to their allocation.
-                if Int(sched.activeMutators.load(.relaxed)) >= gomaxprocs {
-                    tc_sleep_ns(Tuning.sweeperBackoffNs)
-                    continue
-                }
-                if !sweepOne() { sweepDoneWakeScavenger(); break }
-                n += 1
-                if n % Tuning.sweeperYieldEverySpans == 0 {
-                    if isShuttingDown() { return }
-                    tc_yield()
-                }
+    /// The background sweeper's wait for a mark termination (unpinned, no closures:
+    /// see `collectorUnit`). False when the heap is shutting down.
+    func waitForSweepRequest() -> Bool {
+        bgLock.lock()
+        while !sweepRequested { if shuttingDown { break }; bgCond.wait(bgLock) }   // no `&&` (see above)
+        sweepRequested = false
+        let stop = shuttingDown
+        bgLock.unlock()
+        return !stop
+    }
+
+    /// The background sweeper's unit: after a mark termination, sweep spans until none
+    /// is left, yielding between spans so it only uses otherwise idle time.
+    func sweeperUnit() {
+        var n = 0
+        while phase == .off {
+            waitWhileWorldStopping()
+            // Like Go's bgsweep, only use a CPU that no mutator wants; otherwise the
+            // mutators sweep on demand and in proportion to their allocation.
+            if Int(sched.activeMutators.load(.relaxed)) >= gomaxprocs {
+                if isShuttingDown() { return }
+                tc_sleep_ns(Tuning.sweeperBackoffNs)
+                continue
+            }
+            if !sweepOne() { sweepDoneWakeScavenger(); return }
+            n += 1
+            if n % Tuning.sweeperYieldEverySpans == 0 {
+                if isShuttingDown() { return }
+                tc_yield()
             }
         }
     }

@@ -166,6 +166,11 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var backgroundStarted = false
     @exclusivity(unchecked) var backgroundThreads: [pthread_t] = []
     @exclusivity(unchecked) var shuttingDown = false
+    /// Whether collector threads hold the heap during each unit of work
+    /// (`collectorUnit`, Collector/GCWorkers.swift). Immutable.
+    let pinsDuringCollectorWork = Heap.collectorThreadsPinHeap
+    /// Set by a deinit that runs on one of the collector threads (`collectorUnit`).
+    let collectorControl = CollectorThreadControl()
     /// Collector threads running now (for tests and diagnostics).
     var backgroundThreadCount: Int { bgLock.withLock { backgroundThreads.count } }
     @exclusivity(unchecked) var sweepRequested = false
@@ -338,14 +343,21 @@ public final class Heap: @unchecked Sendable {
     /// the type registry, locks and tables.
     ///
     /// No mutator is attached here: each attached one holds a reference to the heap
-    /// (see `attach`). The collector threads hold none (`startBackgroundThreadsIfNeeded`).
+    /// (see `attach`). The collector threads hold none, except during a unit of work
+    /// when they pin the heap (`collectorUnit`): then this runs on that thread.
     deinit {
         // First: the finalizer thread is attached, and detaches as it stops.
         stopFinalizerThread()
         unregisterDebugDescriptor()
         if backgroundStarted {
-            if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
-                runtimeFatal("a heap's last reference was dropped on its own collector thread")
+            // A collector thread that pins the heap may run this deinit, at the end of a
+            // unit of work (`collectorUnit`), and `stopBackgroundThreads` lets it end.
+            // Without pins no collector thread holds a reference the deinit could come
+            // from: one that did would go on using the freed heap.
+            if !pinsDuringCollectorWork {
+                if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
+                    runtimeFatal("a heap's last reference was dropped on its own collector thread")
+                }
             }
             stopBackgroundThreads()
         }

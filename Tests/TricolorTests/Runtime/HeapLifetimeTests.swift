@@ -1,5 +1,6 @@
 import CTricolor
 import Glibc
+import Synchronization
 import XCTest
 @_spi(Testing) @testable import Tricolor
 
@@ -221,6 +222,7 @@ final class HeapLifetimeTests: WatchdogTestCase {
     /// thread is attached frees nothing until that thread detaches.
     func testHeapDroppedWhileAttachedLivesUntilDetach() {
         checkInChild { c in
+            let threadsBefore = procStatus("Threads")
             weak var weakHeap: Heap?
             var node: ObjectType
             let m: Mutator
@@ -236,12 +238,120 @@ final class HeapLifetimeTests: WatchdogTestCase {
             }
             m.heap.collect()
             m.heap.detach(m)
+            awaitPinnedTeardown(threads: threadsBefore)
             c.expect(weakHeap == nil, "the last detach should free the dropped heap")
             c.expect(tc_get_current_mutator() == nil, "the thread-local still names a mutator")
             // The thread attaches to another heap as if nothing happened.
             let other = try! Heap(configuration: Configuration())
             let otherNode = Self.nodeType(other)
             other.withMutator { m in _ = m.allocate(otherNode) }
+        }
+    }
+
+    /// A heap whose last reference goes away while a collector thread pins it (the
+    /// unoptimized build's default, `Heap.collectorUnit`) is torn down by that thread
+    /// when its unit of work ends: the program's drop frees nothing yet, the unit goes
+    /// on with the heap intact, and then the deinit runs on the collector thread, joins
+    /// the others, and that thread ends too. Before the pins, an unoptimized build
+    /// dropping heaps at random points of a cycle died within a second with "a heap's
+    /// last reference was dropped on its own collector thread" (the sweep, mark
+    /// termination), and in an optimized build nothing covered this teardown.
+    func testHeapDroppedWhileACollectorThreadPinsItIsFreedByThatThread() {
+        checkInChild(timeout: 120) { c in
+            Heap.collectorThreadsPinHeap = true
+            let entered = LifeFlag(), proceed = LifeFlag()
+            Heap.collectorUnitHook = {
+                // The first unit of work (the mark worker's, for the cycle below)
+                // waits, holding its pin, until the program has dropped the heap.
+                if tc_fetch_add(entered.word, 1) == 0 { proceed.wait() }
+            }
+            let threadsBefore = procStatus("Threads")
+            let deinitsBefore = Heap.deinitsOnCollectorThreads.load(ordering: .relaxed)
+            let id = 7_000_001
+            weak var weakHeap: Heap?
+            do {
+                let heap = try! Heap(configuration: Configuration(markWorkers: 1).precise)
+                let node = Self.nodeType(heap)
+                weakHeap = heap
+                let g = heap.makeGlobal()
+                heap.withMutator { m in
+                    m.withFrame(slots: 2) { f in
+                        f[1] = m.makeBox(Tracked(id))
+                        for _ in 0..<20_000 { f[0] = m.allocate(node); m.store(f[0], 0, f[1]); f[1] = f[0] }
+                        m.store(g, f[1])
+                    }
+                    heap.gcStart(.forced, caller: heap.currentMutator())
+                }
+                entered.wait()
+            }
+            // The program's last reference is gone; the pin keeps the heap.
+            c.expect(weakHeap != nil, "the heap was freed while a collector thread pinned it")
+            c.expectEqual(Tracked.count(id), 0, "the box was released while the heap was pinned")
+            proceed.set(1)
+            // Events, not time: the deinit releases the box; the threads end.
+            while Tracked.count(id) == 0 { tc_yield() }
+            while procStatus("Threads") > threadsBefore { tc_yield() }
+            c.expect(weakHeap == nil, "the heap outlived its deinit")
+            c.expectEqual(Tracked.count(id), 1, "the box's object was not released exactly once")
+            c.expectEqual(procStatus("Threads"), threadsBefore, "threads left behind")
+            c.expectEqual(Heap.deinitsOnCollectorThreads.load(ordering: .relaxed) - deinitsBefore, 1,
+                          "the deinit did not run on the collector thread")
+            // Everything else still works: a new heap, collected, in the same process.
+            Heap.collectorUnitHook = nil
+            let other = try! Heap(configuration: Configuration(markWorkers: 1))
+            let otherNode = Self.nodeType(other)
+            other.withMutator { m in
+                m.withFrame(slots: 1) { f in for _ in 0..<10_000 { f[0] = m.allocate(otherNode) } }
+            }
+            other.collect()
+        }
+    }
+
+    /// Heaps dropped at random points of a cycle they started (marking, mark
+    /// termination on a worker, sweeping, scavenging, growing in the background): each
+    /// teardown releases every box once and leaves no thread behind, whichever thread
+    /// runs it. An unoptimized build without pins died here within a second: a sweep or
+    /// mark termination on a collector thread released the heap last, deep inside
+    /// collector code. Optimized builds run every other heap with pins, so the teardown
+    /// on a collector thread is covered there too. The drop point varies with a random
+    /// amount of work between the cycle's start and the drop, not with time.
+    func testHeapsDroppedAtRandomPointsOfACycleTearDownCleanly() throws {
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
+        checkInChild(timeout: 240) { c in
+            var rng = SystemRandomNumberGenerator()
+            let threadsBefore = procStatus("Threads")
+            let rounds = 400
+            for round in 0..<rounds {
+                #if !DEBUG
+                Heap.collectorThreadsPinHeap = round % 2 == 1
+                #endif
+                var config = Configuration(markWorkers: 2)
+                config.backgroundHeapGrowth = round % 3 == 0
+                let heap = try! Heap(configuration: config.precise)
+                let node = Self.nodeType(heap)
+                let g = heap.makeGlobal()
+                heap.withMutator { m in
+                    m.withFrame(slots: 2) { f in
+                        f[1] = m.makeBox(Tracked(8_000_000 + round))
+                        for i in 0..<Int.random(in: 2_000...20_000, using: &rng) {
+                            f[0] = m.allocate(node)
+                            if i % 2 == 0 { m.store(f[0], 0, f[1]); f[1] = f[0] }
+                        }
+                        m.store(g, f[1])
+                    }
+                    heap.gcStart(.forced, caller: heap.currentMutator())
+                }
+                // Let the collector get a random distance into the cycle.
+                for _ in 0..<Int.random(in: 0...2_000, using: &rng) { tc_yield() }
+            }
+            #if !DEBUG
+            Heap.collectorThreadsPinHeap = false
+            #endif
+            // Every teardown is over when the collector threads have ended.
+            while procStatus("Threads") > threadsBefore { tc_yield() }
+            var wrong: [Int] = []
+            for round in 0..<rounds where Tracked.count(8_000_000 + round) != 1 { wrong.append(round) }
+            c.expect(wrong.isEmpty, "boxes not released exactly once in rounds \(wrong.prefix(10))")
         }
     }
 
@@ -268,6 +378,7 @@ final class HeapLifetimeTests: WatchdogTestCase {
             c.expect(weakHeap != nil, "the heap was freed while a thread was attached to it")
             go.set(1)
             lifeJoin(t)
+            awaitPinnedTeardown(threads: threadsBefore)
             c.expect(weakHeap == nil, "the exiting thread's detach should free the dropped heap")
             c.expectEqual(procStatus("Threads"), threadsBefore, "threads left behind")
         }
@@ -425,6 +536,7 @@ final class HeapLifetimeTests: WatchdogTestCase {
             finished = 0
             let threads0 = procStatus("Threads"), rss0 = procResidentBytes(), vm0 = procStatus("VmSize")
             for i in 0..<2000 { useAndDrop(reserve: i % 100 == 0 ? 256 << 30 : 64 << 20) }
+            awaitPinnedTeardown(threads: threads0)
             let threads1 = procStatus("Threads"), rss1 = procResidentBytes(), vm1 = procStatus("VmSize")
             let report = "threads \(threads0) -> \(threads1), RSS \(rss0 >> 10) -> \(rss1 >> 10) KiB, VmSize \(vm0) -> \(vm1) KiB, heaps with automatic cycles \(autoCycles) (finished in \(finished))\n"
             report.withCString { _ = write(2, $0, strlen($0)) }

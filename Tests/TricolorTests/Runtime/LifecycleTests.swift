@@ -777,12 +777,20 @@ final class LifecycleTests: WatchdogTestCase {
     /// (in CI, once in two runs) a retain of the heap by a mark worker's root scan that
     /// became the last release: "a heap's last reference was dropped on its own
     /// collector thread".
+    /// Every other heap pins itself in its collector threads' units of work (the
+    /// unoptimized build's default, and every heap there), so a drop can leave the
+    /// teardown to a collector thread (`Heap.collectorUnit`): the count waits for the
+    /// collector threads to end, not for time.
     func testHeapDroppedMidCycleKeepsSpecialsConsistentAndReleasesEveryBox() throws {
         // A forked child of a multi-threaded process cannot start threads under TSan.
         try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         let r = runInChild(timeout: 240) {
             var made = 0
+            let threadsBefore = procStatus("Threads")
             for round in 0..<150 {
+                #if !DEBUG
+                Heap.collectorThreadsPinHeap = round % 2 == 1
+                #endif
                 let (heap, node) = try! self.makeHeap(Configuration(markWorkers: 2))
                 let g = heap.makeGlobal()
                 heap.withMutator { m in
@@ -805,6 +813,8 @@ final class LifecycleTests: WatchdogTestCase {
                     heap.gcStart(.forced, caller: heap.currentMutator())
                 }
             }
+            // A heap's threads end when its teardown is over.
+            while procStatus("Threads") > threadsBefore { tc_yield() }
             var released = 0
             for round in 0..<150 { for i in 0..<400 { released += Tracked.count(1_000_000 + round * 1000 + i) } }
             let text = "boxes made \(made), released \(released)\n"

@@ -146,3 +146,12 @@ let lifeMArenaMax: Int32 = -8
 /// Whether this process runs under AddressSanitizer or ThreadSanitizer (their
 /// allocators keep freed memory, so memory figures mean nothing there).
 let lifeUnderSanitizer = dlsym(nil, "__asan_init") != nil || dlsym(nil, "__tsan_init") != nil
+
+/// With pins (`Heap.collectorUnit`, an unoptimized build's default) a dropped heap may
+/// be freed by one of its collector threads when the unit of work it is in ends, not by
+/// the drop. Wait for that: until at most `threads` threads run (a heap's collector
+/// threads end when its teardown is over). Without pins the teardown is synchronous and
+/// this returns at once, so the caller's check stays strict.
+func awaitPinnedTeardown(threads: Int) {
+    if Heap.collectorThreadsPinHeap { while procStatus("Threads") > threads { tc_yield() } }
+}
