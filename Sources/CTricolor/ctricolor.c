@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 __thread void *tc_current_mutator = 0;
+__thread int tc_collector_unpinning = 0;
 
 uint64_t tc_thread_id(void) { return (uint64_t)syscall(SYS_gettid); }
 

@@ -69,6 +69,11 @@ TC_INLINE uint64_t tc_cputicks(void) {
 extern __thread void *tc_current_mutator;
 TC_INLINE void *tc_get_current_mutator(void) { return tc_current_mutator; }
 TC_INLINE void tc_set_current_mutator(void *m) { tc_current_mutator = m; }
+// Set by a collector thread around the release that ends its pin on the heap
+// (Heap.collectorUnit): the one place where that thread may run the heap's deinit.
+extern __thread int tc_collector_unpinning;
+TC_INLINE int tc_get_collector_unpinning(void) { return tc_collector_unpinning; }
+TC_INLINE void tc_set_collector_unpinning(int v) { tc_collector_unpinning = v; }
 
 // ---- thread exit (Go's goexit dropping its P) ----
 // A thread that ends while attached must not stay listed as a mutator: stop-the-world

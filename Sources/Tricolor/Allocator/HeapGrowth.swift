@@ -201,22 +201,25 @@ extension Heap {
     /// The grower thread (started with the collector's threads when
     /// `Configuration.backgroundHeapGrowth` is on) waits for a low reserve, then grows
     /// and faults in pieces until the reserve is refilled. This is its wait (unpinned,
-    /// no closures: see `Heap.collectorUnit`); false when it must stop.
-    func waitForGrowthRequest() -> Bool {
+    /// no closures: see `Heap.collectorUnit`). Returns the request's cancel epoch, read
+    /// with the request under one hold of the heap lock (a `freeOSMemory` between the
+    /// two would otherwise see its cancel missed, and the grower fault back in what it
+    /// had just released), or nil when the grower must stop.
+    func waitForGrowthRequest() -> Int? {
         heapLock.lock()
         // No `&&` with the heap on the right (see `scanGlobalRoots`): unpinned.
         while !growth.requested { if growth.stop { break }; growthCond.wait(heapLock) }
         let stop = growth.stop
         if stop { growth.running = false } else { growth.requested = false }
+        let epoch = growth.cancelEpoch
         heapLock.unlock()
-        return !stop
+        return stop ? nil : epoch
     }
 
     /// The grower's unit of work: fault memory in until the reserve is full again, the
-    /// request is cancelled, or the grower must stop.
-    func growerUnit() {
+    /// request is cancelled (`epoch` no longer current), or the grower must stop.
+    func growerUnit(epoch: Int) {
         heapLock.lock()
-        let epoch = growth.cancelEpoch
         while !growth.stop && growth.cancelEpoch == epoch && freeResidentPages < 2 * growReserveLowPages {
             // Under a memory limit, nothing ahead of need once mapped memory nears
             // the limit's target (Go grows only on demand, and the scavenger would

@@ -82,8 +82,8 @@ extension Heap {
                 heapLock.withLock { growth.running = true }
                 backgroundThreads.append(spawnThread(name: "tricolor-grow") {
                     heap._withUnsafeGuaranteedRef { $0.lowerBackgroundThreadPriority() }
-                    while heap._withUnsafeGuaranteedRef({ $0.waitForGrowthRequest() }) {
-                        if !Heap.collectorUnit(heap, control, { $0.growerUnit() }) { return }
+                    while let epoch = heap._withUnsafeGuaranteedRef({ $0.waitForGrowthRequest() }) {
+                        if !Heap.collectorUnit(heap, control, { $0.growerUnit(epoch: epoch) }) { return }
                     }
                 })
             }
@@ -141,7 +141,9 @@ extension Heap {
         if let hook = collectorUnitHook { hook() }
         heap._withUnsafeGuaranteedRef { body($0) }
         if pin {
+            tc_set_collector_unpinning(1)
             heap.release()
+            tc_set_collector_unpinning(0)
             if control.heapGone { return false }
         }
         return true

@@ -350,11 +350,12 @@ public final class Heap: @unchecked Sendable {
         stopFinalizerThread()
         unregisterDebugDescriptor()
         if backgroundStarted {
-            // A collector thread that pins the heap may run this deinit, at the end of a
-            // unit of work (`collectorUnit`), and `stopBackgroundThreads` lets it end.
-            // Without pins no collector thread holds a reference the deinit could come
-            // from: one that did would go on using the freed heap.
-            if !pinsDuringCollectorWork {
+            // A collector thread that pins the heap may run this deinit when it unpins
+            // at the end of a unit of work (`collectorUnit`), and `stopBackgroundThreads`
+            // lets it end. Anywhere else on a collector thread (an optimized build
+            // takes no reference there, a pinned thread only inside its unit) the thread
+            // would go on using the freed heap.
+            if tc_get_collector_unpinning() == 0 {
                 if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
                     runtimeFatal("a heap's last reference was dropped on its own collector thread")
                 }

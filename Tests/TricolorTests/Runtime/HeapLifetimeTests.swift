@@ -567,7 +567,10 @@ final class HeapLifetimeTests: WatchdogTestCase {
     func testHugeGomaxprocsStartsAtMostOneMarkWorkerPerCPU() {
         checkInChild { c in
             let cpus = affinityCPUCount()
+            let threads0 = procStatus("Threads")
             for procs in [100_000, Int(Int32.max)] {   // Int32.max: the largest GOMAXPROCS Go parses
+                // The previous heap's threads, should a pinned unit be tearing it down.
+                awaitPinnedTeardown(threads: threads0)
                 let threadsBefore = procTaskCount()
                 let heap = try! Heap(configuration: Configuration(gcPercent: 10, gomaxprocs: procs))
                 let node = Self.nodeType(heap)

@@ -739,6 +739,7 @@ final class LifecycleTests: WatchdogTestCase {
                     if i % 2 == 0 { heap.collect(); heap.waitForFinalizers() }
                 }
             }
+            awaitPinnedTeardown(threads: threads0)
             let threads1 = procStatus("Threads")
             // The last reference dropped on the finalizer thread.
             final class HeapHolder: @unchecked Sendable { let heap: Heap; init(_ h: Heap) { heap = h } }
