@@ -100,8 +100,9 @@ extension Heap {
     #endif
 
     /// Tests: called on the collector thread at the start of each unit of work, after
-    /// the pin. Set before the heaps it is meant for are created.
-    nonisolated(unsafe) static var collectorUnitHook: (() -> Void)? = nil
+    /// the pin, with the heap's address (`Unmanaged.toOpaque`). Behind a mutex because
+    /// other heaps' collector threads may read it while a test sets it.
+    static let collectorUnitHook = Mutex<(@Sendable (UnsafeRawPointer) -> Void)?>(nil)
 
     /// Heap deinits that ran on one of the heap's own collector threads (tests).
     static let deinitsOnCollectorThreads = Atomic<Int>(0)
@@ -138,7 +139,7 @@ extension Heap {
                               _ body: (Heap) -> Void) -> Bool {
         let pin = heap._withUnsafeGuaranteedRef { $0.pinsDuringCollectorWork }
         if pin { _ = heap.retain() }
-        if let hook = collectorUnitHook { hook() }
+        if let hook = collectorUnitHook.withLock({ $0 }) { hook(UnsafeRawPointer(heap.toOpaque())) }
         heap._withUnsafeGuaranteedRef { body($0) }
         if pin {
             tc_set_collector_unpinning(1)

@@ -256,55 +256,81 @@ final class HeapLifetimeTests: WatchdogTestCase {
     /// dropping heaps at random points of a cycle died within a second with "a heap's
     /// last reference was dropped on its own collector thread" (the sweep, mark
     /// termination), and in an optimized build nothing covered this teardown.
+    /// Returns what went wrong (empty: nothing); with `threadsBefore`, also checks that
+    /// the heap's threads ended.
+    private static func dropWhilePinned(threadsBefore: Int?) -> [String] {
+        var failures: [String] = []
+        func expect(_ ok: Bool, _ what: String) { if !ok { failures.append(what) } }
+        let savedPin = Heap.collectorThreadsPinHeap
+        Heap.collectorThreadsPinHeap = true
+        defer { Heap.collectorThreadsPinHeap = savedPin }
+        let entered = LifeFlag(), proceed = LifeFlag(), target = LifeFlag()
+        Heap.collectorUnitHook.withLock { hook in
+            hook = { heap in
+                // This heap's first unit of work (the mark worker's, for the cycle
+                // below) waits, holding its pin, until the program has dropped it.
+                if UInt(bitPattern: heap) == target.value { if tc_fetch_add(entered.word, 1) == 0 { proceed.wait() } }
+            }
+        }
+        defer { Heap.collectorUnitHook.withLock { $0 = nil } }
+        let deinitsBefore = Heap.deinitsOnCollectorThreads.load(ordering: .relaxed)
+        let id = 7_000_001 + Int(tc_fetch_add(dropWhilePinnedRuns.word, 1))
+        weak var weakHeap: Heap?
+        do {
+            let heap = try! Heap(configuration: Configuration(markWorkers: 1).precise)
+            // Before the heap's collector threads start (its first cycle).
+            target.set(UInt(bitPattern: Unmanaged.passUnretained(heap).toOpaque()))
+            let node = Self.nodeType(heap)
+            weakHeap = heap
+            let g = heap.makeGlobal()
+            heap.withMutator { m in
+                m.withFrame(slots: 2) { f in
+                    f[1] = m.makeBox(Tracked(id))
+                    for _ in 0..<20_000 { f[0] = m.allocate(node); m.store(f[0], 0, f[1]); f[1] = f[0] }
+                    m.store(g, f[1])
+                }
+                heap.gcStart(.forced, caller: heap.currentMutator())
+            }
+            entered.wait()
+        }
+        // The program's last reference is gone; the pin keeps the heap.
+        expect(weakHeap != nil, "the heap was freed while a collector thread pinned it")
+        expect(Tracked.count(id) == 0, "the box was released while the heap was pinned")
+        proceed.set(1)
+        // Events, not time: the deinit releases the box; the threads end.
+        while Tracked.count(id) == 0 { tc_yield() }
+        expect(weakHeap == nil, "the heap outlived its deinit")
+        expect(Tracked.count(id) == 1, "the box's object was not released exactly once")
+        let onCollector = Heap.deinitsOnCollectorThreads.load(ordering: .relaxed) - deinitsBefore
+        expect(onCollector == 1, "\(onCollector) deinits ran on a collector thread, not 1")
+        if let threadsBefore {
+            while procStatus("Threads") > threadsBefore { tc_yield() }
+            expect(procStatus("Threads") == threadsBefore, "threads left behind")
+        }
+        // Everything else still works: a new heap, collected, in the same process.
+        let other = try! Heap(configuration: Configuration(markWorkers: 1))
+        let otherNode = Self.nodeType(other)
+        other.withMutator { m in
+            m.withFrame(slots: 1) { f in for _ in 0..<10_000 { f[0] = m.allocate(otherNode) } }
+        }
+        other.collect()
+        return failures
+    }
+    private static let dropWhilePinnedRuns = LifeFlag()
+
+    /// `dropWhilePinned` in a child process, where the heap's threads can be counted.
     func testHeapDroppedWhileACollectorThreadPinsItIsFreedByThatThread() {
         checkInChild(timeout: 120) { c in
-            Heap.collectorThreadsPinHeap = true
-            let entered = LifeFlag(), proceed = LifeFlag()
-            Heap.collectorUnitHook = {
-                // The first unit of work (the mark worker's, for the cycle below)
-                // waits, holding its pin, until the program has dropped the heap.
-                if tc_fetch_add(entered.word, 1) == 0 { proceed.wait() }
-            }
             let threadsBefore = procStatus("Threads")
-            let deinitsBefore = Heap.deinitsOnCollectorThreads.load(ordering: .relaxed)
-            let id = 7_000_001
-            weak var weakHeap: Heap?
-            do {
-                let heap = try! Heap(configuration: Configuration(markWorkers: 1).precise)
-                let node = Self.nodeType(heap)
-                weakHeap = heap
-                let g = heap.makeGlobal()
-                heap.withMutator { m in
-                    m.withFrame(slots: 2) { f in
-                        f[1] = m.makeBox(Tracked(id))
-                        for _ in 0..<20_000 { f[0] = m.allocate(node); m.store(f[0], 0, f[1]); f[1] = f[0] }
-                        m.store(g, f[1])
-                    }
-                    heap.gcStart(.forced, caller: heap.currentMutator())
-                }
-                entered.wait()
-            }
-            // The program's last reference is gone; the pin keeps the heap.
-            c.expect(weakHeap != nil, "the heap was freed while a collector thread pinned it")
-            c.expectEqual(Tracked.count(id), 0, "the box was released while the heap was pinned")
-            proceed.set(1)
-            // Events, not time: the deinit releases the box; the threads end.
-            while Tracked.count(id) == 0 { tc_yield() }
-            while procStatus("Threads") > threadsBefore { tc_yield() }
-            c.expect(weakHeap == nil, "the heap outlived its deinit")
-            c.expectEqual(Tracked.count(id), 1, "the box's object was not released exactly once")
-            c.expectEqual(procStatus("Threads"), threadsBefore, "threads left behind")
-            c.expectEqual(Heap.deinitsOnCollectorThreads.load(ordering: .relaxed) - deinitsBefore, 1,
-                          "the deinit did not run on the collector thread")
-            // Everything else still works: a new heap, collected, in the same process.
-            Heap.collectorUnitHook = nil
-            let other = try! Heap(configuration: Configuration(markWorkers: 1))
-            let otherNode = Self.nodeType(other)
-            other.withMutator { m in
-                m.withFrame(slots: 1) { f in for _ in 0..<10_000 { f[0] = m.allocate(otherNode) } }
-            }
-            other.collect()
+            for f in Self.dropWhilePinned(threadsBefore: threadsBefore) { c.expect(false, f) }
         }
+    }
+
+    /// `dropWhilePinned` in this process, so that ThreadSanitizer (which cannot start
+    /// threads in a forked child) watches the teardown on a collector thread (.ci/run).
+    /// Other tests' heaps may own threads here, so threads are not counted.
+    func testHeapDroppedWhilePinnedInProcess() {
+        for f in Self.dropWhilePinned(threadsBefore: nil) { XCTFail(f) }
     }
 
     /// Heaps dropped at random points of a cycle they started (marking, mark
