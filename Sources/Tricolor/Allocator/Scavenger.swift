@@ -162,8 +162,9 @@ extension Heap {
     }
 
     /// One batch of ~50 µs of releasing (`Heap.minScavengeWorkNs`). Returns how long to
-    /// sleep before the next batch (99× the batch), or nil when the goal is met, nothing
-    /// is left to release, or the scavenger must stop.
+    /// sleep before the next batch (`scavengeSleepRatio` times the batch: about 1% of a
+    /// CPU, as Go paces it), or nil when the goal is met, nothing is left to release, or
+    /// the scavenger must stop.
     func scavengerUnit() -> UInt64? {
         heapLock.lock()
         defer { heapLock.unlock() }

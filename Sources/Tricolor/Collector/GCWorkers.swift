@@ -116,8 +116,8 @@ extension Heap {
     /// autoclosure), and releases it when done. If the program drops its last
     /// reference meanwhile, such a release on a collector thread is the last one, and
     /// the heap's deinit would run deep inside collector code that then goes on using
-    /// the freed heap (`DropStressTests` found it in the sweep and in mark termination
-    /// within a second). Rewriting every such closure on every collector path did not
+    /// the freed heap (`HeapLifetimeTests.testHeapsDroppedAtRandomPointsOfACycleTearDownCleanly`
+    /// found it in the sweep and in mark termination within a second). Rewriting every such closure on every collector path did not
     /// scale, so with `pinsDuringCollectorWork` the thread holds a strong reference for
     /// the unit: no release inside it can be the last. The last can only be the unpin
     /// here, at the top of the thread, holding no lock. The deinit then runs on this
@@ -149,6 +149,7 @@ extension Heap {
         }
         return true
     }
+
     /// Stop the collector threads and wait for them to end (the heap's deinit). A mark
     /// phase in progress is abandoned; the threads step out of it at their next check.
     func stopBackgroundThreads() {

@@ -232,7 +232,9 @@ public final class Heap: @unchecked Sendable {
     ///
     /// The heap is freed, with all its memory, when its last reference is dropped. An
     /// attached mutator holds a reference, so a heap is never freed under one: the last
-    /// detach frees it.
+    /// detach frees it. In an unoptimized build a collector thread also holds one while
+    /// it works (its share of a mark phase, a sweep): a heap dropped then is freed by
+    /// that thread a moment later, when the work ends.
     ///
     /// - Parameter configuration: GOGC, memory limit, debugging modes and the rest;
     /// `Configuration.fromEnvironment(_:)` reads them as Go does.
