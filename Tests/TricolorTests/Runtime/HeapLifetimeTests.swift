@@ -557,7 +557,10 @@ final class HeapLifetimeTests: WatchdogTestCase {
             // new thread finds the others busy, which would show as address space here.
             _ = lifeMallopt(lifeMArenaMax, 1)
             // Warm up: glibc's cache of thread stacks, Swift's metadata caches.
+            let threadsStart = procStatus("Threads")
             for _ in 0..<50 { useAndDrop(reserve: 64 << 20) }
+            // The last warm-up heap may still be tearing down (pins): not in the baseline.
+            awaitPinnedTeardown(threads: threadsStart)
             autoCycles = 0
             finished = 0
             let threads0 = procStatus("Threads"), rss0 = procResidentBytes(), vm0 = procStatus("VmSize")
