@@ -100,9 +100,8 @@ extension Heap {
     #endif
 
     /// Tests: called on the collector thread at the start of each unit of work, after
-    /// the pin, with the heap's address (`Unmanaged.toOpaque`). Behind a mutex because
-    /// other heaps' collector threads may read it while a test sets it.
-    static let collectorUnitHook = Mutex<(@Sendable (UnsafeRawPointer) -> Void)?>(nil)
+    /// the pin, with the heap's address (`Unmanaged.toOpaque`).
+    static let collectorUnitHook = CollectorUnitHook()
 
     /// Heap deinits that ran on one of the heap's own collector threads (tests).
     static let deinitsOnCollectorThreads = Atomic<Int>(0)
@@ -139,7 +138,7 @@ extension Heap {
                               _ body: (Heap) -> Void) -> Bool {
         let pin = heap._withUnsafeGuaranteedRef { $0.pinsDuringCollectorWork }
         if pin { _ = heap.retain() }
-        if let hook = collectorUnitHook.withLock({ $0 }) { hook(UnsafeRawPointer(heap.toOpaque())) }
+        if let hook = collectorUnitHook.get() { hook(UnsafeRawPointer(heap.toOpaque())) }
         heap._withUnsafeGuaranteedRef { body($0) }
         if pin {
             tc_set_collector_unpinning(1)
@@ -204,6 +203,28 @@ extension Heap {
         sweepRequested = true
         bgCond.broadcast()
         bgLock.unlock()
+    }
+}
+
+/// The tests' hook into `Heap.collectorUnit`, behind a pthread mutex: other heaps'
+/// collector threads may read it while a test sets it. Not `Synchronization.Mutex`,
+/// whose lock ThreadSanitizer does not see on Linux (it reported the hook's read and
+/// write-back inside `withLock` as a race).
+final class CollectorUnitHook: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// mutex.
+    private var hook: (@Sendable (UnsafeRawPointer) -> Void)? = nil
+    init() { pthread_mutex_init(mutex, nil) }
+    func get() -> (@Sendable (UnsafeRawPointer) -> Void)? {
+        pthread_mutex_lock(mutex)
+        let h = hook
+        pthread_mutex_unlock(mutex)
+        return h
+    }
+    func set(_ h: (@Sendable (UnsafeRawPointer) -> Void)?) {
+        pthread_mutex_lock(mutex)
+        hook = h
+        pthread_mutex_unlock(mutex)
     }
 }
 

@@ -265,14 +265,12 @@ final class HeapLifetimeTests: WatchdogTestCase {
         Heap.collectorThreadsPinHeap = true
         defer { Heap.collectorThreadsPinHeap = savedPin }
         let entered = LifeFlag(), proceed = LifeFlag(), target = LifeFlag()
-        Heap.collectorUnitHook.withLock { hook in
-            hook = { heap in
-                // This heap's first unit of work (the mark worker's, for the cycle
-                // below) waits, holding its pin, until the program has dropped it.
-                if UInt(bitPattern: heap) == target.value { if tc_fetch_add(entered.word, 1) == 0 { proceed.wait() } }
-            }
+        Heap.collectorUnitHook.set { heap in
+            // This heap's first unit of work (the mark worker's, for the cycle below)
+            // waits, holding its pin, until the program has dropped it.
+            if UInt(bitPattern: heap) == target.value { if tc_fetch_add(entered.word, 1) == 0 { proceed.wait() } }
         }
-        defer { Heap.collectorUnitHook.withLock { $0 = nil } }
+        defer { Heap.collectorUnitHook.set(nil) }
         let deinitsBefore = Heap.deinitsOnCollectorThreads.load(ordering: .relaxed)
         let id = 7_000_001 + Int(tc_fetch_add(dropWhilePinnedRuns.word, 1))
         weak var weakHeap: Heap?
