@@ -117,7 +117,7 @@ extension Heap {
     /// the heap's deinit would run deep inside collector code that then goes on using
     /// the freed heap (`HeapLifetimeTests.testHeapsDroppedAtRandomPointsOfACycleTearDownCleanly`
     /// found it in the sweep and in mark termination within a second). Rewriting every such closure on every collector path did not
-    /// scale, so with `pinsDuringCollectorWork` the thread holds a strong reference for
+    /// scale, so with `control.pins` the thread holds a strong reference for
     /// the unit: no release inside it can be the last. The last can only be the unpin
     /// here, at the top of the thread, holding no lock. The deinit then runs on this
     /// thread: it joins the other collector threads, detaches this one and sets
@@ -136,7 +136,7 @@ extension Heap {
     /// an object in its deinit does not run the deinit again.
     static func collectorUnit(_ heap: Unmanaged<Heap>, _ control: CollectorThreadControl,
                               _ body: (Heap) -> Void) -> Bool {
-        let pin = heap._withUnsafeGuaranteedRef { $0.pinsDuringCollectorWork }
+        let pin = control.pins
         if pin { _ = heap.retain() }
         if let hook = collectorUnitHook.get() { hook(UnsafeRawPointer(heap.toOpaque())) }
         heap._withUnsafeGuaranteedRef { body($0) }
@@ -228,11 +228,15 @@ final class CollectorUnitHook: @unchecked Sendable {
     }
 }
 
-/// What a heap's collector threads learn from its deinit when it runs on one of them
-/// (`Heap.collectorUnit`). Written by that deinit, after it has joined the other
-/// collector threads, and read by the same thread when the deinit returns.
+/// What a heap's collector threads share with its deinit (`Heap.collectorUnit`).
 final class CollectorThreadControl: @unchecked Sendable {
+    /// Whether the threads pin the heap during each unit of work
+    /// (`Heap.collectorThreadsPinHeap` when the heap was created). Immutable.
+    let pins: Bool
+    /// Set by a deinit that runs on one of the collector threads, after it has joined
+    /// the others; read by the same thread when the deinit returns.
     var heapGone = false
+    init(pins: Bool) { self.pins = pins }
 }
 
 extension Heap {

@@ -166,11 +166,10 @@ public final class Heap: @unchecked Sendable {
     @exclusivity(unchecked) var backgroundStarted = false
     @exclusivity(unchecked) var backgroundThreads: [pthread_t] = []
     @exclusivity(unchecked) var shuttingDown = false
-    /// Whether collector threads hold the heap during each unit of work
-    /// (`collectorUnit`, Collector/GCWorkers.swift). Immutable.
-    let pinsDuringCollectorWork = Heap.collectorThreadsPinHeap
-    /// Set by a deinit that runs on one of the collector threads (`collectorUnit`).
-    let collectorControl = CollectorThreadControl()
+    /// What the collector threads share with the deinit: whether they pin the heap
+    /// during each unit of work, and whether a deinit on one of them freed it
+    /// (`collectorUnit`, Collector/GCWorkers.swift).
+    let collectorControl = CollectorThreadControl(pins: Heap.collectorThreadsPinHeap)
     /// Collector threads running now (for tests and diagnostics).
     var backgroundThreadCount: Int { bgLock.withLock { backgroundThreads.count } }
     @exclusivity(unchecked) var sweepRequested = false
