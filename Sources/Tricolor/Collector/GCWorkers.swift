@@ -101,7 +101,7 @@ extension Heap {
 
     /// Tests: called on the collector thread at the start of each unit of work, after
     /// the pin, with the heap's address (`Unmanaged.toOpaque`).
-    static let collectorUnitHook = CollectorUnitHook()
+    static let collectorUnitHook = CollectorUnitHook(nil)
 
     /// Heap deinits that ran on one of the heap's own collector threads (tests).
     static let deinitsOnCollectorThreads = Atomic<Int>(0)
@@ -206,27 +206,10 @@ extension Heap {
     }
 }
 
-/// The tests' hook into `Heap.collectorUnit`, behind a pthread mutex: other heaps'
-/// collector threads may read it while a test sets it. Not `Synchronization.Mutex`,
-/// whose lock ThreadSanitizer does not see on Linux (it reported the hook's read and
-/// write-back inside `withLock` as a race).
-final class CollectorUnitHook: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    /// mutex.
-    private var hook: (@Sendable (UnsafeRawPointer) -> Void)? = nil
-    init() { pthread_mutex_init(mutex, nil) }
-    func get() -> (@Sendable (UnsafeRawPointer) -> Void)? {
-        pthread_mutex_lock(mutex)
-        let h = hook
-        pthread_mutex_unlock(mutex)
-        return h
-    }
-    func set(_ h: (@Sendable (UnsafeRawPointer) -> Void)?) {
-        pthread_mutex_lock(mutex)
-        hook = h
-        pthread_mutex_unlock(mutex)
-    }
-}
+/// The tests' hook into `Heap.collectorUnit`. Other heaps' collector threads may read
+/// it while a test sets it: behind a pthread mutex, which ThreadSanitizer sees
+/// (`PthreadLocked`).
+typealias CollectorUnitHook = PthreadLocked<(@Sendable (UnsafeRawPointer) -> Void)?>
 
 /// What a heap's collector threads share with its deinit (`Heap.collectorUnit`).
 final class CollectorThreadControl: @unchecked Sendable {

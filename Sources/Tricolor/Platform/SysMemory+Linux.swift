@@ -113,7 +113,8 @@ enum SysFaultInjection {
 
     /// Number of rules armed; 0 keeps every OS call on its fast path.
     static let armed = Atomic<Int>(0)
-    static let rules = Mutex<[Rule]>([])
+    /// Behind a pthread mutex so that the ThreadSanitizer run sees the lock (`PthreadLocked`).
+    static let rules = PthreadLocked<[Rule]>([])
 
     /// Make the call of `op` numbered `after + 1` from now fail with `errno`, and the
     /// `times - 1` calls of `op` after it too.

@@ -159,3 +159,35 @@ extension Heap {
     /// Whether this heap's locks are checked against the rank order.
     var lockRankingEnabled: Bool { heapLock.isRanked }
 }
+
+/// A value behind a plain pthread mutex, for process-wide state that no heap owns and
+/// no hot path reads: test seams (`SysFaultInjection`) and test hooks
+/// (`Heap.collectorUnitHook`). Unranked and unprofiled, unlike `RuntimeLock`.
+/// Not `Synchronization.Mutex`: ThreadSanitizer does not see that mutex's lock on Linux,
+/// and reported reads and writes of a value inside its `withLock` on two threads as a
+/// data race.
+final class PthreadLocked<Value>: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Read and written only with `mutex` held.
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        let rc = pthread_mutex_init(mutex, nil)
+        runtimeCheck(rc == 0, "tricolor: pthread_mutex_init failed (\(rc))")
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+
+    func get() -> Value { withLock { $0 } }
+    func set(_ newValue: Value) { withLock { $0 = newValue } }
+}
