@@ -91,13 +91,9 @@ extension Heap {
     }
 
     /// Whether collector threads pin the heap during each unit of work (below). On in
-    /// unoptimized builds, where it is needed; tests turn it on in optimized builds to
-    /// cover the teardown it leads to. Read once per heap, at creation.
-    #if DEBUG
+    /// every build; a test seam, so that tests can also drop heaps whose threads do not
+    /// pin. Read once per heap, at creation.
     nonisolated(unsafe) static var collectorThreadsPinHeap = true
-    #else
-    nonisolated(unsafe) static var collectorThreadsPinHeap = false
-    #endif
 
     /// Tests: called on the collector thread at the start of each unit of work, after
     /// the pin, with the heap's address (`Unmanaged.toOpaque`).
@@ -123,10 +119,16 @@ extension Heap {
     /// thread: it joins the other collector threads, detaches this one and sets
     /// `control.heapGone`, and the thread ends.
     ///
+    /// Optimized builds pin too. The runtime's own collector paths take no reference
+    /// there, but a user's closure can: a free hook that holds the heap (or an object
+    /// that owns it) is copied by the sweeper for the span it sweeps, and if the program
+    /// removes the hook and drops the heap meanwhile, the sweeper's release of that
+    /// copy is the heap's last (`HeapLifetimeTests.testFreeHookHoldingTheHeapReleasedOnTheSweeperTearsDownCleanly`;
+    /// without the pin it stopped the program).
+    ///
     /// The cost: a heap dropped during a unit is freed when the unit ends, by the
     /// collector thread (a mark phase's share ends when the phase does), not by the
-    /// program's release. Optimized builds take no such references on these paths, so
-    /// they do not pin, and their teardown stays synchronous. The waits between units
+    /// program's release; one retain and one release per unit. The waits between units
     /// are unpinned and closure-free: the heap's deinit must be able to wake and join a
     /// waiting thread.
     ///

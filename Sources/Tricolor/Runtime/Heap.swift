@@ -231,9 +231,9 @@ public final class Heap: @unchecked Sendable {
     ///
     /// The heap is freed, with all its memory, when its last reference is dropped. An
     /// attached mutator holds a reference, so a heap is never freed under one: the last
-    /// detach frees it. In an unoptimized build a collector thread also holds one while
-    /// it works (its share of a mark phase, a sweep): a heap dropped then is freed by
-    /// that thread a moment later, when the work ends.
+    /// detach frees it. A collector thread also holds one while it works (its share of
+    /// a mark phase, a sweep): a heap dropped then is freed by that thread a moment
+    /// later, when the work ends.
     ///
     /// - Parameter configuration: GOGC, memory limit, debugging modes and the rest;
     /// `Configuration.fromEnvironment(_:)` reads them as Go does.
@@ -353,9 +353,10 @@ public final class Heap: @unchecked Sendable {
         if backgroundStarted {
             // A collector thread that pins the heap may run this deinit when it unpins
             // at the end of a unit of work (`collectorUnit`), and `stopBackgroundThreads`
-            // lets it end. Anywhere else on a collector thread (an optimized build
-            // takes no reference there, a pinned thread only inside its unit) the thread
-            // would go on using the freed heap.
+            // lets it end. Anywhere else on a collector thread (a pinned thread's
+            // releases inside its unit are never the last; a thread of a heap created
+            // without pins, a test seam, could) the thread would go on using the freed
+            // heap.
             if tc_get_collector_unpinning() == 0 {
                 if backgroundThreads.contains(where: { pthread_equal($0, pthread_self()) != 0 }) {
                     runtimeFatal("a heap's last reference was dropped on its own collector thread")

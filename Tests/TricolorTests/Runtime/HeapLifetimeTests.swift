@@ -248,14 +248,14 @@ final class HeapLifetimeTests: WatchdogTestCase {
         }
     }
 
-    /// A heap whose last reference goes away while a collector thread pins it (the
-    /// unoptimized build's default, `Heap.collectorUnit`) is torn down by that thread
+    /// A heap whose last reference goes away while a collector thread pins it (every
+    /// build's default, `Heap.collectorUnit`) is torn down by that thread
     /// when its unit of work ends: the program's drop frees nothing yet, the unit goes
     /// on with the heap intact, and then the deinit runs on the collector thread, joins
     /// the others, and that thread ends too. Before the pins, an unoptimized build
     /// dropping heaps at random points of a cycle died within a second with "a heap's
     /// last reference was dropped on its own collector thread" (the sweep, mark
-    /// termination), and in an optimized build nothing covered this teardown.
+    /// termination).
     /// Returns what went wrong (empty: nothing); with `threadsBefore`, also checks that
     /// the heap's threads ended.
     private static func dropWhilePinned(threadsBefore: Int?) -> [String] {
@@ -331,13 +331,68 @@ final class HeapLifetimeTests: WatchdogTestCase {
         for f in Self.dropWhilePinned(threadsBefore: nil) { XCTFail(f) }
     }
 
+    /// A free hook whose closure holds the heap (here directly; in a program, an object
+    /// that owns the heap and counts frees), removed and the heap dropped while the
+    /// background sweeper is inside that hook: the sweeper's copy of the closure is then
+    /// the heap's last reference, and its release, at the end of the span's sweep, frees
+    /// the heap on the sweeper. The heap must be torn down there cleanly, the box
+    /// released once and the threads ended. Found by review: with no pin in an
+    /// optimized build (which did not pin then) the release ran the deinit deep inside
+    /// `sweepSpan`, which stopped the program ("a heap's last reference was dropped on
+    /// its own collector thread"). Default settings: what the build does is what is
+    /// tested.
+    func testFreeHookHoldingTheHeapReleasedOnTheSweeperTearsDownCleanly() {
+        checkInChild(timeout: 120) { c in
+            let threadsBefore = procStatus("Threads")
+            let entered = LifeFlag(), proceed = LifeFlag()
+            let id = 7_100_001
+            weak var weakHeap: Heap?
+            do {
+                let heap = try! Heap(configuration: Configuration(markWorkers: 1).precise)
+                weakHeap = heap
+                let node = Self.nodeType(heap)
+                heap.setFreeHook { [heap] _ in
+                    withExtendedLifetime(heap) {}
+                    var name = [CChar](repeating: 0, count: 32)
+                    _ = tc_thread_name(&name, name.count)
+                    // The sweeper's first call waits, inside the sweep of a span, until
+                    // the program has removed the hook and dropped the heap.
+                    if String(cString: name) == "tricolor-sweep" && tc_fetch_add(entered.word, 1) == 0 {
+                        proceed.wait()
+                    }
+                }
+                let g = heap.makeGlobal()
+                heap.withMutator { m in
+                    m.withFrame(slots: 1) { f in
+                        f[0] = m.makeBox(Tracked(id))
+                        m.store(g, f[0])
+                        // Garbage, so that the sweep has objects to free.
+                        for _ in 0..<50_000 { f[0] = m.allocate(node) }
+                    }
+                    heap.gcStart(.forced, caller: heap.currentMutator())
+                }
+                entered.wait()
+                heap.setFreeHook(nil)
+            }
+            // The program holds no reference now; the sweeper's copy of the hook does.
+            c.expect(weakHeap != nil, "the heap was freed while the sweeper's hook still held it")
+            c.expect(Tracked.count(id) == 0, "the box was released while the heap lived")
+            proceed.set(1)
+            // Events, not time: the teardown releases the box; the threads end.
+            while Tracked.count(id) == 0 { tc_yield() }
+            c.expect(weakHeap == nil, "the heap outlived its deinit")
+            c.expect(Tracked.count(id) == 1, "the box's object was not released exactly once")
+            while procStatus("Threads") > threadsBefore { tc_yield() }
+            c.expect(procStatus("Threads") == threadsBefore, "threads left behind")
+        }
+    }
+
     /// Heaps dropped at random points of a cycle they started (marking, mark
     /// termination on a worker, sweeping, scavenging, growing in the background): each
     /// teardown releases every box once and leaves no thread behind, whichever thread
     /// runs it. An unoptimized build without pins died here within a second: a sweep or
     /// mark termination on a collector thread released the heap last, deep inside
-    /// collector code. Optimized builds run every other heap with pins, so the teardown
-    /// on a collector thread is covered there too. The drop point varies with a random
+    /// collector code. Every build pins now (`Heap.collectorUnit`). The drop point varies with a random
     /// amount of computation between the cycle's start and the drop, not with time.
     func testHeapsDroppedAtRandomPointsOfACycleTearDownCleanly() throws {
         try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
@@ -346,9 +401,6 @@ final class HeapLifetimeTests: WatchdogTestCase {
             let threadsBefore = procStatus("Threads")
             let rounds = 400
             for round in 0..<rounds {
-                #if !DEBUG
-                Heap.collectorThreadsPinHeap = round % 2 == 1
-                #endif
                 var config = Configuration(markWorkers: 2)
                 config.backgroundHeapGrowth = round % 3 == 0
                 let heap = try! Heap(configuration: config.precise)
@@ -372,9 +424,6 @@ final class HeapLifetimeTests: WatchdogTestCase {
                 for i in 0..<Int.random(in: 0...200_000, using: &rng) { spin &+= i &* 31 }
                 if spin == 1 { print("") }   // keeps the loop
             }
-            #if !DEBUG
-            Heap.collectorThreadsPinHeap = false
-            #endif
             // Every teardown is over when the collector threads have ended.
             while procStatus("Threads") > threadsBefore { tc_yield() }
             var wrong: [Int] = []

@@ -778,8 +778,7 @@ final class LifecycleTests: WatchdogTestCase {
     /// (in CI, once in two runs) a retain of the heap by a mark worker's root scan that
     /// became the last release: "a heap's last reference was dropped on its own
     /// collector thread".
-    /// Every other heap pins itself in its collector threads' units of work (the
-    /// unoptimized build's default, and every heap there), so a drop can leave the
+    /// Collector threads pin the heap for each unit of work, so a drop can leave the
     /// teardown to a collector thread (`Heap.collectorUnit`): the count waits for the
     /// collector threads to end, not for time.
     func testHeapDroppedMidCycleKeepsSpecialsConsistentAndReleasesEveryBox() throws {
@@ -789,9 +788,6 @@ final class LifecycleTests: WatchdogTestCase {
             var made = 0
             let threadsBefore = procStatus("Threads")
             for round in 0..<150 {
-                #if !DEBUG
-                Heap.collectorThreadsPinHeap = round % 2 == 1
-                #endif
                 let (heap, node) = try! self.makeHeap(Configuration(markWorkers: 2))
                 let g = heap.makeGlobal()
                 heap.withMutator { m in

@@ -94,12 +94,15 @@ func affinityCPUCount() -> Int {
 // MARK: counting retains and releases of one object
 
 /// Counts the Swift runtime's retains and releases of one object, through the runtime's
-/// instrumentation hooks (`_swift_retain`, `_swift_release`). Process-wide: use it in
-/// a child process, where no other thread runs.
+/// instrumentation hooks (`_swift_retain`, `_swift_release`), made on the calling thread
+/// only: the heap's collector threads pin it (a retain and a release) for each unit of
+/// work they start meanwhile, which is not the mutator's traffic. The hooks are
+/// process-wide: use it in a child process, where no other test runs.
 enum RetainCounter {
     typealias RetainFn = @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?
     typealias ReleaseFn = @convention(c) (UnsafeMutableRawPointer?) -> Void
     nonisolated(unsafe) static var target: UnsafeMutableRawPointer? = nil
+    nonisolated(unsafe) static var thread = pthread_self()
     nonisolated(unsafe) static var retains = 0
     nonisolated(unsafe) static var releases = 0
     nonisolated(unsafe) static var originalRetain: RetainFn? = nil
@@ -114,12 +117,13 @@ enum RetainCounter {
         let retainSlot = retainHook.assumingMemoryBound(to: RetainFn?.self)
         let releaseSlot = releaseHook.assumingMemoryBound(to: ReleaseFn?.self)
         target = Unmanaged.passUnretained(object).toOpaque()
+        thread = pthread_self()
         retains = 0
         releases = 0
         originalRetain = retainSlot.pointee
         originalRelease = releaseSlot.pointee
         retainSlot.pointee = { p in
-            if p == RetainCounter.target {
+            if p == RetainCounter.target && pthread_equal(pthread_self(), RetainCounter.thread) != 0 {
                 RetainCounter.retains += 1
                 // To find who retains: the child's crash backtrace names the caller.
                 if getenv("TRICOLOR_TRAP_ON_RETAIN") != nil { fatalError("TRICOLOR_TRAP_ON_RETAIN: a counted retain") }
@@ -127,7 +131,7 @@ enum RetainCounter {
             return RetainCounter.originalRetain!(p)
         }
         releaseSlot.pointee = { p in
-            if p == RetainCounter.target { RetainCounter.releases += 1 }
+            if p == RetainCounter.target && pthread_equal(pthread_self(), RetainCounter.thread) != 0 { RetainCounter.releases += 1 }
             RetainCounter.originalRelease!(p)
         }
         flag.storeBytes(of: true, as: Bool.self)
@@ -147,7 +151,7 @@ let lifeMArenaMax: Int32 = -8
 /// allocators keep freed memory, so memory figures mean nothing there).
 let lifeUnderSanitizer = dlsym(nil, "__asan_init") != nil || dlsym(nil, "__tsan_init") != nil
 
-/// With pins (`Heap.collectorUnit`, an unoptimized build's default) a dropped heap may
+/// With pins (`Heap.collectorUnit`, every build's default) a dropped heap may
 /// be freed by one of its collector threads when the unit of work it is in ends, not by
 /// the drop. Wait for that: until at most `threads` threads run (a heap's collector
 /// threads end when its teardown is over). Without pins the teardown is synchronous and
