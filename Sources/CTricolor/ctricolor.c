@@ -9,6 +9,16 @@
 #include <errno.h>
 #include <sys/auxv.h>
 #include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+// A pthread call that cannot fail with valid arguments failed: the runtime's state is
+// not what it believes, so stop with the call's name and error (no Swift runtime is
+// needed to report it).
+static void tc_pthread_fatal(const char *call, int rc) {
+    fprintf(stderr, "fatal error: tricolor: %s failed: %s (error %d)\n", call, strerror(rc), rc);
+    abort();
+}
 
 __thread void *tc_current_mutator = 0;
 __thread int tc_collector_unpinning = 0;
@@ -88,13 +98,19 @@ int tc_watch_thread_exit(void *mutator, tc_thread_exit_fn fn) {
     return pthread_setspecific(tc_exit_key, mutator);
 }
 
+static int tc_fake_stack_bounds_error = 0;
+void tc_set_fake_stack_bounds_error(int err) { __atomic_store_n(&tc_fake_stack_bounds_error, err, __ATOMIC_RELAXED); }
+
 int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
+    int fake = __atomic_load_n(&tc_fake_stack_bounds_error, __ATOMIC_RELAXED);
+    if (fake != 0) return fake;
     pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) != 0) return -1;
+    int rc = pthread_getattr_np(pthread_self(), &attr);
+    if (rc != 0) return rc;
     void *addr; size_t size;
-    int rc = pthread_attr_getstack(&attr, &addr, &size);
+    rc = pthread_attr_getstack(&attr, &addr, &size);
     pthread_attr_destroy(&attr);
-    if (rc != 0) return -1;
+    if (rc != 0) return rc;
     *lo = (uintptr_t)addr; *hi = (uintptr_t)addr + size;
     return 0;
 }
@@ -211,9 +227,12 @@ size_t tc_lock_size(void) { return sizeof(struct tc_lock); }
 // (a span push or pop, a page-allocator update), so a futex sleep would cost more.
 void tc_lock_init(tc_lock *l) {
     pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(&l->m, &a);
+    int rc = pthread_mutexattr_init(&a);
+    if (rc != 0) tc_pthread_fatal("pthread_mutexattr_init", rc);
+    rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    if (rc != 0) tc_pthread_fatal("pthread_mutexattr_settype", rc);
+    rc = pthread_mutex_init(&l->m, &a);
+    if (rc != 0) tc_pthread_fatal("pthread_mutex_init", rc);
     pthread_mutexattr_destroy(&a);
 }
 void tc_lock_destroy(tc_lock *l) { pthread_mutex_destroy(&l->m); }
@@ -223,16 +242,31 @@ void tc_lock_release(tc_lock *l) { pthread_mutex_unlock(&l->m); }
 
 struct tc_cond { pthread_cond_t c; };
 size_t tc_cond_size(void) { return sizeof(struct tc_cond); }
-void tc_cond_init(tc_cond *c) { pthread_cond_init(&c->c, 0); }
+// The condition variables time out on CLOCK_MONOTONIC: a wall clock stepped back (NTP,
+// an administrator) must not stretch a timed wait (the scavenger's sleep, the
+// stop-the-world watchdog and its check for mutators whose thread is gone).
+void tc_cond_init(tc_cond *c) {
+    pthread_condattr_t a;
+    int rc = pthread_condattr_init(&a);
+    if (rc != 0) tc_pthread_fatal("pthread_condattr_init", rc);
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (rc != 0) tc_pthread_fatal("pthread_condattr_setclock", rc);
+    rc = pthread_cond_init(&c->c, &a);
+    if (rc != 0) tc_pthread_fatal("pthread_cond_init", rc);
+    pthread_condattr_destroy(&a);
+}
 void tc_cond_destroy(tc_cond *c) { pthread_cond_destroy(&c->c); }
 void tc_cond_wait(tc_cond *c, tc_lock *l) { pthread_cond_wait(&c->c, &l->m); }
 void tc_cond_broadcast(tc_cond *c) { pthread_cond_broadcast(&c->c); }
 int tc_cond_timedwait_ns(tc_cond *c, tc_lock *l, uint64_t ns) {
-    struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);
+    struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+    // At most a year: the seconds field cannot overflow.
+    if (ns > 365ull * 86400 * 1000000000ull) ns = 365ull * 86400 * 1000000000ull;
     uint64_t t = (uint64_t)ts.tv_nsec + ns;
     ts.tv_sec += (time_t)(t / 1000000000ull); ts.tv_nsec = (long)(t % 1000000000ull);
     int rc = pthread_cond_timedwait(&c->c, &l->m, &ts);
-    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
+    if (rc != 0 && rc != ETIMEDOUT) tc_pthread_fatal("pthread_cond_timedwait", rc);
+    return rc;
 }
 
 
@@ -261,7 +295,15 @@ int tc_current_affinity(void *mask) {
 }
 
 int tc_restore_affinity(uint64_t tid, const void *saved) {
-    return sched_setaffinity((pid_t)tid, sizeof(cpu_set_t), (const cpu_set_t *)saved);
+    if (sched_setaffinity((pid_t)tid, sizeof(cpu_set_t), (const cpu_set_t *)saved) == 0) return 0;
+    int err = errno;
+    if (err != EINVAL) return err;
+    // The saved mask no longer fits the process's CPUs (its cpuset changed while the
+    // thread was pinned): give it the calling thread's mask instead, so that it is not
+    // left on one CPU.
+    cpu_set_t mine;
+    if (sched_getaffinity(0, sizeof(cpu_set_t), &mine) != 0) return errno;
+    return sched_setaffinity((pid_t)tid, sizeof(cpu_set_t), &mine) == 0 ? 0 : errno;
 }
 
 // The debug descriptor: see ctricolor.h. `used` keeps it in the binary even though no

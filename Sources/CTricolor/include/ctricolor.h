@@ -96,7 +96,9 @@ bool tc_thread_exists(uint64_t tid);                 // a thread of this process
 int tc_signal_thread(uint64_t tid, int sig);          // tgkill: 0, or -1 with errno
 int tc_thread_name(char *buf, size_t n);             // the calling thread's name (pthread_getname_np)
 int tc_usable_cpus(void);                            // CPUs this thread may run on (sched_getaffinity), >= 1
-int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
+int tc_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);   // 0, or the pthread error
+// Tests: nonzero makes tc_thread_stack_bounds fail with this error (a fault seam).
+void tc_set_fake_stack_bounds_error(int err);
 int tc_set_thread_name(const char *name);
 uint64_t tc_nanotime(void);                          // CLOCK_MONOTONIC
 uint64_t tc_walltime_ns(void);                       // CLOCK_REALTIME
@@ -113,8 +115,9 @@ void tc_sleep_ns(uint64_t ns);
 // assembly so that no prologue clobbers a register before it is stored.
 #define TC_SPILL_WORDS 16
 uintptr_t tc_spill_registers(uintptr_t *buf);
-// The calling thread's stack top (highest address + 1), cached per thread; 0 if unknown.
-// lo receives the lowest address. Same cache as tc_callers.
+// The calling thread's stack top (highest address + 1), cached per thread; 0 if unknown
+// (tc_thread_stack_bounds failed: call it for the error). lo receives the lowest
+// address. Same cache as tc_callers.
 uintptr_t tc_thread_stack_top(uintptr_t *lo);
 // Copy into out[] (at most cap) the 8-byte-aligned words of [lo, hi) whose value v has
 // min <= v < max, starting at *cursor, which is advanced past the last word read.
@@ -159,7 +162,7 @@ int tc_cond_timedwait_ns(tc_cond *c, tc_lock *l, uint64_t ns);   // 0, or ETIMED
 
 #define TC_CPU_MASK_BYTES 128   // sizeof(cpu_set_t)
 int tc_pull_thread_here(uint64_t tid, void *saved);   // 0 on success; saves the old mask
-int tc_restore_affinity(uint64_t tid, const void *saved);
+int tc_restore_affinity(uint64_t tid, const void *saved);   // 0, or errno (falls back to the caller's mask on EINVAL)
 int tc_current_affinity(void *mask);                  // the calling thread's mask (tests)
 
 // ---- OS memory ----

@@ -81,6 +81,14 @@ extension Heap {
         var lo: UInt = 0
         st.pointee.nativeStackHi = UInt(tc_thread_stack_top(&lo))
         st.pointee.nativeStackLo = lo
+        if st.pointee.nativeStackHi == 0 && configuration.conservativeStackScan {
+            // Without its stack's bounds the thread's native stack could never be
+            // scanned, and an object held only in one of its Swift locals would be
+            // freed under it.
+            var l: UInt = 0, h: UInt = 0
+            let rc = tc_thread_stack_bounds(&l, &h)
+            runtimeFatal("attach: cannot find this thread's stack (pthread_getattr_np: \(String(cString: strerror(rc))), error \(rc)), which conservative stack scanning needs; run with GODEBUG=tricolorconservative=0 and root every reference in frames")
+        }
         st.pointee.lastNativeScan = 0
         allocInitialStack(st)
         return Mutator(state: st)
@@ -117,7 +125,7 @@ extension Heap {
             if tc_thread_name(&name, name.count) != 0 { name[0] = 0 }
             let threadName = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let text = "tricolor: thread \(tc_thread_id()) \"\(threadName)\" exited while attached as mutator \(st.pointee.id); detaching it (pair every attach with a detach, or use withMutator)\n"
-            text.withCString { _ = write(2, $0, strlen($0)) }
+            writeStderr(text)
         }
         // Ended inside a blocking region (pthread_exit): leave it first, which waits
         // for a stopped world to restart (the collector may be scanning the stack of a

@@ -36,6 +36,50 @@ final class ConservativeScanTests: WatchdogTestCase {
         for i in 0..<n { m.storeWord(m.allocate(node), 2, i) }
     }
 
+    // MARK: a thread whose stack cannot be found
+
+    /// A thread whose stack bounds cannot be read (`pthread_getattr_np` fails; for the
+    /// main thread glibc reads /proc/self/maps, so a process without /proc) cannot
+    /// attach to a heap that scans native stacks: the scan would skip its stack every
+    /// cycle, and an object held only in one of its locals would be freed under it.
+    /// Before, attach went on and each cycle only counted the skipped scan. The failure
+    /// comes from the fault seam `tc_set_fake_stack_bounds_error`, on a new thread (the
+    /// bounds are cached per thread).
+    func testAttachTrapsWhenTheThreadsStackCannotBeFound() {
+        expectFatal("attach: cannot find this thread's stack (pthread_getattr_np: Cannot allocate memory, error 12)") {
+            let heap = try! Heap(configuration: Configuration())
+            tc_set_fake_stack_bounds_error(ENOMEM)
+            let t = lifeStartThread { _ = heap.attach() }
+            lifeJoin(t)
+        }
+    }
+
+    /// Without conservative scanning the same thread attaches and works: its frames'
+    /// slots are its only roots, and its stack bounds are not needed.
+    func testAttachWithoutStackBoundsWorksWithConservativeScanningOff() {
+        checkInChild { c in
+            var config = Configuration(clobberFree: true, checkmark: true)
+            config.conservativeStackScan = false
+            let (heap, node) = self.makeHeap(config)
+            tc_set_fake_stack_bounds_error(ENOMEM)
+            let ok = LifeFlag()
+            let t = lifeStartThread {
+                heap.withMutator { m in
+                    m.withFrame(slots: 1) { f in
+                        f[0] = m.allocate(node)
+                        m.storeWord(f[0], 2, 42)
+                        for i in 0..<50_000 { m.storeWord(m.allocate(node), 2, i) }
+                        heap.collect()
+                        if m.loadWord(f[0], 2) == 42 { ok.set(1) }
+                    }
+                }
+            }
+            lifeJoin(t)
+            tc_set_fake_stack_bounds_error(0)
+            c.expect(ok.value == 1, "the rooted object lost its contents")
+        }
+    }
+
     // MARK: the shapes of optimised code
 
     /// A list built in a loop, its head only in a local, across 200k allocations and
