@@ -90,7 +90,9 @@ extension Mutator {
         return p == 0 ? nil : Ref(address: p)
     }
 
-    /// Allocate `count` consecutive zeroed objects of type `t` as one object.
+    /// Allocate `count` consecutive zeroed objects of type `t` as one object. An array
+    /// always has a slot of its own (never a share of a tiny block), so `count(of:)`
+    /// never reaches into another object.
     public func allocateArray(_ t: ObjectType, count: Int) -> Ref {
         checkTypeOwner(t)
         let (size, overflow) = t.size.multipliedReportingOverflow(by: count)
@@ -109,7 +111,8 @@ extension Mutator {
     }
 
     /// Allocate `size` zeroed bytes that hold no pointers (Go's mallocgc with a nil type).
-    /// Sizes under 16 bytes share 16-byte blocks (the tiny allocator).
+    /// Sizes under 16 bytes share 16-byte blocks (the tiny allocator), except in checked
+    /// mode, where each gets a slot of its own so that its bounds are checked exactly.
     @inlinable @inline(__always)
     public func allocateBytes(_ size: Int) -> Ref {
         if _fastPath(size >= 16 && size <= 1016) {

@@ -55,7 +55,11 @@ extension Mutator {
         // Go 1.22+ splits mallocgc by size category the same way (mallocgcTiny,
         // mallocgcSmall…, mallocgcLarge).
         let p: UInt
-        if noscan && size < 16 {
+        // The tiny allocator packs objects into shared 16-byte blocks, so an object's
+        // slot says nothing about its own size. Arrays stay out of it (their count is
+        // read from their slot, `count(of:)`), and so does checked mode, where every
+        // access is checked against the object's slot: exact bounds need a slot each.
+        if noscan && size < 16 && typeID & arrayTypeBit == 0 && !heap.checked {
             p = allocateTiny(size, canFail: canFail)
         } else if size <= SizeClassTable.maxSmallSize {
             p = allocateSmall(size, typeID: typeID, noscan: noscan, canFail: canFail, slot: cachedSlot)
@@ -123,8 +127,8 @@ extension Mutator {
             let n = buf.withUnsafeMutableBufferPointer { captureStack(skip: 1, into: $0.baseAddress!, max: 32) }
             stack = Array(buf[0..<n])
         }
-        let tiny = typeID == 0 && size < 16
         let s = heap.spanOf(p)
+        let tiny = s?.pointee.spanClass == .tiny
         let slot = tiny ? 16 : s.map { $0.pointee.isLarge ? Int($0.pointee.npages << SizeClassTable.pageShiftU) : Int($0.pointee.elemSize) } ?? size
         let event = AllocationEvent(address: p, size: size, slotSize: slot,
                                     sizeClass: s.map { $0.pointee.spanClass.sizeClass } ?? 0,

@@ -156,7 +156,9 @@ extension Mutator {
     @inline(__always)
     func checkAccess(_ heap: Heap, _ object: Ref, _ word: Int, pointer: Bool, store: Bool) {
         let (span, idx) = heap.checkRef(object, .object)
-        guard let s = span else { return }   // the zero-size base: nothing to check
+        // The zero-size base, which every zero-size allocation shares, has no words: a
+        // store there would change what every empty array reads.
+        guard let s = span else { badAccess(object, word, pointer: pointer, store: store, .outside(0)) }
         let large = s.pointee.isLarge
         let objectWords = Int((large ? s.pointee.limit &- s.pointee.startAddr : s.pointee.elemSize) &>> 3)
         let objectBase = s.pointee.startAddr &+ idx &* s.pointee.elemSize
@@ -192,6 +194,7 @@ extension Mutator {
         unowned(unsafe) let heap = state.pointee.heap
         switch why {
         case .outside(let words):
+            if words == 0 { runtimeFatal("word \(word) is outside object \(object), which has no words (a zero-size allocation)") }
             runtimeFatal("word \(word) is outside object \(object) of \(words) words")
         case .noPointers:
             runtimeFatal("pointer \(store ? "store into" : "load from") word \(word) of \(object), which holds no pointers")

@@ -59,7 +59,9 @@ extension Mutator {
     }
 
     /// The bytes `object` occupies: its size class's slot size (or a large object's own
-    /// size). Nil for null and for addresses outside the heap.
+    /// size). For a pointer-free object under 16 bytes outside checked mode, the tiny
+    /// allocator's 16-byte block, which it may share with others (arrays never share
+    /// one). Nil for null and for addresses outside the heap.
     public func size(of object: Ref) -> Int? {
         guard let (s, _) = spanAndIndex(object) else { return nil }
         return Int(s.pointee.isLarge ? s.pointee.limit - s.pointee.startAddr : s.pointee.elemSize)
