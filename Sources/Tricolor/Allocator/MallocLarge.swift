@@ -75,7 +75,7 @@ extension Heap {
 
     func throwOutOfMemory(_ size: Int) -> Never {
         let msg = "runtime: out of memory: cannot allocate \(size)-byte block (\(heapStats.heapInuse.load(.relaxed)) in use)\n"
-        msg.withCString { p in _ = write(2, p, strlen(p)) }
+        writeStderr(msg)
         runtimeFatal("out of memory")
     }
 }

@@ -307,6 +307,6 @@ extension Heap {
         let util = heapStats.heapInuse.load(.relaxed) * 100 / retained
         let line = "scav \(scav.releasedSinceTrace >> 10) KiB work, \(released >> 10) KiB total, \(util)% util\(forced ? " (forced)" : "")\n"
         scav.releasedSinceTrace = 0
-        line.withCString { p in _ = write(2, p, strlen(p)) }
+        writeStderr(line)
     }
 }

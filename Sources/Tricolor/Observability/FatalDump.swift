@@ -68,15 +68,22 @@ func writeFatalDumps(prefix: String, message: String, stack: String) {
     let fd = open(reportPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     if fd >= 0 {
         var r = report
+        // The first failure, as errno (ENOSPC for a write that made no progress).
+        var failure: Int32 = 0
         r.withUTF8 { buf in
             var off = 0
             while off < buf.count {
                 let k = write(fd, buf.baseAddress! + off, buf.count - off)
-                if k > 0 { off += k } else if k < 0 && errno == EINTR { continue } else { break }
+                if k > 0 { off += k } else if k < 0 && errno == EINTR { continue } else { failure = k < 0 ? errno : ENOSPC; break }
             }
         }
-        close(fd)
-        writeStderr("tricolor: wrote the fatal-error report \(reportPath)" + (written.isEmpty ? "" : " and heap dump\(written.count == 1 ? "" : "s") \(written.joined(separator: ", "))") + "\n")
+        if close(fd) != 0 && failure == 0 { failure = errno }
+        let dumps = written.isEmpty ? "" : " and heap dump\(written.count == 1 ? "" : "s") \(written.joined(separator: ", "))"
+        if failure == 0 {
+            writeStderr("tricolor: wrote the fatal-error report \(reportPath)\(dumps)\n")
+        } else {
+            writeStderr("tricolor: the fatal-error report \(reportPath) is incomplete: \(String(cString: strerror(failure)))\(dumps.isEmpty ? "" : " (also written:\(dumps.dropFirst(4)))")\n")
+        }
     } else {
         writeStderr("tricolor: cannot write the fatal-error report \(reportPath): \(String(cString: strerror(errno)))\n")
     }

@@ -24,7 +24,7 @@ extension Heap {
         line += "\(mb(t.stacks)) MB stacks, \(mb(t.globals)) MB globals, \(procs) P"
         if t.forced { line += " (forced)" }
         line += "\n"
-        line.withCString { p in _ = write(2, p, strlen(p)) }
+        writeStderr(line)
     }
 }
 

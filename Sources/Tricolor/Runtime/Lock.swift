@@ -126,7 +126,8 @@ struct RuntimeCond {
 enum LockRanking {
     static let key: pthread_key_t = {
         var k = pthread_key_t()
-        pthread_key_create(&k, nil)
+        let rc = pthread_key_create(&k, nil)
+        if rc != 0 { runtimeFatal("lock ranking: pthread_key_create failed: \(String(cString: strerror(rc)))") }
         return k
     }()
 
@@ -139,10 +140,15 @@ enum LockRanking {
             let names = LockRank.allCases.filter { held & (1 << UInt($0.rawValue)) != 0 }.map { "\($0.name) (rank \($0.rawValue))" }
             runtimeFatal("lock rank violation: acquiring \(r.name) (rank \(r.rawValue)) while holding \(names.joined(separator: ", "))")
         }
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: held | (1 << UInt(r.rawValue))))
+        setHeld(held | (1 << UInt(r.rawValue)))
     }
     @inline(never) static func drop(_ r: LockRank) {
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: heldMask & ~(1 << UInt(r.rawValue))))
+        setHeld(heldMask & ~(1 << UInt(r.rawValue)))
+    }
+    private static func setHeld(_ mask: UInt) {
+        // Fails only for lack of memory for the thread's key slots (ENOMEM).
+        let rc = pthread_setspecific(key, UnsafeRawPointer(bitPattern: mask))
+        if rc != 0 { runtimeFatal("lock ranking: pthread_setspecific failed: \(String(cString: strerror(rc)))") }
     }
 }
 

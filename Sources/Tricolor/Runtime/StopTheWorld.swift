@@ -74,7 +74,11 @@ extension Heap {
         }
         lastStopWaitNs = tc_nanotime() &- requested
         for i in 0..<pulled {
-            _ = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
+            let rc = tc_restore_affinity(rescueTids[i], rescueMasks + i * Int(TC_CPU_MASK_BYTES))
+            // ESRCH: the thread has exited since. Anything else leaves it on one CPU.
+            if rc != 0 && rc != ESRCH {
+                writeStderr("tricolor: cannot restore the CPU affinity of thread \(rescueTids[i]) after a stop: \(String(cString: strerror(rc))); it stays on one CPU\n")
+            }
         }
         schedLock.unlock()
         return true

@@ -33,14 +33,42 @@ enum StopTheWorldWatchdog {
         return p
     }()
 
-    /// Install the SIGURG handler (idempotent; first watchdog report).
-    static let installHandler: Void = {
-        var sa = sigaction()
-        sa.__sigaction_handler.sa_handler = { _ in StopTheWorldWatchdog.printOwnStack() }
-        sa.sa_flags = SA_RESTART
-        sigemptyset(&sa.sa_mask)
-        sigaction(SIGURG, &sa, nil)
+    /// The SIGURG action this process had before ours (written once, by
+    /// `installHandler`, before our handler can run): a signal that is not our request
+    /// is passed on to it, so that a program's own SIGURG handler keeps working.
+    nonisolated(unsafe) static let previousAction: UnsafeMutablePointer<sigaction> = {
+        let p = UnsafeMutablePointer<sigaction>.allocate(capacity: 1)
+        p.initialize(to: sigaction())
+        return p
     }()
+
+    /// Install the SIGURG handler (once, at the first watchdog report): 0, or the errno
+    /// of a failed `sigaction`, in which case no stack can be asked for.
+    static let installHandler: Int32 = {
+        var sa = sigaction()
+        sa.__sigaction_handler.sa_sigaction = { sig, info, context in StopTheWorldWatchdog.handle(sig, info, context) }
+        sa.sa_flags = SA_RESTART | SA_SIGINFO
+        sigemptyset(&sa.sa_mask)
+        return sigaction(SIGURG, &sa, previousAction) == 0 ? 0 : errno
+    }()
+
+    /// Our SIGURG handler: the watchdog's request for this thread's stack, or someone
+    /// else's signal, passed on. Keeps the interrupted code's errno.
+    static func handle(_ sig: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?) {
+        let savedErrno = errno
+        defer { errno = savedErrno }
+        if tc_load_acquire(stackRequest) == UInt(tc_thread_id()) {
+            printOwnStack()
+            return
+        }
+        let previous = previousAction.pointee
+        if previous.sa_flags & SA_SIGINFO != 0 {
+            previous.__sigaction_handler.sa_sigaction?(sig, info, context)
+        } else if let h = previous.__sigaction_handler.sa_handler {
+            // SIG_DFL (0) and SIG_IGN (1) both ignore SIGURG.
+            if UInt(bitPattern: unsafeBitCast(h, to: Int.self)) > 1 { h(sig) }
+        }
+    }
 
     /// In the signal handler of a thread the watchdog asked: print this thread's stack.
     static func printOwnStack() {
@@ -67,7 +95,10 @@ enum StopTheWorldWatchdog {
     /// Ask thread `tid` to print its stack and wait (up to 1 s) for it; says why not
     /// when it cannot be had.
     static func requestStack(of tid: UInt64) {
-        _ = installHandler
+        if installHandler != 0 {
+            writeStderr("    (no stack: cannot install the SIGURG handler: \(String(cString: strerror(installHandler))))\n")
+            return
+        }
         tc_store_release(stackRequest, UInt(tid))
         if tc_signal_thread(tid, SIGURG) != 0 {
             tc_store_release(stackRequest, 0)
