@@ -62,7 +62,7 @@ enum HeapDumpBench {
             rates.append(Double(ms.heapAlloc) / 1e6 / (Double(s.pauseNs) / 1e9))
         }
         func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
-        print(String(format: "dump: %d bytes (%.1f bytes/object); pause median %.1f ms (min %.1f, max %.1f); wall %.1f ms; %.0f MB of heap/s, %.0f MB of file/s",
+        print(String(format: "dump: %d bytes (%.1f bytes/object); pause median %.1f ms (min %.1f, max %.1f); wall %.1f ms (with fsync and rename); %.0f MB of heap/s, %.0f MB of file/s",
                      bytes, Double(bytes) / Double(objects), median(pauses), pauses.min()!, pauses.max()!, median(walls) * 1000,
                      median(rates), Double(bytes) / 1e6 / (median(pauses) / 1000)))
         print("peak RSS: \(rssBefore) MiB before the dumps, \(maxRSS()) MiB after (the dump streams: no copy of the heap)")

@@ -1,6 +1,7 @@
 // `tricolor heapdump`: the analyzer of heap dumps written by `Heap.writeHeapDump`
 // (`tricolor run … --heap-dump FILE`, or GODEBUG=tricolordump=PREFIX on a fatal error).
-// Text by default, --json for scripts, --dot (why) for Graphviz.
+// Text by default, --json for scripts, --dot (why) for Graphviz. Each subcommand ends by
+// checking that its standard output was written (exit 74 if not).
 
 import ArgumentParser
 import Foundation
@@ -55,11 +56,15 @@ struct HeapDumpCommand: ParsableCommand {
             let dump = try HeapDumpCommand.load(file)
             let a = HeapAnalysis(dump)
             let rows = Array(a.top(order: HeapAnalysis.TopOrder(rawValue: sort)!).prefix(limit))
-            if json { print(try HeapDumpCommand.json(rows)); return }
-            let total = dump.sizes.reduce(0, +)
-            let u = a.unreachable
-            print("\(dump.objectCount) objects, \(HeapDumpText.bytes(total)), \(dump.roots.count) roots, \(dump.edgeTargets.count) pointers; \(u.count) objects (\(HeapDumpText.bytes(u.bytes))) unreachable, left out below")
-            print(HeapDumpText.top(rows, limit: limit), terminator: "")
+            if json {
+                print(try HeapDumpCommand.json(rows))
+            } else {
+                let total = dump.sizes.reduce(0, +)
+                let u = a.unreachable
+                print("\(dump.objectCount) objects, \(HeapDumpText.bytes(total)), \(dump.roots.count) roots, \(dump.edgeTargets.count) pointers; \(u.count) objects (\(HeapDumpText.bytes(u.bytes))) unreachable, left out below")
+                print(HeapDumpText.top(rows, limit: limit), terminator: "")
+            }
+            try checkStandardOutput()
         }
     }
 
@@ -89,6 +94,7 @@ struct HeapDumpCommand: ParsableCommand {
                 w = r
             }
             if json { print(try HeapDumpCommand.json(w)) } else if dot { print(HeapDumpText.dot(w), terminator: "") } else { print(HeapDumpText.why(w), terminator: "") }
+            try checkStandardOutput()
         }
     }
 
@@ -106,6 +112,7 @@ struct HeapDumpCommand: ParsableCommand {
         func run() throws {
             let d = HeapAnalysis.diff(HeapAnalysis(try HeapDumpCommand.load(a)), HeapAnalysis(try HeapDumpCommand.load(b)))
             if json { print(try HeapDumpCommand.json(d)) } else { print(HeapDumpText.diff(d, limit: limit), terminator: "") }
+            try checkStandardOutput()
         }
     }
 
@@ -117,6 +124,7 @@ struct HeapDumpCommand: ParsableCommand {
         func run() throws {
             let rows = HeapAnalysis.classes(try HeapDumpCommand.load(file))
             if json { print(try HeapDumpCommand.json(rows)) } else { print(HeapDumpText.classes(rows), terminator: "") }
+            try checkStandardOutput()
         }
     }
 }

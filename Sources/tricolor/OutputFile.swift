@@ -1,7 +1,9 @@
-// Output files named on the command line (--heap-profile, --mutex-profile). See
+// Output files named on the command line (--heap-profile, --mutex-profile, --heap-dump). See
 // OutputFile for the rules; ExitStatus for what the process returns when they fail.
 
-import Glibc
+// @preconcurrency: Swift 6 refuses to read C's `stdout` (a mutable global to it); the
+// stream is set up before main and never reassigned.
+@preconcurrency import Glibc
 
 /// Exit statuses of `tricolor` (sysexits.h values). The README lists them.
 enum ExitStatus {
@@ -35,6 +37,21 @@ func reportError(_ message: String) {
     var line = Array("tricolor: \(message)\n".utf8)
     _ = OutputFile.writeAll(STDERR_FILENO, &line)
 }
+
+/// Flushes standard output and reports, on stderr, whether any of it was lost: a failed
+/// flush now, or an earlier one (glibc drops the buffer of a failed automatic flush and
+/// only sets the stream's error flag). False after reporting.
+func standardOutputIsWritten() -> Bool {
+    let flushFailed = fflush(stdout) != 0
+    let code = errno
+    if !flushFailed && ferror(stdout) == 0 { return true }
+    reportError("cannot write standard output: \(flushFailed ? errnoText(code) : "an earlier write failed")")
+    return false
+}
+
+/// Flushes standard output without reporting: a failure stays in the stream's error
+/// flag, which `standardOutputIsWritten()` checks at the end of the command.
+func flushStandardOutput() { _ = fflush(stdout) }
 
 /// The text of `errno` value `code`.
 func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
@@ -173,35 +190,42 @@ final class OutputFile {
     /// Writes `bytes` as the whole content and closes the file (for standard output: only
     /// writes). Every write, the truncation, the fsync (atomic), close and rename are checked.
     func write(_ bytes: [UInt8]) throws(OutputError) {
-        precondition(fd >= 0, "OutputFile written twice")
         var data = bytes
+        try write { fd in
+            if let e = OutputFile.writeAll(fd, &data) { throw Errno(code: e) }
+        }
+    }
+
+    /// Writes the whole content with `body`, which writes to the descriptor it is given
+    /// (blocking; left open) and throws on failure, then finishes as `write(_:)` does.
+    /// A failure of `body` is reported with its description (`Errno`: the strerror text).
+    func write(with body: (Int32) throws -> Void) throws(OutputError) {
+        precondition(fd >= 0, "OutputFile written twice")
         let place = isStandardOutput ? "standard output" : "'\(path)'"
         defer { if fd != STDOUT_FILENO { fd = -1 } }
+        func reason(_ error: any Error) -> String {
+            if let e = error as? Errno { return errnoText(e.code) }
+            return "\(error)"
+        }
+        var failure: String? = nil
         switch target {
         case .standardOutput:
-            if let e = OutputFile.writeAll(fd, &data) {
-                throw OutputError("\(option): cannot write \(place): \(errnoText(e))")
-            }
+            do { try body(fd) } catch { failure = reason(error) }
         case .inPlace(let created):
-            var failure: Int32? = ftruncate(fd, 0) == 0 ? nil : errno
-            if failure == nil { failure = OutputFile.writeAll(fd, &data) }
+            if ftruncate(fd, 0) != 0 { failure = errnoText(errno) }
+            if failure == nil { do { try body(fd) } catch { failure = reason(error) } }
             // close's EINTR on Linux still releases the descriptor; the data was handed over.
-            if close(fd) != 0 && failure == nil && errno != EINTR { failure = errno }
-            if let e = failure {
-                if created { unlink(path) }      // no partial file where there was none
-                throw OutputError("\(option): cannot write \(place): \(errnoText(e))")
-            }
+            if close(fd) != 0 && failure == nil && errno != EINTR { failure = errnoText(errno) }
+            if failure != nil && created { unlink(path) }      // no partial file where there was none
         case .atomic(let temporary, let final, let mode):
-            var failure: Int32? = OutputFile.writeAll(fd, &data)
-            if failure == nil && fchmod(fd, mode) != 0 { failure = errno }
-            if failure == nil && fsync(fd) != 0 { failure = errno }
-            if close(fd) != 0 && failure == nil && errno != EINTR { failure = errno }
-            if failure == nil && rename(temporary, final) != 0 { failure = errno }
-            if let e = failure {
-                unlink(temporary)
-                throw OutputError("\(option): cannot write \(place): \(errnoText(e))")
-            }
+            do { try body(fd) } catch { failure = reason(error) }
+            if failure == nil && fchmod(fd, mode) != 0 { failure = errnoText(errno) }
+            if failure == nil && fsync(fd) != 0 { failure = errnoText(errno) }
+            if close(fd) != 0 && failure == nil && errno != EINTR { failure = errnoText(errno) }
+            if failure == nil && rename(temporary, final) != 0 { failure = errnoText(errno) }
+            if failure != nil { unlink(temporary) }
         }
+        if let failure { throw OutputError("\(option): cannot write \(place): \(failure)") }
     }
 
     /// Gives up without writing: closes the file and removes what `open` created (a new

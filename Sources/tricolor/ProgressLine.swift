@@ -22,9 +22,12 @@ final class ProgressLine: @unchecked Sendable {
     let start = monotonicSeconds()
 
     /// Guards `stopped` and `printed`. Written: `stop()` (main thread) and the progress
-    /// thread; read by both under the lock.
-    private var lock = pthread_mutex_t()
-    private var wake = pthread_cond_t()
+    /// thread; read by both under the lock. The mutex and condition live in memory of
+    /// their own: a stored property's address is not stable when passed with `&`.
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
+    /// Signalled by `stop()`; its timed wait runs on CLOCK_MONOTONIC, so a step of the
+    /// wall clock neither stalls nor hurries the line.
+    private let wake: UnsafeMutablePointer<pthread_cond_t>
     private var stopped = false
     private var printed = false
     private var thread: pthread_t?
@@ -37,23 +40,41 @@ final class ProgressLine: @unchecked Sendable {
         self.heap = heap
         self.delay = delay
         self.expectedSeconds = expectedSeconds
-        pthread_mutex_init(&lock, nil)
-        pthread_cond_init(&wake, nil)
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_mutex_t())
+        wake = .allocate(capacity: 1)
+        wake.initialize(to: pthread_cond_t())
+        ProgressLine.check(pthread_mutex_init(lock, nil), "pthread_mutex_init")
+        var attr = pthread_condattr_t()
+        ProgressLine.check(pthread_condattr_init(&attr), "pthread_condattr_init")
+        ProgressLine.check(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), "pthread_condattr_setclock")
+        ProgressLine.check(pthread_cond_init(wake, &attr), "pthread_cond_init")
+        ProgressLine.check(pthread_condattr_destroy(&attr), "pthread_condattr_destroy")
     }
 
     deinit {
-        pthread_cond_destroy(&wake)
-        pthread_mutex_destroy(&lock)
+        pthread_cond_destroy(wake)
+        pthread_mutex_destroy(lock)
+        wake.deinitialize(count: 1)
+        wake.deallocate()
+        lock.deinitialize(count: 1)
+        lock.deallocate()
+    }
+
+    /// Stops the process with a message when a pthread call returns an error: the line
+    /// cannot be drawn or stopped safely without its lock and condition.
+    private static func check(_ rc: Int32, _ call: String) {
+        if rc != 0 { fatalError("tricolor: progress line: \(call) failed: \(errnoText(rc))") }
     }
 
     /// Starts the thread (once). With no delay the first line is drawn here, before the
     /// workload starts, so even the shortest run shows it.
     func begin() {
         if delay <= 0 {
-            pthread_mutex_lock(&lock)
+            ProgressLine.check(pthread_mutex_lock(lock), "pthread_mutex_lock")
             printed = true
             write("\r" + text(elapsed: 0) + "\u{1B}[K")
-            pthread_mutex_unlock(&lock)
+            ProgressLine.check(pthread_mutex_unlock(lock), "pthread_mutex_unlock")
         }
         let box = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
@@ -64,33 +85,35 @@ final class ProgressLine: @unchecked Sendable {
         }, box) == 0 {
             thread = t
         } else {
+            // No thread, no line (beyond a first one): the run itself is unaffected.
             Unmanaged<ProgressLine>.fromOpaque(box).release()
         }
     }
 
     /// Stops the thread and erases the line if one was shown.
     func stop() {
-        pthread_mutex_lock(&lock)
+        ProgressLine.check(pthread_mutex_lock(lock), "pthread_mutex_lock")
         stopped = true
-        pthread_cond_signal(&wake)
-        pthread_mutex_unlock(&lock)
-        if let thread { pthread_join(thread, nil) }
+        ProgressLine.check(pthread_cond_signal(wake), "pthread_cond_signal")
+        ProgressLine.check(pthread_mutex_unlock(lock), "pthread_mutex_unlock")
+        if let thread { ProgressLine.check(pthread_join(thread, nil), "pthread_join") }
         thread = nil
         writingText {}
     }
 
     /// Runs `body`, which writes text to the terminal, with the line erased and the
     /// thread held off, so the text never lands after the line; the next tick draws the
-    /// line again below it. Standard output is flushed before the lock is released.
+    /// line again below it. Standard output is flushed before the lock is released; a
+    /// failed flush stays in ferror(stdout), which the command checks at its end.
     func writingText(_ body: () -> Void) {
-        pthread_mutex_lock(&lock)
+        ProgressLine.check(pthread_mutex_lock(lock), "pthread_mutex_lock")
         if printed {
             write("\r\u{1B}[K")
             printed = false
         }
         body()
-        fflush(nil)
-        pthread_mutex_unlock(&lock)
+        flushStandardOutput()
+        ProgressLine.check(pthread_mutex_unlock(lock), "pthread_mutex_unlock")
     }
 
     /// The text of the line after `elapsed` seconds.
@@ -103,26 +126,27 @@ final class ProgressLine: @unchecked Sendable {
 
     private func loop() {
         var next = delay
-        pthread_mutex_lock(&lock)
+        ProgressLine.check(pthread_mutex_lock(lock), "pthread_mutex_lock")
         while !stopped {
             let now = monotonicSeconds() - start
             if now >= next {
                 printed = true
-                fflush(nil)
+                flushStandardOutput()
                 write("\r" + text(elapsed: now) + "\u{1B}[K")
                 next = now.rounded(.down) + 1
             }
             // Sleep until the next whole second, or until stop() signals.
             var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
+            ProgressLine.check(clock_gettime(CLOCK_MONOTONIC, &ts) == 0 ? 0 : errno, "clock_gettime")
             let wait = max(0.01, next - (monotonicSeconds() - start))
             var ns = Int(ts.tv_nsec) + Int(wait * 1e9)
             ts.tv_sec += ns / 1_000_000_000
             ns %= 1_000_000_000
             ts.tv_nsec = ns
-            pthread_cond_timedwait(&wake, &lock, &ts)
+            let rc = pthread_cond_timedwait(wake, lock, &ts)
+            if rc != 0 && rc != ETIMEDOUT { ProgressLine.check(rc, "pthread_cond_timedwait") }
         }
-        pthread_mutex_unlock(&lock)
+        ProgressLine.check(pthread_mutex_unlock(lock), "pthread_mutex_unlock")
     }
 
     private func write(_ s: String) {

@@ -18,7 +18,10 @@ struct SizeClasses: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sizeclasses",
         abstract: "Print Go's size-class table: class bytes/obj bytes/span objects tail_waste max_waste.")
-    func run() { print(Tricolor.SizeClasses.tableText()) }
+    func run() throws {
+        print(Tricolor.SizeClasses.tableText())
+        try checkStandardOutput()
+    }
 }
 
 enum Workload: String, ExpressibleByArgument, CaseIterable {
@@ -33,9 +36,11 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a workload on a Tricolor heap, then print a '# key=value' summary line.",
         discussion: """
-            Output files (--heap-profile, --mutex-profile) are opened before the workload \
-            runs and written like a shell redirect: symlinks are followed, only regular \
-            files are accepted, '-' is standard output (text output then goes to stderr).
+            Output files (--heap-profile, --mutex-profile, --heap-dump) are opened before \
+            the workload runs and written like a shell redirect: symlinks are followed, only \
+            regular files are accepted, '-' is standard output (text output then goes to \
+            stderr). A heap dump always goes through a temporary file renamed over the \
+            target, as --atomic-output does for the profiles.
 
             With --json, standard output carries one JSON object (version, workload, the \
             summary's pairs, MemStats, GCStats, and AllocPath with --alloc-path) and \
@@ -103,7 +108,7 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("alloc-state"), help: "After the run, print the allocator's state: per size class, spans in mcaches and mcentral partial/full × swept/unswept, objects in use, fragmentation; free page runs; arenas; mutators (with --json: the AllocState key).")
     var allocState = false
 
-    @Option(name: .customLong("heap-dump"), help: "After the run, write a heap dump here (docs/heapdump-format.md; read it with `tricolor heapdump`).")
+    @Option(name: .customLong("heap-dump"), help: "After the run, write a heap dump here (docs/heapdump-format.md; read it with `tricolor heapdump`; '-' = stdout).")
     var heapDump: String?
 
     @Flag(name: .customLong("alloc-path"), help: "Count every allocation by the level that served it (mcache, mcentral, mheap, OS, large) and print the table after the run.")
@@ -140,10 +145,11 @@ struct Run: ParsableCommand {
                 throw ValidationError("\(workload.rawValue): invalid N '\(text)': \(NumericValue.describe(range))")
             }
         }
-        if heapProfile == "-" && mutexProfile == "-" {
-            throw ValidationError("--heap-profile and --mutex-profile cannot both write to standard output ('-')")
+        let toStandardOutput = outputPaths.filter { $0.path == "-" }.map(\.option)
+        if toStandardOutput.count > 1 {
+            throw ValidationError("\(toStandardOutput.joined(separator: " and ")) cannot all write to standard output ('-')")
         }
-        if jsonReport, let option = [("--heap-profile", heapProfile), ("--mutex-profile", mutexProfile)].first(where: { $0.1 == "-" })?.0 {
+        if jsonReport, let option = toStandardOutput.first {
             throw ValidationError("--json and \(option) - cannot both write to standard output")
         }
     }
@@ -164,6 +170,7 @@ struct Run: ParsableCommand {
         let outputs = try openOutputs()
         let heapOut = outputs.first { $0.option == "--heap-profile" }
         let mutexOut = outputs.first { $0.option == "--mutex-profile" }
+        let dumpOut = outputs.first { $0.option == "--heap-dump" }
         let textToStderr = jsonReport || outputs.contains { $0.isStandardOutput }
         var progress: ProgressLine? = nil    // erased before each line of text
         let write: (String) -> Void = textToStderr ? { reportLine($0) } : { print($0) }
@@ -214,33 +221,48 @@ struct Run: ParsableCommand {
             heap.collect()
             do { try out.write(heap.heapProfile()) } catch { reportError(error.message); writeFailed = true }
         }
-        if let path = heapDump {
+        if let out = dumpOut {
+            // The dump streams into the file opened before the run (a temporary beside
+            // it), with the sampled stacks' functions named as writeHeapDumpSymbolized does.
+            var dumped: HeapDumpSummary? = nil
             do {
-                let sum = try heap.writeHeapDumpSymbolized(to: path)
-                say("# heap dump: \(path): \(sum.objects) objects, \(sum.edges) pointers, \(sum.roots) roots, \(sum.fileBytes) bytes, pause \(sum.pauseNs / 1000) µs")
-            } catch { reportError("\(error)"); writeFailed = true }
+                try out.write { fd in
+                    dumped = try heap.writeHeapDump(toFileDescriptor: fd) { pc in
+                        // `pc` is already a call site; symbolize(stack:) takes return addresses.
+                        let frames = heap.symbolize(stack: [pc &+ 1])
+                        return frames.isEmpty ? nil : frames.map(\.function).joined(separator: "\n")
+                    }
+                }
+                if let sum = dumped {
+                    say("# heap dump: \(out.path): \(sum.objects) objects, \(sum.edges) pointers, \(sum.roots) roots, \(sum.fileBytes) bytes, pause \(sum.pauseNs / 1000) µs")
+                }
+            } catch { reportError(error.message); writeFailed = true }
         }
         if let out = mutexOut {
             do { try out.write(Heap.mutexProfileData()) } catch { reportError(error.message); writeFailed = true }
         }
         if jsonReport { print(try report(heap, summary: summary).json()) }
-        if fflush(nil) != 0 {       // all stdio streams: the text on stdout
-            reportError("cannot write standard output: \(errnoText(errno))")
-            writeFailed = true
-        }
+        if !standardOutputIsWritten() { writeFailed = true }
         if writeFailed { throw ExitCode(ExitStatus.ioError) }
+    }
+
+    /// The output path options, with their values.
+    var outputPaths: [(option: String, path: String?)] {
+        [("--heap-profile", heapProfile), ("--mutex-profile", mutexProfile), ("--heap-dump", heapDump)]
     }
 
     /// Opens every output path option, reporting each one that fails; on any failure the
     /// others are abandoned and the run stops with `ExitStatus.cannotCreate` (usage for
-    /// two options naming one file), before the workload.
+    /// two options naming one file), before the workload. The heap dump is always atomic:
+    /// it is large, written with the world stopped, and useless when partial.
     func openOutputs() throws -> [OutputFile] {
         var outputs: [OutputFile] = []
         var failed = false
-        for (option, path) in [("--heap-profile", heapProfile), ("--mutex-profile", mutexProfile)] {
+        for (option, path) in outputPaths {
             guard let path else { continue }
             do {
-                outputs.append(try OutputFile.open(option: option, path: path, atomic: atomicOutput))
+                let atomic = atomicOutput || option == "--heap-dump"
+                outputs.append(try OutputFile.open(option: option, path: path, atomic: atomic))
             } catch {
                 reportError(error.message)
                 failed = true
@@ -321,6 +343,11 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        try runBenchmark()
+        try checkStandardOutput()
+    }
+
+    func runBenchmark() throws {
         if what == "growth" {
             let heap = try Heap(configuration: Configuration.fromEnvironment())
             for line in GrowthLatency.format(try GrowthLatency.run(heap: heap, mib: mib ?? 400)) { print(line) }
@@ -347,6 +374,12 @@ struct Bench: ParsableCommand {
             print(AllocBench.format(result))
         }
     }
+}
+
+/// The end of every subcommand: exits with `ExitStatus.ioError` when standard output
+/// was not all written.
+func checkStandardOutput() throws {
+    if !standardOutputIsWritten() { throw ExitCode(ExitStatus.ioError) }
 }
 
 /// One line on stderr (text output while standard output carries a profile).

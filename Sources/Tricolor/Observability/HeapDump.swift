@@ -131,32 +131,84 @@ struct DumpCounts {
 }
 
 extension Heap {
-    /// Writes a heap dump (Go's `debug.WriteHeapDump`) to the file at `path`, created or
-    /// truncated: every live object with its type, size and outgoing pointers, every
-    /// root named, spans, size classes, MemStats and the heap profile's sampled stacks,
-    /// in Tricolor's versioned format (docs/heapdump-format.md). Read it with
-    /// `tricolor heapdump` or the `TricolorHeapDump` library.
+    /// Writes a heap dump (Go's `debug.WriteHeapDump`) to the file at `path`: every live
+    /// object with its type, size and outgoing pointers, every root named, spans, size
+    /// classes, MemStats and the heap profile's sampled stacks, in Tricolor's versioned
+    /// format (docs/heapdump-format.md). Read it with `tricolor heapdump` or the
+    /// `TricolorHeapDump` library.
+    ///
+    /// The file is replaced, never written in place: the dump goes to a temporary file
+    /// beside it (after following the path's symlinks), which is fsynced and renamed over
+    /// it, so a failure leaves an existing file as it was and no partial one. An existing
+    /// file keeps its mode; a new one gets 0644 less the umask. Only a regular file (or
+    /// none) is accepted at `path`: a FIFO, device or directory is refused, not opened
+    /// (write to those with `writeHeapDump(toFileDescriptor:symbolize:)`).
     ///
     /// Stops the world once, for the whole write, and streams through a fixed 1 MiB
     /// buffer (no copy of the heap is made). `symbolize`, when given, names the
     /// functions of the sampled stacks' return addresses; it runs after the world has
     /// restarted (`TricolorProfiling`'s `writeHeapDumpSymbolized(to:)` passes its
     /// symbolizer).
-    /// - Throws: `HeapDumpError` naming the path when it cannot be opened or written.
+    /// - Throws: `HeapDumpError` naming the path when it cannot be created or written.
     @discardableResult
     public func writeHeapDump(to path: String, symbolize: ((UInt) -> String?)? = nil) throws -> HeapDumpSummary {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw HeapDumpError(description: "cannot create heap dump '\(path)': \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        do {
-            return try writeHeapDump(toFileDescriptor: fd, symbolize: symbolize)
-        } catch let e as HeapDumpError {
-            throw HeapDumpError(description: "cannot write heap dump '\(path)': \(e.description)")
+        func failed(_ what: String, _ code: Int32) -> HeapDumpError {
+            HeapDumpError(description: "cannot \(what) heap dump '\(path)': \(String(cString: strerror(code)))")
         }
+        if path.isEmpty { throw failed("create", ENOENT) }
+        let final = try dumpFollowingSymlinks(path).get()
+        var st = stat()
+        var mode: mode_t? = nil
+        if stat(final, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw HeapDumpError(description: "cannot create heap dump '\(path)': not a regular file")
+            }
+            // Replacing needs only the directory's permission; insist on the file's too.
+            if access(final, W_OK) != 0 { throw failed("create", errno) }
+            mode = st.st_mode & 0o7777
+        } else if errno != ENOENT {
+            throw failed("create", errno)
+        }
+        let slash = final.lastIndex(of: "/")
+        let dir = slash.map { $0 == final.startIndex ? "/" : String(final[..<$0]) } ?? "."
+        let base = slash.map { String(final[final.index(after: $0)...]) } ?? final
+        // O_EXCL on a fresh name (mkstemp's 0600 would need the umask, which cannot be
+        // read without setting it, racing other threads).
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<100 {
+            temporary = "\(dir)/.\(base).tmp-\(getpid())-\(UInt32.random(in: .min ... .max))"
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if fd >= 0 || errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw failed("create", errno) }
+        var summary: HeapDumpSummary? = nil
+        var failure: HeapDumpError? = nil
+        do {
+            summary = try writeHeapDump(toFileDescriptor: fd, symbolize: symbolize)
+        } catch {
+            failure = HeapDumpError(description: "cannot write heap dump '\(path)': \(error)")
+        }
+        if failure == nil, let mode, fchmod(fd, mode) != 0 { failure = failed("write", errno) }
+        if failure == nil && fsync(fd) != 0 { failure = failed("write", errno) }
+        // close's EINTR on Linux still releases the descriptor.
+        if close(fd) != 0 && failure == nil && errno != EINTR { failure = failed("write", errno) }
+        if failure == nil && rename(temporary, final) != 0 { failure = failed("write", errno) }
+        if let failure {
+            unlink(temporary)
+            throw failure
+        }
+        return summary!
     }
 
     /// `writeHeapDump(to:symbolize:)` to an open file descriptor (a file, a pipe, a
-    /// socket), which is left open.
+    /// socket), which is left open and not fsynced. A descriptor in non-blocking mode
+    /// fails the dump (EAGAIN) when a write would block.
+    ///
+    /// - Important: Everything but the FRAME records is written while the world is
+    ///   stopped. The reader of a pipe or socket must therefore be another process, or
+    ///   a thread that is not attached to this heap: an attached reader is stopped too,
+    ///   the pipe fills, and the writer and the reader wait for each other for ever.
     /// - Throws: `HeapDumpError` when a write fails.
     @discardableResult
     public func writeHeapDump(toFileDescriptor fd: Int32, symbolize: ((UInt) -> String?)? = nil) throws -> HeapDumpSummary {
@@ -465,4 +517,29 @@ func mutatorStatusName(_ s: MutatorStatus) -> String {
     case .blocking: return "blocking"
     case .detached: return "detached"
     }
+}
+
+/// `path` with the symlinks of its last component followed (at most 40, as Linux), so
+/// that a rename replaces the file an open would write, not the link. A dangling link
+/// resolves to its missing target.
+private func dumpFollowingSymlinks(_ path: String) -> Result<String, HeapDumpError> {
+    var p = path
+    for _ in 0..<40 {
+        var st = stat()
+        guard lstat(p, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return .success(p) }
+        var buf = [UInt8](repeating: 0, count: Int(PATH_MAX))
+        let n = buf.withUnsafeMutableBytes { readlink(p, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+        if n < 0 {
+            return .failure(HeapDumpError(description: "cannot create heap dump '\(path)': \(String(cString: strerror(errno)))"))
+        }
+        let target = String(decoding: buf[0..<n], as: UTF8.self)
+        if target.hasPrefix("/") {
+            p = target
+        } else if let slash = p.lastIndex(of: "/") {
+            p = String(p[...slash]) + target
+        } else {
+            p = target
+        }
+    }
+    return .failure(HeapDumpError(description: "cannot create heap dump '\(path)': \(String(cString: strerror(ELOOP)))"))
 }

@@ -169,6 +169,10 @@ final class CLITests: CLITestCase {
         let r = try run(["run", "binary-trees", "4"], stdoutPath: "/dev/full")
         XCTAssertEqual(r.status, ioError, r.stderr)
         XCTAssertTrue(r.stderr.contains(String(cString: strerror(ENOSPC))), r.stderr)
+        // More text than one stdio buffer: the automatic flushes fail before the last one.
+        let long = try run(["run", "leak", "2000", "--no-progress", "--alloc-state", "--alloc-path"], stdoutPath: "/dev/full")
+        XCTAssertEqual(long.status, ioError, long.stderr)
+        XCTAssertTrue(long.stderr.contains("cannot write standard output"), long.stderr)
     }
 
     /// --atomic-output replaces the symlink's target (not the link) and leaves no
@@ -188,6 +192,120 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(st.st_mode & 0o777, 0o640)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains(".tmp-") }
         XCTAssertEqual(leftovers, [])
+    }
+
+    /// --heap-dump is an output file like the profiles: a path that cannot be written
+    /// (a missing directory, a FIFO with no reader, a directory) fails before the
+    /// workload, with EX_CANTCREAT, and a FIFO is never blocked on.
+    func testHeapDumpPathIsCheckedBeforeTheWorkload() throws {
+        let missing = "/nonexistent-dir-\(UUID().uuidString)/x.tchd"
+        let r = try run(["run", "binary-trees", "4", "--heap-dump", missing])
+        assertRefusedBeforeTheWorkload(r, status: cannotCreate, naming: missing, reason: String(cString: strerror(ENOENT)))
+        XCTAssertTrue(r.stderr.contains("--heap-dump"), r.stderr)
+        let fifo = path("dump-fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let f = try run(["run", "binary-trees", "4", "--heap-dump", fifo])
+        assertRefusedBeforeTheWorkload(f, status: cannotCreate, naming: fifo, reason: "not a regular file")
+        XCTAssertEqual(fileType(fifo), S_IFIFO)
+        let d = try run(["run", "binary-trees", "4", "--heap-dump", directory.path])
+        assertRefusedBeforeTheWorkload(d, status: cannotCreate, naming: directory.path, reason: "directory")
+        // Another output that cannot be opened leaves an existing dump as it was.
+        let existing = path("existing.tchd")
+        _ = FileManager.default.createFile(atPath: existing, contents: Data("keep".utf8))
+        let o = try run(["run", "binary-trees", "4", "--heap-dump", existing, "--mutex-profile", missing])
+        assertRefusedBeforeTheWorkload(o, status: cannotCreate, naming: missing, reason: String(cString: strerror(ENOENT)))
+        XCTAssertEqual(FileManager.default.contents(atPath: existing), Data("keep".utf8))
+    }
+
+    /// Runs `tricolor args` under /bin/sh with a file-size limit of `blocks` (ulimit -f)
+    /// and SIGXFSZ ignored, so a write past the limit fails with EFBIG: a write failure
+    /// that happens the same way every time.
+    func runWithFileSizeLimit(_ blocks: Int, _ args: [String]) throws -> Result {
+        let script = "ulimit -f \(blocks) && trap '' XFSZ && exec \"$0\" \"$@\""
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script, try executable.path] + args
+        p.currentDirectoryURL = directory
+        var environment = ProcessInfo.processInfo.environment
+        for k in ["GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"] { environment[k] = nil }
+        p.environment = environment
+        let outPath = path("limited.stdout"), errPath = path("limited.stderr")
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        let out = try XCTUnwrap(FileHandle(forWritingAtPath: outPath))
+        let err = try XCTUnwrap(FileHandle(forWritingAtPath: errPath))
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let pid = p.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 600, execute: watchdog)
+        p.waitUntilExit()
+        watchdog.cancel()
+        try out.close()
+        try err.close()
+        let status: Int32? = p.terminationReason == .exit ? p.terminationStatus : nil
+        let stderr = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+        XCTAssertNotNil(status, "killed by signal \(p.terminationStatus): \(stderr)")
+        return Result(status: status, stdout: [UInt8](FileManager.default.contents(atPath: outPath) ?? Data()), stderr: stderr)
+    }
+
+    /// A heap dump whose write fails (EFBIG past a file-size limit) leaves the existing
+    /// file as it was and no temporary beside it, and says why with EX_IOERR; the same
+    /// for `Heap.writeHeapDump(to:)` (through `bench heapdump --dump-path`).
+    func testFailedHeapDumpLeavesTheExistingFile() throws {
+        let existing = path("existing.tchd")
+        for args in [["run", "leak", "20000", "--no-progress", "--heap-dump", existing],
+                     ["bench", "heapdump", "--objects", "20000", "--runs", "1", "--dump-path", existing]] {
+            _ = FileManager.default.createFile(atPath: existing, contents: Data("keep".utf8))
+            // 64 blocks (32 or 64 KiB): the text output fits, a dump of 20000 objects does not.
+            let r = try runWithFileSizeLimit(64, args)
+            XCTAssertNotEqual(r.status, 0, "\(args): \(r.stderr)")
+            if args[0] == "run" {
+                XCTAssertEqual(r.status, ioError, r.stderr)
+                XCTAssertTrue(r.stderr.contains("--heap-dump"), r.stderr)
+                XCTAssertTrue(r.workloadRan, r.stdoutText)
+            }
+            XCTAssertTrue(r.stderr.contains(String(cString: strerror(EFBIG))), "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(existing), "\(args): \(r.stderr)")
+            XCTAssertEqual(FileManager.default.contents(atPath: existing), Data("keep".utf8), "\(args)")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains(".tmp-") }
+            XCTAssertEqual(leftovers, [], "\(args)")
+        }
+    }
+
+    /// `Heap.writeHeapDump(to:)` (through `bench heapdump --dump-path`) refuses a FIFO
+    /// with no reader instead of blocking on it.
+    func testHeapDumpToAFIFOIsRefusedWithoutHanging() throws {
+        let fifo = path("bench-fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let r = try run(["bench", "heapdump", "--objects", "1000", "--runs", "1", "--dump-path", fifo])
+        XCTAssertNotEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains(fifo) && r.stderr.contains("not a regular file"), r.stderr)
+        XCTAssertEqual(fileType(fifo), S_IFIFO)
+    }
+
+    /// Only one output may be standard output, and not beside --json.
+    func testHeapDumpOnStandardOutputExcludesOtherStandardOutput() throws {
+        for extra in [["--heap-profile", "-"], ["--mutex-profile", "-"], ["--json"]] {
+            let r = try run(["run", "binary-trees", "4", "--heap-dump", "-"] + extra)
+            XCTAssertEqual(r.status, usage, "\(extra): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("standard output"), r.stderr)
+            XCTAssertFalse(r.workloadRan)
+        }
+        let r = try run(["run", "binary-trees", "4", "--heap-dump", "-"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdoutText.hasPrefix("tricolor heapdump\n"), "stdout should be the dump only")
+        XCTAssertTrue(r.stderr.contains("# wall_s=") && r.stderr.contains("# heap dump: -:"), r.stderr)
+    }
+
+    /// `sizeclasses` on a full standard output fails with EX_IOERR and says so.
+    func testSizeClassesReportsAFullStandardOutput() throws {
+        guard fileType("/dev/full") == S_IFCHR else { throw XCTSkip("no /dev/full") }
+        let r = try run(["sizeclasses"], stdoutPath: "/dev/full")
+        XCTAssertEqual(r.status, ioError, r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot write standard output"), r.stderr)
     }
 
     // MARK: wording and statuses

@@ -38,6 +38,23 @@ final class HeapDumpCLITests: CLITestCase {
         XCTAssertTrue(classes.stdoutText.contains("frag"), classes.stdoutText)
     }
 
+    /// Every analyzer subcommand on a full standard output (/dev/full) fails with EX_IOERR
+    /// (74) and says so on stderr, instead of exiting 0 with its output lost.
+    func testAnalyzerReportsAFullStandardOutput() throws {
+        var st = stat()
+        guard stat("/dev/full", &st) == 0, st.st_mode & S_IFMT == S_IFCHR else { throw XCTSkip("no /dev/full") }
+        let dump = path("d.tchd")
+        let w = try run(["run", "leak", "2000", "--heap-dump", dump, "--no-progress"])
+        XCTAssertEqual(w.status, 0, w.stderr)
+        for args in [["heapdump", "top", dump], ["heapdump", "top", dump, "--json"],
+                     ["heapdump", "why", dump, "--type", "leak.CacheEntry"], ["heapdump", "diff", dump, dump],
+                     ["heapdump", "classes", dump]] {
+            let r = try run(args, stdoutPath: "/dev/full")
+            XCTAssertEqual(r.status, 74, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("cannot write standard output"), "\(args): \(r.stderr)")
+        }
+    }
+
     func testAnalyzerErrorsNameTheBadInput() throws {
         let missing = try run(["heapdump", "top", path("nope.tchd")])
         XCTAssertNotEqual(missing.status, 0)
