@@ -89,11 +89,14 @@ public struct AllocPathStats: Sendable, Codable, Equatable {
         /// to bucket (they are powers of two CPU ticks, converted).
         public var bucketUpperNs: [Double]
 
-        /// Upper bound (ns) of the bucket holding the q-quantile.
+        /// Upper bound (ns) of the bucket holding the q-quantile. `q` is clamped to 0…1,
+        /// and NaN counts as 0 (the minimum), as in `GCStats.stopTheWorldPauseQuantile`:
+        /// a statistics query answers for any input instead of trapping.
         public func quantileNs(_ q: Double) -> Double {
             let total = histogram.reduce(0, +)
             if total == 0 { return 0 }
-            let want = UInt64((Double(total) * q).rounded(.up))
+            let q = q.isNaN ? 0 : min(1, max(0, q))
+            let want = UInt64(saturating: (Double(total) * q).rounded(.up))
             var acc: UInt64 = 0
             for (i, c) in histogram.enumerated() {
                 acc += c

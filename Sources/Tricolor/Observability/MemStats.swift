@@ -168,9 +168,13 @@ extension Heap {
 
     /// Go's debug.ReadGCStats. With `pauseQuantiles` = q > 0, `GCStats.pauseQuantiles`
     /// holds q quantiles of `pause` computed as Go does (for q = 5: minimum, 25%, 50%,
-    /// 75%, maximum).
+    /// 75%, maximum). q must be in 0…`GCStats.maxPauseQuantiles` (1 024, four times the
+    /// 256 cycles `pause` holds, so more would only repeat entries); anything else is a
+    /// fatal error naming it, rather than an array of that size built under the stats
+    /// lock.
     public func gcStats(pauseQuantiles q: Int = 0) -> GCStats {
-        statsLock.withLock {
+        if _slowPath(q < 0 || q > GCStats.maxPauseQuantiles) { badPauseQuantiles(q) }
+        return statsLock.withLock {
             var s = GCStats()
             s.numGC = Int(marking.numGC.load(.relaxed))
             s.lastGC = lastGC
@@ -196,6 +200,12 @@ extension Heap {
             s.pauseQuantiles = GCStats.quantiles(of: s.pause, count: q)
             return s
         }
+    }
+
+    /// `gcStats(pauseQuantiles:)` was asked for a count outside its range.
+    @inline(never)
+    private func badPauseQuantiles(_ q: Int) -> Never {
+        runtimeFatal("gcStats: pauseQuantiles \(q) is outside 0...\(GCStats.maxPauseQuantiles)")
     }
 
     // MARK: recording (called by the collector)
@@ -295,6 +305,10 @@ public struct GCStats: Sendable, Codable, Equatable {
     /// shrinkstack). Not in Go's statistics.
     public var stacksShrunk: Int = 0
 
+    /// The most quantiles `Heap.gcStats(pauseQuantiles:)` computes: four per entry of
+    /// `pause` (256 cycles) is already more than distinct answers.
+    public static let maxPauseQuantiles = 1024
+
     /// `count` quantiles of `pauses` by Go's ReadGCStats formula: sorted ascending,
     /// entry i < count−1 is sorted[len × i / (count−1)] and the last is the maximum
     /// (count = 5: minimum, 25%, 50%, 75%, maximum). All zero for no pauses; empty for
@@ -312,7 +326,8 @@ public struct GCStats: Sendable, Codable, Equatable {
 
     /// The q-quantile (0…1) of the individual stop-the-world pauses (`allPauses`, two or
     /// more per cycle, the last `Heap.pauseHistoryLimit`), nearest rank rounded to the closest index. Not Go's: Go's
-    /// quantiles are per cycle (`pauseQuantiles`).
+    /// quantiles are per cycle (`pauseQuantiles`). A `q` outside 0…1 is clamped (below 0
+    /// the minimum, above 1 the maximum) and NaN gives the minimum.
     public func stopTheWorldPauseQuantile(_ q: Double) -> UInt64 {
         if allPauses.isEmpty { return 0 }
         let sorted = allPauses.sorted()

@@ -67,4 +67,35 @@ final class GCStatsQuantileTests: WatchdogTestCase {
         XCTAssertTrue(zip(s.allPauses, s.allPauses.dropFirst()).allSatisfy { $0 + 1 == $1 }, "in order across the ring's wrap")
         XCTAssertEqual(s.stopTheWorldPauseQuantile(1), UInt64(total))
     }
+
+    /// A quantile outside 0…1 is clamped and NaN is the minimum, for the stop-the-world
+    /// pauses and the allocation-path latencies alike. Fails if any of them traps on the
+    /// Double-to-integer conversion (run in a child so a trap fails only this test).
+    func testQuantilesOutsideZeroToOneAreClamped() {
+        checkInChild { c in
+            var s = GCStats()
+            s.allPauses = [50, 10, 30]
+            for (q, want) in [(-0.1, 10), (Double.nan, 10), (-Double.infinity, 10), (1e30, 50), (Double.infinity, 50), (2, 50), (0.5, 30)] as [(Double, UInt64)] {
+                c.expectEqual(s.stopTheWorldPauseQuantile(q), want, "stopTheWorldPauseQuantile(\(q))")
+            }
+            let level = AllocPathStats.Level(name: "test", count: 6, histogram: [1, 2, 3], bucketUpperNs: [10, 20, 40])
+            for (q, want) in [(-0.1, 10), (Double.nan, 10), (-Double.infinity, 10), (1e30, 40), (Double.infinity, 40), (2, 40), (0.5, 20), (0, 10), (1, 40)] as [(Double, Double)] {
+                c.expectEqual(level.quantileNs(q), want, "quantileNs(\(q))")
+            }
+        }
+    }
+
+    /// `gcStats(pauseQuantiles:)` takes 0…`GCStats.maxPauseQuantiles`; a count outside that
+    /// (negative, or one that would build a huge array under the stats lock) traps naming it.
+    func testPauseQuantileCountOutsideItsRangeTraps() throws {
+        let heap = try Heap(configuration: Configuration(gcPercent: nil, markWorkers: 0))
+        heap.collect()
+        XCTAssertEqual(heap.gcStats(pauseQuantiles: GCStats.maxPauseQuantiles).pauseQuantiles.count, GCStats.maxPauseQuantiles)
+        XCTAssertEqual(heap.gcStats(pauseQuantiles: 0).pauseQuantiles, [])
+        for q in [-1, GCStats.maxPauseQuantiles + 1, Int.max, Int.min] {
+            expectFatal("gcStats: pauseQuantiles \(q) is outside 0...\(GCStats.maxPauseQuantiles)") {
+                _ = heap.gcStats(pauseQuantiles: q)
+            }
+        }
+    }
 }
