@@ -43,7 +43,8 @@ extension Heap {
     }
 
     /// The runtime-lock contention profile as a gzipped pprof protobuf (Go's mutex
-    /// profile shape: contentions/count, delay/nanoseconds, both multiplied by the rate).
+    /// profile shape: contentions/count, delay/nanoseconds, both multiplied by the rate,
+    /// saturating at Int64.max: any rate `setMutexProfileFraction` took is valid).
     public static func mutexProfileData() -> [UInt8] {
         let sym = Symbolizer.shared
         let rate = Int64(max(1, setMutexProfileFraction(-1)))
@@ -55,10 +56,18 @@ extension Heap {
         for m in sym.mappings { b.addMapping(m) }
         for r in mutexProfile() {
             b.addSample(stack: trimStack(r.stack, sym: sym, isLockFrame),
-                        values: [Int64(r.count) * rate, Int64(r.delayNs) * rate])
+                        values: [scaledBySamplingRate(r.count, rate), scaledBySamplingRate(r.delayNs, rate)])
         }
         return gzipCompress(b.encode())
     }
+}
+
+/// A sampled count or delay (never negative) times the sampling rate, or Int64.max when
+/// the product does not fit (a huge rate): an estimate that large says "off the scale",
+/// a trap says nothing.
+func scaledBySamplingRate(_ value: Int, _ rate: Int64) -> Int64 {
+    let (product, overflow) = Int64(value).multipliedReportingOverflow(by: rate)
+    return overflow ? .max : product
 }
 
 /// Go's scaleHeapSample: undo sampling. An object of average size `avg` was sampled

@@ -89,7 +89,9 @@ final class LockWaits: @unchecked Sendable {
         if rate == 1 || rng % UInt64(rate) == 0 {
             let key = Array(buf[0..<n])
             let old = records[key] ?? (0, 0)
-            records[key] = (old.count + 1, old.delay + Int(ns))
+            // Saturating: the totals are estimates, and a stats table must not trap.
+            let (delay, overflow) = old.delay.addingReportingOverflow(Int(clamping: ns))
+            records[key] = (old.count &+ 1, overflow ? .max : delay)
         }
         tc_lock_release(tableLock)
     }
@@ -129,7 +131,8 @@ extension LockRank {
 extension Heap {
     /// Go's runtime.SetMutexProfileFraction for runtime locks: on average 1 in `rate`
     /// lock waits is recorded with its stack; 0 turns recording off; a negative rate only
-    /// reads. Returns the previous rate. Process-wide.
+    /// reads. Any rate is valid, as in Go: up to Int.max, where the profile's scaled
+    /// figures (`mutexProfileData`) saturate. Returns the previous rate. Process-wide.
     @discardableResult
     public static func setMutexProfileFraction(_ rate: Int) -> Int {
         let w = LockWaits.shared.rateWord

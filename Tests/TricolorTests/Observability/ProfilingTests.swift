@@ -420,6 +420,38 @@ final class ProfilingTests: WatchdogTestCase {
         XCTAssertTrue(p.samples.allSatisfy { $0.values[1] > 0 })
     }
 
+    /// Any rate is accepted (Go takes any int), and the profile's scaled counts and
+    /// delays saturate instead of overflowing: at rate Int.max two sampled waits of 1 µs
+    /// become Int64.max contentions and Int64.max ns. A normal rate scales exactly. Run
+    /// in a child: the records and the rate are process-wide, and a trap fails only this
+    /// test.
+    func testMutexProfileAtHugeRateSaturates() {
+        checkInChild { c in
+            let waits = LockWaits.shared
+            waits.records = [:]
+            Heap.setMutexProfileFraction(1)
+            for _ in 0..<2 { waits.recordWait(.mcentral, ns: 1_000) }   // one stack, sampled twice
+            let raw = Heap.mutexProfile()
+            c.expectEqual(raw.count, 1, "one stack recorded")
+            c.expectEqual(raw.first?.count, 2)
+            c.expectEqual(raw.first?.delayNs, 2_000)
+
+            c.expectEqual(Heap.setMutexProfileFraction(5), 1)
+            var p = try? DecodedProfile(gunzip(Heap.mutexProfileData()))
+            c.expectEqual(p?.samples.map(\.values), [[10, 10_000]], "rate 5 scales exactly")
+
+            c.expectEqual(Heap.setMutexProfileFraction(Int.max), 5)
+            c.expectEqual(Heap.setMutexProfileFraction(-1), Int.max, "a negative rate only reads")
+            waits.recordWait(.mcentral, ns: 1_000)   // sampling at rate Int.max does not trap either
+            p = try? DecodedProfile(gunzip(Heap.mutexProfileData()))
+            c.expect(p != nil, "the profile decodes")
+            c.expect(p?.samples.isEmpty == false, "the sample is there")
+            c.expect(p?.samples.allSatisfy { $0.values == [Int64.max, Int64.max] } == true,
+                     "scaled values saturate: \(p?.samples.map(\.values) ?? [])")
+            Heap.setMutexProfileFraction(0)
+        }
+    }
+
     // MARK: the collector stays correct with sampling and hooks
 
     /// The model-based stress test with every allocation sampled (all in the slow path),
