@@ -261,9 +261,20 @@ public struct ObjView<T: HeapObject> {
     /// Byte offset of this view's `T` inside `object` (array element, nested struct).
     public let offset: Int
 
-    /// A view of the `T` at byte `offset` of `object`.
+    /// A view of the `T` at byte `offset` of `object`. `offset` must be where a layout
+    /// can put a `T`: a non-negative multiple of its alignment (so word fields land on
+    /// whole words); anything else is a fatal error naming it.
     @inlinable @inline(__always)
     public init(_ mutator: Mutator, _ object: Ref, offset: Int = 0) {
+        if _slowPath(offset < 0 || offset & (MemoryLayout<T>.alignment &- 1) != 0) {
+            badViewOffset("ObjView<\(T.self)>", offset, MemoryLayout<T>.alignment)
+        }
+        self.init(mutator, object, uncheckedOffset: offset)
+    }
+
+    /// The same without the check, for offsets the typed accessors computed from a layout.
+    @usableFromInline @inline(__always)
+    init(_ mutator: Mutator, _ object: Ref, uncheckedOffset offset: Int) {
         self.mutator = mutator
         self.object = object
         self.offset = offset
@@ -285,7 +296,7 @@ public struct ObjView<T: HeapObject> {
     @inlinable
     public subscript<U: HeapObject>(dynamicMember field: KeyPath<T, U>) -> ObjView<U> {
         @inline(__always) get {
-            ObjView<U>(mutator, object, offset: offset &+ MemoryLayout<T>.offset(of: field).unsafelyUnwrapped)
+            ObjView<U>(mutator, object, uncheckedOffset: offset &+ MemoryLayout<T>.offset(of: field).unsafelyUnwrapped)
         }
     }
 
@@ -293,7 +304,7 @@ public struct ObjView<T: HeapObject> {
     @inlinable
     public subscript<let N: Int, E: HeapField>(dynamicMember field: KeyPath<T, InlineArray<N, E>>) -> FixedFieldArray<E> {
         @inline(__always) get {
-            FixedFieldArray<E>(mutator, object, offset: offset &+ MemoryLayout<T>.offset(of: field).unsafelyUnwrapped, count: N)
+            FixedFieldArray<E>(mutator, object, uncheckedOffset: offset &+ MemoryLayout<T>.offset(of: field).unsafelyUnwrapped, count: N)
         }
     }
 }
@@ -311,9 +322,22 @@ public struct FixedFieldArray<E: HeapField> {
     /// Number of elements (the `InlineArray`'s count).
     public let count: Int
 
-    /// A view of `count` elements of `E` at byte `offset` of `object`.
+    /// A view of `count` elements of `E` at byte `offset` of `object`. `count` must not be
+    /// negative (the index check compares unsigned, so a negative count would pass every
+    /// index), and `offset` must be a non-negative multiple of `E`'s alignment (so word
+    /// elements land on whole words); anything else is a fatal error naming it.
     @inlinable @inline(__always)
     public init(_ mutator: Mutator, _ object: Ref, offset: Int, count: Int) {
+        if _slowPath(count < 0) { badFixedArrayCount("FixedFieldArray<\(E.self)>", count) }
+        if _slowPath(offset < 0 || offset & (MemoryLayout<E>.alignment &- 1) != 0) {
+            badViewOffset("FixedFieldArray<\(E.self)>", offset, MemoryLayout<E>.alignment)
+        }
+        self.init(mutator, object, uncheckedOffset: offset, count: count)
+    }
+
+    /// The same without the checks, for an `InlineArray` field of a layout.
+    @usableFromInline @inline(__always)
+    init(_ mutator: Mutator, _ object: Ref, uncheckedOffset offset: Int, count: Int) {
         self.mutator = mutator
         self.object = object
         self.offset = offset
@@ -339,6 +363,33 @@ func fixedIndexOutOfRange(_ i: Int, _ count: Int) -> Never {
     runtimeFatal("index \(i) out of range 0..<\(count)")
 }
 
+/// A view made at an offset no layout produces. `view` is the view's type, for the message.
+@usableFromInline @inline(never)
+func badViewOffset(_ view: String, _ offset: Int, _ alignment: Int) -> Never {
+    runtimeFatal("\(view): offset \(offset) is not a non-negative multiple of \(alignment) (the alignment of its type)")
+}
+
+/// A `FixedFieldArray` made with a negative count.
+@usableFromInline @inline(never)
+func badFixedArrayCount(_ view: String, _ count: Int) -> Never {
+    runtimeFatal("\(view): count \(count) is negative")
+}
+
+/// The byte offset of element `i` of an array whose elements are `stride` bytes apart.
+/// An index whose offset would be negative or not fit in an Int traps, in every build
+/// and mode: wrapped, it would land inside the array (1 << 61 Ints wrap to offset 0)
+/// where even checked mode's word check passes it. One compare with a constant.
+@inlinable @inline(__always)
+func arrayElementOffset(_ i: Int, stride: Int) -> Int {
+    if _slowPath(UInt(bitPattern: i) > UInt(bitPattern: Int.max / max(1, stride))) { arrayIndexOutOfRange(i, stride) }
+    return i &* stride
+}
+
+@usableFromInline @inline(never)
+func arrayIndexOutOfRange(_ i: Int, _ stride: Int) -> Never {
+    runtimeFatal("index \(i) out of range: its byte offset (\(i) × \(stride) bytes) is negative or overflows")
+}
+
 
 // MARK: the mutator's typed API
 
@@ -346,23 +397,29 @@ extension Mutator {
     /// The fields of `object`, by name: `m[node].left`, `m[node].value = 3`.
     @inlinable
     public subscript<T: HeapObject>(_ object: Obj<T>) -> ObjView<T> {
-        @inline(__always) get { ObjView(self, object.ref) }
+        @inline(__always) get { ObjView(self, object.ref, uncheckedOffset: 0) }
     }
 
-    /// The fields of element `i` of `array`, by name: `m[points, i].x`. The index is not
-    /// checked (as with raw word indexes); checked mode traps outside the object.
+    /// The fields of element `i` of `array`, by name: `m[points, i].x`. A negative index,
+    /// or one whose byte offset overflows, traps; past the end the index is not checked
+    /// (as with raw word indexes); checked mode traps outside the object.
     @inlinable
     public subscript<T: HeapObject>(_ array: ObjArray<T>, _ i: Int) -> ObjView<T> {
-        @inline(__always) get { ObjView(self, array.ref, offset: i &* ObjArray<T>.elementStride) }
+        @inline(__always) get {
+            ObjView(self, array.ref, uncheckedOffset: arrayElementOffset(i, stride: ObjArray<T>.elementStride))
+        }
     }
 
     /// Element `i` of an array of field values (`ObjArray<Ref>`, `ObjArray<Int>`, …).
-    /// The index is not checked (as with raw word indexes); checked mode traps outside
-    /// the object.
+    /// A negative index, or one whose byte offset overflows, traps; past the end the
+    /// index is not checked (as with raw word indexes); checked mode traps outside the
+    /// object.
     @inlinable
     public subscript<T: HeapField>(_ array: ObjArray<T>, _ i: Int) -> T {
-        @inline(__always) get { T._heapLoad(self, array.ref, i &* ObjArray<T>.elementStride) }
-        @inline(__always) nonmutating set { T._heapStore(self, array.ref, i &* ObjArray<T>.elementStride, newValue) }
+        @inline(__always) get { T._heapLoad(self, array.ref, arrayElementOffset(i, stride: ObjArray<T>.elementStride)) }
+        @inline(__always) nonmutating set {
+            T._heapStore(self, array.ref, arrayElementOffset(i, stride: ObjArray<T>.elementStride), newValue)
+        }
     }
 
     /// Allocate one zeroed object of a registered typed layout (the inlined fast path of

@@ -357,6 +357,81 @@ final class TypedObjectTests: XCTestCase {
         XCTAssertEqual(heap.memStats().heapAlloc, 24, "only the handle's object is live")
     }
 
+    /// Checked mode: an array index whose byte offset overflows (1 << 61 elements of 8
+    /// bytes is 2^64, which wraps to 0) or is negative traps as out of range, for
+    /// element values and for element views, loads and stores. Before, the wrapped
+    /// offset landed on element 0 and passed the checked-mode word check.
+    func testTypedArrayIndexWhoseOffsetOverflowsTrapsInCheckedMode() {
+        func withArrays(_ body: (Mutator, ObjArray<Int>, ObjArray<TNode>) -> Void) {
+            let heap = try! Heap(configuration: Configuration(checked: true))
+            let ints = try! heap.register(arrayOf: Int.self)
+            let nodes = try! heap.register(TNode.self)
+            heap.withMutator { m in
+                m.withFrame(slots: 2) { f in
+                    let a = m.allocateArray(ints, count: 4)
+                    f[0] = a.ref
+                    let n = m.allocateArray(nodes, count: 4)
+                    f[1] = n.ref
+                    body(m, a, n)
+                }
+            }
+        }
+        let wraps = 1 << 61   // × 8 bytes (Int) and × 24 bytes (TNode) are multiples of 2^64
+        expectFatal("index \(wraps) out of range") { withArrays { m, a, _ in _ = m[a, wraps] } }
+        expectFatal("index \(wraps) out of range") { withArrays { m, a, _ in m[a, wraps] = 1 } }
+        expectFatal("index \(wraps) out of range") { withArrays { m, _, n in _ = m[n, wraps].value } }
+        expectFatal("index \(wraps) out of range") { withArrays { m, _, n in m[n, wraps].value = 1 } }
+        expectFatal("index -1 out of range") { withArrays { m, a, _ in _ = m[a, -1] } }
+        expectFatal("index \(Int.min) out of range") { withArrays { m, _, n in _ = m[n, Int.min].left } }
+        // In range still works.
+        checkInChild { c in withArrays { m, a, n in
+            m[a, 3] = 7
+            m[n, 3].value = 8
+            c.expectEqual(m[a, 3], 7)
+            c.expectEqual(m[n, 3].value, 8)
+        } }
+    }
+
+    /// The public view initialisers take only offsets a layout can produce (non-negative
+    /// multiples of the type's alignment) and a non-negative count: before, offset 3 read
+    /// an Int field at byte 0 (word fields shift the offset right by 3) and count -1
+    /// accepted every index.
+    func testViewInitialisersRejectBadOffsetsAndCounts() throws {
+        let heap = try Heap(configuration: .init(gcPercent: nil))
+        let kinds = try heap.register(AllKinds.self)
+        func withObject(_ body: (Mutator, Obj<AllKinds>) -> Void) {
+            heap.withMutator { m in
+                m.withFrame(slots: 1) { f in
+                    let o = m.allocate(kinds)
+                    f[0] = o.ref
+                    body(m, o)
+                }
+            }
+        }
+        let pointAt = byteOffset(\AllKinds.point)
+        let regsAt = byteOffset(\AllKinds.regs)
+        // Valid offsets name the same fields as the typed accessors.
+        withObject { m, o in
+            m[o].point.y = 1.5
+            m[o].regs[2] = 9
+            XCTAssertEqual(ObjView<Point>(m, o.ref, offset: pointAt).y, 1.5)
+            XCTAssertEqual(FixedFieldArray<Int>(m, o.ref, offset: regsAt, count: 3)[2], 9)
+            XCTAssertEqual(FixedFieldArray<Int>(m, o.ref, offset: regsAt, count: 0).count, 0)
+        }
+        expectFatal("ObjView<Point>: offset \(pointAt + 3) is not a non-negative multiple of 8") {
+            withObject { m, o in _ = ObjView<Point>(m, o.ref, offset: pointAt + 3).y }
+        }
+        expectFatal("ObjView<Point>: offset -8 is not a non-negative multiple of 8") {
+            withObject { m, o in _ = ObjView<Point>(m, o.ref, offset: -8).y }
+        }
+        expectFatal("FixedFieldArray<Int>: offset \(regsAt + 4) is not a non-negative multiple of 8") {
+            withObject { m, o in _ = FixedFieldArray<Int>(m, o.ref, offset: regsAt + 4, count: 3)[0] }
+        }
+        expectFatal("FixedFieldArray<Int>: count -1 is negative") {
+            withObject { m, o in _ = FixedFieldArray<Int>(m, o.ref, offset: regsAt, count: -1)[5] }
+        }
+    }
+
     /// README "Typed objects": the example as written there.
     func testReadmeTypedExample() throws {
         let heap = try Heap()
