@@ -11,14 +11,21 @@ import Glibc
 struct RootSlotTable {
     static let slotsPerChunk = 1024
     static let maxChunks = 16384
+    /// The most live slots a table holds: 16 777 216 globals, and as many handles.
+    static let maxRootSlots = slotsPerChunk * maxChunks
+    /// What a table's slots are, for the message when it is full.
+    enum Kind { case global, handle }
     let chunks: UnsafeMutablePointer<UnsafeMutablePointer<UInt>?>
+    /// `maxChunks`, or fewer for a test of the limit.
+    let chunkLimit: Int
     var numChunks = 0
     var used = 0                   // slots handed out (high-water mark)
     var freeList: [Int] = []       // released handle slots
 
-    init() {
-        chunks = .allocate(capacity: RootSlotTable.maxChunks)
-        chunks.initialize(repeating: nil, count: RootSlotTable.maxChunks)
+    init(maxChunks: Int = RootSlotTable.maxChunks) {
+        chunkLimit = maxChunks
+        chunks = .allocate(capacity: maxChunks)
+        chunks.initialize(repeating: nil, count: maxChunks)
     }
 
     func destroy() {
@@ -26,11 +33,13 @@ struct RootSlotTable {
         chunks.deallocate()
     }
 
-    /// A zeroed slot. Globals lock held.
-    mutating func take() -> UnsafeMutablePointer<UInt> {
+    /// A zeroed slot. Globals lock held. Every slot live and the table at its limit is
+    /// the program's doing (it keeps too many globals or handles), and the fatal error
+    /// says so.
+    mutating func take(_ kind: Kind) -> UnsafeMutablePointer<UInt> {
         if let i = freeList.popLast() { return slot(i) }
         if used == numChunks * RootSlotTable.slotsPerChunk {
-            runtimeCheck(numChunks < RootSlotTable.maxChunks, "tricolor: too many root slots")
+            if _slowPath(numChunks >= chunkLimit) { tooManyLive(kind) }
             let c = UnsafeMutablePointer<UInt>.allocate(capacity: RootSlotTable.slotsPerChunk)
             c.initialize(repeating: 0, count: RootSlotTable.slotsPerChunk)
             chunks[numChunks] = c
@@ -38,6 +47,13 @@ struct RootSlotTable {
         }
         used += 1
         return slot(used - 1)
+    }
+
+    /// The fatal error for a full table, naming the limit.
+    @inline(never)
+    func tooManyLive(_ kind: Kind) -> Never {
+        let (call, what) = kind == .global ? ("makeGlobal", "globals") : ("makeHandle", "handles")
+        runtimeFatal("\(call): more than \(chunkLimit * RootSlotTable.slotsPerChunk) live \(what) (the limit); release \(what) you no longer need")
     }
 
     func slot(_ i: Int) -> UnsafeMutablePointer<UInt> {
@@ -96,9 +112,11 @@ public final class Handle: @unchecked Sendable {
 }
 
 extension Heap {
-    /// A new global root slot, initially null.
+    /// A new global root slot, initially null. A heap holds at most 16 777 216 live
+    /// globals (`releaseGlobal` gives one back); one more is a fatal error naming the
+    /// limit.
     public func makeGlobal() -> Global {
-        globalsLock.withLock { Global(slot: globalSlots.take()) }
+        globalsLock.withLock { Global(slot: globalSlots.take(.global)) }
     }
 
     /// Give a global root slot back (Go has no such thing: its globals live as long as
@@ -130,11 +148,12 @@ extension Heap {
     /// Global slots in use (made and not released), for tests and diagnostics.
     var globalsInUse: Int { globalsLock.withLock { globalSlots.used - globalSlots.freeList.count } }
 
-    /// A handle keeping `ref` alive until the handle goes away.
+    /// A handle keeping `ref` alive until the handle goes away. A heap holds at most
+    /// 16 777 216 live handles; one more is a fatal error naming the limit.
     public func makeHandle(_ ref: Ref) -> Handle {
         if checked && !ref.isNull { checkRef(ref, .handle) }
         let h = globalsLock.withLock {
-            let s = handleSlots.take()
+            let s = handleSlots.take(.handle)
             tc_store_release(UnsafeMutableRawPointer(s), ref.address)
             return Handle(heap: self, slot: s)
         }

@@ -61,4 +61,28 @@ final class GlobalReleaseTests: WatchdogTestCase {
             heap.releaseGlobal(g)
         }
     }
+
+    /// Running out of root slots is the program's doing, and the fatal error says so,
+    /// naming the limit, instead of blaming the runtime ("invariant violated"). A table
+    /// with one chunk (1 024 slots) stands in for the real one (16 777 216 slots), which
+    /// would take 128 MiB to fill; released slots do not count against the limit.
+    func testTooManyLiveRootSlotsIsAUserFacingError() {
+        let limit = RootSlotTable.slotsPerChunk
+        checkInChild { c in
+            var t = RootSlotTable(maxChunks: 1)
+            var slots: [UnsafeMutablePointer<UInt>] = []
+            for _ in 0..<limit { slots.append(t.take(.global)) }
+            t.release(slots[7])
+            c.expectEqual(t.take(.global), slots[7], "a released slot is reused at the limit")
+        }
+        expectFatal("makeGlobal: more than \(limit) live globals (the limit); release globals you no longer need") {
+            var t = RootSlotTable(maxChunks: 1)
+            for _ in 0...limit { _ = t.take(.global) }
+        }
+        expectFatal("makeHandle: more than \(limit) live handles (the limit); release handles you no longer need") {
+            var t = RootSlotTable(maxChunks: 1)
+            for _ in 0...limit { _ = t.take(.handle) }
+        }
+        XCTAssertEqual(RootSlotTable.maxRootSlots, 16_777_216, "the documented limit")
+    }
 }
