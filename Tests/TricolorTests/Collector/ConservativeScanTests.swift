@@ -45,7 +45,9 @@ final class ConservativeScanTests: WatchdogTestCase {
     /// Before, attach went on and each cycle only counted the skipped scan. The failure
     /// comes from the fault seam `tc_set_fake_stack_bounds_error`, on a new thread (the
     /// bounds are cached per thread).
-    func testAttachTrapsWhenTheThreadsStackCannotBeFound() {
+    func testAttachTrapsWhenTheThreadsStackCannotBeFound() throws {
+        // A forked child of a multi-threaded process cannot start threads under TSan.
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         expectFatal("attach: cannot find this thread's stack (pthread_getattr_np: Cannot allocate memory, error 12)") {
             let heap = try! Heap(configuration: Configuration())
             tc_set_fake_stack_bounds_error(ENOMEM)
@@ -56,7 +58,8 @@ final class ConservativeScanTests: WatchdogTestCase {
 
     /// Without conservative scanning the same thread attaches and works: its frames'
     /// slots are its only roots, and its stack bounds are not needed.
-    func testAttachWithoutStackBoundsWorksWithConservativeScanningOff() {
+    func testAttachWithoutStackBoundsWorksWithConservativeScanningOff() throws {
+        try XCTSkipIf(lifeUnderSanitizer, "child processes under a sanitizer")
         checkInChild { c in
             var config = Configuration(clobberFree: true, checkmark: true)
             config.conservativeStackScan = false

@@ -34,16 +34,23 @@ final class Tracked: @unchecked Sendable {
     static let lock = NSLockish()
     nonisolated(unsafe) static var deinits: [Int: Int] = [:]
     nonisolated(unsafe) static var deinitThreads: [Int: UInt64] = [:]
+    nonisolated(unsafe) static var deinitThreadNames: [Int: String] = [:]
     let id: Int
     init(_ id: Int) { self.id = id }
     deinit {
         let id = self.id
+        var name = [CChar](repeating: 0, count: 32)
+        if tc_thread_name(&name, name.count) != 0 { name[0] = 0 }
+        let threadName = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         Tracked.lock.withLock {
             Tracked.deinits[id, default: 0] += 1
             Tracked.deinitThreads[id] = tc_thread_id()
+            Tracked.deinitThreadNames[id] = threadName
         }
     }
     static func count(_ id: Int) -> Int { lock.withLock { deinits[id] ?? 0 } }
+    /// The name of the thread the last `Tracked(id)` was released on ("" if none).
+    static func threadName(_ id: Int) -> String { lock.withLock { deinitThreadNames[id] ?? "" } }
 }
 
 struct FinalizerError: Error {}
