@@ -619,11 +619,17 @@ def specials_of(h, sp, base):
 def memstats(h):
     st = h.shared_word("stackInuse")
     goal = h.shared_word("heapGoal")
-    rows = [("HeapSys", h.shared_word("heapSys") - st), ("HeapInuse", h.shared_word("heapInuse")),
-            ("HeapReleased", h.shared_word("heapReleased")), ("StackInuse", st),
-            ("NextGC", 0 if goal == MASK64 else goal), ("NumGC", h.shared_word("numGC")),
-            ("HeapLive", h.shared_word("heapLive")), ("Sweepgen", h.sweepgen())]
-    return "".join("%s %d\n" % r for r in rows) + "Phase %s\n" % h.phase()
+    # Spans kept empty in their class are idle, as in Heap.memStats().
+    inuse = h.shared_word("heapInuse")
+    inuse -= min(inuse, h.shared_word("keptEmptyBytes"))
+    rows = [("HeapSys", h.shared_word("heapSys") - st), ("HeapInuse", inuse),
+            ("HeapReleased", h.shared_word("heapReleased")), ("StackInuse", st)]
+    # GOGC off with no memory limit: memStats() derives Go's near-MaxInt64 goal from
+    # figures gdb cannot read; say so instead.
+    text = "".join("%s %d\n" % r for r in rows)
+    text += "NextGC none (GOGC off, no memory limit)\n" if goal == MASK64 else "NextGC %d\n" % goal
+    rows = [("NumGC", h.shared_word("numGC")), ("HeapLive", h.shared_word("heapLive")), ("Sweepgen", h.sweepgen())]
+    return text + "".join("%s %d\n" % r for r in rows) + "Phase %s\n" % h.phase()
 
 
 def spans_of_class(h, size_class):

@@ -222,7 +222,10 @@ extension UnsafeMutablePointer where Pointee == MCache {
             s = t
         }
         heap.heapStats.spansCached.add(1, .relaxed)
-        s.pointee.keptEmpty = 0
+        if s.pointee.keptEmpty != 0 {
+            s.pointee.keptEmpty = 0
+            heap.heapStats.keptEmptyBytes.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
+        }
         if slotIndex >= SpanClass.count {
             // A type's own slot: every free slot gets the type's id now, so the fast
             // path stores none (see `ObjectType.bits`). Its sampling countdown starts

@@ -159,6 +159,8 @@ extension Heap {
         cycle.heap2 = marked
         // Pacer: measure this cycle, then set the next goal and trigger.
         endPacerCycle(marked: marked)
+        // gctrace's goal is Go's lastHeapGoal: the goal at the end of the cycle.
+        cycle.goal = pacer.lastHeapGoal
         cycle.stacks = maxStackScan
         let native = marking.nativeScanBytes.load(.relaxed)
         let found = marking.conservativeRoots.load(.relaxed)

@@ -26,6 +26,12 @@ extension Heap {
         sweep.pagesSwept.add(s.pointee.npages, .relaxed)
         heapStats.spansSwept.add(1, .relaxed)
         let spc = s.pointee.spanClass
+        // A span kept empty by the last sweep is decided afresh (and not kept twice).
+        let wasKeptEmpty = s.pointee.keptEmpty != 0
+        if wasKeptEmpty {
+            s.pointee.keptEmpty = 0
+            heapStats.keptEmptyBytes.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
+        }
         // Specials (Runtime/Specials.swift), before the mark bits become the alloc bits:
         // finalizer objects are revived (marked), so that their heap-profile records
         // stay and the profile counts them live, as Go does.
@@ -71,7 +77,7 @@ extension Heap {
         // the next refill of the class takes it from the central list with no page-heap
         // round trip and nothing to zero. Otherwise it goes straight back to the page
         // heap and is zeroed when reused, so its dead objects are not cleared here.
-        let keepEmpty = nalloc == 0 && !preserve && s.pointee.keptEmpty == 0 && takeKeepEmptyBudget(s.pointee.npages)
+        let keepEmpty = nalloc == 0 && !preserve && !wasKeptEmpty && takeKeepEmptyBudget(s.pointee.npages)
         let freeWhole = nalloc == 0 && !preserve && !configuration.clobberFree && !keepEmpty
         for w in 0..<words {
             let lo = UInt(w) * 64
@@ -124,8 +130,9 @@ extension Heap {
                 return false
             }
             heapStats.spansKeptEmpty.add(1, .relaxed)
+            heapStats.keptEmptyBytes.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
         }
-        s.pointee.keptEmpty = keepEmpty ? 1 : 0
+        s.pointee.keptEmpty = keepEmpty && nalloc == 0 ? 1 : 0
         let spc = s.pointee.spanClass
         let c = centrals + Int(spc.raw)
         c.pointee.lock.withLock {

@@ -4,22 +4,29 @@ import Glibc
 // gctrace: one line per cycle on stderr in Go's format (runtime/mgc.go):
 //   gc N @S.SSSs P%: a+b+c ms clock, w+x/y/z+v ms cpu, h0->h1->h2 MB, G MB goal, S MB stacks, L MB globals, N P
 // a: pause #1 (sweep termination); b: concurrent mark; c: pause #2 (mark termination);
-// w, v: the pauses × GOMAXPROCS; x: assist CPU; y: background mark CPU; z: idle mark CPU
-// (always 0: there are no idle workers); h0: heapLive at the start; h1: heapLive at mark
-// termination; h2: marked (live) bytes; G: the cycle's goal; S: shadow-stack bytes;
-// L: global and handle slot bytes; P%: GC's share of GOMAXPROCS × wall time since start.
+// w, v: the pauses × min(GOMAXPROCS, CPUs) (Go's stwprocs); x: assist CPU; y: background
+// mark CPU; z: idle mark CPU (a worker's marking beyond the 25% share while a CPU would
+// otherwise idle); h0: heapLive at the start; h1: heapLive at mark termination;
+// h2: marked (live) bytes; G: the goal at the end of the cycle (Go's lastHeapGoal);
+// S: shadow-stack bytes; L: global and handle slot bytes; P%: GC's share of GOMAXPROCS ×
+// wall time since start, as of the end of this cycle, idle marking left out (Go's
+// gc_cpu_fraction).
+// Where we differ: x, y and z are thread CPU time; Go measures them as wall time while a
+// worker or assist holds a P. Our collector threads are not Ps, and CPU time does not
+// count time a worker spent descheduled.
 
 extension Heap {
     func printTrace(_ t: CycleTrace) {
         func ms(_ ns: UInt64) -> String { formatDecimal(Double(ns) / 1e6) }
         func mb(_ b: UInt) -> UInt { b >> 20 }
         let procs = UInt64(gomaxprocs)
+        let stwProcs = UInt64(workerProcs)   // Go's stwprocs: min(GOMAXPROCS, CPUs)
         let since = Double(t.tSweepTerm - startTime) / 1e9
-        let pct = statsLock.withLock { Int(gcCPUFraction * 100) }
+        let pct = statsLock.withLock { Int(lastGCCPUFraction * 100) }
         let markWall = t.tMarkTerm > t.tMark ? t.tMarkTerm - t.tMark : 0
         var line = "gc \(t.number) @\(String(format3: since))s \(pct)%: "
         line += "\(ms(t.stw1Ns))+\(ms(markWall))+\(ms(t.stw2Ns)) ms clock, "
-        line += "\(ms(t.stw1Ns.saturatingMultiply(procs)))+\(ms(t.assistNs))/\(ms(t.bgNs))/\(ms(t.idleNs))+\(ms(t.stw2Ns.saturatingMultiply(procs))) ms cpu, "
+        line += "\(ms(t.stw1Ns.saturatingMultiply(stwProcs)))+\(ms(t.assistNs))/\(ms(t.bgNs))/\(ms(t.idleNs))+\(ms(t.stw2Ns.saturatingMultiply(stwProcs))) ms cpu, "
         line += "\(mb(t.heap0))->\(mb(t.heap1))->\(mb(t.heap2)) MB, \(mb(t.goal)) MB goal, "
         line += "\(mb(t.stacks)) MB stacks, \(mb(t.globals)) MB globals, \(procs) P"
         if t.forced { line += " (forced)" }

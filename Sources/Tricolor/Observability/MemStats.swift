@@ -19,9 +19,10 @@ public struct MemStats: Sendable, Codable, Equatable {
     public var heapAlloc: UInt64 = 0
     /// Bytes of heap memory obtained from the OS (grown into the Ready state).
     public var heapSys: UInt64 = 0
-    /// Bytes in spans with no objects.
+    /// Bytes in spans with no objects: free pages of the page heap, and the empty spans
+    /// a sweep kept in their size class for reuse (Go's page heap would hold those).
     public var heapIdle: UInt64 = 0
-    /// Bytes in in-use spans.
+    /// Bytes in in-use spans: spans with at least one object, or cached by a mutator.
     public var heapInuse: UInt64 = 0
     /// Bytes of idle pages returned to the OS (`madvise(MADV_DONTNEED)` accepted), by the
     /// background scavenger, under a memory limit, or by ``Heap/freeOSMemory()``; pages
@@ -61,9 +62,12 @@ public struct MemStats: Sendable, Codable, Equatable {
     /// Cycles started by `Heap.collect()` rather than by the pacer.
     public var numForcedGC: UInt32 = 0
     /// Share of the available CPU time (GOMAXPROCS × wall time since the heap was created)
-    /// spent in the collector: pauses, assists and background marking.
+    /// spent in the collector, as of the end of the last cycle (Go computes it there
+    /// too): the pauses × min(GOMAXPROCS, CPUs), assists, and background marking except
+    /// idle marking, which Go leaves out as free.
     public var gcCPUFraction: Double = 0
-    /// False when GOGC is off (`gcPercent` nil); a memory limit may still start cycles.
+    /// Always true, as in Go ("GC is enabled even if GOGC=off"): with GOGC off a memory
+    /// limit may still start cycles.
     public var enableGC: Bool = true
     /// Allocations and frees per size class, indexed by class; entry 0 is Go's class 0 (size
     /// 0). Large objects are not counted here, as in Go.
@@ -130,7 +134,9 @@ extension Heap {
         // not in HeapSys (HeapSys = HeapInuse + HeapIdle, heap memory proper).
         let stacks = UInt64(heapStats.stackInuse.load(.relaxed))
         m.heapSys = UInt64(heapStats.heapSys.load(.relaxed)) - stacks
-        m.heapInuse = UInt64(heapStats.heapInuse.load(.relaxed))
+        // Spans kept empty in their class are idle, as they would be in Go's page heap.
+        let rawInuse = UInt64(heapStats.heapInuse.load(.relaxed))
+        m.heapInuse = rawInuse - min(rawInuse, UInt64(heapStats.keptEmptyBytes.load(.relaxed)))
         m.heapIdle = m.heapSys - m.heapInuse
         m.heapReleased = UInt64(heapStats.heapReleased.load(.relaxed))
         m.stackInuse = stacks
@@ -145,26 +151,31 @@ extension Heap {
         m.otherSys = UInt64(globalsLock.withLock { globalSlots.bytes + handleSlots.bytes }) + UInt64(typesLock.withLock { typeNames.count } * MemoryLayout<TypeInfo>.stride)
         m.sys = m.heapSys + m.stackSys + m.mSpanSys + m.mCacheSys + m.gcSys + m.otherSys
         let goal = gcController.heapGoal.load(.relaxed)
-        m.nextGC = goal == UInt.max ? 0 : UInt64(goal)
+        if goal == UInt.max {
+            // GOGC off and no memory limit: Go 1.19's goal is then the memory limit's
+            // with the limit at its maximum, math.MaxInt64 less the memory that is not
+            // heap and Go 1.19's 1 MiB of headroom.
+            let mappedReady = m.sys - min(m.sys, m.heapReleased)
+            let heapFree = m.heapIdle - min(m.heapIdle, m.heapReleased)
+            let nonHeap = mappedReady - min(mappedReady, heapFree + m.heapAlloc)
+            m.nextGC = UInt64(Int64.max) - nonHeap - (1 << 20)
+        } else {
+            m.nextGC = UInt64(goal)
+        }
         statsLock.withLock {
             m.lastGC = lastGC
             m.pauseTotalNs = pauseTotalNs
             m.pauseNs = pauseNs
             m.pauseEnd = pauseEnd
             m.numForcedGC = numForcedGC
-            m.gcCPUFraction = gcCPUFraction
+            m.gcCPUFraction = lastGCCPUFraction
         }
         m.numGC = UInt32(marking.numGC.load(.relaxed))
-        m.enableGC = pacer.gcPercent != nil
+        m.enableGC = true
         return m
     }
 
 
-    /// Share of the available CPU (GOMAXPROCS × wall time since the heap was created)
-    /// spent in the collector: pauses × procs, assists and background marking (statsLock).
-    var gcCPUFraction: Double {
-        Double(gcCPUNs) / (Double(max(1, tc_nanotime() - startTime)) * Double(gomaxprocs))
-    }
 
     /// Go's debug.ReadGCStats. With `pauseQuantiles` = q > 0, `GCStats.pauseQuantiles`
     /// holds q quantiles of `pause` computed as Go does (for q = 5: minimum, 25%, 50%,
@@ -246,9 +257,13 @@ extension Heap {
             pauseTotalNs = pauseTotalNs.saturatingAdd(cyclePauseNs)
             lastGC = wallEnd
             cyclePauseNs = 0
-            let procs = UInt64(gomaxprocs)
-            let pauseCPU = cycle.stw1Ns.saturatingAdd(cycle.stw2Ns).saturatingMultiply(procs)
-            gcCPUNs = gcCPUNs.saturatingAdd(pauseCPU).saturatingAdd(UInt64(marking.assistTimeNs.load(.relaxed))).saturatingAdd(UInt64(marking.bgMarkTimeNs.load(.relaxed)))
+            // Go's gcMarkTermination: the pauses count for the CPUs they stop
+            // (stwprocs, min(GOMAXPROCS, CPUs)); idle marking is left out as free.
+            let pauseCPU = cycle.stw1Ns.saturatingAdd(cycle.stw2Ns).saturatingMultiply(UInt64(workerProcs))
+            let bgMark = UInt64(marking.bgMarkTimeNs.load(.relaxed))
+            let markCPU = UInt64(marking.assistTimeNs.load(.relaxed)).saturatingAdd(bgMark - min(bgMark, cycle.idleNs))
+            gcCPUNs = gcCPUNs.saturatingAdd(pauseCPU).saturatingAdd(markCPU)
+            lastGCCPUFraction = Double(gcCPUNs) / (Double(max(1, tc_nanotime() - startTime)) * Double(gomaxprocs))
         }
         cycle.assistNs = UInt64(marking.assistTimeNs.load(.relaxed))
         let bg = UInt64(marking.bgMarkTimeNs.load(.relaxed))

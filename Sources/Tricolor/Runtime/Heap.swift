@@ -201,6 +201,8 @@ public final class Heap: @unchecked Sendable {
     let statsLock = RuntimeLock(rank: .stats)
     @exclusivity(unchecked) var nextMutatorID = 0
     @exclusivity(unchecked) var gcCPUNs: UInt64 = 0
+    /// GC CPU fraction as of the end of the last cycle (statsLock), as Go stores it.
+    @exclusivity(unchecked) var lastGCCPUFraction: Double = 0
     /// Allocation-path counts of detached mutators (statsLock).
     let pathTotals: UnsafeMutablePointer<UInt64>
 

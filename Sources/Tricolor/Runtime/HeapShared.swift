@@ -293,6 +293,11 @@ struct HeapStatsShared {
     let spansSwept: AtomicWord, spansFreed: AtomicWord
     /// Empty spans a sweep kept in their class (`SweepShared.keepEmptyPages`).
     let spansKeptEmpty: AtomicWord
+    /// Bytes of the spans kept empty in their class right now (`MSpan.keptEmpty`): added
+    /// by the sweep that keeps one, taken off by the refill that caches it or the next
+    /// sweep of it. MemStats counts them as HeapIdle, where Go's page heap would have
+    /// them (Go frees an empty span at once).
+    let keptEmptyBytes: AtomicWord
     let heapGrows: AtomicWord, heapGrowBytes: AtomicWord, bytesReturnedToOS: AtomicWord
     /// Objects allocated / freed per size class (small objects).
     let smallAllocs: AtomicCounters
@@ -309,7 +314,7 @@ struct HeapStatsShared {
         spansCached = c.word(); spansUncached = c.word(); tinyAllocCount = c.word()
         // Sweepers:
         c.nextLine()
-        spansSwept = c.word(); spansFreed = c.word(); spansKeptEmpty = c.word()
+        spansSwept = c.word(); spansFreed = c.word(); spansKeptEmpty = c.word(); keptEmptyBytes = c.word()
         // Whoever holds the heap lock:
         c.nextLine()
         heapInuse = c.word(); heapSys = c.word(); heapReleased = c.word(); stackInuse = c.word()
