@@ -109,7 +109,7 @@ final class FinalizerQueue: @unchecked Sendable {
                 switch jobs[k] {
                 case .finalizer(_, let obj): body(obj)
                 case .cleanup(_, let arg): if arg != 0 { body(arg) }
-                case .release: break
+                case .release, .done: break
                 }
             }
             return pending
@@ -175,9 +175,10 @@ extension Heap {
                 return stop
             }
             if stop { break }
-            // Only this thread takes jobs off the queue.
-            let job = q.lock.withLock { q.jobs[q.head] }
-            switch job {
+            // Only this thread takes jobs off the queue. The job stays in the queue while
+            // it runs (its object is a root there).
+            var job: LifecycleJob? = q.lock.withLock { q.jobs[q.head] }
+            switch job.unsafelyUnwrapped {
             case .finalizer(let fn, let obj):
                 do { try fn(m, Ref(address: obj)) } catch {
                     runtimeFatal("finalizer for \(Ref(address: obj)) threw: \(error)")
@@ -188,19 +189,31 @@ extension Heap {
                 }
             case .release(let p):
                 Unmanaged<AnyObject>.fromOpaque(p).release()
+            case .done:
+                break
             }
             // The heap may have been freed by what just ran (see "Lifetime").
             if control.heapGone { return }
             q.lock.withLock {
-                q.head += 1
-                q.busy = false
-                switch job {
+                switch job.unsafelyUnwrapped {
                 case .finalizer: q.finalizersRun += 1
                 case .cleanup: q.cleanupsRun += 1
                 case .release: q.releasesRun += 1
+                case .done: break
                 }
+                // The queue lets go of the closure here; this thread's copy goes below.
+                q.jobs[q.head] = .done
+                q.head += 1
+                q.busy = false
                 if q.pending == 0 { q.idleCond.broadcast() }
             }
+            // The closure's last release, and with it whatever it captured, runs here,
+            // with no lock held: a deinit it leads to may stop a cleanup (the specials
+            // lock) or drop the heap (its deinit stops this thread, taking the queue's
+            // lock). Before, the closure stayed in the queue until a later enqueue
+            // trimmed it, on a sweeping thread holding both locks.
+            job = nil
+            if control.heapGone { return }
         }
         // No detach(): that would give back the reference this thread does not hold.
         unlinkMutator(st)
@@ -222,8 +235,9 @@ extension Heap {
             q.control.heapGone = true
             if let st = currentMutator() { unlinkMutator(st) }
             pthread_detach(q.thread)
-            // The job that dropped the heap is done.
-            q.lock.withLock { q.head += 1; q.busy = false }
+            // The job that dropped the heap is done (unless the drop was the release of
+            // a job already counted done: busy is false then).
+            q.lock.withLock { if q.busy { q.head += 1; q.busy = false } }
         } else if started {
             pthread_join(q.thread, nil)
         }
@@ -362,9 +376,12 @@ extension Mutator {
         if object.isNull || object.address == heap.zeroBase { return }
         let (s, _) = heap.objectForSpecial(object.address, "setFinalizer")
         guard let finalizer else {
-            heap.specials.lock.withLock {
-                _ = heap.removeSpecialLocked(span: s, addr: object.address) { $0.kind == .finalizer }
+            let removed = heap.specials.lock.withLock {
+                heap.removeSpecialLocked(span: s, addr: object.address) { $0.kind == .finalizer }
             }
+            // The removed closure is released here, after the lock: what it captured may
+            // have a deinit that takes the specials lock (`Cleanup.stop()`).
+            withExtendedLifetime(removed) {}
             return
         }
         heap.startFinalizerThreadIfNeeded()
@@ -393,6 +410,11 @@ extension Mutator {
         checkUsable("addCleanup")
         if object.isNull { runtimeFatal("addCleanup: object is null") }
         let (s, _) = heap.objectForSpecial(object.address, "addCleanup")
+        // The argument being the object itself is caught in every mode (one compare, as
+        // Go 1.24's AddCleanup panics on it); one that only refers to it, in checked mode.
+        if argument == object {
+            runtimeFatal("addCleanup: the argument \(argument) is the object \(object) itself, so the object stays reachable and the cleanup will never run")
+        }
         if heap.checked && !argument.isNull {
             if heap.reaches(from: argument.address, to: object.address) {
                 runtimeFatal("addCleanup: the argument \(argument) \(argument == object ? "is" : "refers to") the object \(object) itself, so the object stays reachable and the cleanup will never run")

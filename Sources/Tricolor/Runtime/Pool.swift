@@ -166,8 +166,8 @@ final class PoolStorage: @unchecked Sendable {
 ///
 /// `get` returns an object some mutator `put` earlier, or a new one from `new`, or
 /// `Ref.null` when the pool is empty and has no `new`. Anything in the pool may be
-/// dropped at any collection: an object put and not taken survives at most two
-/// collections (the victim cache). Use a pool for scratch objects whose allocation is
+/// dropped at any collection: an object put and not taken survives the next
+/// collection in the victim cache and is dropped by the one after (Go's sync.Pool). Use a pool for scratch objects whose allocation is
 /// worth saving across a busy stretch (buffers, per-request state), never for objects
 /// whose contents must persist. Pooled objects are heap objects: the pool keeps them
 /// alive and the collector traces them.

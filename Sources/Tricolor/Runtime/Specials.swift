@@ -102,6 +102,8 @@ enum LifecycleJob {
     case cleanup(LifecycleFunction, arg: UInt)
     /// Release a Swift object a dead box owned.
     case release(UnsafeMutableRawPointer)
+    /// A job that has run: the queue no longer holds its closure.
+    case done
 }
 
 /// Every special record of a heap (see the top of this file). All fields: `lock`.
