@@ -621,7 +621,9 @@ def memstats(h):
     goal = h.shared_word("heapGoal")
     # Spans kept empty in their class are idle, as in Heap.memStats().
     inuse = h.shared_word("heapInuse")
-    inuse -= min(inuse, h.shared_word("keptEmptyBytes"))
+    kept = h.shared_word("keptEmptyBytes")
+    kept -= min(kept, h.shared_word("keptEmptyBytesTaken"))
+    inuse -= min(inuse, kept)
     rows = [("HeapSys", h.shared_word("heapSys") - st), ("HeapInuse", inuse),
             ("HeapReleased", h.shared_word("heapReleased")), ("StackInuse", st)]
     # GOGC off with no memory limit: memStats() derives Go's near-MaxInt64 goal from

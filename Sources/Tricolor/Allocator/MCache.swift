@@ -224,7 +224,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
         heap.heapStats.spansCached.add(1, .relaxed)
         if s.pointee.keptEmpty != 0 {
             s.pointee.keptEmpty = 0
-            heap.heapStats.keptEmptyBytes.sub(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
+            heap.heapStats.keptEmptyBytesTaken.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
         }
         if slotIndex >= SpanClass.count {
             // A type's own slot: every free slot gets the type's id now, so the fast

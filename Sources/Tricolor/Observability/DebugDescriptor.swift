@@ -174,7 +174,7 @@ enum DebugLayout {
             ("shared.numGC", w(shared.marking.numGC)), ("shared.heapLive", w(shared.gcController.heapLive)),
             ("shared.trigger", w(shared.gcController.trigger)), ("shared.heapGoal", w(shared.gcController.heapGoal)),
             ("shared.heapInuse", w(shared.heapStats.heapInuse)), ("shared.heapSys", w(shared.heapStats.heapSys)),
-            ("shared.keptEmptyBytes", w(shared.heapStats.keptEmptyBytes)),
+            ("shared.keptEmptyBytes", w(shared.heapStats.keptEmptyBytes)), ("shared.keptEmptyBytesTaken", w(shared.heapStats.keptEmptyBytesTaken)),
             ("shared.heapReleased", w(shared.heapStats.heapReleased)), ("shared.stackInuse", w(shared.heapStats.stackInuse)),
             ("shared.largeAllocCount", w(shared.heapStats.largeAllocCount)), ("shared.largeFreeCount", w(shared.heapStats.largeFreeCount)),
             ("shared.smallAllocs", UInt(bitPattern: shared.heapStats.smallAllocs.base) - UInt(bitPattern: shared.block)),

@@ -136,7 +136,9 @@ extension Heap {
         m.heapSys = UInt64(heapStats.heapSys.load(.relaxed)) - stacks
         // Spans kept empty in their class are idle, as they would be in Go's page heap.
         let rawInuse = UInt64(heapStats.heapInuse.load(.relaxed))
-        m.heapInuse = rawInuse - min(rawInuse, UInt64(heapStats.keptEmptyBytes.load(.relaxed)))
+        let taken = heapStats.keptEmptyBytesTaken.load(.relaxed)
+        let kept = heapStats.keptEmptyBytes.load(.relaxed)
+        m.heapInuse = rawInuse - min(rawInuse, UInt64(kept - min(kept, taken)))
         m.heapIdle = m.heapSys - m.heapInuse
         m.heapReleased = UInt64(heapStats.heapReleased.load(.relaxed))
         m.stackInuse = stacks

@@ -293,11 +293,14 @@ struct HeapStatsShared {
     let spansSwept: AtomicWord, spansFreed: AtomicWord
     /// Empty spans a sweep kept in their class (`SweepShared.keepEmptyPages`).
     let spansKeptEmpty: AtomicWord
-    /// Bytes of the spans kept empty in their class right now (`MSpan.keptEmpty`): added
-    /// by the sweep that keeps one, taken off by the refill that caches it or the next
-    /// sweep of it. MemStats counts them as HeapIdle, where Go's page heap would have
-    /// them (Go frees an empty span at once).
+    /// Bytes of spans kept empty in their class (`MSpan.keptEmpty`): added by the sweep
+    /// that keeps one, taken off by the next sweep of it (sweepers' line). Those a refill
+    /// cached since are in `keptEmptyBytesTaken` (mutators' line, beside `spansCached`,
+    /// which the same refill bumps: a mutator never writes the sweepers' line). MemStats
+    /// counts the difference as HeapIdle, where Go's page heap would have it (Go frees an
+    /// empty span at once).
     let keptEmptyBytes: AtomicWord
+    let keptEmptyBytesTaken: AtomicWord
     let heapGrows: AtomicWord, heapGrowBytes: AtomicWord, bytesReturnedToOS: AtomicWord
     /// Objects allocated / freed per size class (small objects).
     let smallAllocs: AtomicCounters
@@ -311,7 +314,7 @@ struct HeapStatsShared {
         // sat beside spansSwept). Go keeps such counters per P for the same reason.
         // Mutators, at span refill and release:
         c.nextLine()
-        spansCached = c.word(); spansUncached = c.word(); tinyAllocCount = c.word()
+        spansCached = c.word(); spansUncached = c.word(); tinyAllocCount = c.word(); keptEmptyBytesTaken = c.word()
         // Sweepers:
         c.nextLine()
         spansSwept = c.word(); spansFreed = c.word(); spansKeptEmpty = c.word(); keptEmptyBytes = c.word()
