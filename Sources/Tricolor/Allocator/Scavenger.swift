@@ -106,9 +106,7 @@ extension Heap {
     /// Heap lock held.
     func scavengeWorkPages() -> Int {
         guard let g = scav.goal else { return 0 }
-        let heapSys = heapStats.heapSys.load(.relaxed)
-        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
-        let retained = heapSys - min(heapSys, released)
+        let retained = heapRetainedLocked()
         var want = 0
         if g.gcPercentGoal != UInt.max && retained > g.gcPercentGoal {
             want = Int((retained - g.gcPercentGoal) >> SizeClassTable.pageShiftU)
@@ -116,6 +114,9 @@ extension Heap {
             want = min(want, max(0, freeResidentPages - 2 * growReserveLowPages))
         }
         if g.memoryLimitGoal != UInt.max {
+            // The memory limit covers everything mapped, stacks included.
+            let heapSys = heapStats.heapSys.load(.relaxed)
+            let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
             let mapped = heapSys + metadataBytesLocked - min(heapSys, released)
             if mapped > g.memoryLimitGoal {
                 want = max(want, Int((mapped - g.memoryLimitGoal + SizeClassTable.pageSizeU - 1) >> SizeClassTable.pageShiftU))
@@ -297,14 +298,27 @@ extension Heap {
         })
     }
 
+    /// Go's heapRetained: heap memory backed by the OS, in use or free, stacks excluded
+    /// (heapSys counts stack spans too; Go keeps them out of the heap's figures).
+    /// Heap lock held.
+    func heapRetainedLocked() -> UInt {
+        let heapSys = heapStats.heapSys.load(.relaxed)
+        let stacks = heapStats.stackInuse.load(.relaxed)
+        let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
+        return heapSys - min(heapSys, stacks.saturatingAdd(released))
+    }
+
     // MARK: scavtrace
 
     /// Go's scavtrace line (printScavTrace). Heap lock held.
     func printScavTraceLocked(forced: Bool) {
-        let heapSys = heapStats.heapSys.load(.relaxed)
         let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
-        let retained = max(1, heapSys - min(heapSys, released))
-        let util = heapStats.heapInuse.load(.relaxed) * 100 / retained
+        let retained = max(1, heapRetainedLocked())
+        // In-use as MemStats counts it: spans kept empty in their class are idle.
+        let kept = heapStats.keptEmptyBytes.load(.relaxed)
+        let keptNow = kept - min(kept, heapStats.keptEmptyBytesTaken.load(.relaxed))
+        let inuse = heapStats.heapInuse.load(.relaxed)
+        let util = (inuse - min(inuse, keptNow)) * 100 / retained
         let line = "scav \(scav.releasedSinceTrace >> 10) KiB work, \(released >> 10) KiB total, \(util)% util\(forced ? " (forced)" : "")\n"
         scav.releasedSinceTrace = 0
         writeStderr(line)

@@ -94,4 +94,18 @@ final class GoMeaningTests: WatchdogTestCase {
         XCTAssertLessThanOrEqual(w, clock[0] * Double(cpus) * 1.5 + 0.002, String(line))
         XCTAssertLessThanOrEqual(v, clock[2] * Double(cpus) * 1.5 + 0.002, String(line))
     }
+
+    /// The scavenger's retained heap is Go's heapRetained, HeapSys − HeapReleased with
+    /// stacks left out. Before, stack spans counted as retained heap, so the scavenger's
+    /// goal and scavtrace's util were measured against more than the heap.
+    func testScavengerRetainedHeapLeavesStacksOut() throws {
+        let heap = try Heap(configuration: Configuration())
+        heap.withMutator { m in
+            m.withFrame(slots: 1) { f in for _ in 0..<10_000 { f[0] = m.allocateBytes(64) } }
+            let s = heap.memStats()
+            XCTAssertGreaterThan(s.stackInuse, 0, "an attached mutator has a stack")
+            let retained = heap.heapLock.withLock { heap.heapRetainedLocked() }
+            XCTAssertEqual(UInt64(retained), s.heapSys - s.heapReleased)
+        }
+    }
 }
