@@ -19,6 +19,8 @@ static void tc_pthread_fatal(const char *call, int rc) {
     fprintf(stderr, "fatal error: tricolor: %s failed: %s (error %d)\n", call, strerror(rc), rc);
     abort();
 }
+// Call a pthread function that returns 0 or an error number; stop on an error.
+#define TC_PTHREAD_CHECK(fn, ...) do { int rc_ = fn(__VA_ARGS__); if (rc_ != 0) tc_pthread_fatal(#fn, rc_); } while (0)
 
 __thread void *tc_current_mutator = 0;
 __thread int tc_collector_unpinning = 0;
@@ -227,12 +229,9 @@ size_t tc_lock_size(void) { return sizeof(struct tc_lock); }
 // (a span push or pop, a page-allocator update), so a futex sleep would cost more.
 void tc_lock_init(tc_lock *l) {
     pthread_mutexattr_t a;
-    int rc = pthread_mutexattr_init(&a);
-    if (rc != 0) tc_pthread_fatal("pthread_mutexattr_init", rc);
-    rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
-    if (rc != 0) tc_pthread_fatal("pthread_mutexattr_settype", rc);
-    rc = pthread_mutex_init(&l->m, &a);
-    if (rc != 0) tc_pthread_fatal("pthread_mutex_init", rc);
+    TC_PTHREAD_CHECK(pthread_mutexattr_init, &a);
+    TC_PTHREAD_CHECK(pthread_mutexattr_settype, &a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    TC_PTHREAD_CHECK(pthread_mutex_init, &l->m, &a);
     pthread_mutexattr_destroy(&a);
 }
 void tc_lock_destroy(tc_lock *l) { pthread_mutex_destroy(&l->m); }
@@ -247,12 +246,9 @@ size_t tc_cond_size(void) { return sizeof(struct tc_cond); }
 // stop-the-world watchdog and its check for mutators whose thread is gone).
 void tc_cond_init(tc_cond *c) {
     pthread_condattr_t a;
-    int rc = pthread_condattr_init(&a);
-    if (rc != 0) tc_pthread_fatal("pthread_condattr_init", rc);
-    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    if (rc != 0) tc_pthread_fatal("pthread_condattr_setclock", rc);
-    rc = pthread_cond_init(&c->c, &a);
-    if (rc != 0) tc_pthread_fatal("pthread_cond_init", rc);
+    TC_PTHREAD_CHECK(pthread_condattr_init, &a);
+    TC_PTHREAD_CHECK(pthread_condattr_setclock, &a, CLOCK_MONOTONIC);
+    TC_PTHREAD_CHECK(pthread_cond_init, &c->c, &a);
     pthread_condattr_destroy(&a);
 }
 void tc_cond_destroy(tc_cond *c) { pthread_cond_destroy(&c->c); }

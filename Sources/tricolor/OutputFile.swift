@@ -4,6 +4,7 @@
 // @preconcurrency: Swift 6 refuses to read C's `stdout` (a mutable global to it); the
 // stream is set up before main and never reassigned.
 @preconcurrency import Glibc
+@_spi(Tools) import Tricolor
 
 /// Exit statuses of `tricolor` (sysexits.h values). The README lists them.
 enum ExitStatus {
@@ -150,7 +151,7 @@ final class OutputFile {
 
     private static func openAtomic(option: String, path: String) throws(OutputError) -> OutputFile {
         let final: String
-        switch followSymlinks(path) {
+        switch FilePaths.followingFinalSymlinks(path) {
         case .success(let p): final = p
         case .failure(let e): throw OutputError("\(option): cannot open '\(path)' for writing: \(errnoText(e.code))")
         }
@@ -175,7 +176,7 @@ final class OutputFile {
         } else {
             throw OutputError("\(option): cannot open '\(path)' for writing: \(errnoText(errno))")
         }
-        let (dir, base) = split(final)
+        let (dir, base) = FilePaths.split(final)
         var template = Array("\(dir)/.\(base).tmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if fd < 0 {
@@ -286,30 +287,6 @@ final class OutputFile {
     }
 
     struct Errno: Error { let code: Int32 }
-
-    /// `path` with the symlinks of its last component followed (at most 40, as Linux),
-    /// so that a rename replaces the file a plain open would write, not the link. A
-    /// dangling link resolves to its (missing) target, which is then created.
-    private static func followSymlinks(_ path: String) -> Result<String, Errno> {
-        var p = path
-        for _ in 0..<40 {
-            var st = stat()
-            guard lstat(p, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return .success(p) }
-            var buf = [UInt8](repeating: 0, count: Int(PATH_MAX))
-            let n = buf.withUnsafeMutableBytes { readlink(p, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-            if n < 0 { return .failure(Errno(code: errno)) }
-            let target = String(decoding: buf[0..<n], as: UTF8.self)
-            p = target.hasPrefix("/") ? target : split(p).directory + "/" + target
-        }
-        return .failure(Errno(code: ELOOP))
-    }
-
-    /// (directory, last component) of `path`; the directory of "name" is ".".
-    private static func split(_ path: String) -> (directory: String, base: String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        let dir = String(path[..<slash])
-        return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
-    }
 }
 
 /// Why an output file cannot be opened or written; `message` is complete (option, path,

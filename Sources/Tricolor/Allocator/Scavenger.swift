@@ -315,10 +315,7 @@ extension Heap {
         let released = UInt(pages.scavengedPages) << SizeClassTable.pageShiftU
         let retained = max(1, heapRetainedLocked())
         // In-use as MemStats counts it: spans kept empty in their class are idle.
-        let kept = heapStats.keptEmptyBytes.load(.relaxed)
-        let keptNow = kept - min(kept, heapStats.keptEmptyBytesTaken.load(.relaxed))
-        let inuse = heapStats.heapInuse.load(.relaxed)
-        let util = (inuse - min(inuse, keptNow)) * 100 / retained
+        let util = heapStats.heapInuseReported * 100 / retained
         let line = "scav \(scav.releasedSinceTrace >> 10) KiB work, \(released >> 10) KiB total, \(util)% util\(forced ? " (forced)" : "")\n"
         scav.releasedSinceTrace = 0
         writeStderr(line)

@@ -132,7 +132,7 @@ extension Heap {
             heapStats.spansKeptEmpty.add(1, .relaxed)
             heapStats.keptEmptyBytes.add(s.pointee.npages << SizeClassTable.pageShiftU, .relaxed)
         }
-        s.pointee.keptEmpty = keepEmpty && nalloc == 0 ? 1 : 0
+        s.pointee.keptEmpty = keepEmpty ? 1 : 0
         let spc = s.pointee.spanClass
         let c = centrals + Int(spc.raw)
         c.pointee.lock.withLock {

@@ -156,7 +156,11 @@ extension Heap {
             HeapDumpError(description: "cannot \(what) heap dump '\(path)': \(String(cString: strerror(code)))")
         }
         if path.isEmpty { throw failed("create", ENOENT) }
-        let final = try dumpFollowingSymlinks(path).get()
+        let final: String
+        switch FilePaths.followingFinalSymlinks(path) {
+        case .success(let p): final = p
+        case .failure(let e): throw failed("create", e.code)
+        }
         var st = stat()
         var mode: mode_t? = nil
         if stat(final, &st) == 0 {
@@ -169,9 +173,7 @@ extension Heap {
         } else if errno != ENOENT {
             throw failed("create", errno)
         }
-        let slash = final.lastIndex(of: "/")
-        let dir = slash.map { $0 == final.startIndex ? "/" : String(final[..<$0]) } ?? "."
-        let base = slash.map { String(final[final.index(after: $0)...]) } ?? final
+        let (dir, base) = FilePaths.split(final)
         // O_EXCL on a fresh name (mkstemp's 0600 would need the umask, which cannot be
         // read without setting it, racing other threads).
         var temporary = ""
@@ -517,29 +519,4 @@ func mutatorStatusName(_ s: MutatorStatus) -> String {
     case .blocking: return "blocking"
     case .detached: return "detached"
     }
-}
-
-/// `path` with the symlinks of its last component followed (at most 40, as Linux), so
-/// that a rename replaces the file an open would write, not the link. A dangling link
-/// resolves to its missing target.
-private func dumpFollowingSymlinks(_ path: String) -> Result<String, HeapDumpError> {
-    var p = path
-    for _ in 0..<40 {
-        var st = stat()
-        guard lstat(p, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return .success(p) }
-        var buf = [UInt8](repeating: 0, count: Int(PATH_MAX))
-        let n = buf.withUnsafeMutableBytes { readlink(p, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-        if n < 0 {
-            return .failure(HeapDumpError(description: "cannot create heap dump '\(path)': \(String(cString: strerror(errno)))"))
-        }
-        let target = String(decoding: buf[0..<n], as: UTF8.self)
-        if target.hasPrefix("/") {
-            p = target
-        } else if let slash = p.lastIndex(of: "/") {
-            p = String(p[...slash]) + target
-        } else {
-            p = target
-        }
-    }
-    return .failure(HeapDumpError(description: "cannot create heap dump '\(path)': \(String(cString: strerror(ELOOP)))"))
 }

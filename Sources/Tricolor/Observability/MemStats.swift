@@ -135,10 +135,7 @@ extension Heap {
         let stacks = UInt64(heapStats.stackInuse.load(.relaxed))
         m.heapSys = UInt64(heapStats.heapSys.load(.relaxed)) - stacks
         // Spans kept empty in their class are idle, as they would be in Go's page heap.
-        let rawInuse = UInt64(heapStats.heapInuse.load(.relaxed))
-        let taken = heapStats.keptEmptyBytesTaken.load(.relaxed)
-        let kept = heapStats.keptEmptyBytes.load(.relaxed)
-        m.heapInuse = rawInuse - min(rawInuse, UInt64(kept - min(kept, taken)))
+        m.heapInuse = UInt64(heapStats.heapInuseReported)
         m.heapIdle = m.heapSys - m.heapInuse
         m.heapReleased = UInt64(heapStats.heapReleased.load(.relaxed))
         m.stackInuse = stacks
@@ -176,8 +173,6 @@ extension Heap {
         m.enableGC = true
         return m
     }
-
-
 
     /// Go's debug.ReadGCStats. With `pauseQuantiles` = q > 0, `GCStats.pauseQuantiles`
     /// holds q quantiles of `pause` computed as Go does (for q = 5: minimum, 25%, 50%,

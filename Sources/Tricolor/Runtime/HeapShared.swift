@@ -334,6 +334,20 @@ struct HeapStatsShared {
         c.nextLine()
         smallFrees = c.counters(SizeClassTable.numSizeClasses)
     }
+
+    /// Bytes of the spans kept empty in their class now (see `keptEmptyBytes`): counted
+    /// in heapInuse, reported as idle. Two relaxed loads, so a moment's skew is clamped.
+    var keptEmptyBytesNow: UInt {
+        let taken = keptEmptyBytesTaken.load(.relaxed)
+        let kept = keptEmptyBytes.load(.relaxed)
+        return kept - min(kept, taken)
+    }
+
+    /// heapInuse as MemStats reports it: spans kept empty in their class are idle.
+    var heapInuseReported: UInt {
+        let inuse = heapInuse.load(.relaxed)
+        return inuse - min(inuse, keptEmptyBytesNow)
+    }
 }
 
 /// Mode words.

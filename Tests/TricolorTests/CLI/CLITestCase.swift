@@ -47,12 +47,18 @@ class CLITestCase: XCTestCase {
 
     /// Runs `tricolor args` in `directory` with the GC variables cleared (then `env` set),
     /// stdout into a file (or `stdoutPath`), stderr into a file (or `stderrPath`, then
-    /// `Result.stderr` is empty).
+    /// `Result.stderr` is empty). With `shellSetup`, under /bin/sh after those commands
+    /// (`ulimit`, `trap`), which then exec it.
     func run(_ args: [String], env: [String: String] = [:], stdoutPath: String? = nil, stderrPath: String? = nil,
-             file: StaticString = #filePath, line: UInt = #line) throws -> Result {
+             shellSetup: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Result {
         let p = Process()
-        p.executableURL = try executable
-        p.arguments = args
+        if let shellSetup {
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "\(shellSetup) && exec \"$0\" \"$@\"", try executable.path] + args
+        } else {
+            p.executableURL = try executable
+            p.arguments = args
+        }
         p.currentDirectoryURL = directory
         var environment = ProcessInfo.processInfo.environment
         for k in ["GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"] { environment[k] = nil }

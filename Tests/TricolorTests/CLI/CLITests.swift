@@ -221,34 +221,7 @@ final class CLITests: CLITestCase {
     /// and SIGXFSZ ignored, so a write past the limit fails with EFBIG: a write failure
     /// that happens the same way every time.
     func runWithFileSizeLimit(_ blocks: Int, _ args: [String]) throws -> Result {
-        let script = "ulimit -f \(blocks) && trap '' XFSZ && exec \"$0\" \"$@\""
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", script, try executable.path] + args
-        p.currentDirectoryURL = directory
-        var environment = ProcessInfo.processInfo.environment
-        for k in ["GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"] { environment[k] = nil }
-        p.environment = environment
-        let outPath = path("limited.stdout"), errPath = path("limited.stderr")
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        let out = try XCTUnwrap(FileHandle(forWritingAtPath: outPath))
-        let err = try XCTUnwrap(FileHandle(forWritingAtPath: errPath))
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let pid = p.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 600, execute: watchdog)
-        p.waitUntilExit()
-        watchdog.cancel()
-        try out.close()
-        try err.close()
-        let status: Int32? = p.terminationReason == .exit ? p.terminationStatus : nil
-        let stderr = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
-        XCTAssertNotNil(status, "killed by signal \(p.terminationStatus): \(stderr)")
-        return Result(status: status, stdout: [UInt8](FileManager.default.contents(atPath: outPath) ?? Data()), stderr: stderr)
+        try run(args, shellSetup: "ulimit -f \(blocks) && trap '' XFSZ")
     }
 
     /// A heap dump whose write fails (EFBIG past a file-size limit) leaves the existing
